@@ -1,0 +1,117 @@
+"""diskguard: make disk exhaustion a non-event for long training runs.
+
+How full is the disk under a path, exactly as ``df`` computes it, and is it past a threshold::
+
+    import diskguard
+
+    u = diskguard.usage('/workspace/checkpoints')   # a path that does not exist yet is fine
+    print(u.avail, u.percent_used, u.mount_point)
+    result = diskguard.check('/workspace/checkpoints', warn=0.85, critical=0.95, min_free='20GiB')
+    if result.level >= diskguard.Level.WARN:
+        print(result)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import TypeAlias
+
+from ._diskguard import (
+    CheckResult,
+    DiskGuardError,
+    DiskUsage,
+    Level,
+    Mount,
+    __version__,
+    format_size,
+    mounts,
+    parse_size,
+    usage,
+)
+from ._diskguard import check as _check
+
+__all__ = [
+    'CheckResult',
+    'DiskGuardError',
+    'DiskSpaceCriticalError',
+    'DiskSpaceWarning',
+    'DiskUsage',
+    'Level',
+    'Mount',
+    '__version__',
+    'check',
+    'format_size',
+    'mounts',
+    'parse_size',
+    'usage',
+]
+
+# Rust log records arrive under this logger (pyo3-log); the application decides where they go.
+logging.getLogger('diskguard').addHandler(logging.NullHandler())
+
+StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
+Size: TypeAlias = 'int | float | str'
+
+
+class DiskSpaceWarning(UserWarning):
+    """A filesystem a run depends on has reached a warning or critical threshold."""
+
+
+class DiskSpaceCriticalError(DiskGuardError):
+    """A filesystem has reached a critical threshold; ``result`` holds the full check."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(str(result))
+        self.result = result
+
+
+def check(
+    path: StrPath,
+    warn: float | None = 0.85,
+    critical: float | None = 0.95,
+    *,
+    min_free: Size | None = None,
+    warn_free: Size | None = None,
+    inode_warn: float | None = 0.85,
+    inode_critical: float | None = 0.95,
+    emit_warning: bool = False,
+    raise_on_critical: bool = False,
+) -> CheckResult:
+    """Grade the filesystem under ``path`` as ok, warn or critical.
+
+    Args:
+        path: Any path on the filesystem; a path that does not exist yet is answered by its nearest
+            existing ancestor.
+        warn: Fraction used, in ``df``'s convention ``used / (used + avail)``, at which to warn.
+        critical: Fraction used that is critical.
+        min_free: Critical when less than this is available to non-root users (``'20GiB'``, bytes).
+        warn_free: Warn when less than this is available.
+        inode_warn: Fraction of inodes used at which to warn (skipped where inodes are not counted).
+        inode_critical: Fraction of inodes used that is critical.
+        emit_warning: Issue a :class:`DiskSpaceWarning` when the level is warn or critical.
+        raise_on_critical: Raise :class:`DiskSpaceCriticalError` when the level is critical.
+
+    Any threshold may be ``None`` to switch it off.
+
+    Raises:
+        ValueError: A threshold is out of range (the message names it, its value and what is allowed).
+        OSError: The filesystem could not be queried (``FileNotFoundError``, ``PermissionError``...).
+        DiskSpaceCriticalError: With ``raise_on_critical``, when the level is critical.
+    """
+    result = _check(
+        path,
+        warn,
+        critical,
+        min_free=min_free,
+        warn_free=warn_free,
+        inode_warn=inode_warn,
+        inode_critical=inode_critical,
+    )
+    if result.level != Level.OK:
+        if raise_on_critical and result.level == Level.CRITICAL:
+            raise DiskSpaceCriticalError(result)
+        if emit_warning:
+            warnings.warn(str(result), DiskSpaceWarning, stacklevel=2)
+    return result

@@ -1,0 +1,204 @@
+"""The compiled core of diskguard. Import ``diskguard``, not this module."""
+
+import os
+from typing import Any, ClassVar, TypeAlias, final
+
+__all__ = [
+    'CheckResult',
+    'DiskGuardError',
+    'DiskUsage',
+    'Level',
+    'Mount',
+    '__version__',
+    'check',
+    'format_size',
+    'mounts',
+    'parse_size',
+    'usage',
+]
+
+__version__: str
+
+_StrPath: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+_Size: TypeAlias = int | float | str
+
+class DiskGuardError(Exception):
+    """Base class of diskguard's own errors."""
+
+@final
+class Level:
+    """Severity of a check. ``int(level)`` is the Nagios plugin exit code; levels are ordered."""
+
+    OK: ClassVar[Level]
+    WARN: ClassVar[Level]
+    CRITICAL: ClassVar[Level]
+    def __int__(self) -> int: ...
+    def __lt__(self, value: object, /) -> bool: ...
+    def __le__(self, value: object, /) -> bool: ...
+    def __gt__(self, value: object, /) -> bool: ...
+    def __ge__(self, value: object, /) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Mount:
+    """One line of ``/proc/<pid>/mountinfo``, escapes such as ``\\040`` decoded."""
+
+    @property
+    def mount_id(self) -> int: ...
+    @property
+    def parent_id(self) -> int: ...
+    @property
+    def major(self) -> int:
+        """Major device number: ``os.major(os.stat(p).st_dev)`` of files on this mount."""
+    @property
+    def minor(self) -> int: ...
+    @property
+    def root(self) -> str:
+        """Directory of the filesystem that is this mount's root (not ``/`` for bind mounts)."""
+    @property
+    def mount_point(self) -> str: ...
+    @property
+    def fs_type(self) -> str: ...
+    @property
+    def source(self) -> str:
+        """Mount source, usually the device (``/dev/sda1``)."""
+    @property
+    def mount_options(self) -> str: ...
+    @property
+    def super_options(self) -> str: ...
+    @property
+    def read_only(self) -> bool:
+        """``ro`` in the mount or superblock options."""
+    @property
+    def is_overlay(self) -> bool:
+        """A union filesystem (overlay, fuse-overlayfs, aufs): in a container, the host's partition."""
+
+@final
+class DiskUsage:
+    """Usage of the filesystem under a path, in bytes, as ``df -B1`` and ``df -i`` report it.
+
+    The numbers come from one ``statfs`` call. The mount fields (``mount``, ``mount_point``,
+    ``device``, and ``fs_type`` when it needs the table) are resolved from the mount table on first
+    access, which costs a ``realpath`` and a read of ``/proc/self/mountinfo``.
+    """
+
+    @property
+    def path(self) -> str:
+        """The path asked about (bytes are decoded with the filesystem encoding)."""
+    @property
+    def queried_path(self) -> str:
+        """The path measured: ``path`` itself, or its nearest existing ancestor."""
+    @property
+    def path_exists(self) -> bool:
+        """False when ``path`` does not exist (yet) and ``queried_path`` is an ancestor."""
+    @property
+    def total(self) -> int:
+        """Size of the filesystem (``df`` Size)."""
+    @property
+    def used(self) -> int:
+        """Used bytes (``df`` Used): blocks minus free blocks."""
+    @property
+    def free(self) -> int:
+        """Free bytes including root's reserve."""
+    @property
+    def avail(self) -> int:
+        """Bytes a non-root process can still write (``df`` Avail)."""
+    @property
+    def reserved(self) -> int:
+        """Root's reserve: ``free - avail`` (5% of an ext4 filesystem by default)."""
+    @property
+    def percent_used(self) -> float:
+        """``used / (used + avail) * 100``, unrounded; ``df`` shows it rounded up as Use%."""
+    @property
+    def inodes_total(self) -> int | None:
+        """Inode count; ``None`` where the filesystem has no fixed count (btrfs, many FUSE)."""
+    @property
+    def inodes_used(self) -> int | None: ...
+    @property
+    def inodes_free(self) -> int | None: ...
+    @property
+    def inodes_percent_used(self) -> float | None:
+        """``df -i``'s IUse%, unrounded."""
+    @property
+    def read_only(self) -> bool:
+        """The mount is read-only (``ST_RDONLY``)."""
+    @property
+    def block_size(self) -> int:
+        """The unit of the kernel's block counts (``f_frsize``)."""
+    @property
+    def mount(self) -> Mount | None:
+        """The mount holding ``queried_path``, found as ``df`` finds it; ``None`` if unresolvable."""
+    @property
+    def mount_point(self) -> str | None: ...
+    @property
+    def fs_type(self) -> str:
+        """Filesystem type from the mount table, else a name for the ``statfs`` magic number."""
+    @property
+    def device(self) -> str | None:
+        """Mount source, usually the block device."""
+    @property
+    def is_overlay(self) -> bool:
+        """A union filesystem: inside a container, these are the host partition's numbers."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (mount fields resolved), for JSON and logging."""
+
+@final
+class CheckResult:
+    """The outcome of :func:`check`: the level, one reason per threshold reached, and the usage."""
+
+    @property
+    def level(self) -> Level: ...
+    @property
+    def reasons(self) -> list[str]: ...
+    @property
+    def usage(self) -> DiskUsage: ...
+
+def usage(path: _StrPath) -> DiskUsage:
+    """Usage of the filesystem that holds ``path``.
+
+    A path that does not exist yet (a checkpoint directory about to be created) is answered by its
+    nearest existing ancestor; ``path_exists`` and ``queried_path`` say so. The GIL is released
+    around ``statfs``, which can block on a network filesystem.
+
+    Raises:
+        ValueError: ``path`` is empty or contains a NUL byte.
+        TypeError: ``path`` is not str, bytes or os.PathLike.
+        OSError: The matching subclass with errno and filename (``PermissionError``,
+            ``NotADirectoryError`` for a path through a file, ``errno.ENAMETOOLONG``...).
+    """
+
+def check(
+    path: _StrPath,
+    warn: float | None = 0.85,
+    critical: float | None = 0.95,
+    *,
+    min_free: _Size | None = None,
+    warn_free: _Size | None = None,
+    inode_warn: float | None = 0.85,
+    inode_critical: float | None = 0.95,
+) -> CheckResult:
+    """Grade the filesystem under ``path``; ``diskguard.check`` adds warning and raising options."""
+
+def mounts(proc_root: _StrPath | None = None, pid: int | str | None = None) -> list[Mount]:
+    """The mount table.
+
+    Args:
+        proc_root: Where proc is mounted; ``None`` means ``/proc``. A container that mounts the host's
+            proc elsewhere (``/host/proc``) passes that path to see the host's filesystems.
+        pid: Whose mount namespace to read. ``None`` reads ``self`` under ``/proc``, and under another
+            proc root pid 1 (the host's init), falling back to ``self`` when pid 1 is hidden.
+
+    The GIL is released while the file is read.
+    """
+
+def parse_size(value: _Size) -> int:
+    """Bytes of a human size: ``'20GiB'`` and ``'1.5T'`` are powers of 1024, ``'500MB'`` of 1000.
+
+    Raises:
+        ValueError: ``value`` is negative or not a size; the message says what is accepted.
+    """
+
+def format_size(value: int) -> str:
+    """Bytes with IEC units and one decimal: ``format_size(1536) == '1.5 KiB'``."""

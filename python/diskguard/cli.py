@@ -1,0 +1,134 @@
+"""The ``diskguard`` command.
+
+``diskguard`` alone reports on the disk under the current directory. ``diskguard status PATH...``
+reports on other paths, ``diskguard mounts`` lists the mount table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import CheckResult, __version__, check, format_size, mounts
+
+
+def _percent(value: float | None) -> str:
+    return '-' if value is None else f'{value:.1f}%'
+
+
+def _status_lines(result: CheckResult) -> list[str]:
+    u = result.usage
+    where = u.queried_path if u.path_exists else f'{u.queried_path} (nearest existing ancestor of {u.path})'
+    mount = f'{u.mount_point}  ({u.fs_type} on {u.device or "?"})'
+    lines = [
+        f'disk under {u.path}',
+        f'  measured    {where}',
+        f'  mount       {mount}{"  read-only" if u.read_only else ""}',
+        f'  size        {format_size(u.total)}',
+        f'  used        {format_size(u.used)}  ({u.percent_used:.1f}% of what non-root can use, as df counts)',
+        f'  available   {format_size(u.avail)}  (writable by non-root processes such as training jobs)',
+        f'  reserved    {format_size(u.reserved)}  (root-only reserve, not available to training jobs)',
+    ]
+    if u.inodes_total is None:
+        lines.append('  inodes      not counted by this filesystem')
+    else:
+        lines.append(
+            f'  inodes      {u.inodes_used} of {u.inodes_total} used ({_percent(u.inodes_percent_used)}), '
+            f'{u.inodes_free} free'
+        )
+    if u.is_overlay:
+        lines.append(
+            "  note        overlay filesystem: in a container these are the host partition's numbers"
+        )
+    status = str(result.level).upper()
+    lines.append(f'  status      {status}' + (f': {"; ".join(result.reasons)}' if result.reasons else ''))
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    results = [
+        check(
+            path,
+            args.warn,
+            args.critical,
+            min_free=args.min_free,
+            inode_warn=args.warn,
+            inode_critical=args.critical,
+        )
+        for path in args.paths or ['.']
+    ]
+    if args.json:
+        payload = [{**r.usage.to_dict(), 'level': str(r.level), 'reasons': list(r.reasons)} for r in results]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+    else:
+        print(f'diskguard {__version__}')
+        print('\n\n'.join('\n'.join(_status_lines(r)) for r in results))
+    return 0
+
+
+def _mounts(args: argparse.Namespace) -> int:
+    table = mounts(args.proc_root, args.pid)
+    if args.json:
+        keys = ['mount_id', 'parent_id', 'major', 'minor', 'root', 'mount_point', 'fs_type', 'source']
+        keys += ['mount_options', 'super_options', 'read_only', 'is_overlay']
+        print(json.dumps([{k: getattr(m, k) for k in keys} for m in table], indent=2))
+        return 0
+    width = max((len(m.mount_point) for m in table), default=10)
+    print(f'{"MOUNT POINT":<{width}}  {"TYPE":<12} {"DEVICE":<24} FLAGS')
+    for m in table:
+        flags = ','.join(f for f, on in (('ro', m.read_only), ('overlay', m.is_overlay)) if on)
+        print(f'{m.mount_point:<{width}}  {m.fs_type:<12} {m.source:<24} {flags}')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='diskguard',
+        description='How full is the disk under a path, the way df computes it. '
+        'With no command: a status report of the disk under the current directory.',
+    )
+    parser.add_argument('--version', action='version', version=f'diskguard {__version__}')
+    commands = parser.add_subparsers(dest='command')
+    status = commands.add_parser('status', help='report usage and threshold status of paths')
+    status.add_argument('paths', nargs='*', metavar='PATH', help='paths to report on (default: .)')
+    status.add_argument(
+        '--warn', type=float, default=0.85, help='fraction of space or inodes used that warns (0.85)'
+    )
+    status.add_argument(
+        '--critical',
+        type=float,
+        default=0.95,
+        help='fraction of space or inodes used that is critical (0.95)',
+    )
+    status.add_argument('--min-free', default=None, help='critical below this much available, e.g. 20GiB')
+    status.add_argument('--json', action='store_true', help='machine-readable output')
+    status.set_defaults(run=_status)
+    table = commands.add_parser('mounts', help='list the mount table')
+    table.add_argument('--proc-root', default=None, help="another proc mount, e.g. the host's /host/proc")
+    table.add_argument('--pid', default=None, help='whose mount namespace (default: self, or 1 elsewhere)')
+    table.add_argument('--json', action='store_true', help='machine-readable output')
+    table.set_defaults(run=_mounts)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``diskguard`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(['status', *(argv or [])])
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:
+        # The reader went away (`diskguard mounts | head`); nothing left to say.
+        sys.stderr.close()
+        return 0
+    except (OSError, ValueError) as err:
+        print(f'diskguard: {err}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':  # pragma: no cover
+    sys.exit(main())
