@@ -16,7 +16,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
 use crate::mounts::{self, Mount};
-use crate::size;
+use crate::size::{self, SIZE_RULE};
 use crate::usage::{self, DiskUsage};
 
 create_exception!(
@@ -96,9 +96,6 @@ fn size_arg(name: &'static str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Opti
     }
     Err(bad().into())
 }
-
-const SIZE_RULE: &str =
-    "expected a non-negative byte count: an int, or a string such as '20GiB', '500MB', '1.5T'";
 
 /// Severity of a check. Its integer value is the Nagios plugin exit code (0, 1, 2).
 #[pyclass(eq, eq_int, ord, hash, frozen, name = "Level", module = "diskguard")]
@@ -479,8 +476,11 @@ pub mod _diskguard {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        // Another extension may have installed a logger already; ours then stays quiet.
-        if pyo3_log::try_init().is_err() {
+        // Loggers are cached but levels are not, so `logging.getLogger("diskguard").setLevel(...)`
+        // takes effect at any time; we log only off the hot path, where the lookup is affordable.
+        // Another extension may have installed a Rust logger already; ours then stays quiet.
+        let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?;
+        if logger.install().is_err() {
             log::debug!("a Rust logger was already installed; diskguard logs through it");
         }
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;

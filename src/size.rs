@@ -5,12 +5,13 @@
 
 use crate::error::{Error, Result};
 
-const ALLOWED: &str =
+/// What a size argument may be, for error messages.
+pub const SIZE_RULE: &str =
     "expected a non-negative byte count: an int, or a string such as '20GiB', '500MB', '1.5T' or '4096'";
 
 /// Parses a human size into bytes. `name` is the argument's name, used in the error.
 pub fn parse_size(name: &'static str, text: &str) -> Result<u64> {
-    let bad = || Error::invalid(name, format!("{text:?}"), ALLOWED);
+    let bad = || Error::invalid(name, format!("'{}'", text.escape_debug()), SIZE_RULE);
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -1,0 +1,7 @@
+"""``python -m diskguard``: the same as the ``diskguard`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
