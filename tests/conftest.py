@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,3 +144,34 @@ def fill_until_enospc(directory: Path, chunk: int = 64 * 1024) -> int:
             written += n or 0
             if not n:
                 return written
+
+
+@pytest.fixture
+def slow_statfs_mount(open_dir: Path) -> Iterator[Path]:
+    """A FUSE mount whose statfs blocks for one second, like a hung NFS server (tests/slow_fuse.py)."""
+    _require_mounting()
+    if not os.path.exists('/dev/fuse'):
+        pytest.skip('no /dev/fuse on this machine: the kernel has no FUSE')
+    where = open_dir / 'slow'
+    where.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / 'slow_fuse.py'), str(where), '1.0'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline().strip()
+        if first != 'ready':
+            pytest.skip(f'cannot mount FUSE here: {first}')
+        yield where
+    finally:
+        _umount(where)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
