@@ -12,6 +12,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::IntoPyObjectExt;
 
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
@@ -177,23 +178,23 @@ impl From<&Mount> for PyMount {
 
 #[pymethods]
 impl PyMount {
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "Mount(mount_point={:?}, fs_type={:?}, source={:?}, read_only={})",
-            self.mount_point,
-            self.fs_type,
-            self.source,
-            py_bool(self.read_only)
+            "Mount(mount_point={}, fs_type={}, source={}, read_only={})",
+            py_repr(py, &self.mount_point),
+            py_repr(py, &self.fs_type),
+            py_repr(py, &self.source),
+            py_repr(py, self.read_only)
         )
     }
 }
 
-fn py_bool(value: bool) -> &'static str {
-    if value {
-        "True"
-    } else {
-        "False"
-    }
+/// Python's `repr()` of a value, for `__repr__`s that read like Python.
+fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> String {
+    value
+        .into_bound_py_any(py)
+        .and_then(|obj| obj.repr().map(|r| r.to_string()))
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 /// Usage of the filesystem under a path. The mount fields are resolved on first access.
@@ -344,10 +345,10 @@ impl PyDiskUsage {
         Ok(d)
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "DiskUsage(path={:?}, total={}, used={}, avail={}, reserved={}, percent_used={:.2})",
-            self.usage.path,
+            "DiskUsage(path={}, total={}, used={}, avail={}, reserved={}, percent_used={:.2})",
+            py_repr(py, self.path()),
             self.usage.total,
             self.usage.used,
             self.usage.avail,
@@ -367,12 +368,12 @@ pub struct PyCheckResult {
 
 #[pymethods]
 impl PyCheckResult {
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "CheckResult(level=Level.{}, reasons={:?}, path={:?})",
+            "CheckResult(level=Level.{}, reasons={}, path={})",
             Level::from(self.level).name().to_uppercase(),
-            self.reasons,
-            self.usage.get().usage.path
+            py_repr(py, &self.reasons),
+            py_repr(py, self.usage.get().usage.path.as_os_str())
         )
     }
 

@@ -304,3 +304,11 @@ def test_import_pulls_in_no_heavy_frameworks() -> None:
     code = 'import sys, diskguard; print(sorted(m for m in ("torch", "lightning", "transformers") if m in sys.modules))'
     out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == '[]'
+
+
+def test_records_read_like_python(tmpfs: Path) -> None:
+    u = diskguard.usage(tmpfs)
+    assert repr(u).startswith(f"DiskUsage(path='{tmpfs}', total={16 * 2**20}, used=")
+    assert repr(u.mount) == f"Mount(mount_point='{tmpfs}', fs_type='tmpfs', source='tmpfs', read_only=False)"
+    assert repr(diskguard.check(tmpfs)) == f"CheckResult(level=Level.OK, reasons=[], path='{tmpfs}')"
+    assert repr(diskguard.Level.WARN) == 'Level.WARN' and str(diskguard.Level.WARN) == 'warn'
