@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod error;
+pub mod logs;
 pub mod mounts;
 pub mod size;
 pub mod usage;

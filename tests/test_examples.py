@@ -27,3 +27,11 @@ def test_check_before_save_refuses_on_a_full_disk(tmpfs: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert 'status: CRITICAL' in done.stdout
     assert not (tmpfs / 'ckpts').exists(), 'nothing written to a critical disk'
+
+
+def test_budget_logging_sizes_from_the_disk(tmpfs: Path) -> None:
+    done = run(str(EXAMPLES / 'budget_logging.py'), str(tmpfs / 'logs'))
+    assert done.returncode == 0, done.stderr
+    assert 'log budget: 1677721 bytes (bound by max_use_fraction=0.1 of the 16.0 MiB filesystem)' in done.stdout
+    assert 'dropped 0 records' in done.stdout
+    assert (tmpfs / 'logs' / 'train.log').read_text().splitlines()[-1].endswith('step 999 loss 0.0010')

@@ -13,7 +13,7 @@ How full is the disk under a path, exactly as ``df`` computes it, and is it past
 
 from __future__ import annotations
 
-import logging
+import logging as _logging
 import os
 import warnings
 from typing import TypeAlias
@@ -23,9 +23,11 @@ from ._diskguard import (
     DiskGuardError,
     DiskUsage,
     Level,
+    LogBudget,
     Mount,
     __version__,
     format_size,
+    log_budget,
     mounts,
     parse_size,
     usage,
@@ -39,17 +41,19 @@ __all__ = [
     'DiskSpaceWarning',
     'DiskUsage',
     'Level',
+    'LogBudget',
     'Mount',
     '__version__',
     'check',
     'format_size',
+    'log_budget',
     'mounts',
     'parse_size',
     'usage',
 ]
 
 # Rust log records arrive under this logger (pyo3-log); the application decides where they go.
-logging.getLogger('diskguard').addHandler(logging.NullHandler())
+_logging.getLogger('diskguard').addHandler(_logging.NullHandler())
 
 StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
 Size: TypeAlias = 'int | float | str'

@@ -8,10 +8,12 @@ __all__ = [
     'DiskGuardError',
     'DiskUsage',
     'Level',
+    'LogBudget',
     'Mount',
     '__version__',
     'check',
     'format_size',
+    'log_budget',
     'mounts',
     'parse_size',
     'usage',
@@ -154,6 +156,57 @@ class CheckResult:
     def reasons(self) -> list[str]: ...
     @property
     def usage(self) -> DiskUsage: ...
+
+@final
+class LogBudget:
+    """A log budget by systemd-journald's rule, as :func:`log_budget` returns it."""
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes all log files together may occupy."""
+    @property
+    def max_bytes(self) -> int:
+        """Size at which the live file rotates (``maxBytes``)."""
+    @property
+    def backup_count(self) -> int:
+        """Rotated files to keep (``backupCount``), at least 1 so rotation really happens."""
+    @property
+    def bound(self) -> str:
+        """Which limit bound the total: ``'cap'``, ``'fraction'``, ``'keep_free'`` or ``'floor'``."""
+    @property
+    def explanation(self) -> str:
+        """One sentence naming the binding limit and its figures."""
+    @property
+    def usage(self) -> DiskUsage:
+        """The filesystem figures the budget was computed from."""
+
+def log_budget(
+    path: _StrPath,
+    *,
+    max_use: _Size | None = None,
+    max_use_fraction: float = 0.1,
+    keep_free: _Size | None = None,
+    max_file_size: _Size | None = None,
+    min_file_size: _Size | None = None,
+    current_usage: _Size | None = None,
+) -> LogBudget:
+    """Sizes rotating logs on the filesystem under ``path`` (systemd-journald's rule).
+
+    The total is ``min(max_use, max_use_fraction x size, avail + current_usage - keep_free)``, never
+    below two files of ``min_file_size``; each file is ``max_file_size`` or total / 8 (at most
+    128 MiB), and ``max_bytes x (backup_count + 1) <= total_bytes``.
+
+    Args:
+        path: Where the logs live (a missing path is answered by its nearest existing ancestor).
+        max_use: Absolute cap; default 4 GiB.
+        max_use_fraction: Cap as a fraction of the filesystem size, in (0, 1]; default 0.10.
+        keep_free: Space to leave for everything else; default 15% of the filesystem, at most 4 GiB.
+        max_file_size: Size of one file; default total / 8, at most 128 MiB.
+        min_file_size: Smallest file worth rotating; default 64 KiB.
+        current_usage: Bytes the logs occupy already; they count as available to themselves.
+
+    The GIL is released around ``statfs``.
+    """
 
 def usage(path: _StrPath) -> DiskUsage:
     """Usage of the filesystem that holds ``path``.
