@@ -32,6 +32,8 @@ def test_check_before_save_refuses_on_a_full_disk(tmpfs: Path) -> None:
 def test_budget_logging_sizes_from_the_disk(tmpfs: Path) -> None:
     done = run(str(EXAMPLES / 'budget_logging.py'), str(tmpfs / 'logs'))
     assert done.returncode == 0, done.stderr
-    assert 'log budget: 1677721 bytes (bound by max_use_fraction=0.1 of the 16.0 MiB filesystem)' in done.stdout
+    assert (
+        'log budget: 1677721 bytes (bound by max_use_fraction=0.1 of the 16.0 MiB filesystem)' in done.stdout
+    )
     assert 'dropped 0 records' in done.stdout
     assert (tmpfs / 'logs' / 'train.log').read_text().splitlines()[-1].endswith('step 999 loss 0.0010')
