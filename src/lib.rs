@@ -16,6 +16,7 @@ pub mod error;
 pub mod logs;
 pub mod mounts;
 pub mod size;
+pub mod trend;
 pub mod usage;
 
 mod bindings;
