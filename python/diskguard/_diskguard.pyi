@@ -10,8 +10,12 @@ __all__ = [
     'Level',
     'LogBudget',
     'Mount',
+    'RunForecast',
+    'TrendEstimate',
+    'TrendMonitor',
     '__version__',
     'check',
+    'forecast_run',
     'format_size',
     'log_budget',
     'mounts',
@@ -206,6 +210,126 @@ def log_budget(
         current_usage: Bytes the logs occupy already; they count as available to themselves.
 
     The GIL is released around ``statfs``.
+    """
+
+@final
+class TrendEstimate:
+    """A forecast from :meth:`TrendMonitor.estimate`. Rates are bytes per second."""
+
+    @property
+    def rate(self) -> float:
+        """Total fill rate: background plus tagged steps; negative when shrinking."""
+    @property
+    def rate_error(self) -> float:
+        """Standard error of the background fit."""
+    @property
+    def background_rate(self) -> float:
+        """Drift not caused by tagged writes and frees (logs, caches, other writers)."""
+    @property
+    def step_rate(self) -> float:
+        """Net rate of tagged writes and frees, measured at the same phase of each save cycle."""
+    @property
+    def next_save(self) -> float:
+        """Headroom the next save needs (0 while the last save's prune is still due)."""
+    @property
+    def avail(self) -> float:
+        """Available bytes at the latest sample."""
+    @property
+    def time_to_full(self) -> float | None:
+        """Seconds until full; 0.0 when the next save would not fit; ``None`` when not filling."""
+
+@final
+class RunForecast:
+    """The answer to "will the rest of this run fit?", in training units."""
+
+    @property
+    def peak_bytes(self) -> float:
+        """The most the run needs on top of what is used now, at its worst moment."""
+    @property
+    def peak_at_save(self) -> int:
+        """Which save (1-based) reaches the peak; 0 when background growth peaks at the end."""
+    @property
+    def fits(self) -> bool: ...
+    @property
+    def saves_until_full(self) -> int | None:
+        """The first save that will not fit ("full in ~3 checkpoints")."""
+    @property
+    def seconds_until_full(self) -> float | None: ...
+    @property
+    def summary(self) -> str:
+        """One sentence, e.g. ``'full in ~3 checkpoints (save 3 of 10, in ~1.5 h): ...'``."""
+
+@final
+class TrendMonitor:
+    """Growth rate and time to full from periodic samples, with bounded memory.
+
+    Tag the writes and frees you cause (checkpoint saves, retention) with :meth:`record_write` and
+    :meth:`record_free`: the save-then-prune sawtooth then reads as flat, while saves without
+    retention read as growth. Times are ``time.monotonic()`` seconds; they default to now.
+
+    Args:
+        window: Seconds of history the background rate is fitted over (6 h).
+        short_window: Recent seconds that override it when significantly steeper (30 min).
+        capacity: Samples kept at most; faster samples are thinned.
+        warmup: Seconds of history before any forecast.
+        significance: t-statistic the short-window slope must reach to override.
+    """
+
+    def __new__(
+        cls,
+        *,
+        window: float = 21600.0,
+        short_window: float = 1800.0,
+        capacity: int = 720,
+        warmup: float = 900.0,
+        significance: float = 4.0,
+    ) -> TrendMonitor: ...
+    def add_sample(self, used: int, avail: int, t: float | None = None) -> None:
+        """Adds a measurement. Raises ``ValueError`` when time goes backwards."""
+    def sample(self, path: _StrPath) -> DiskUsage:
+        """Measures ``path`` now (GIL released around statfs), adds the sample, returns the usage."""
+    def record_write(self, nbytes: int, t: float | None = None) -> None:
+        """Tags a checkpoint (or any write we caused) of ``nbytes``."""
+    def record_free(self, nbytes: int, t: float | None = None) -> None:
+        """Tags ``nbytes`` freed by retention (or any deletion we caused)."""
+    def estimate(self) -> TrendEstimate | None:
+        """The forecast, or ``None`` until warmed up."""
+    def time_to_full(self) -> float | None: ...
+    def will_fill_within(self, seconds: float) -> bool: ...
+    def is_rising_fast(self, growth_threshold: float, window: float | None = None) -> bool:
+        """The hand-written rule: average growth over ``window`` (default short_window) above
+        ``growth_threshold`` bytes per second."""
+    def forecast_run(
+        self,
+        checkpoint_size: _Size,
+        save_interval: float,
+        *,
+        remaining_saves: int | None = None,
+        remaining_seconds: float | None = None,
+        keep_last: int | None = None,
+        existing: int = 0,
+        keep_free: _Size | None = None,
+    ) -> RunForecast:
+        """:func:`forecast_run` with this monitor's latest ``avail`` and background rate."""
+    def __len__(self) -> int: ...
+
+def forecast_run(
+    avail: _Size,
+    checkpoint_size: _Size,
+    save_interval: float,
+    *,
+    remaining_saves: int | None = None,
+    remaining_seconds: float | None = None,
+    keep_last: int | None = None,
+    existing: int = 0,
+    background_rate: float = 0.0,
+    keep_free: _Size | None = None,
+) -> RunForecast:
+    """Will the rest of a run fit?
+
+    Walks the remaining saves (give ``remaining_saves`` or ``remaining_seconds``). Frameworks write
+    a new checkpoint before deleting the oldest, so with ``keep_last=N`` each save briefly holds N+1.
+    ``existing`` checkpoints are on disk now; ``background_rate`` (bytes/s) adds logs and caches.
     """
 
 def usage(path: _StrPath) -> DiskUsage:
