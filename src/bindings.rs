@@ -649,13 +649,17 @@ fn time_or_now(t: Option<f64>) -> PyResult<f64> {
 #[pymethods]
 impl PyTrendMonitor {
     #[new]
-    #[pyo3(signature = (*, window=21600.0, short_window=1800.0, capacity=720, warmup=900.0, significance=4.0))]
+    #[pyo3(signature = (
+        *, window=21600.0, short_window=1800.0, capacity=720, warmup=10800.0, significance=10.0,
+        fill_significance=6.0,
+    ))]
     fn new(
         window: f64,
         short_window: f64,
         capacity: usize,
         warmup: f64,
         significance: f64,
+        fill_significance: f64,
     ) -> PyResult<Self> {
         let config = TrendConfig {
             window,
@@ -663,6 +667,7 @@ impl PyTrendMonitor {
             capacity,
             warmup,
             significance,
+            fill_significance,
         };
         Ok(PyTrendMonitor {
             monitor: TrendMonitor::new(config)?,

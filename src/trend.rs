@@ -37,6 +37,9 @@ pub struct TrendConfig {
     pub warmup: f64,
     /// t-statistic the short-window slope must reach to override the long one.
     pub significance: f64,
+    /// t-statistic the total rate must reach before it counts as filling. Residuals of disk usage
+    /// are strongly autocorrelated (files live for hours), so the bar is high.
+    pub fill_significance: f64,
 }
 
 impl Default for TrendConfig {
@@ -45,8 +48,9 @@ impl Default for TrendConfig {
             window: 6.0 * 3600.0,
             short_window: 1800.0,
             capacity: 720,
-            warmup: 900.0,
-            significance: 4.0,
+            warmup: 3.0 * 3600.0,
+            significance: 10.0,
+            fill_significance: 6.0,
         }
     }
 }
@@ -294,16 +298,17 @@ impl TrendMonitor {
         if now - first.t < self.config.warmup || window.len() < 6 {
             return None;
         }
-        // Long window: least squares over 24 bucket medians, blind to spikes shorter than a bucket.
+        // Long window: least squares over bucket medians (24 buckets per full window), blind to
+        // spikes shorter than half a bucket. Buckets keep their width while history is short.
         let buckets = 24usize;
-        let width = (now - first.t) / buckets as f64;
+        let width = self.config.window / buckets as f64;
         let mut points = Vec::with_capacity(buckets);
         let mut bucket: Vec<f64> = Vec::new();
         let mut times: Vec<f64> = Vec::new();
         let mut index = 0usize;
         for s in &window {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let b = (((s.t - first.t) / width).floor() as usize).min(buckets - 1);
+            let b = ((s.t - start).max(0.0) / width).floor() as usize;
             if b != index && !bucket.is_empty() {
                 points.push((median(&mut times), median(&mut bucket)));
                 bucket.clear();
@@ -318,16 +323,47 @@ impl TrendMonitor {
         }
         let long = least_squares(points.iter().map(|&(t, y)| (t - now, y)))
             .or_else(|| least_squares(window.iter().map(|s| (s.t - now, s.background))))?;
-        // Short window: a writer that just appeared shows here first.
+        // A real fill rises across the whole window; another tenant's files come and go within
+        // it. So growth counts only as far as each half of the window shows it too.
+        let long = if long.0 > 0.0 && points.len() >= 6 {
+            let (early, late) = points.split_at(points.len() / 2);
+            let slope_of = |part: &[(f64, f64)]| least_squares(part.iter().map(|&(t, y)| (t - now, y)));
+            match (slope_of(early), slope_of(late)) {
+                (Some((a, _)), Some((b, _))) => (long.0.min(a).min(b).max(0.0), long.1),
+                _ => long,
+            }
+        } else {
+            long
+        };
+        // Short window: a writer that just appeared shows here first. A step (another tenant's
+        // file landing) also fits a steep line, so every third of the window must rise, and the
+        // gentlest third is what counts.
         let short_start = now - self.config.short_window;
-        let recent = window
+        let third = self.config.short_window / 3.0;
+        let recent: Vec<(f64, f64)> = window
             .iter()
             .filter(|s| s.t >= short_start)
-            .map(|s| (s.t - now, s.background));
-        if let Some((slope, error)) = least_squares(recent) {
+            .map(|s| (s.t - now, s.background))
+            .collect();
+        if let Some((slope, error)) = least_squares(recent.iter().copied()) {
+            let thirds: Vec<Option<(f64, f64)>> = (0..3)
+                .map(|k| {
+                    let from = -self.config.short_window + third * f64::from(k);
+                    least_squares(
+                        recent
+                            .iter()
+                            .copied()
+                            .filter(move |&(t, _)| t >= from && t < from + third),
+                    )
+                })
+                .collect();
+            let gentlest = thirds
+                .iter()
+                .map(|p| p.map_or(f64::NEG_INFINITY, |(s, _)| s))
+                .fold(f64::INFINITY, f64::min);
             let significant = error <= 0.0 || slope / error >= self.config.significance;
-            if slope > long.0 && significant {
-                return Some((slope, error));
+            if gentlest > long.0 && significant {
+                return Some((gentlest, error));
             }
         }
         Some(long)
@@ -362,9 +398,12 @@ impl TrendMonitor {
         let pending_prune = self.ever_freed && !self.freed_since_write;
         let next_save = if pending_prune { 0.0 } else { self.last_write };
         let headroom = avail - next_save;
+        // Filling only when the rate is clearly above zero: a flat disk with other tenants' files
+        // coming and going has a small positive slope half the time, and a forecast from it cries wolf.
+        let filling = rate > 0.0 && rate > self.config.fill_significance * rate_error;
         let time_to_full = if headroom <= 0.0 {
             Some(0.0)
-        } else if rate > 0.0 {
+        } else if filling {
             Some(headroom / rate)
         } else {
             None
@@ -580,14 +619,11 @@ mod tests {
     #[test]
     fn no_forecast_until_warmed_up() {
         let mut m = monitor();
-        for i in 0..10 {
+        for i in 0..180 {
             m.add_sample(f64::from(i) * 60.0, 10, 10).expect("sample");
         }
-        assert!(
-            m.estimate().is_none(),
-            "nine minutes is below the 15-minute warmup"
-        );
-        m.add_sample(960.0, 10, 10).expect("sample");
+        assert!(m.estimate().is_none(), "179 minutes is below the 3-hour warmup");
+        m.add_sample(180.0 * 60.0, 10, 10).expect("sample");
         assert!(m.estimate().is_some());
     }
 
@@ -649,7 +685,7 @@ mod tests {
     fn next_save_that_cannot_fit_is_full_now() {
         let mut m = monitor();
         m.record_write(0.0, 50).expect("write");
-        for i in 0..20 {
+        for i in 0..200 {
             m.add_sample(f64::from(i) * 60.0, 1000, 40).expect("sample");
         }
         assert_eq!(m.time_to_full(), Some(0.0));

@@ -98,3 +98,35 @@ def test_bad_settings_are_refused() -> None:
         m.add_sample(1, 1, t=float('nan'))
     with pytest.raises(ValueError, match='not warmed up'):
         m.forecast_run(1, 60, remaining_saves=1)
+
+
+def test_evaluation_harness_targets() -> None:
+    """The committed harness (benchmarks/trend_harness.py): diskguard warns no later than the
+    least-squares rule on every trace that fills, and never on the steady sawtooth or the idle disk.
+    On the noisy shared disk it must do no worse than least squares (the zero-false-alarm target is
+    not met there yet; see the issue's closing note)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / 'benchmarks'))
+    import trend_harness
+
+    results = trend_harness.evaluate()
+    for name, by_method in results.items():
+        ours, least_squares = by_method['diskguard'], by_method['least squares']
+        if trend_harness.fills(name):
+            assert ours.warned, name
+            assert ours.lead_hours is not None and ours.lead_hours >= (least_squares.lead_hours or 0.0), name
+        elif name == 'noisy shared disk':
+            assert ours.alarm_episodes <= least_squares.alarm_episodes, name
+        else:
+            assert ours.alarm_episodes == 0, name
+    assert results['save-then-prune sawtooth']['least squares'].alarm_episodes > 0, 'the trace is a real test'
+
+
+def test_readme_forecast_examples_hold() -> None:
+    full = diskguard.forecast_run('80GiB', '10GiB', save_interval=1800, remaining_saves=40)
+    assert full.summary == (
+        'full in ~9 checkpoints (save 9 of 40, in ~4.5 h): the run needs 400.0 GiB of 80.0 GiB available'
+    )
+    kept = diskguard.forecast_run('80GiB', '10GiB', save_interval=1800, remaining_saves=40, keep_last=3)
+    assert kept.summary == 'fits: the remaining 40 saves need at most 40.0 GiB more of 80.0 GiB available'

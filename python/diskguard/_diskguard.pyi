@@ -268,11 +268,14 @@ class TrendMonitor:
     retention read as growth. Times are ``time.monotonic()`` seconds; they default to now.
 
     Args:
-        window: Seconds of history the background rate is fitted over (6 h).
-        short_window: Recent seconds that override it when significantly steeper (30 min).
+        window: Seconds of history the background rate is fitted over (6 h); growth must show in
+            both halves of it.
+        short_window: Recent seconds that override it when every third is steeper (30 min).
         capacity: Samples kept at most; faster samples are thinned.
-        warmup: Seconds of history before any forecast.
-        significance: t-statistic the short-window slope must reach to override.
+        warmup: Seconds of history before any forecast (3 h).
+        significance: t-statistic the short-window slope must reach to override (10).
+        fill_significance: t-statistic the fill rate must reach to count as filling (6): usage
+            residuals are autocorrelated, so weaker evidence cries wolf on shared disks.
     """
 
     def __new__(
@@ -281,8 +284,9 @@ class TrendMonitor:
         window: float = 21600.0,
         short_window: float = 1800.0,
         capacity: int = 720,
-        warmup: float = 900.0,
-        significance: float = 4.0,
+        warmup: float = 10800.0,
+        significance: float = 10.0,
+        fill_significance: float = 6.0,
     ) -> TrendMonitor: ...
     def add_sample(self, used: int, avail: int, t: float | None = None) -> None:
         """Adds a measurement. Raises ``ValueError`` when time goes backwards."""
