@@ -519,6 +519,7 @@ pub struct PyTrendEstimate {
     next_save: f64,
     avail: f64,
     time_to_full: Option<f64>,
+    time_to_full_low: Option<f64>,
 }
 
 #[pymethods]
@@ -545,6 +546,7 @@ impl From<TrendEstimate> for PyTrendEstimate {
             next_save: e.next_save,
             avail: e.avail,
             time_to_full: e.time_to_full,
+            time_to_full_low: e.time_to_full_low,
         }
     }
 }
@@ -649,24 +651,12 @@ fn time_or_now(t: Option<f64>) -> PyResult<f64> {
 #[pymethods]
 impl PyTrendMonitor {
     #[new]
-    #[pyo3(signature = (
-        *, window=21600.0, short_window=1800.0, capacity=720, warmup=10800.0, significance=10.0,
-        fill_significance=6.0,
-    ))]
-    fn new(
-        window: f64,
-        short_window: f64,
-        capacity: usize,
-        warmup: f64,
-        significance: f64,
-        fill_significance: f64,
-    ) -> PyResult<Self> {
+    #[pyo3(signature = (*, window=43200.0, capacity=720, warmup=21600.0, fill_significance=6.0))]
+    fn new(window: f64, capacity: usize, warmup: f64, fill_significance: f64) -> PyResult<Self> {
         let config = TrendConfig {
             window,
-            short_window,
             capacity,
             warmup,
-            significance,
             fill_significance,
         };
         Ok(PyTrendMonitor {
@@ -711,9 +701,8 @@ impl PyTrendMonitor {
         self.monitor.will_fill_within(seconds)
     }
 
-    #[pyo3(signature = (growth_threshold, window=None))]
-    fn is_rising_fast(&self, growth_threshold: f64, window: Option<f64>) -> bool {
-        let window = window.unwrap_or(self.monitor.config().short_window);
+    #[pyo3(signature = (growth_threshold, window=1800.0))]
+    fn is_rising_fast(&self, growth_threshold: f64, window: f64) -> bool {
         self.monitor.is_rising_fast(growth_threshold, window)
     }
 

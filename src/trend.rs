@@ -10,11 +10,13 @@
 //!   flat wherever "now" falls, and saves without retention read as their true rate;
 //! - **background drift**: usage minus the offset (logs, caches, other writers). Its rate is a
 //!   least-squares fit over bucket medians of a long window (so short spikes from other tenants do
-//!   not move it), replaced by the fit over a short window when that one is significantly steeper
-//!   (a writer that just appeared).
+//!   not move it). Growth counts only when both halves of the window show it, or when the recent
+//!   half rises at nearly every sample (a writer that started within the window; another tenant's
+//!   file landing rises at one sample only).
 //!
 //! Time to full is the headroom left after the next save (`avail - next save`) divided by the sum
-//! of both rates. Memory is bounded: at most `capacity` samples, spaced at least `window / capacity`
+//! of both rates, and only once that rate is `fill_significance` standard errors above zero:
+//! disk-usage residuals are autocorrelated, and weaker evidence cries wolf on shared disks. Memory is bounded: at most `capacity` samples, spaced at least `window / capacity`
 //! apart, and the last [`SAVE_MEMORY`] saves.
 
 use std::collections::VecDeque;
@@ -27,16 +29,12 @@ pub const SAVE_MEMORY: usize = 9;
 /// Settings of a [`TrendMonitor`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrendConfig {
-    /// Seconds of history the background rate is fitted over.
+    /// Seconds of history the background rate is fitted over; growth must show in both halves.
     pub window: f64,
-    /// Seconds of recent history that can override it when significantly steeper.
-    pub short_window: f64,
     /// Samples kept at most (bounded memory).
     pub capacity: usize,
     /// Seconds of history needed before any forecast ("warmed up").
     pub warmup: f64,
-    /// t-statistic the short-window slope must reach to override the long one.
-    pub significance: f64,
     /// t-statistic the total rate must reach before it counts as filling. Residuals of disk usage
     /// are strongly autocorrelated (files live for hours), so the bar is high.
     pub fill_significance: f64,
@@ -45,11 +43,9 @@ pub struct TrendConfig {
 impl Default for TrendConfig {
     fn default() -> Self {
         TrendConfig {
-            window: 6.0 * 3600.0,
-            short_window: 1800.0,
+            window: 12.0 * 3600.0,
             capacity: 720,
-            warmup: 3.0 * 3600.0,
-            significance: 10.0,
+            warmup: 6.0 * 3600.0,
             fill_significance: 6.0,
         }
     }
@@ -58,24 +54,11 @@ impl Default for TrendConfig {
 impl TrendConfig {
     /// Checks the settings; the error names the argument, its value and what is allowed.
     pub fn validate(&self) -> Result<()> {
-        let positive = |name: &'static str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(Error::invalid(
-                    name,
-                    v,
-                    "expected a positive, finite number of seconds",
-                ))
-            }
-        };
-        positive("window", self.window)?;
-        positive("short_window", self.short_window)?;
-        if self.short_window > self.window {
+        if !(self.window.is_finite() && self.window > 0.0) {
             return Err(Error::invalid(
-                "short_window",
-                self.short_window,
-                format!("must not exceed window={}", self.window),
+                "window",
+                self.window,
+                "expected a positive, finite number of seconds",
             ));
         }
         if !(self.warmup.is_finite() && self.warmup >= 0.0) {
@@ -88,10 +71,10 @@ impl TrendConfig {
                 "expected at least 8 samples",
             ));
         }
-        if !(self.significance.is_finite() && self.significance >= 0.0) {
+        if !(self.fill_significance.is_finite() && self.fill_significance >= 0.0) {
             return Err(Error::invalid(
-                "significance",
-                self.significance,
+                "fill_significance",
+                self.fill_significance,
                 "expected a t-statistic >= 0",
             ));
         }
@@ -132,6 +115,8 @@ pub struct TrendEstimate {
     pub avail: f64,
     /// Seconds until full; `Some(0.0)` when the next save would not fit; `None` when not filling.
     pub time_to_full: Option<f64>,
+    /// The same at the rate plus one standard error: the early end of the forecast, for alarms.
+    pub time_to_full_low: Option<f64>,
 }
 
 /// Growth-rate and time-to-full estimator over `(monotonic time, used, avail)` samples.
@@ -324,49 +309,41 @@ impl TrendMonitor {
         let long = least_squares(points.iter().map(|&(t, y)| (t - now, y)))
             .or_else(|| least_squares(window.iter().map(|s| (s.t - now, s.background))))?;
         // A real fill rises across the whole window; another tenant's files come and go within
-        // it. So growth counts only as far as each half of the window shows it too.
-        let long = if long.0 > 0.0 && points.len() >= 6 {
-            let (early, late) = points.split_at(points.len() / 2);
-            let slope_of = |part: &[(f64, f64)]| least_squares(part.iter().map(|&(t, y)| (t - now, y)));
-            match (slope_of(early), slope_of(late)) {
-                (Some((a, _)), Some((b, _))) => (long.0.min(a).min(b).max(0.0), long.1),
-                _ => long,
-            }
-        } else {
-            long
-        };
-        // Short window: a writer that just appeared shows here first. A step (another tenant's
-        // file landing) also fits a steep line, so every third of the window must rise, and the
-        // gentlest third is what counts.
-        let short_start = now - self.config.short_window;
-        let third = self.config.short_window / 3.0;
-        let recent: Vec<(f64, f64)> = window
-            .iter()
-            .filter(|s| s.t >= short_start)
-            .map(|s| (s.t - now, s.background))
-            .collect();
-        if let Some((slope, error)) = least_squares(recent.iter().copied()) {
-            let thirds: Vec<Option<(f64, f64)>> = (0..3)
-                .map(|k| {
-                    let from = -self.config.short_window + third * f64::from(k);
-                    least_squares(
-                        recent
-                            .iter()
-                            .copied()
-                            .filter(move |&(t, _)| t >= from && t < from + third),
-                    )
-                })
-                .collect();
-            let gentlest = thirds
+        // it. So growth counts only when each half of the window shows growth too...
+        let half = points.len() / 2;
+        let slope_of = |part: &[(f64, f64)]| least_squares(part.iter().map(|&(t, y)| (t - now, y)));
+        let rises = |part: &[(f64, f64)]| slope_of(part).is_none_or(|(slope, _)| slope > 0.0);
+        let mut best =
+            (long.0 > 0.0 && points.len() >= 6 && rises(&points[..half]) && rises(&points[half..]))
+                .then_some(long);
+        // ...unless a writer started within the window: then usage has risen at most samples since,
+        // far more than noise would (a file landing rises at one sample only). Recent stretches from a twelfth
+        // to half the window are tried; one reaching back before the writer started is diluted,
+        // so the steepest qualifying stretch gives the rate.
+        for fraction in [2.0, 4.0, 6.0, 12.0] {
+            let start = now - self.config.window / fraction;
+            let recent: Vec<(f64, f64)> = window
                 .iter()
-                .map(|p| p.map_or(f64::NEG_INFINITY, |(s, _)| s))
-                .fold(f64::INFINITY, f64::min);
-            let significant = error <= 0.0 || slope / error >= self.config.significance;
-            if gentlest > long.0 && significant {
-                return Some((gentlest, error));
+                .filter(|s| s.t >= start)
+                .map(|s| (s.t - now, s.background))
+                .collect();
+            // A sign test: noise rises at half the steps; demand 3.5 standard deviations more.
+            let steps = recent.len().saturating_sub(1);
+            let rising = recent.windows(2).filter(|w| w[1].1 > w[0].1).count();
+            #[allow(clippy::cast_precision_loss)]
+            let (steps_f, rising_f) = (steps as f64, rising as f64);
+            let steady = steps >= 8 && rising_f >= steps_f / 2.0 + 3.5 * steps_f.sqrt() / 2.0;
+            if !steady {
+                continue;
+            }
+            if let Some((slope, error)) = least_squares(recent.iter().copied()) {
+                let significant = slope > 0.0 && slope > self.config.fill_significance * error;
+                if significant && best.is_none_or(|(b, _)| slope > b) {
+                    best = Some((slope, error));
+                }
             }
         }
-        Some(long)
+        Some(best.unwrap_or((long.0.min(0.0), long.1)))
     }
 
     fn step_rate(&self, now: f64) -> f64 {
@@ -394,19 +371,19 @@ impl TrendMonitor {
         let (background_rate, rate_error) = self.background_rate(now)?;
         let step_rate = self.step_rate(now);
         let rate = background_rate + step_rate;
-        // The next save needs room now unless the last one is still waiting for its prune.
-        let pending_prune = self.ever_freed && !self.freed_since_write;
-        let next_save = if pending_prune { 0.0 } else { self.last_write };
+        let next_save = self.next_save();
         let headroom = avail - next_save;
         // Filling only when the rate is clearly above zero: a flat disk with other tenants' files
         // coming and going has a small positive slope half the time, and a forecast from it cries wolf.
         let filling = rate > 0.0 && rate > self.config.fill_significance * rate_error;
-        let time_to_full = if headroom <= 0.0 {
-            Some(0.0)
-        } else if filling {
-            Some(headroom / rate)
-        } else {
-            None
+        let at_rate = |r: f64| {
+            if headroom <= 0.0 {
+                Some(0.0)
+            } else if filling {
+                Some(headroom / r)
+            } else {
+                None
+            }
         };
         Some(TrendEstimate {
             rate,
@@ -415,19 +392,43 @@ impl TrendMonitor {
             step_rate,
             next_save,
             avail,
-            time_to_full,
+            time_to_full: at_rate(rate),
+            time_to_full_low: at_rate(rate + rate_error),
         })
     }
 
-    /// Seconds until full, or `None` when not filling or not warmed up.
-    pub fn time_to_full(&self) -> Option<f64> {
-        self.estimate().and_then(|e| e.time_to_full)
+    /// 0 when the next save already cannot fit; known from the first sample, before any trend.
+    fn full_now(&self) -> Option<f64> {
+        let (_, _, avail) = self.latest?;
+        (avail - self.next_save() <= 0.0).then_some(0.0)
     }
 
-    /// True when the forecast says the disk is full within `seconds` (or already cannot take the
-    /// next save).
+    fn next_save(&self) -> f64 {
+        // The next save needs room now unless the last one is still waiting for its prune. Until
+        // the pattern is known (a prune seen, or two saves without one) a save just made may be
+        // about to be pruned, so it does not count yet.
+        let pattern_known = self.ever_freed || self.saves.len() >= 2;
+        let pending_prune = self.ever_freed && !self.freed_since_write;
+        if pattern_known && !pending_prune {
+            self.last_write
+        } else {
+            0.0
+        }
+    }
+
+    /// Seconds until full: 0 when the next save cannot fit (known from the first sample), `None`
+    /// when not filling or not warmed up.
+    pub fn time_to_full(&self) -> Option<f64> {
+        self.full_now()
+            .or_else(|| self.estimate().and_then(|e| e.time_to_full))
+    }
+
+    /// True when the disk may be full within `seconds`: judged on the early bound of the forecast
+    /// (an alarm should err early), or at once when the next save cannot fit.
     pub fn will_fill_within(&self, seconds: f64) -> bool {
-        self.time_to_full().is_some_and(|t| t <= seconds)
+        self.full_now()
+            .or_else(|| self.estimate().and_then(|e| e.time_to_full_low))
+            .is_some_and(|t| t <= seconds)
     }
 
     /// The hand-written monitors' rule: average growth of `used` over the last `window` seconds is
@@ -619,11 +620,11 @@ mod tests {
     #[test]
     fn no_forecast_until_warmed_up() {
         let mut m = monitor();
-        for i in 0..180 {
+        for i in 0..360 {
             m.add_sample(f64::from(i) * 60.0, 10, 10).expect("sample");
         }
-        assert!(m.estimate().is_none(), "179 minutes is below the 3-hour warmup");
-        m.add_sample(180.0 * 60.0, 10, 10).expect("sample");
+        assert!(m.estimate().is_none(), "359 minutes is below the 6-hour warmup");
+        m.add_sample(360.0 * 60.0, 10, 10).expect("sample");
         assert!(m.estimate().is_some());
     }
 
@@ -685,26 +686,38 @@ mod tests {
     fn next_save_that_cannot_fit_is_full_now() {
         let mut m = monitor();
         m.record_write(0.0, 50).expect("write");
-        for i in 0..200 {
+        m.record_write(1.0, 50).expect("write");
+        for i in 1..5 {
             m.add_sample(f64::from(i) * 60.0, 1000, 40).expect("sample");
         }
         assert_eq!(m.time_to_full(), Some(0.0));
     }
 
     #[test]
-    fn a_writer_appearing_is_seen_by_the_short_window() {
+    fn a_writer_that_started_within_the_window_is_seen() {
         let mut m = monitor();
         let mut used = 100.0 * GB;
-        for minute in 0..(6 * 60) {
+        for minute in 0..(12 * 60) {
             let t = f64::from(minute) * 60.0;
-            if minute >= 5 * 60 {
-                used += 10e6 * 60.0; // 10 MB/s for the last hour
+            if minute >= 9 * 60 {
+                used += 10e6 * 60.0; // 10 MB/s for the last three hours
             }
             m.add_sample(t, bytes(used), bytes(1000.0 * GB - used))
                 .expect("sample");
         }
         let e = m.estimate().expect("warmed up");
-        assert!((e.background_rate - 10e6).abs() < 1e5, "{e:?}");
+        assert!((e.background_rate - 10e6).abs() < 1e6, "{e:?}");
+    }
+
+    #[test]
+    fn a_file_landing_is_not_a_fill() {
+        let mut m = monitor();
+        for minute in 0..(12 * 60) {
+            let used = if minute >= 10 * 60 { 300.0 * GB } else { 100.0 * GB };
+            m.add_sample(f64::from(minute) * 60.0, bytes(used), bytes(1000.0 * GB - used))
+                .expect("sample");
+        }
+        assert_eq!(m.time_to_full(), None, "{:?}", m.estimate());
     }
 
     #[test]
@@ -726,7 +739,7 @@ mod tests {
         })
         .is_err());
         assert!(TrendMonitor::new(TrendConfig {
-            short_window: 1e9,
+            fill_significance: f64::NAN,
             ..TrendConfig::default()
         })
         .is_err());

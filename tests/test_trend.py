@@ -78,7 +78,7 @@ def test_forecast_run_function() -> None:
 
 
 def test_monitor_samples_a_real_path_with_monotonic_time(tmpfs: Path) -> None:
-    m = TrendMonitor(warmup=0.0, window=60.0, short_window=1.0)
+    m = TrendMonitor(warmup=0.0, window=60.0)
     before = time.monotonic()
     u = m.sample(tmpfs)
     assert u.total == 16 * 2**20 and len(m) == 1
@@ -89,8 +89,8 @@ def test_monitor_samples_a_real_path_with_monotonic_time(tmpfs: Path) -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match='window=-1: expected a positive'):
         TrendMonitor(window=-1)
-    with pytest.raises(ValueError, match='short_window=7200: must not exceed window=3600'):
-        TrendMonitor(window=3600, short_window=7200)
+    with pytest.raises(ValueError, match='fill_significance=-1: expected a t-statistic >= 0'):
+        TrendMonitor(fill_significance=-1)
     with pytest.raises(ValueError, match='capacity=2'):
         TrendMonitor(capacity=2)
     m = TrendMonitor()
@@ -101,26 +101,26 @@ def test_bad_settings_are_refused() -> None:
 
 
 def test_evaluation_harness_targets() -> None:
-    """The committed harness (benchmarks/trend_harness.py): diskguard warns no later than the
-    least-squares rule on every trace that fills, and never on the steady sawtooth or the idle disk.
-    On the noisy shared disk it must do no worse than least squares (the zero-false-alarm target is
-    not met there yet; see the issue's closing note)."""
+    """The committed harness (benchmarks/trend_harness.py), on its published seed and two others:
+    diskguard warns no later than the least-squares rule on every trace that fills, and never on a
+    trace that does not."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent.parent / 'benchmarks'))
     import trend_harness
 
-    results = trend_harness.evaluate()
-    for name, by_method in results.items():
-        ours, least_squares = by_method['diskguard'], by_method['least squares']
-        if trend_harness.fills(name):
-            assert ours.warned, name
-            assert ours.lead_hours is not None and ours.lead_hours >= (least_squares.lead_hours or 0.0), name
-        elif name == 'noisy shared disk':
-            assert ours.alarm_episodes <= least_squares.alarm_episodes, name
-        else:
-            assert ours.alarm_episodes == 0, name
-    assert results['save-then-prune sawtooth']['least squares'].alarm_episodes > 0, 'the trace is a real test'
+    for seed in (0, 100, 500):
+        results = trend_harness.evaluate(seed)
+        for name, by_method in results.items():
+            ours, least_squares = by_method['diskguard'], by_method['least squares']
+            if trend_harness.fills(name):
+                assert ours.warned, (seed, name)
+                assert ours.lead_hours is not None
+                assert ours.lead_hours >= (least_squares.lead_hours or 0.0), (seed, name)
+            else:
+                assert ours.alarm_episodes == 0, (seed, name)
+        sawtooth = results['save-then-prune sawtooth']['least squares']
+        assert sawtooth.alarm_episodes > 0, 'the sawtooth fools the baseline, so the trace tests something'
 
 
 def test_readme_forecast_examples_hold() -> None:

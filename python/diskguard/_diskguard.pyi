@@ -237,6 +237,9 @@ class TrendEstimate:
     @property
     def time_to_full(self) -> float | None:
         """Seconds until full; 0.0 when the next save would not fit; ``None`` when not filling."""
+    @property
+    def time_to_full_low(self) -> float | None:
+        """The same at the rate plus one standard error: the early end, which alarms use."""
 
 @final
 class RunForecast:
@@ -268,24 +271,22 @@ class TrendMonitor:
     retention read as growth. Times are ``time.monotonic()`` seconds; they default to now.
 
     Args:
-        window: Seconds of history the background rate is fitted over (6 h); growth must show in
-            both halves of it.
-        short_window: Recent seconds that override it when every third is steeper (30 min).
+        window: Seconds of history the background rate is fitted over (12 h). Growth counts when
+            both halves of the window show it, or when the recent half rises at nearly every sample
+            (a writer that just started; another tenant's file landing is a single step).
         capacity: Samples kept at most; faster samples are thinned.
-        warmup: Seconds of history before any forecast (3 h).
-        significance: t-statistic the short-window slope must reach to override (10).
-        fill_significance: t-statistic the fill rate must reach to count as filling (6): usage
-            residuals are autocorrelated, so weaker evidence cries wolf on shared disks.
+        warmup: Seconds of history before any forecast (6 h). That the next save will not fit is
+            known from the first sample once the save pattern is (a prune seen, or two saves).
+        fill_significance: Standard errors the fill rate must clear to count as filling (6):
+            usage residuals are autocorrelated, so weaker evidence cries wolf on shared disks.
     """
 
     def __new__(
         cls,
         *,
-        window: float = 21600.0,
-        short_window: float = 1800.0,
+        window: float = 43200.0,
         capacity: int = 720,
-        warmup: float = 10800.0,
-        significance: float = 10.0,
+        warmup: float = 21600.0,
         fill_significance: float = 6.0,
     ) -> TrendMonitor: ...
     def add_sample(self, used: int, avail: int, t: float | None = None) -> None:
@@ -299,10 +300,12 @@ class TrendMonitor:
     def estimate(self) -> TrendEstimate | None:
         """The forecast, or ``None`` until warmed up."""
     def time_to_full(self) -> float | None: ...
-    def will_fill_within(self, seconds: float) -> bool: ...
-    def is_rising_fast(self, growth_threshold: float, window: float | None = None) -> bool:
-        """The hand-written rule: average growth over ``window`` (default short_window) above
-        ``growth_threshold`` bytes per second."""
+    def will_fill_within(self, seconds: float) -> bool:
+        """True when :attr:`TrendEstimate.time_to_full_low` is within ``seconds``, or the next save
+        cannot fit now."""
+    def is_rising_fast(self, growth_threshold: float, window: float = 1800.0) -> bool:
+        """The hand-written rule: average growth of ``used`` over the last ``window`` seconds is
+        above ``growth_threshold`` bytes per second."""
     def forecast_run(
         self,
         checkpoint_size: _Size,
