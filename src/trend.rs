@@ -710,6 +710,23 @@ mod tests {
     }
 
     #[test]
+    fn irregular_sampling_gives_the_same_rate() {
+        let mut m = monitor();
+        let rate = 3e6;
+        let mut t = 0.0;
+        let mut step = 0u32;
+        while t < 13.0 * 3600.0 {
+            let used = 100.0 * GB + rate * t;
+            m.add_sample(t, bytes(used), bytes(1000.0 * GB - used))
+                .expect("sample");
+            step += 1;
+            t += [31.0, 240.0, 600.0, 75.0, 1200.0][step as usize % 5];
+        }
+        let e = m.estimate().expect("warmed up");
+        assert!((e.rate - rate).abs() / rate < 0.01, "{e:?}");
+    }
+
+    #[test]
     fn a_file_landing_is_not_a_fill() {
         let mut m = monitor();
         for minute in 0..(12 * 60) {
