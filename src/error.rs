@@ -20,6 +20,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// We refused to act on `path` because acting could lose data (the reason says why).
+    #[error("refusing to touch {path:?}: {reason}")]
+    Refused {
+        /// The path concerned.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Another process holds the lock on the directory (and we were asked not to wait).
+    #[error("{path:?} is being pruned by another process (its lock is held)")]
+    Busy {
+        /// The directory.
+        path: PathBuf,
+    },
     /// An argument outside what is allowed; the message names the argument, the value and the rule.
     #[error("{name}={value}: {allowed}")]
     InvalidArgument {
@@ -55,14 +69,14 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::InvalidArgument { .. } => None,
+            _ => None,
         }
     }
 
-    /// The path an OS failure happened on, if this is one.
+    /// The path the error concerns, if any.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::Os { path, .. } => Some(path),
+            Error::Os { path, .. } | Error::Refused { path, .. } | Error::Busy { path } => Some(path),
             Error::InvalidArgument { .. } => None,
         }
     }

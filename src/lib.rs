@@ -12,9 +12,13 @@
 //! ```
 
 pub mod check;
+pub mod checkpoints;
+pub mod deletion;
 pub mod error;
 pub mod logs;
 pub mod mounts;
+pub mod names;
+pub mod retention;
 pub mod size;
 pub mod trend;
 pub mod usage;

@@ -5,15 +5,23 @@ from typing import Any, ClassVar, TypeAlias, final
 
 __all__ = [
     'CheckResult',
+    'DirectoryBusyError',
     'DiskGuardError',
     'DiskUsage',
     'Level',
     'LogBudget',
     'Mount',
+    'PlanItem',
+    'RetentionPlan',
     'RunForecast',
     'TrendEstimate',
     'TrendMonitor',
     '__version__',
+    '_find_orphans',
+    '_free_space',
+    '_plan',
+    '_remove_orphans',
+    'apply',
     'check',
     'forecast_run',
     'format_size',
@@ -30,6 +38,9 @@ _Size: TypeAlias = int | float | str
 
 class DiskGuardError(Exception):
     """Base class of diskguard's own errors."""
+
+class DirectoryBusyError(DiskGuardError):
+    """Another process is pruning this checkpoint directory (its lock is held)."""
 
 @final
 class Level:
@@ -339,6 +350,82 @@ def forecast_run(
     ``existing`` checkpoints are on disk now; ``background_rate`` (bytes/s) adds logs and caches.
     """
 
+@final
+class PlanItem:
+    """One checkpoint in a :class:`RetentionPlan`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def action(self) -> str:
+        """``'keep'``, ``'delete'`` or ``'skip'`` (a partial save left alone)."""
+    @property
+    def reasons(self) -> list[str]: ...
+    @property
+    def format(self) -> str:
+        """``'file'``, ``'huggingface'``, ``'dcp'`` or ``'orbax'``."""
+    @property
+    def step(self) -> int | None: ...
+    @property
+    def epoch(self) -> int | None: ...
+    @property
+    def metrics(self) -> list[tuple[str, float]]:
+        """``key=value`` pairs parsed from the name, in name order."""
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def size(self) -> int:
+        """Allocated bytes (``st_blocks``), recursive, hard links counted once."""
+    @property
+    def apparent_size(self) -> int: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def incomplete_reason(self) -> str | None: ...
+    @property
+    def bytes_freed(self) -> int:
+        """Bytes deleting it frees (0 when kept, or hard-linked elsewhere)."""
+
+@final
+class RetentionPlan:
+    """Each checkpoint with keep/delete/skip and why; nothing has been touched yet."""
+
+    @property
+    def dir(self) -> str: ...
+    @property
+    def items(self) -> list[PlanItem]:
+        """Every checkpoint, oldest to newest."""
+    @property
+    def bytes_freed(self) -> int: ...
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """Symlinks as (name, target); never deleted."""
+    def __len__(self) -> int: ...
+
+def _plan(
+    dir: _StrPath, rules: list[tuple[Any, ...]], min_partial_age: float, patterns: list[str], now: float
+) -> RetentionPlan: ...
+def apply(plan: RetentionPlan, *, wait: bool = True) -> list[tuple[str, str, str]]:
+    """Deletes what ``plan`` says, and nothing else.
+
+    The directory must still be the one scanned (a symlink swapped in is refused); each entry is
+    re-checked (device, inode) right before ``unlinkat``, never following a symlink; a failed delete
+    is reported and the rest go on. An advisory lock keeps two processes from pruning at once:
+    ``wait=False`` raises :class:`DirectoryBusyError` instead of waiting. The GIL is released.
+
+    Returns:
+        (path, ``'deleted'`` | ``'skipped'`` | ``'failed'``, detail) per planned deletion.
+    """
+
+def _free_space(
+    plan: RetentionPlan, target: int, wait: bool
+) -> tuple[int, int, bool, bool, list[tuple[str, str, str]]]: ...
+def _find_orphans(
+    dir: _StrPath, temp_dir: _StrPath | None, min_age: float, uid: int, now: float
+) -> list[tuple[str, int, float, str, int, int]]: ...
+def _remove_orphans(orphans: list[tuple[str, int, int]]) -> list[tuple[str, str, str]]: ...
 def usage(path: _StrPath) -> DiskUsage:
     """Usage of the filesystem that holds ``path``.
 

@@ -1,0 +1,626 @@
+//! Finding the checkpoints in a directory, measuring them, and telling complete ones from partial saves.
+//!
+//! Everything goes through a directory file descriptor opened with `O_NOFOLLOW`, and entries are
+//! examined with `fstatat(AT_SYMLINK_NOFOLLOW)`: a symlink is recorded as a pointer (it protects its
+//! target when that target is in the same directory) and never followed. Sizes are allocated bytes
+//! (`st_blocks`), recursive for directories without crossing into other filesystems, hard links
+//! counted once.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::dir::{Dir, Type};
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+
+use crate::error::{Error, Result};
+use crate::names::{checkpoint_stem, glob_match, is_temp_name, parse_name, NameInfo};
+
+/// What kind of checkpoint an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A single file (`torch.save`, Lightning `.ckpt`, safetensors, `.bin`).
+    File,
+    /// Hugging Face `checkpoint-<step>/`; complete once `trainer_state.json` is written.
+    HuggingFace,
+    /// torch.distributed.checkpoint / torchtitan directory; complete once `.metadata` is written.
+    Dcp,
+    /// Orbax numeric step directory (committed by rename).
+    Orbax,
+}
+
+impl Format {
+    /// Lower-case name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::File => "file",
+            Format::HuggingFace => "huggingface",
+            Format::Dcp => "dcp",
+            Format::Orbax => "orbax",
+        }
+    }
+}
+
+/// One checkpoint (complete or not) found in the directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Entry name inside the directory.
+    pub name: OsString,
+    /// Its format.
+    pub format: Format,
+    /// Step, epoch and metrics from the name.
+    pub info: NameInfo,
+    /// Modification time, seconds since the epoch.
+    pub mtime: f64,
+    /// Allocated bytes (`st_blocks * 512`), recursive, hard links counted once in the whole scan.
+    pub size: u64,
+    /// Apparent bytes (`st_size`), recursive.
+    pub apparent_size: u64,
+    /// Device and inode: re-checked right before deletion.
+    pub dev: u64,
+    /// See `dev`.
+    pub ino: u64,
+    /// Hard links to it (`st_nlink`); deleting one of several frees nothing.
+    pub nlink: u64,
+    /// Why this is not a complete checkpoint; `None` when complete (or not yet verified).
+    pub incomplete: Option<String>,
+    /// False until the contents were checked (name and size checks are always done).
+    pub verified: bool,
+}
+
+impl Checkpoint {
+    /// The name as text (lossy for non-UTF-8 names).
+    pub fn display_name(&self) -> String {
+        self.name.to_string_lossy().into_owned()
+    }
+
+    /// Whether it is a complete checkpoint as far as checked.
+    pub fn is_complete(&self) -> bool {
+        self.incomplete.is_none()
+    }
+}
+
+/// A symlink in the directory (`last.ckpt -> epoch=3-step=300.ckpt`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    /// The link's name.
+    pub name: OsString,
+    /// What it points to, as written.
+    pub target: OsString,
+    /// The entry it names in the same directory, if it stays inside it.
+    pub target_inside: Option<OsString>,
+}
+
+/// Everything a scan found.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The directory as given.
+    pub dir: PathBuf,
+    /// Device and inode of the directory, for re-checking identity before deleting.
+    pub dev: u64,
+    /// See `dev`.
+    pub ino: u64,
+    /// Checkpoints, in directory order (callers sort).
+    pub checkpoints: Vec<Checkpoint>,
+    /// Symlinks.
+    pub links: Vec<Link>,
+}
+
+/// Opens `dir` as a directory without following a final symlink, refusing `/`.
+pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    crate::usage::validate_path("dir", dir)?;
+    if dir == Path::new("/") {
+        return Err(Error::invalid(
+            "dir",
+            "'/'",
+            "refusing to manage checkpoints in the root directory",
+        ));
+    }
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os("open", dir, e))?;
+    let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
+    if is_root_inode(&st) {
+        return Err(Error::invalid(
+            "dir",
+            format!("{:?}", dir.as_os_str()),
+            "refusing to manage checkpoints in the root directory",
+        ));
+    }
+    Ok(fd)
+}
+
+fn is_root_inode(st: &FileStat) -> bool {
+    // "/" resolved through another spelling ("/..", "//"): same device and inode as "/".
+    nix::sys::stat::stat("/").is_ok_and(|root| root.st_dev == st.st_dev && root.st_ino == st.st_ino)
+}
+
+fn entry_stat(dir: &impl AsFd, name: &OsStr, dir_path: &Path) -> Result<FileStat> {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::os("fstatat", &dir_path.join(name), e))
+}
+
+fn mtime_of(st: &FileStat) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let t = st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9;
+    t
+}
+
+fn kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+fn allocated(st: &FileStat) -> u64 {
+    u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)
+}
+
+/// Counts an inode once per scan when it has several links.
+#[derive(Default)]
+struct Seen(HashSet<(u64, u64)>);
+
+impl Seen {
+    fn first_time(&mut self, st: &FileStat) -> bool {
+        st.st_nlink <= 1 || self.0.insert((st.st_dev, st.st_ino))
+    }
+}
+
+/// Recursive (allocated, apparent) bytes under an open directory, staying on its device.
+fn tree_size(fd: OwnedFd, dev: u64, seen: &mut Seen, depth: usize) -> (u64, u64) {
+    let Ok(mut dir) = Dir::from_fd(fd) else {
+        return (0, 0);
+    };
+    let mut children = Vec::new();
+    let (mut alloc, mut apparent) = (0u64, 0u64);
+    for entry in dir.iter().flatten() {
+        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+        if name == "." || name == ".." {
+            continue;
+        }
+        children.push(name);
+    }
+    for name in children {
+        let Ok(st) = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        if st.st_dev != dev {
+            continue; // a mount inside: not this checkpoint's bytes
+        }
+        if seen.first_time(&st) {
+            alloc = alloc.saturating_add(allocated(&st));
+            apparent = apparent.saturating_add(u64::try_from(st.st_size).unwrap_or(0));
+        }
+        if kind(&st) == SFlag::S_IFDIR && depth < 64 {
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            if let Ok(child) = openat(&dir, name.as_os_str(), flags, Mode::empty()) {
+                let (a, p) = tree_size(child, dev, seen, depth + 1);
+                alloc = alloc.saturating_add(a);
+                apparent = apparent.saturating_add(p);
+            }
+        }
+    }
+    (alloc, apparent)
+}
+
+fn child_exists(dir: &impl AsFd, parent: &OsStr, child: &str) -> bool {
+    let path = Path::new(parent).join(child);
+    fstatat(dir, path.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+}
+
+fn has_child_with_suffix(dir: &impl AsFd, name: &OsStr, suffix: &str) -> bool {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let Ok(mut sub) = Dir::from_fd(fd) else {
+        return false;
+    };
+    let found = sub
+        .iter()
+        .flatten()
+        .any(|e| e.file_name().to_bytes().ends_with(suffix.as_bytes()));
+    found
+}
+
+/// Classifies a directory entry that is a directory.
+fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, NameInfo, Option<String>)> {
+    if is_temp_name(text) {
+        let format = if text.contains(".orbax-checkpoint-tmp") {
+            Format::Orbax
+        } else {
+            Format::HuggingFace
+        };
+        let stem = text.split(".orbax-checkpoint-tmp").next().unwrap_or(text);
+        let stem = stem.strip_prefix("tmp-").unwrap_or(stem);
+        return Some((
+            format,
+            parse_name(stem),
+            Some("temporary name of an unfinished save".into()),
+        ));
+    }
+    let info = parse_name(text);
+    if let Some(step) = text.strip_prefix("checkpoint-") {
+        if step.bytes().all(|b| b.is_ascii_digit()) && !step.is_empty() {
+            let missing = (!child_exists(dir, name, "trainer_state.json"))
+                .then(|| "no trainer_state.json (Hugging Face writes it last)".to_owned());
+            return Some((Format::HuggingFace, info, missing));
+        }
+    }
+    let has_metadata = child_exists(dir, name, ".metadata");
+    let titan = text
+        .strip_prefix("step-")
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    if has_metadata || titan {
+        let complete = has_metadata || child_exists(dir, name, "model.safetensors.index.json");
+        return Some((
+            Format::Dcp,
+            info,
+            (!complete).then(|| "no .metadata (DCP writes it last)".to_owned()),
+        ));
+    }
+    if has_child_with_suffix(dir, name, ".distcp") {
+        return Some((
+            Format::Dcp,
+            info,
+            Some("no .metadata (DCP writes it last)".to_owned()),
+        ));
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some((Format::Orbax, info, None));
+    }
+    None
+}
+
+/// Scans `dir` (one level) for checkpoints and symlinks. `patterns` adds caller-given globs for
+/// single-file checkpoints beyond the built-in extensions.
+pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
+    let fd = open_dir(dir)?;
+    let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
+    let dup = fd.try_clone().map_err(|e| Error::os("dup", dir, e))?;
+    let mut listing = Dir::from_fd(dup).map_err(|e| Error::os("opendir", dir, e))?;
+    let mut names: Vec<(OsString, Option<Type>)> = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(|e| Error::os("readdir", dir, e))?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+        if name != "." && name != ".." {
+            names.push((name, entry.file_type()));
+        }
+    }
+    let mut seen = Seen::default();
+    let mut checkpoints = Vec::new();
+    let mut links = Vec::new();
+    for (name, hint) in names {
+        let text = name.to_string_lossy();
+        let file_stem = checkpoint_stem(text.trim_end_matches(".tmp").trim_end_matches(".partial"));
+        let wanted_file =
+            file_stem.is_some() || patterns.iter().any(|p| glob_match(p, &text)) || is_temp_name(&text);
+        // Skip the stat for plain files we have no interest in (d_type tells us it is a file).
+        if hint == Some(Type::File) && !wanted_file {
+            continue;
+        }
+        let Ok(est) = entry_stat(&fd, &name, dir) else {
+            continue;
+        }; // vanished meanwhile
+        match kind(&est) {
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(&fd, name.as_os_str()).unwrap_or_default();
+                let target_inside = inside_target(&target);
+                links.push(Link {
+                    name,
+                    target,
+                    target_inside,
+                });
+            }
+            SFlag::S_IFREG if wanted_file => {
+                let stem = file_stem.unwrap_or(&text);
+                let info = parse_name(stem);
+                let incomplete = if is_temp_name(&text) {
+                    Some("temporary name of an unfinished save".to_owned())
+                } else if est.st_size == 0 {
+                    Some("empty file".to_owned())
+                } else {
+                    None
+                };
+                let counted = seen.first_time(&est);
+                checkpoints.push(Checkpoint {
+                    name,
+                    format: Format::File,
+                    info,
+                    mtime: mtime_of(&est),
+                    size: if counted { allocated(&est) } else { 0 },
+                    apparent_size: if counted {
+                        u64::try_from(est.st_size).unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    dev: est.st_dev,
+                    ino: est.st_ino,
+                    #[allow(clippy::useless_conversion)] // nlink_t differs by target
+                    nlink: u64::from(est.st_nlink),
+                    incomplete,
+                    verified: false,
+                });
+            }
+            SFlag::S_IFDIR => {
+                let Some((format, info, incomplete)) = classify_dir(&fd, &name, &text) else {
+                    continue;
+                };
+                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let (alloc, apparent) = match openat(&fd, name.as_os_str(), flags, Mode::empty()) {
+                    Ok(child) => tree_size(child, est.st_dev, &mut seen, 0),
+                    Err(_) => (0, 0),
+                };
+                checkpoints.push(Checkpoint {
+                    name,
+                    format,
+                    info,
+                    mtime: mtime_of(&est),
+                    size: alloc.saturating_add(allocated(&est)),
+                    apparent_size: apparent,
+                    dev: est.st_dev,
+                    ino: est.st_ino,
+                    nlink: 1,
+                    verified: incomplete.is_some(),
+                    incomplete,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(Scan {
+        dir: dir.to_path_buf(),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        checkpoints,
+        links,
+    })
+}
+
+/// The entry a symlink target names inside the same directory (`x.ckpt`, `./x.ckpt`), if any.
+fn inside_target(target: &OsStr) -> Option<OsString> {
+    let bytes = target.as_bytes();
+    let trimmed = bytes.strip_prefix(b"./").unwrap_or(bytes);
+    (!trimmed.is_empty() && !trimmed.contains(&b'/') && trimmed != b"." && trimmed != b"..")
+        .then(|| OsStr::from_bytes(trimmed).to_owned())
+}
+
+/// Checks a single-file checkpoint's contents: a zip (torch.save) must end in an
+/// end-of-central-directory record; a safetensors file's header and size must agree.
+pub fn verify_file(dir: &impl AsFd, checkpoint: &mut Checkpoint) {
+    if checkpoint.verified || checkpoint.format != Format::File || checkpoint.incomplete.is_some() {
+        checkpoint.verified = true;
+        return;
+    }
+    checkpoint.verified = true;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let Ok(fd) = openat(dir, checkpoint.name.as_os_str(), flags, Mode::empty()) else {
+        return;
+    };
+    let file = std::fs::File::from(fd);
+    checkpoint.incomplete = file_problem(&file, checkpoint.apparent_size);
+}
+
+fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset).is_ok()
+}
+
+/// Why the file is not a complete checkpoint, or `None`.
+fn file_problem(file: &std::fs::File, size: u64) -> Option<String> {
+    let mut head = [0u8; 8];
+    if size < 8 || !read_at(file, 0, &mut head) {
+        return (size > 0).then(|| "shorter than any checkpoint header".to_owned());
+    }
+    if head[..4] == *b"PK\x03\x04" {
+        return (!has_zip_end(file, size))
+            .then(|| "zip without an end-of-central-directory record (truncated torch.save)".to_owned());
+    }
+    let header_len = u64::from_le_bytes(head);
+    let mut first = [0u8; 1];
+    if header_len > 0
+        && header_len < 100 * 1024 * 1024
+        && 8 + header_len <= size
+        && read_at(file, 8, &mut first)
+        && first[0] == b'{'
+    {
+        return safetensors_problem(file, header_len, size);
+    }
+    None // a legacy pickle or another format: nothing to check
+}
+
+fn has_zip_end(file: &std::fs::File, size: u64) -> bool {
+    // The record is 22 bytes plus a comment of up to 65535 bytes; torch writes no comment.
+    let mut tail = [0u8; 22];
+    if size >= 22 && read_at(file, size - 22, &mut tail) && tail[..4] == *b"PK\x05\x06" {
+        return true;
+    }
+    let span = size.min(22 + 65535);
+    let mut buf = vec![0u8; usize::try_from(span).unwrap_or(0)];
+    if !read_at(file, size - span, &mut buf) {
+        return false;
+    }
+    buf.windows(4).any(|w| w == b"PK\x05\x06")
+}
+
+fn safetensors_problem(file: &std::fs::File, header_len: u64, size: u64) -> Option<String> {
+    let mut header = vec![0u8; usize::try_from(header_len).ok()?];
+    if !read_at(file, 8, &mut header) {
+        return Some("safetensors header cut short".to_owned());
+    }
+    let text = String::from_utf8_lossy(&header);
+    if !text.trim_end().ends_with('}') {
+        return Some("safetensors header is not a complete JSON object".to_owned());
+    }
+    // The largest end offset among "data_offsets":[begin,end] must match the file size.
+    let mut data_end = 0u64;
+    for part in text.split("\"data_offsets\"").skip(1) {
+        let inner = part.split(']').next().unwrap_or("");
+        if let Some(end) = inner
+            .rsplit(',')
+            .next()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            data_end = data_end.max(end);
+        }
+    }
+    let expected = 8 + header_len + data_end;
+    (expected != size)
+        .then(|| format!("safetensors size {size} does not match its header ({expected} bytes)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("diskguard-ckpt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    fn zip_bytes(complete: bool) -> Vec<u8> {
+        let mut v = b"PK\x03\x04".to_vec();
+        v.extend_from_slice(&[0u8; 100]);
+        if complete {
+            v.extend_from_slice(b"PK\x05\x06");
+            v.extend_from_slice(&[0u8; 18]);
+        }
+        v
+    }
+
+    fn safetensors_bytes(truncate: usize) -> Vec<u8> {
+        let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut v = (header.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(header);
+        v.extend_from_slice(&[0u8; 8]);
+        v.truncate(v.len() - truncate);
+        v
+    }
+
+    #[test]
+    fn finds_and_verifies_every_kind() {
+        let dir = temp_dir("kinds");
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::File::create(dir.join(name))
+                .and_then(|mut f| f.write_all(bytes))
+                .expect("write");
+        };
+        write("epoch=1-step=10.ckpt", &zip_bytes(true));
+        write("epoch=2-step=20.ckpt", &zip_bytes(false));
+        write("model.safetensors", &safetensors_bytes(0));
+        write("cut.safetensors", &safetensors_bytes(3));
+        write("empty.pt", b"");
+        write("x.ckpt.tmp", b"abc");
+        write("notes.txt", b"hello");
+        std::fs::create_dir_all(dir.join("checkpoint-500")).expect("mkdir");
+        write("checkpoint-500/trainer_state.json", b"{}");
+        std::fs::create_dir_all(dir.join("checkpoint-600")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("step-7")).expect("mkdir");
+        write("step-7/__0_0.distcp", b"x");
+        std::fs::create_dir_all(dir.join("step-8")).expect("mkdir");
+        write("step-8/.metadata", b"x");
+        std::fs::create_dir_all(dir.join("tmp-checkpoint-700")).expect("mkdir");
+        std::os::unix::fs::symlink("epoch=1-step=10.ckpt", dir.join("last.ckpt")).expect("symlink");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("evil.ckpt")).expect("symlink");
+
+        let fd = open_dir(&dir).expect("open");
+        let mut scan = scan(&dir, &[]).expect("scan");
+        for c in &mut scan.checkpoints {
+            verify_file(&fd, c);
+        }
+        let state = |n: &str| {
+            scan.checkpoints
+                .iter()
+                .find(|c| c.name == n)
+                .map(|c| c.incomplete.clone())
+                .expect(n)
+        };
+        assert_eq!(state("epoch=1-step=10.ckpt"), None);
+        assert!(state("epoch=2-step=20.ckpt").is_some_and(|s| s.contains("end-of-central-directory")));
+        assert_eq!(state("model.safetensors"), None);
+        assert!(state("cut.safetensors").is_some());
+        assert_eq!(state("empty.pt").as_deref(), Some("empty file"));
+        assert!(state("x.ckpt.tmp").is_some());
+        assert_eq!(state("checkpoint-500"), None);
+        assert!(state("checkpoint-600").is_some());
+        assert!(state("step-7").is_some());
+        assert_eq!(state("step-8"), None);
+        assert!(state("tmp-checkpoint-700").is_some());
+        assert!(!scan.checkpoints.iter().any(|c| c.name == "notes.txt"));
+        assert_eq!(scan.links.len(), 2);
+        let last = scan.links.iter().find(|l| l.name == "last.ckpt").expect("link");
+        assert_eq!(
+            last.target_inside.as_deref(),
+            Some(OsStr::new("epoch=1-step=10.ckpt"))
+        );
+        let evil = scan.links.iter().find(|l| l.name == "evil.ckpt").expect("link");
+        assert_eq!(
+            evil.target_inside, None,
+            "points outside: protects nothing, followed never"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hard_links_count_once_and_directories_recursively() {
+        let dir = temp_dir("sizes");
+        std::fs::write(dir.join("a.pt"), vec![1u8; 64 * 1024]).expect("write");
+        std::fs::hard_link(dir.join("a.pt"), dir.join("b.pt")).expect("link");
+        std::fs::create_dir_all(dir.join("checkpoint-1/sub")).expect("mkdir");
+        std::fs::write(dir.join("checkpoint-1/sub/w.bin"), vec![1u8; 128 * 1024]).expect("write");
+        std::fs::write(dir.join("checkpoint-1/trainer_state.json"), b"{}").expect("write");
+        let scan = scan(&dir, &[]).expect("scan");
+        let sizes: Vec<(String, u64, u64)> = scan
+            .checkpoints
+            .iter()
+            .map(|c| (c.display_name(), c.size, c.apparent_size))
+            .collect();
+        let total_apparent: u64 = scan
+            .checkpoints
+            .iter()
+            .filter(|c| c.name != "checkpoint-1")
+            .map(|c| c.apparent_size)
+            .sum();
+        assert_eq!(total_apparent, 64 * 1024, "{sizes:?}");
+        let hf = scan
+            .checkpoints
+            .iter()
+            .find(|c| c.name == "checkpoint-1")
+            .expect("dir");
+        // The files plus the `sub` directory entry itself (whose size depends on the filesystem).
+        assert!(
+            (128 * 1024 + 2..128 * 1024 + 2 + 65536).contains(&hf.apparent_size),
+            "{sizes:?}"
+        );
+        assert!(hf.size >= 128 * 1024);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refuses_root_and_symlinked_directories() {
+        assert!(matches!(
+            open_dir(Path::new("/")),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            open_dir(Path::new("//")),
+            Err(Error::InvalidArgument { .. })
+        ));
+        let dir = temp_dir("symdir");
+        std::os::unix::fs::symlink(&dir, dir.with_extension("link")).expect("symlink");
+        let err = open_dir(&dir.with_extension("link")).expect_err("symlink refused");
+        assert!(
+            matches!(err.errno(), Some(nix::libc::ELOOP | nix::libc::ENOTDIR)),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(dir.with_extension("link"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,257 @@
+//! What a checkpoint's name says: step, epoch and metric values, and whether it is a temp name.
+//!
+//! Lightning writes `epoch=2-step=24.ckpt`, `epoch=2-step=24-v1.ckpt` and
+//! `epoch=2-step=24-val_loss=0.1234.ckpt`; Hugging Face `checkpoint-500`; torchtitan `step-500`;
+//! Orbax a bare `500`; hand-written loops `model_0005.pt`, `step_1000.pth`, `ckpt-1000.pt`.
+
+/// Step, epoch and metrics parsed from a name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NameInfo {
+    /// Training step (global step, iteration).
+    pub step: Option<u64>,
+    /// Epoch.
+    pub epoch: Option<u64>,
+    /// Every other `key=value` with a numeric value, in name order.
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// File extensions of single-file checkpoints.
+pub const CHECKPOINT_EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "safetensors", "bin"];
+
+const STEP_WORDS: &[&str] = &[
+    "step",
+    "steps",
+    "global_step",
+    "iter",
+    "iteration",
+    "checkpoint",
+    "ckpt",
+    "model",
+];
+const EPOCH_WORDS: &[&str] = &["epoch", "ep"];
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'/' || b == b'.'
+}
+
+/// The numeric value starting at `s`: digits with an optional sign, point and exponent.
+fn number_prefix(s: &str) -> &str {
+    let bytes = s.as_bytes();
+    let mut end = 0;
+    let mut seen_digit = false;
+    let mut seen_point = false;
+    let mut seen_exp = false;
+    while end < bytes.len() {
+        let b = bytes[end];
+        let ok = match b {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                true
+            }
+            b'-' | b'+' => end == 0 || (seen_exp && matches!(bytes[end - 1], b'e' | b'E')),
+            b'.' if !seen_point && !seen_exp => {
+                // A point followed by a non-digit ends the number ("0.5.ckpt" is handled by the caller).
+                seen_point = true;
+                bytes.get(end + 1).is_some_and(u8::is_ascii_digit)
+            }
+            b'e' | b'E' if seen_digit && !seen_exp => {
+                seen_exp = true;
+                bytes
+                    .get(end + 1)
+                    .is_some_and(|n| n.is_ascii_digit() || *n == b'-' || *n == b'+')
+            }
+            _ => false,
+        };
+        if !ok {
+            break;
+        }
+        end += 1;
+    }
+    if seen_digit {
+        &s[..end]
+    } else {
+        ""
+    }
+}
+
+/// Parses `stem` (the name without its extension).
+pub fn parse_name(stem: &str) -> NameInfo {
+    let mut info = NameInfo::default();
+    // key=value pairs (Lightning's auto_insert_metric_name).
+    let bytes = stem.as_bytes();
+    for (eq, _) in stem.match_indices('=') {
+        let mut start = eq;
+        while start > 0 && is_key_byte(bytes[start - 1]) {
+            start -= 1;
+        }
+        let key = &stem[start..eq];
+        let value = number_prefix(&stem[eq + 1..]);
+        if key.is_empty() || value.is_empty() {
+            continue;
+        }
+        let lower = key.to_ascii_lowercase();
+        if STEP_WORDS.contains(&lower.as_str()) {
+            info.step = info.step.or_else(|| value.parse().ok());
+        } else if EPOCH_WORDS.contains(&lower.as_str()) {
+            info.epoch = info.epoch.or_else(|| value.parse().ok());
+        } else if let Ok(v) = value.parse::<f64>() {
+            if v.is_finite() {
+                info.metrics.push((key.to_owned(), v));
+            }
+        }
+    }
+    if info.step.is_some() || info.epoch.is_some() || !info.metrics.is_empty() {
+        return info;
+    }
+    // A bare number (Orbax), or WORD<sep>NUMBER (checkpoint-500, model_0005, step_1000, epoch_3).
+    if !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()) {
+        info.step = stem.parse().ok();
+        return info;
+    }
+    if let Some(split) = stem.rfind(['-', '_']) {
+        let (word, number) = (&stem[..split], &stem[split + 1..]);
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            let word = word
+                .rsplit(['-', '_', '.'])
+                .next()
+                .unwrap_or(word)
+                .to_ascii_lowercase();
+            if EPOCH_WORDS.contains(&word.as_str()) {
+                info.epoch = number.parse().ok();
+            } else if STEP_WORDS.contains(&word.as_str()) || word.is_empty() {
+                info.step = number.parse().ok();
+            }
+        }
+    }
+    info
+}
+
+/// Splits a file name into stem and checkpoint extension, if it has one of ours.
+pub fn checkpoint_stem(name: &str) -> Option<&str> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    CHECKPOINT_EXTENSIONS
+        .contains(&ext.to_ascii_lowercase().as_str())
+        .then_some(stem)
+}
+
+/// Names of saves still in progress or abandoned by a crash.
+pub fn is_temp_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".tmp")
+        || lower.ends_with(".partial")
+        || lower.starts_with("tmp-checkpoint-")
+        || lower.contains(".orbax-checkpoint-tmp")
+}
+
+/// Shell-style match of `name` against `pattern` (`*`, `?`; no character classes).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str) -> Option<u64> {
+        parse_name(name).step
+    }
+
+    #[test]
+    fn lightning_names() {
+        let i = parse_name("epoch=2-step=24");
+        assert_eq!((i.epoch, i.step), (Some(2), Some(24)));
+        let i = parse_name("epoch=2-step=24-v1");
+        assert_eq!((i.epoch, i.step), (Some(2), Some(24)));
+        assert!(i.metrics.is_empty());
+        let i = parse_name("epoch=2-step=24-val_loss=0.1234");
+        assert_eq!(i.metrics, vec![("val_loss".to_owned(), 0.1234)]);
+        let i = parse_name("step=7-val/acc=0.91-train_loss=-1.5e-3");
+        assert_eq!(i.step, Some(7));
+        assert_eq!(
+            i.metrics,
+            vec![("val/acc".to_owned(), 0.91), ("train_loss".to_owned(), -1.5e-3)]
+        );
+    }
+
+    #[test]
+    fn framework_and_hand_written_names() {
+        assert_eq!(step("checkpoint-500"), Some(500));
+        assert_eq!(step("step-1000"), Some(1000));
+        assert_eq!(step("500"), Some(500));
+        assert_eq!(step("model_0005"), Some(5));
+        assert_eq!(step("step_1000"), Some(1000));
+        assert_eq!(step("ckpt-1000"), Some(1000));
+        assert_eq!(parse_name("epoch_3").epoch, Some(3));
+        assert_eq!(step("resnet50"), None, "a number glued to a word is not a step");
+        assert_eq!(step("best"), None);
+        assert_eq!(step("last"), None);
+        assert_eq!(step("my-model-v2"), None);
+        assert_eq!(step("run3_step_42"), Some(42));
+        assert_eq!(parse_name("").step, None);
+    }
+
+    #[test]
+    fn extensions_and_temp_names() {
+        assert_eq!(checkpoint_stem("epoch=1.ckpt"), Some("epoch=1"));
+        assert_eq!(checkpoint_stem("model.SAFETENSORS"), Some("model"));
+        assert_eq!(checkpoint_stem("notes.txt"), None);
+        assert_eq!(checkpoint_stem("noext"), None);
+        assert!(is_temp_name("epoch=1.ckpt.tmp"));
+        assert!(is_temp_name("model.pt.partial"));
+        assert!(is_temp_name("tmp-checkpoint-500"));
+        assert!(is_temp_name("500.orbax-checkpoint-tmp-1700000000"));
+        assert!(!is_temp_name("checkpoint-500"));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.ckpt", "a.ckpt"));
+        assert!(glob_match("weights-??.npz", "weights-07.npz"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("*.ckpt", "a.ckpt.tmp"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn odd_inputs_do_not_panic() {
+        for s in [
+            "=",
+            "==",
+            "a=",
+            "=1",
+            "a=.",
+            "a=-",
+            "a=1e",
+            "a=1e+",
+            "é=1",
+            "x=1.2.3",
+            "step=99999999999999999999999",
+        ] {
+            let _ = parse_name(s);
+        }
+        assert_eq!(parse_name("x=1.2.3").metrics, vec![("x".to_owned(), 1.2)]);
+    }
+}
