@@ -906,8 +906,8 @@ impl PyRetentionPlan {
 type OutcomeRow = (OsString, &'static str, String);
 /// (avail, target, met, stopped at the invariant, outcomes) of `free_space`.
 type FreeSpaceRow = (u64, u64, bool, bool, Vec<OutcomeRow>);
-/// (path, bytes, age, reason, dev, ino) of an orphan.
-type OrphanRow = (OsString, u64, f64, String, u64, u64);
+/// (path, bytes, age, reason, identity) of an orphan.
+type OrphanRow = (OsString, u64, f64, String, (u64, u64, i64, i64));
 
 fn lock_wait(wait: bool) -> LockWait {
     if wait {
@@ -1011,8 +1011,7 @@ fn find_orphans_py(
                 o.size,
                 o.age,
                 o.reason,
-                o.dev,
-                o.ino,
+                (o.dev, o.ino, o.ctime.0, o.ctime.1),
             )
         })
         .collect())
@@ -1020,10 +1019,13 @@ fn find_orphans_py(
 
 /// Removes orphans found by `_find_orphans`, each re-checked by identity (GIL released).
 #[pyfunction(name = "_remove_orphans")]
-fn remove_orphans_py(py: Python<'_>, orphans: Vec<(PathBuf, u64, u64)>) -> PyResult<Vec<OutcomeRow>> {
+fn remove_orphans_py(
+    py: Python<'_>,
+    orphans: Vec<(PathBuf, (u64, u64, i64, i64))>,
+) -> PyResult<Vec<OutcomeRow>> {
     let list: Vec<Orphan> = orphans
         .into_iter()
-        .filter_map(|(path, dev, ino)| {
+        .filter_map(|(path, (dev, ino, sec, nsec))| {
             let dir = path.parent()?.to_path_buf();
             let name = path.file_name()?.to_owned();
             Some(Orphan {
@@ -1034,6 +1036,7 @@ fn remove_orphans_py(py: Python<'_>, orphans: Vec<(PathBuf, u64, u64)>) -> PyRes
                 reason: String::new(),
                 dev,
                 ino,
+                ctime: (sec, nsec),
             })
         })
         .collect();

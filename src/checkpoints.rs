@@ -63,6 +63,9 @@ pub struct Checkpoint {
     pub dev: u64,
     /// See `dev`.
     pub ino: u64,
+    /// Status-change time (seconds, nanoseconds): an inode number can be reused by a new file,
+    /// its ctime cannot be set back, so together they say "still the same file".
+    pub ctime: (i64, i64),
     /// Hard links to it (`st_nlink`); deleting one of several frees nothing.
     pub nlink: u64,
     /// Why this is not a complete checkpoint; `None` when complete (or not yet verified).
@@ -149,6 +152,13 @@ fn entry_stat(dir: &impl AsFd, name: &OsStr, dir_path: &Path) -> Result<FileStat
 fn mtime_of(st: &FileStat) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let t = st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9;
+    t
+}
+
+/// `(st_ctime, st_ctime_nsec)`.
+pub fn ctime_of(st: &FileStat) -> (i64, i64) {
+    #[allow(clippy::useless_conversion)] // time_t differs by target
+    let t = (i64::from(st.st_ctime), i64::from(st.st_ctime_nsec));
     t
 }
 
@@ -340,6 +350,7 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
                     },
                     dev: est.st_dev,
                     ino: est.st_ino,
+                    ctime: ctime_of(&est),
                     #[allow(clippy::useless_conversion)] // nlink_t differs by target
                     nlink: u64::from(est.st_nlink),
                     incomplete,
@@ -364,6 +375,7 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
                     apparent_size: apparent,
                     dev: est.st_dev,
                     ino: est.st_ino,
+                    ctime: ctime_of(&est),
                     nlink: 1,
                     verified: incomplete.is_some(),
                     incomplete,

@@ -17,7 +17,7 @@ use nix::fcntl::{openat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::checkpoints::{open_dir, scan};
+use crate::checkpoints::{ctime_of, open_dir, scan};
 use crate::error::{Error, Result};
 use crate::names::is_temp_name;
 use crate::retention::{free_space_order, Action, Plan};
@@ -81,8 +81,8 @@ impl LockedDir {
         })
     }
 
-    /// Deletes entry `name` if it is still inode `(dev, ino)`.
-    pub fn delete(&self, name: &OsStr, dev: u64, ino: u64) -> Outcome {
+    /// Deletes entry `name` if it is still the file `(dev, ino, ctime)` that was examined.
+    pub fn delete(&self, name: &OsStr, dev: u64, ino: u64, ctime: (i64, i64)) -> Outcome {
         let st = match fstatat(&*self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => return Outcome::Skipped("already gone".into()),
@@ -90,6 +90,9 @@ impl LockedDir {
         };
         if (st.st_dev, st.st_ino) != (dev, ino) {
             return Outcome::Skipped("replaced since the plan (different inode)".into());
+        }
+        if ctime_of(&st) != ctime {
+            return Outcome::Skipped("changed since the plan (different inode change time)".into());
         }
         let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
         let result = if is_dir {
@@ -159,7 +162,12 @@ pub fn apply(plan: &Plan, wait: LockWait) -> Result<Vec<(usize, Outcome)>> {
         .map(|(i, item)| {
             (
                 i,
-                dir.delete(&item.checkpoint.name, item.checkpoint.dev, item.checkpoint.ino),
+                dir.delete(
+                    &item.checkpoint.name,
+                    item.checkpoint.dev,
+                    item.checkpoint.ino,
+                    item.checkpoint.ctime,
+                ),
             )
         })
         .collect())
@@ -195,7 +203,7 @@ pub fn free_space(plan: &Plan, target: u64, wait: LockWait) -> Result<FreeSpaceR
             break;
         }
         let c = &plan.items[i].checkpoint;
-        outcomes.push((i, dir.delete(&c.name, c.dev, c.ino)));
+        outcomes.push((i, dir.delete(&c.name, c.dev, c.ino, c.ctime)));
         now = avail(&plan.dir)?;
     }
     Ok(FreeSpaceReport {
@@ -224,6 +232,8 @@ pub struct Orphan {
     pub dev: u64,
     /// See `dev`.
     pub ino: u64,
+    /// See [`crate::checkpoints::Checkpoint::ctime`].
+    pub ctime: (i64, i64),
 }
 
 /// fsspec's `mkstemp()` names (Lightning stages `.ckpt` files there): `tmp` + 8 characters.
@@ -273,6 +283,7 @@ pub fn find_orphans(
                 reason: why,
                 dev: c.dev,
                 ino: c.ino,
+                ctime: c.ctime,
             });
         }
     }
@@ -325,6 +336,7 @@ pub fn find_orphans(
                 reason: reason.to_owned(),
                 dev: st.st_dev,
                 ino: st.st_ino,
+                ctime: ctime_of(&st),
             });
         }
     }
@@ -346,7 +358,7 @@ pub fn remove_orphans(orphans: &[Orphan]) -> Vec<Outcome> {
                         },
                         path: o.dir.clone(),
                     };
-                    locked.delete(&o.name, o.dev, o.ino)
+                    locked.delete(&o.name, o.dev, o.ino, o.ctime)
                 }
                 Err(e) => Outcome::Failed(format!("open {}: {}", o.dir.display(), e.desc())),
             }

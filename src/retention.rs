@@ -335,6 +335,13 @@ pub fn plan(scan: Scan, policy: &Policy, now: f64, mut verify: impl FnMut(&mut C
         }
     }
 
+    // A young checkpoint about to be deleted may be a save still being written under its final
+    // name (Hugging Face, Accelerate): check its contents first, so a partial one is skipped.
+    for i in 0..n {
+        if keeps[i].is_empty() && checkpoints[i].mtime >= now - policy.min_partial_age {
+            complete(i, &mut checkpoints);
+        }
+    }
     let newest_complete_mtime = newest_complete.map(|i| checkpoints[i].mtime);
     let items = checkpoints
         .into_iter()
@@ -360,7 +367,14 @@ pub fn plan(scan: Scan, policy: &Policy, now: f64, mut verify: impl FnMut(&mut C
                 reasons.push("not kept by any rule".to_owned());
                 Action::Delete
             };
-            let bytes_freed = if action == Action::Delete {
+            let hard_linked = checkpoint.nlink > 1;
+            if action == Action::Delete && hard_linked {
+                reasons.push(format!(
+                    "hard-linked {} times: deleting this name frees nothing",
+                    checkpoint.nlink
+                ));
+            }
+            let bytes_freed = if action == Action::Delete && !hard_linked {
                 checkpoint.size
             } else {
                 0
@@ -424,6 +438,7 @@ mod tests {
             apparent_size: 100,
             dev: 1,
             ino: mtime as u64,
+            ctime: (0, 0),
             nlink: 1,
             incomplete: (!complete).then(|| "truncated".to_owned()),
             verified: false,

@@ -11,7 +11,22 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import CheckResult, __version__, check, format_size, mounts
+from . import (
+    CheckResult,
+    KeepBest,
+    KeepEvery,
+    KeepLast,
+    KeepWithin,
+    Protect,
+    RetentionPolicy,
+    __version__,
+    apply,
+    check,
+    format_plan,
+    format_size,
+    mounts,
+    plan,
+)
 
 
 def _percent(value: float | None) -> str:
@@ -83,6 +98,58 @@ def _mounts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy(args: argparse.Namespace) -> RetentionPolicy:
+    rules: list[KeepLast | KeepBest | KeepEvery | KeepWithin | Protect] = []
+    if args.keep_last is not None:
+        rules.append(KeepLast(args.keep_last))
+    if args.keep_best is not None:
+        if not args.metric:
+            raise ValueError(
+                '--keep-best needs --metric NAME (as it appears in the file names, e.g. val_loss)'
+            )
+        rules.append(KeepBest(args.keep_best, args.metric, args.mode))
+    if args.keep_every is not None:
+        rules.append(KeepEvery(args.keep_every))
+    if args.keep_within is not None:
+        rules.append(KeepWithin(args.keep_within * 3600.0))
+    if args.protect:
+        rules.append(Protect(*args.protect))
+    return RetentionPolicy(*rules)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    current = plan(args.dir, _policy(args))
+    results = [] if args.dry_run else apply(current)
+    if args.json:
+        items = [
+            {
+                'name': str(i.name),
+                'action': i.action,
+                'reasons': i.reasons,
+                'step': i.step,
+                'epoch': i.epoch,
+                'metrics': dict(i.metrics),
+                'size': i.size,
+                'bytes_freed': i.bytes_freed,
+                'complete': i.complete,
+            }
+            for i in current.items
+        ]
+        done = [{'path': str(p), 'outcome': o, 'detail': d} for p, o, d in results]
+        print(
+            json.dumps(
+                {'dir': str(current.dir), 'dry_run': args.dry_run, 'plan': items, 'results': done}, indent=2
+            )
+        )
+    else:
+        print(format_plan(current))
+        if args.dry_run:
+            print('dry run: nothing deleted (run without --dry-run to apply)')
+        for path, outcome, detail in results:
+            print(f'{outcome:<8} {path}' + (f'  ({detail})' if detail else ''))
+    return 1 if any(o == 'failed' for _, o, _ in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='diskguard',
@@ -110,6 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument('--pid', default=None, help='whose mount namespace (default: self, or 1 elsewhere)')
     table.add_argument('--json', action='store_true', help='machine-readable output')
     table.set_defaults(run=_mounts)
+    prune = commands.add_parser(
+        'prune',
+        help='delete checkpoints no rule keeps (always keeps the newest complete one)',
+        description='Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, '
+        'and delete the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
+        'partial saves are never counted.',
+    )
+    prune.add_argument('dir', help='the checkpoint directory')
+    prune.add_argument('--keep-last', type=int, metavar='N', help='keep the newest N complete checkpoints')
+    prune.add_argument('--keep-best', type=int, metavar='K', help='keep the K best by --metric')
+    prune.add_argument('--metric', help='metric name as it appears in file names, e.g. val_loss')
+    prune.add_argument(
+        '--mode', choices=('min', 'max'), default='min', help='min for losses, max for accuracy'
+    )
+    prune.add_argument('--keep-every', type=int, metavar='STEPS', help='keep milestones every STEPS steps')
+    prune.add_argument('--keep-within', type=float, metavar='HOURS', help='keep those saved within HOURS')
+    prune.add_argument('--protect', action='append', metavar='PATH', help='never delete PATH (repeatable)')
+    prune.add_argument('--dry-run', action='store_true', help='show the plan, delete nothing')
+    prune.add_argument('--json', action='store_true', help='machine-readable output')
+    prune.set_defaults(run=_prune)
     return parser
 
 

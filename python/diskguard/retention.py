@@ -242,7 +242,7 @@ class Orphan:
     size: int
     age: float
     reason: str
-    _identity: tuple[int, int] = field(repr=False, compare=False)
+    _identity: tuple[int, int, int, int] = field(repr=False, compare=False)
 
 
 def find_orphans(
@@ -260,13 +260,13 @@ def find_orphans(
         (os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()) if include_temp_dir else None
     )
     found = _find_orphans(os.fspath(directory), temp, float(min_age), os.geteuid(), time.time())
-    return [Orphan(str(path), size, age, reason, (dev, ino)) for path, size, age, reason, dev, ino in found]
+    return [Orphan(str(path), size, age, reason, identity) for path, size, age, reason, identity in found]
 
 
 def remove_orphans(orphans: Sequence[Orphan]) -> list[tuple[str, str, str]]:
     """Removes orphans from :func:`find_orphans`, each re-checked to be the same file first.
     Returns (path, 'deleted' | 'skipped' | 'failed', detail) for each."""
-    results = _remove_orphans([(o.path, o._identity[0], o._identity[1]) for o in orphans])
+    results = _remove_orphans([(o.path, o._identity) for o in orphans])
     return [(str(p), w, d) for p, w, d in results]
 
 

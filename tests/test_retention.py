@@ -1,0 +1,468 @@
+"""Checkpoint retention on real directories: discovery, rules, the invariants, safe deletion."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import diskguard
+import pytest
+from diskguard import (
+    DirectoryBusyError,
+    DiskGuardError,
+    KeepBest,
+    KeepEvery,
+    KeepLast,
+    KeepWithin,
+    Protect,
+    RetentionPolicy,
+    apply,
+    plan,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+NOW = time.time()
+
+
+def torch_file(path: Path, complete: bool = True, size: int = 1000, mtime: float | None = None) -> Path:
+    """A file shaped like torch.save's zip format; `complete=False` cuts off its central directory."""
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr('archive/data.pkl', os.urandom(size))
+    if not complete:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def actions(p: diskguard.RetentionPlan) -> dict[str, str]:
+    return {str(i.name): i.action for i in p.items}
+
+
+def test_discovers_every_framework_layout(tmp_path: Path) -> None:
+    torch_file(tmp_path / 'epoch=2-step=24.ckpt', mtime=NOW - 50)
+    torch_file(tmp_path / 'epoch=2-step=24-v1.ckpt', mtime=NOW - 49)
+    torch_file(tmp_path / 'model_0005.pt', mtime=NOW - 48)
+    torch_file(tmp_path / 'step_1000.pth', mtime=NOW - 47)
+    hf = tmp_path / 'checkpoint-500'
+    hf.mkdir()
+    (hf / 'model.safetensors').write_bytes(b'x' * 100)
+    (hf / 'trainer_state.json').write_text('{}')
+    titan = tmp_path / 'step-800'
+    titan.mkdir()
+    (titan / '__0_0.distcp').write_bytes(b'x' * 10)
+    (titan / '.metadata').write_bytes(b'm')
+    orbax = tmp_path / '900'
+    orbax.mkdir()
+    (tmp_path / 'README.txt').write_text('not a checkpoint')
+    items = {str(i.name): i for i in plan(tmp_path).items}
+    assert set(items) == {
+        'epoch=2-step=24.ckpt',
+        'epoch=2-step=24-v1.ckpt',
+        'model_0005.pt',
+        'step_1000.pth',
+        'checkpoint-500',
+        'step-800',
+        '900',
+    }
+    assert (items['checkpoint-500'].format, items['checkpoint-500'].step) == ('huggingface', 500)
+    assert (items['step-800'].format, items['900'].format) == ('dcp', 'orbax')
+    assert (items['model_0005.pt'].step, items['epoch=2-step=24-v1.ckpt'].epoch) == (5, 2)
+    assert items['checkpoint-500'].size >= 100 and items['checkpoint-500'].apparent_size >= 102
+
+
+def test_partial_saves_are_recognised_and_never_count(tmp_path: Path) -> None:
+    torch_file(tmp_path / 'step=100.ckpt', mtime=NOW - 100)
+    torch_file(tmp_path / 'step=200.ckpt', complete=False, mtime=NOW - 10)
+    (tmp_path / 'step=300.ckpt.tmp').write_bytes(b'partial')
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    (tmp_path / 'tmp-checkpoint-400').mkdir()
+    (tmp_path / 'checkpoint-450').mkdir()  # no trainer_state.json yet
+    dcp = tmp_path / 'step-460'
+    dcp.mkdir()
+    (dcp / '__0_0.distcp').write_bytes(b'x')
+    (tmp_path / '470.orbax-checkpoint-tmp-123').mkdir()
+    header = b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+    (tmp_path / 'cut.safetensors').write_bytes(len(header).to_bytes(8, 'little') + header + b'\0' * 8)
+    p = plan(tmp_path, RetentionPolicy(KeepLast(5)))
+    items = {str(i.name): i for i in p.items}
+    assert items['step=100.ckpt'].action == 'keep'
+    assert 'newest complete checkpoint' in items['step=100.ckpt'].reasons
+    for name in [n for n in items if n != 'step=100.ckpt']:
+        assert not items[name].complete, name
+        assert items[name].action == 'skip', (name, items[name].reasons)
+    assert 'central-directory' in (items['step=200.ckpt'].incomplete_reason or '')
+    assert 'safetensors' in (items['cut.safetensors'].incomplete_reason or '')
+
+
+def test_rules_combine_as_keep_if_any_keeps(tmp_path: Path) -> None:
+    for s in range(1, 11):
+        torch_file(tmp_path / f'epoch={s}-step={s * 100}-val_acc={s % 4 / 10:.2f}.ckpt', mtime=NOW - 1000 + s)
+    os.symlink('epoch=2-step=200-val_acc=0.20.ckpt', tmp_path / 'last.ckpt')
+    policy = RetentionPolicy(
+        KeepLast(2),
+        KeepBest(1, 'val_acc', mode='max'),
+        KeepEvery(500),
+        Protect(tmp_path / 'epoch=1-step=100-val_acc=0.10.ckpt'),
+    )
+    a = actions(plan(tmp_path, policy))
+    kept = sorted(n for n, act in a.items() if act == 'keep')
+    assert kept == [
+        'epoch=1-step=100-val_acc=0.10.ckpt',  # protected
+        'epoch=10-step=1000-val_acc=0.20.ckpt',  # last 2, milestone
+        'epoch=2-step=200-val_acc=0.20.ckpt',  # symlink target
+        'epoch=5-step=500-val_acc=0.10.ckpt',  # milestone
+        'epoch=7-step=700-val_acc=0.30.ckpt',  # best (0.3, newest of the ties)
+        'epoch=9-step=900-val_acc=0.10.ckpt',  # last 2
+    ]
+    assert 'last.ckpt' not in a, 'a symlink is a pointer, not a checkpoint'
+
+
+def test_plan_then_apply_deletes_exactly_the_plan(tmp_path: Path) -> None:
+    for s in range(1, 6):
+        torch_file(tmp_path / f'step={s}.ckpt', mtime=NOW - 100 + s)
+    p = plan(tmp_path, RetentionPolicy(KeepLast(2)))
+    planned = {str(i.path) for i in p.items if i.action == 'delete'}
+    assert p.bytes_freed == sum(i.bytes_freed for i in p.items) > 0
+    results = apply(p)
+    assert {str(path) for path, outcome, _ in results if outcome == 'deleted'} == planned
+    assert sorted(os.listdir(tmp_path)) == ['step=4.ckpt', 'step=5.ckpt']
+
+
+def test_keep_within(tmp_path: Path) -> None:
+    torch_file(tmp_path / 'a.pt', mtime=NOW - 7200)
+    torch_file(tmp_path / 'b.pt', mtime=NOW - 600)
+    torch_file(tmp_path / 'c.pt', mtime=NOW - 60)
+    a = actions(plan(tmp_path, RetentionPolicy(KeepWithin(1800)), now=NOW))
+    assert a == {'a.pt': 'delete', 'b.pt': 'keep', 'c.pt': 'keep'}
+
+
+def test_symlink_pointing_outside_is_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    victim = torch_file(outside / 'precious.ckpt')
+    ckpts = tmp_path / 'ckpts'
+    ckpts.mkdir()
+    os.symlink(victim, ckpts / 'evil.ckpt')
+    os.symlink(outside, ckpts / 'checkpoint-999')
+    for s in range(3):
+        torch_file(ckpts / f'step={s}.ckpt', mtime=NOW - 10 + s)
+    p = plan(ckpts, RetentionPolicy(KeepLast(1)))
+    assert {str(i.name) for i in p.items} == {'step=0.ckpt', 'step=1.ckpt', 'step=2.ckpt'}
+    apply(p)
+    assert victim.exists() and (ckpts / 'evil.ckpt').is_symlink() and (ckpts / 'checkpoint-999').is_symlink()
+    assert sorted(os.listdir(outside)) == ['precious.ckpt']
+
+
+def test_symlink_loop_and_odd_names(tmp_path: Path) -> None:
+    os.symlink('b.ckpt', tmp_path / 'a.ckpt')
+    os.symlink('a.ckpt', tmp_path / 'b.ckpt')
+    names = ['café-step=1.ckpt', 'line\nbreak-step=2.ckpt', 'step=3 with space.ckpt']
+    for i, name in enumerate(names):
+        torch_file(tmp_path / name, mtime=NOW - 10 + i)
+    raw = os.fsencode(tmp_path) + b'/bad-\xff-step=4.ckpt'
+    with open(raw, 'wb') as f:
+        f.write((tmp_path / names[0]).read_bytes())
+    os.utime(raw, (NOW, NOW))
+    p = plan(tmp_path, RetentionPolicy(KeepLast(1)))
+    assert len(p.items) == 4
+    results = apply(p)
+    assert sorted(o for _, o, _ in results) == ['deleted', 'deleted', 'deleted']
+    assert os.path.exists(raw), 'the newest (non-UTF-8 name) survives'
+    assert os.listdir(tmp_path).count('a.ckpt') == 1
+
+
+def test_hard_links_free_nothing(tmp_path: Path) -> None:
+    torch_file(tmp_path / 'step=1.ckpt', size=50_000, mtime=NOW - 10)
+    os.link(tmp_path / 'step=1.ckpt', tmp_path / 'copy-elsewhere.bin.keep')
+    torch_file(tmp_path / 'step=2.ckpt', mtime=NOW)
+    p = plan(tmp_path, RetentionPolicy(KeepLast(1)))
+    old = next(i for i in p.items if str(i.name) == 'step=1.ckpt')
+    assert old.action == 'delete' and old.bytes_freed == 0
+    assert any('hard-linked' in r for r in old.reasons)
+
+
+def test_read_only_directory_reports_failures_and_goes_on(tmp_path: Path, open_dir: Path) -> None:
+    from conftest import as_user
+
+    ckpts = open_dir / 'ro'
+    ckpts.mkdir()
+    for s in range(3):
+        torch_file(ckpts / f'step={s}.ckpt', mtime=NOW - 10 + s)
+    os.chown(ckpts / 'step=0.ckpt', 65534, 65534)
+    os.chmod(ckpts / 'step=0.ckpt', 0o444)
+    p = plan(ckpts, RetentionPolicy(KeepLast(1)))
+    ckpts.chmod(0o555)
+    try:
+        with as_user():
+            results = apply(p)
+    finally:
+        ckpts.chmod(0o755)
+    assert [o for _, o, _ in results] == ['failed', 'failed']
+    assert all('Permission denied' in d or 'Read-only' in d for _, _, d in results)
+    assert len(os.listdir(ckpts)) == 3, 'nothing deleted, nothing raised'
+
+
+def test_directory_swapped_for_a_symlink_between_plan_and_apply(tmp_path: Path) -> None:
+    ckpts = tmp_path / 'ckpts'
+    ckpts.mkdir()
+    for s in range(3):
+        torch_file(ckpts / f'step={s}.ckpt', mtime=NOW - 10 + s)
+    p = plan(ckpts, RetentionPolicy(KeepLast(1)))
+    decoy = tmp_path / 'decoy'
+    shutil.copytree(ckpts, decoy)
+    ckpts.rename(tmp_path / 'moved')
+    os.symlink(decoy, ckpts)
+    with pytest.raises(OSError):
+        apply(p)
+    ckpts.unlink()
+    decoy.rename(ckpts)  # a different directory with the same name and files
+    with pytest.raises(DiskGuardError, match='replaced since the plan'):
+        apply(p)
+    assert len(os.listdir(ckpts)) == 3 and len(os.listdir(tmp_path / 'moved')) == 3
+
+
+def test_entry_replaced_after_planning_is_left_alone(tmp_path: Path) -> None:
+    for s in range(3):
+        torch_file(tmp_path / f'step={s}.ckpt', mtime=NOW - 10 + s)
+    p = plan(tmp_path, RetentionPolicy(KeepLast(1)))
+    (tmp_path / 'step=0.ckpt').unlink()
+    torch_file(tmp_path / 'step=0.ckpt')  # a new file under the old name
+    results = {Path(path).name: (o, d) for path, o, d in apply(p)}
+    assert results['step=0.ckpt'][0] == 'skipped' and 'different inode' in results['step=0.ckpt'][1]
+    assert results['step=1.ckpt'][0] == 'deleted'
+    assert (tmp_path / 'step=0.ckpt').exists()
+
+
+def test_refuses_root_and_reports_bad_rules(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match='root directory'):
+        plan('/')
+    with pytest.raises(FileNotFoundError):
+        plan(tmp_path / 'missing')
+    with pytest.raises(ValueError, match='keep_last=0'):
+        plan(tmp_path, RetentionPolicy(KeepLast(0)))
+    with pytest.raises(ValueError, match="mode='avg'"):
+        plan(tmp_path, RetentionPolicy(KeepBest(1, 'loss', mode='avg')))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match='rules: expected'):
+        RetentionPolicy('keep everything')  # type: ignore[arg-type]
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print('locked', flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_two_processes_never_prune_at_once(tmp_path: Path) -> None:
+    for s in range(4):
+        torch_file(tmp_path / f'step={s}.ckpt', mtime=NOW - 10 + s)
+    p = plan(tmp_path, RetentionPolicy(KeepLast(1)))
+    holder = subprocess.Popen(
+        [sys.executable, '-c', HOLD_LOCK, str(tmp_path), '1.5'], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == 'locked'
+        with pytest.raises(DirectoryBusyError):
+            apply(p, wait=False)
+        assert len(os.listdir(tmp_path)) == 4
+        started = time.monotonic()
+        results = apply(p, wait=True)
+        assert time.monotonic() - started > 0.5, 'it waited for the other process'
+        assert [o for _, o, _ in results] == ['deleted'] * 3
+    finally:
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_same_plan_applied_by_two_processes_deletes_each_file_once(tmp_path: Path) -> None:
+    for s in range(30):
+        torch_file(tmp_path / f'step={s}.ckpt', mtime=NOW - 100 + s)
+    code = (
+        'import sys, json, diskguard\n'
+        'p = diskguard.plan(sys.argv[1], diskguard.RetentionPolicy(diskguard.KeepLast(1)))\n'
+        'print(json.dumps([o for _, o, _ in diskguard.apply(p)]))\n'
+    )
+    procs = [
+        subprocess.Popen([sys.executable, '-c', code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    deleted = sum(o.count('deleted') for o in outs)
+    assert deleted == 29, outs
+    assert all(o in ('deleted', 'skipped') for out in outs for o in out)
+    assert os.listdir(tmp_path) == ['step=29.ckpt']
+
+
+def test_free_space_stops_at_target_and_at_the_invariant(tmpfs: Path) -> None:
+    for s in range(10):
+        path = tmpfs / f'step={s}-loss={s / 10:.1f}.ckpt'
+        path.write_bytes(os.urandom(1024 * 1024))
+        os.utime(path, (NOW - 100 + s, NOW - 100 + s))
+    before = diskguard.usage(tmpfs).avail
+    policy = RetentionPolicy(KeepLast(3), KeepBest(1, 'loss'))
+    result = diskguard.free_space(tmpfs, before + 3 * 1024 * 1024, policy)
+    assert result.met and len(result.deleted) == 3
+    assert [Path(p).name for p in result.deleted] == [
+        'step=1-loss=0.1.ckpt',
+        'step=2-loss=0.2.ckpt',
+        'step=3-loss=0.3.ckpt',
+    ]
+    everything = diskguard.free_space(tmpfs, '1TiB', policy)
+    assert not everything.met and everything.stopped_at_invariant
+    left = sorted(os.listdir(tmpfs))
+    assert left == ['step=9-loss=0.9.ckpt'], 'only the newest complete checkpoint is left'
+    assert diskguard.free_space(tmpfs, 0.5).met
+
+
+def test_orphans_in_the_directory_and_the_temp_dir(tmp_path: Path) -> None:
+    ckpts, temp = tmp_path / 'ckpts', tmp_path / 'tmp'
+    ckpts.mkdir()
+    temp.mkdir()
+    old = NOW - 7200
+    torch_file(ckpts / 'step=1.ckpt', mtime=old)
+    (ckpts / 'step=2.ckpt.tmp').write_bytes(b'x' * 5000)
+    os.utime(ckpts / 'step=2.ckpt.tmp', (old, old))
+    (ckpts / 'step=3.ckpt.tmp').write_bytes(b'young')  # an in-flight save
+    torch_file(temp / 'tmpab12cd34', mtime=old)  # fsspec staging file with a torch zip
+    (temp / 'tmpzz99yy88').write_bytes(b'not a zip')
+    os.utime(temp / 'tmpzz99yy88', (old, old))
+    (temp / 'tmp-checkpoint-7').mkdir()
+    os.utime(temp / 'tmp-checkpoint-7', (old, old))
+    theirs = temp / 'tmp-checkpoint-8'
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    os.utime(theirs, (old, old))
+    found = diskguard.find_orphans(ckpts, temp_dir=temp, min_age=3600)
+    names = sorted(Path(o.path).name for o in found)
+    assert names == ['step=2.ckpt.tmp', 'tmp-checkpoint-7', 'tmpab12cd34']
+    assert all(o.size > 0 or Path(o.path).is_dir() for o in found)
+    results = diskguard.remove_orphans(found)
+    assert [o for _, o, _ in results] == ['deleted'] * 3
+    assert (ckpts / 'step=3.ckpt.tmp').exists() and theirs.exists() and (temp / 'tmpzz99yy88').exists()
+
+
+def test_cli_prune_dry_run_and_apply(tmp_path: Path) -> None:
+    for s in range(1, 5):
+        torch_file(tmp_path / f'epoch={s}-step={s * 10}-val_loss={1 / s:.2f}.ckpt', mtime=NOW - 100 + s)
+    run = lambda *a: subprocess.run(
+        [sys.executable, '-m', 'diskguard', 'prune', str(tmp_path), *a],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dry = run('--keep-last', '1', '--keep-best', '1', '--metric', 'val_loss', '--mode', 'max', '--dry-run')
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0].split() == ['ACTION', 'CHECKPOINT', 'STEP', 'SIZE', 'WHY']
+    assert any(
+        line.startswith('delete  epoch=2-step=20') and 'not kept by any rule' in line for line in lines
+    )
+    assert any('newest complete checkpoint' in line for line in lines)
+    assert any(
+        line.startswith('keep    epoch=1-step=10') and 'best 1 by val_loss (1)' in line for line in lines
+    )
+    assert '2 kept, 2 to delete' in dry.stdout and 'dry run: nothing deleted' in dry.stdout
+    assert len(os.listdir(tmp_path)) == 4
+    done = run('--keep-last', '1', '--json')
+    report = json.loads(done.stdout)
+    assert [r['outcome'] for r in report['results']] == ['deleted'] * 3
+    assert os.listdir(tmp_path) == ['epoch=4-step=40-val_loss=0.25.ckpt']
+    bad = run('--keep-best', '2')
+    assert bad.returncode == 1 and '--keep-best needs --metric' in bad.stderr
+
+
+# --- properties over random checkpoint sets and policies -----------------------------------------
+
+entries = st.lists(
+    st.tuples(
+        st.sampled_from(['complete', 'complete', 'complete', 'truncated', 'temp', 'empty']),
+        st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0, allow_nan=False)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+policies = st.builds(
+    lambda last, best, every, within, protect: (last, best, every, within, protect),
+    st.one_of(st.none(), st.integers(1, 4)),
+    st.one_of(st.none(), st.tuples(st.integers(1, 3), st.sampled_from(['min', 'max']))),
+    st.one_of(st.none(), st.sampled_from([2, 3, 5])),
+    st.one_of(st.none(), st.sampled_from([5.0, 50.0])),
+    st.lists(st.integers(0, 11), max_size=3),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries, policies, st.booleans(), st.integers(0, 11))
+def test_invariants_hold_for_random_sets(tmp_path_factory, specs, policy_spec, with_link, link_to) -> None:
+    root = tmp_path_factory.mktemp('prop')
+    ckpts, outside = root / 'ckpts', root / 'outside'
+    ckpts.mkdir()
+    outside.mkdir()
+    torch_file(outside / 'step=999-loss=0.0.ckpt')
+    os.symlink(outside / 'step=999-loss=0.0.ckpt', ckpts / 'escape.ckpt')
+    names = []
+    for i, (kind, loss) in enumerate(specs):
+        metric = '' if loss is None else f'-loss={loss:.3f}'
+        name = f'step={i * 10}{metric}.ckpt' + ('.tmp' if kind == 'temp' else '')
+        path = ckpts / name
+        if kind == 'empty':
+            path.write_bytes(b'')
+        else:
+            torch_file(path, complete=kind != 'truncated', size=200)
+        os.utime(path, (NOW - 1000 + i, NOW - 1000 + i))  # young: partial saves must be skipped
+        names.append((name, kind))
+    if with_link and link_to < len(names):
+        os.symlink(names[link_to][0], ckpts / 'last.ckpt')
+    last, best, every, within, protect = policy_spec
+    rules: list = []
+    if last:
+        rules.append(KeepLast(last))
+    if best:
+        rules.append(KeepBest(best[0], 'loss', mode=best[1]))
+    if every:
+        rules.append(KeepEvery(every * 10))
+    if within:
+        rules.append(KeepWithin(within))
+    protected = {names[i][0] for i in protect if i < len(names)}
+    if protected:
+        rules.append(Protect(*sorted(protected)))
+    policy = RetentionPolicy(*rules)
+
+    first = plan(ckpts, policy, now=NOW)
+    again = plan(ckpts, policy, now=NOW)
+    assert [(str(i.name), i.action, i.reasons) for i in first.items] == [
+        (str(i.name), i.action, i.reasons) for i in again.items
+    ], 'the plan is deterministic'
+
+    complete = [n for n, k in names if k == 'complete']
+    must_survive = set(protected)
+    if complete:
+        must_survive.add(complete[-1])  # names are ordered by step, newest last
+    if with_link and link_to < len(names):
+        must_survive.add(names[link_to][0])
+    must_survive |= {n for n, k in names if k != 'complete'}  # young partial saves are left alone
+    before = set(os.listdir(ckpts))
+    apply(first)
+    after = set(os.listdir(ckpts))
+    assert must_survive <= after, must_survive - after
+    assert before - after == {str(i.name) for i in first.items if i.action == 'delete'}
+    assert {'escape.ckpt'} <= after and (outside / 'step=999-loss=0.0.ckpt').exists(), (
+        'nothing outside touched'
+    )
+    pointed = {names[link_to][0]} if with_link and link_to < len(names) else set()
+    assert not any(
+        i.action == 'keep' and not i.complete and str(i.name) not in protected | pointed for i in first.items
+    ), 'partial saves never count as kept (unless the caller protects them)'
+    shutil.rmtree(root)
