@@ -306,9 +306,9 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
     let mut links = Vec::new();
     for (name, hint) in names {
         let text = name.to_string_lossy();
+        let temp = is_temp_name(&text);
         let file_stem = checkpoint_stem(text.trim_end_matches(".tmp").trim_end_matches(".partial"));
-        let wanted_file =
-            file_stem.is_some() || patterns.iter().any(|p| glob_match(p, &text)) || is_temp_name(&text);
+        let wanted_file = file_stem.is_some() || temp || patterns.iter().any(|p| glob_match(p, &text));
         // Skip the stat for plain files we have no interest in (d_type tells us it is a file).
         if hint == Some(Type::File) && !wanted_file {
             continue;
@@ -329,7 +329,7 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
             SFlag::S_IFREG if wanted_file => {
                 let stem = file_stem.unwrap_or(&text);
                 let info = parse_name(stem);
-                let incomplete = if is_temp_name(&text) {
+                let incomplete = if temp {
                     Some("temporary name of an unfinished save".to_owned())
                 } else if est.st_size == 0 {
                     Some("empty file".to_owned())

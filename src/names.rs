@@ -89,10 +89,9 @@ pub fn parse_name(stem: &str) -> NameInfo {
         if key.is_empty() || value.is_empty() {
             continue;
         }
-        let lower = key.to_ascii_lowercase();
-        if STEP_WORDS.contains(&lower.as_str()) {
+        if is_one_of(key, STEP_WORDS) {
             info.step = info.step.or_else(|| value.parse().ok());
-        } else if EPOCH_WORDS.contains(&lower.as_str()) {
+        } else if is_one_of(key, EPOCH_WORDS) {
             info.epoch = info.epoch.or_else(|| value.parse().ok());
         } else if let Ok(v) = value.parse::<f64>() {
             if v.is_finite() {
@@ -126,21 +125,27 @@ pub fn parse_name(stem: &str) -> NameInfo {
     info
 }
 
+fn is_one_of(word: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+fn ends_with_ignore_case(name: &str, suffix: &str) -> bool {
+    name.len() >= suffix.len()
+        && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
 /// Splits a file name into stem and checkpoint extension, if it has one of ours.
 pub fn checkpoint_stem(name: &str) -> Option<&str> {
     let (stem, ext) = name.rsplit_once('.')?;
-    CHECKPOINT_EXTENSIONS
-        .contains(&ext.to_ascii_lowercase().as_str())
-        .then_some(stem)
+    is_one_of(ext, CHECKPOINT_EXTENSIONS).then_some(stem)
 }
 
 /// Names of saves still in progress or abandoned by a crash.
 pub fn is_temp_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.ends_with(".tmp")
-        || lower.ends_with(".partial")
-        || lower.starts_with("tmp-checkpoint-")
-        || lower.contains(".orbax-checkpoint-tmp")
+    ends_with_ignore_case(name, ".tmp")
+        || ends_with_ignore_case(name, ".partial")
+        || (name.len() >= 15 && name.as_bytes()[..15].eq_ignore_ascii_case(b"tmp-checkpoint-"))
+        || name.to_ascii_lowercase().contains(".orbax-checkpoint-tmp")
 }
 
 /// Shell-style match of `name` against `pattern` (`*`, `?`; no character classes).

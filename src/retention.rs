@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use crate::checkpoints::{Checkpoint, Link, Scan};
 use crate::error::{Error, Result};
 
+/// Seconds within which a modified checkpoint may still be being written.
+pub const IN_PROGRESS_WINDOW: f64 = 300.0;
+
 /// Direction of a metric: lower is better (`Min`, losses) or higher is better (`Max`, accuracy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -181,22 +184,29 @@ impl Plan {
 /// Oldest to newest: by step where names carry one, by mtime otherwise. Checkpoints with a step
 /// keep the mtime order's slots among themselves but are arranged by step in them, so a copied
 /// or touched file cannot jump ahead of a later step (the Hugging Face mtime bugs).
-pub fn order(checkpoints: &mut [Checkpoint]) {
-    checkpoints.sort_by(|a, b| a.mtime.total_cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
-    let slots: Vec<usize> = (0..checkpoints.len())
-        .filter(|&i| checkpoints[i].info.step.is_some())
+pub fn order(checkpoints: &mut Vec<Checkpoint>) {
+    let mut by_time: Vec<usize> = (0..checkpoints.len()).collect();
+    by_time.sort_by(|&a, &b| {
+        let (a, b) = (&checkpoints[a], &checkpoints[b]);
+        a.mtime.total_cmp(&b.mtime).then_with(|| a.name.cmp(&b.name))
+    });
+    let slots: Vec<usize> = (0..by_time.len())
+        .filter(|&k| checkpoints[by_time[k]].info.step.is_some())
         .collect();
-    let mut stepped: Vec<Checkpoint> = slots.iter().map(|&i| checkpoints[i].clone()).collect();
-    stepped.sort_by(|a, b| {
+    let mut stepped: Vec<usize> = slots.iter().map(|&k| by_time[k]).collect();
+    stepped.sort_by(|&a, &b| {
+        let (a, b) = (&checkpoints[a], &checkpoints[b]);
         a.info
             .step
             .cmp(&b.info.step)
             .then_with(|| a.mtime.total_cmp(&b.mtime))
             .then_with(|| a.name.cmp(&b.name))
     });
-    for (slot, c) in slots.into_iter().zip(stepped) {
-        checkpoints[slot] = c;
+    for (slot, index) in slots.into_iter().zip(stepped) {
+        by_time[slot] = index;
     }
+    let mut taken: Vec<Option<Checkpoint>> = std::mem::take(checkpoints).into_iter().map(Some).collect();
+    checkpoints.extend(by_time.into_iter().filter_map(|i| taken[i].take()));
 }
 
 fn pretty_seconds(s: f64) -> String {
@@ -335,10 +345,12 @@ pub fn plan(scan: Scan, policy: &Policy, now: f64, mut verify: impl FnMut(&mut C
         }
     }
 
-    // A young checkpoint about to be deleted may be a save still being written under its final
-    // name (Hugging Face, Accelerate): check its contents first, so a partial one is skipped.
+    // A checkpoint modified in the last minutes and about to be deleted may be a save still being
+    // written under its final name (Hugging Face, Accelerate): check its contents first, so a
+    // partial one is skipped.
     for i in 0..n {
-        if keeps[i].is_empty() && checkpoints[i].mtime >= now - policy.min_partial_age {
+        if keeps[i].is_empty() && checkpoints[i].mtime >= now - IN_PROGRESS_WINDOW.min(policy.min_partial_age)
+        {
             complete(i, &mut checkpoints);
         }
     }
