@@ -421,7 +421,8 @@ def test_invariants_hold_for_random_sets(tmp_path_factory, specs, policy_spec, w
             path.write_bytes(b'')
         else:
             torch_file(path, complete=kind != 'truncated', size=200)
-        os.utime(path, (NOW - 1000 + i, NOW - 1000 + i))  # young: partial saves must be skipped
+        # Modified within the last 5 minutes: a partial one may still be being written, so it must be skipped.
+        os.utime(path, (NOW - 200 + i, NOW - 200 + i))
         names.append((name, kind))
     if with_link and link_to < len(names):
         os.symlink(names[link_to][0], ckpts / 'last.ckpt')
