@@ -129,6 +129,7 @@ def test_rules_combine_as_keep_if_any_keeps(tmp_path: Path) -> None:
 def test_plan_then_apply_deletes_exactly_the_plan(tmp_path: Path) -> None:
     for s in range(1, 6):
         torch_file(tmp_path / f'step={s}.ckpt', mtime=NOW - 100 + s)
+    (tmp_path / 'step=1.ckpt').chmod(0o444)  # a read-only file in a writable directory still goes
     p = plan(tmp_path, RetentionPolicy(KeepLast(2)))
     planned = {str(i.path) for i in p.items if i.action == 'delete'}
     assert p.bytes_freed == sum(i.bytes_freed for i in p.items) > 0
