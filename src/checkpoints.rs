@@ -112,6 +112,17 @@ pub struct Scan {
     pub links: Vec<Link>,
 }
 
+/// Opening a directory entry as a directory: never through a symlink.
+pub(crate) const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+/// Opening a file entry to read its header: never through a symlink, never blocking on a FIFO.
+pub(crate) const FILE_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_NONBLOCK);
+
 /// Opens `dir` as a directory without following a final symlink, refusing `/`.
 pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
     crate::usage::validate_path("dir", dir)?;
@@ -122,12 +133,7 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
             "refusing to manage checkpoints in the root directory",
         ));
     }
-    let fd = nix::fcntl::open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::os("open", dir, e))?;
+    let fd = nix::fcntl::open(dir, DIR_FLAGS, Mode::empty()).map_err(|e| Error::os("open", dir, e))?;
     let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
     if is_root_inode(&st) {
         return Err(Error::invalid(
@@ -206,7 +212,7 @@ fn tree_size(fd: OwnedFd, dev: u64, seen: &mut Seen, depth: usize) -> (u64, u64)
             apparent = apparent.saturating_add(u64::try_from(st.st_size).unwrap_or(0));
         }
         if kind(&st) == SFlag::S_IFDIR && depth < 64 {
-            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let flags = DIR_FLAGS;
             if let Ok(child) = openat(&dir, name.as_os_str(), flags, Mode::empty()) {
                 let (a, p) = tree_size(child, dev, seen, depth + 1);
                 alloc = alloc.saturating_add(a);
@@ -223,7 +229,7 @@ fn child_exists(dir: &impl AsFd, parent: &OsStr, child: &str) -> bool {
 }
 
 fn has_child_with_suffix(dir: &impl AsFd, name: &OsStr, suffix: &str) -> bool {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let flags = DIR_FLAGS;
     let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
         return false;
     };
@@ -361,7 +367,7 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
                 let Some((format, info, incomplete)) = classify_dir(&fd, &name, &text) else {
                     continue;
                 };
-                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let flags = DIR_FLAGS;
                 let (alloc, apparent) = match openat(&fd, name.as_os_str(), flags, Mode::empty()) {
                     Ok(child) => tree_size(child, est.st_dev, &mut seen, 0),
                     Err(_) => (0, 0),
@@ -409,7 +415,7 @@ pub fn verify_file(dir: &impl AsFd, checkpoint: &mut Checkpoint) {
         return;
     }
     checkpoint.verified = true;
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let flags = FILE_FLAGS;
     let Ok(fd) = openat(dir, checkpoint.name.as_os_str(), flags, Mode::empty()) else {
         return;
     };

@@ -17,7 +17,7 @@ use nix::fcntl::{openat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::checkpoints::{ctime_of, open_dir, scan};
+use crate::checkpoints::{ctime_of, open_dir, scan, DIR_FLAGS, FILE_FLAGS};
 use crate::error::{Error, Result};
 use crate::names::is_temp_name;
 use crate::retention::{free_space_order, Action, Plan};
@@ -121,12 +121,7 @@ fn remove_tree(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) -> nix:
     if depth > 256 {
         return Err(Errno::ELOOP);
     }
-    let fd = openat(
-        parent,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = openat(parent, name, DIR_FLAGS, Mode::empty())?;
     if fstat(&fd)?.st_dev != dev {
         return Err(Errno::EXDEV); // a mount inside: not ours to empty
     }
@@ -244,7 +239,7 @@ fn fsspec_like(name: &str) -> bool {
 }
 
 fn starts_with_zip(dir: &impl AsFd, name: &OsStr) -> bool {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let flags = FILE_FLAGS;
     let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
         return false;
     };
@@ -348,7 +343,7 @@ pub fn remove_orphans(orphans: &[Orphan]) -> Vec<Outcome> {
     orphans
         .iter()
         .map(|o| {
-            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let flags = DIR_FLAGS;
             match nix::fcntl::open(&o.dir, flags, Mode::empty()) {
                 Ok(fd) => {
                     let locked = LockedDir {
