@@ -468,3 +468,36 @@ def test_invariants_hold_for_random_sets(tmp_path_factory, specs, policy_spec, w
         i.action == 'keep' and not i.complete and str(i.name) not in protected | pointed for i in first.items
     ), 'partial saves never count as kept (unless the caller protects them)'
     shutil.rmtree(root)
+
+
+names = st.text(
+    alphabet=st.characters(blacklist_categories=('Cs',), blacklist_characters='/\x00'),
+    min_size=1,
+    max_size=40,
+).filter(lambda n: n not in ('.', '..'))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(names, st.sampled_from(['.ckpt', '.pt', '.safetensors', '', '.tmp'])),
+        max_size=10,
+        unique=True,
+    )
+)
+def test_any_names_plan_and_apply_without_error(tmp_path_factory, entries) -> None:
+    root = tmp_path_factory.mktemp('names')
+    made = set()
+    for i, (stem, ext) in enumerate(entries):
+        name = stem + ext
+        if name in made or len(os.fsencode(name)) > 250:
+            continue
+        path = root / name
+        torch_file(path, mtime=NOW - 3600 + i)
+        made.add(name)
+    p = plan(root, RetentionPolicy(KeepLast(1), KeepBest(1, 'loss'), KeepEvery(7)))
+    assert {str(i.name) for i in p.items} <= made
+    results = apply(p)
+    assert all(outcome == 'deleted' for _, outcome, _ in results), results
+    assert set(os.listdir(root)) == made - {os.path.basename(path) for path, _, _ in results}
+    shutil.rmtree(root)
