@@ -118,7 +118,15 @@ def _policy(args: argparse.Namespace) -> RetentionPolicy:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    current = plan(args.dir, _policy(args))
+    policy = _policy(args)
+    keeping = [r for r in policy.rules if not isinstance(r, Protect)]
+    if not keeping and not args.dry_run:
+        # With no rule only the newest complete checkpoint would survive: too easy to type by mistake.
+        raise ValueError(
+            'prune: give at least one of --keep-last, --keep-best, --keep-every, --keep-within '
+            '(or --dry-run to see what the invariant alone keeps)'
+        )
+    current = plan(args.dir, policy)
     results = [] if args.dry_run else apply(current)
     if args.json:
         items = [
