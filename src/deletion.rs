@@ -94,9 +94,8 @@ impl LockedDir {
         if ctime_of(&st) != ctime {
             return Outcome::Skipped("changed since the plan (different inode change time)".into());
         }
-        let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
-        let result = if is_dir {
-            remove_tree(&*self.fd, name, dev, 0)
+        let result = if is_dir(&st) {
+            check_one_device(&*self.fd, name, dev, 0).and_then(|()| remove_tree(&*self.fd, name, dev, 0))
         } else {
             unlink(&*self.fd, name, false)
         };
@@ -116,6 +115,42 @@ fn unlink(dir: &impl AsFd, name: &OsStr, is_dir: bool) -> nix::Result<()> {
     unlinkat(dir, name, flag)
 }
 
+/// Entry names of an open directory, without `.` and `..`.
+fn children(fd: &OwnedFd) -> nix::Result<Vec<OsString>> {
+    let clone = fd.try_clone().map_err(|_| Errno::EBADF)?;
+    let mut listing = Dir::from_fd(clone)?;
+    let names = listing
+        .iter()
+        .flatten()
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    Ok(names)
+}
+
+fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+}
+
+/// Fails with `EXDEV` if anything under directory `name` is on another device (a mount point):
+/// checked before deleting anything, so such a checkpoint is left whole rather than half-deleted.
+fn check_one_device(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) -> nix::Result<()> {
+    if depth > 256 {
+        return Err(Errno::ELOOP);
+    }
+    let fd = openat(parent, name, DIR_FLAGS, Mode::empty())?;
+    if fstat(&fd)?.st_dev != dev {
+        return Err(Errno::EXDEV);
+    }
+    for child in children(&fd)? {
+        let st = fstatat(&fd, child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if is_dir(&st) {
+            check_one_device(&fd, &child, dev, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes directory `name` under `parent` and everything in it, through file descriptors.
 fn remove_tree(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) -> nix::Result<()> {
     if depth > 256 {
@@ -125,17 +160,9 @@ fn remove_tree(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) -> nix:
     if fstat(&fd)?.st_dev != dev {
         return Err(Errno::EXDEV); // a mount inside: not ours to empty
     }
-    let clone = fd.try_clone().map_err(|_| Errno::EBADF)?;
-    let mut listing = Dir::from_fd(clone)?;
-    let names: Vec<OsString> = listing
-        .iter()
-        .flatten()
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    for child in names {
+    for child in children(&fd)? {
         let st = fstatat(&fd, child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
+        if is_dir(&st) {
             remove_tree(&fd, &child, dev, depth + 1)?;
         } else {
             unlink(&fd, &child, false)?; // files and symlinks alike; a symlink is never followed

@@ -506,3 +506,23 @@ def test_any_names_plan_and_apply_without_error(tmp_path_factory, entries) -> No
     assert all(outcome == 'deleted' for _, outcome, _ in results), results
     assert set(os.listdir(root)) == made - {os.path.basename(path) for path, _, _ in results}
     shutil.rmtree(root)
+
+
+def test_checkpoint_directory_with_a_mount_inside_is_left_whole(tmp_path: Path) -> None:
+    from conftest import mounted_tmpfs
+
+    old = tmp_path / 'checkpoint-100'
+    (old / 'shards').mkdir(parents=True)
+    (old / 'trainer_state.json').write_text('{}')
+    (old / 'optimizer.pt').write_bytes(b'x' * 100)
+    new = tmp_path / 'checkpoint-200'
+    new.mkdir()
+    (new / 'trainer_state.json').write_text('{}')
+    os.utime(old, (NOW - 100, NOW - 100))
+    with mounted_tmpfs(old / 'shards', size='1m', nr_inodes=None) as shards:
+        (shards / 'data.bin').write_bytes(b'y' * 10)
+        p = plan(tmp_path, RetentionPolicy(KeepLast(1)))
+        assert actions(p) == {'checkpoint-100': 'delete', 'checkpoint-200': 'keep'}
+        [(_path, outcome, detail)] = apply(p)
+        assert outcome == 'failed' and 'cross-device' in detail.lower(), detail
+        assert (old / 'optimizer.pt').exists() and (shards / 'data.bin').exists(), 'nothing half-deleted'
