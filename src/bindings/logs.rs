@@ -1,0 +1,72 @@
+//! Log budgets.
+
+use pyo3::prelude::*;
+
+use super::size_arg;
+use super::{fs_path, usage::PyDiskUsage};
+use crate::logs::BudgetConfig;
+use crate::usage;
+
+/// A log budget: total footprint, `maxBytes` and `backupCount`, and which limit bound it.
+#[pyclass(frozen, get_all, name = "LogBudget", module = "diskguard")]
+pub struct PyLogBudget {
+    total_bytes: u64,
+    max_bytes: u64,
+    backup_count: u32,
+    bound: &'static str,
+    explanation: String,
+    usage: Py<PyDiskUsage>,
+}
+
+#[pymethods]
+impl PyLogBudget {
+    fn __repr__(&self) -> String {
+        format!(
+            "LogBudget(total_bytes={}, max_bytes={}, backup_count={}, bound='{}')",
+            self.total_bytes, self.max_bytes, self.backup_count, self.bound
+        )
+    }
+}
+
+/// Sizes a rotating log on the filesystem under `path` by journald's rule.
+#[pyfunction(name = "log_budget")]
+#[pyo3(signature = (
+    path, *, max_use=None, max_use_fraction=0.10, keep_free=None, max_file_size=None,
+    min_file_size=None, current_usage=None,
+))]
+#[pyo3(
+    text_signature = "(path, *, max_use=None, max_use_fraction=0.1, keep_free=None, max_file_size=None, min_file_size=None, current_usage=None)"
+)]
+#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+pub(crate) fn log_budget_py(
+    py: Python<'_>,
+    path: &Bound<'_, PyAny>,
+    max_use: Option<&Bound<'_, PyAny>>,
+    max_use_fraction: f64,
+    keep_free: Option<&Bound<'_, PyAny>>,
+    max_file_size: Option<&Bound<'_, PyAny>>,
+    min_file_size: Option<&Bound<'_, PyAny>>,
+    current_usage: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyLogBudget> {
+    let defaults = BudgetConfig::default();
+    let config = BudgetConfig {
+        max_use: size_arg("max_use", max_use)?,
+        max_use_fraction,
+        keep_free: size_arg("keep_free", keep_free)?,
+        max_file_size: size_arg("max_file_size", max_file_size)?,
+        min_file_size: size_arg("min_file_size", min_file_size)?.unwrap_or(defaults.min_file_size),
+        current_usage: size_arg("current_usage", current_usage)?.unwrap_or(0),
+    };
+    config.validate()?;
+    let path = fs_path(path)?;
+    let usage = py.detach(move || usage::usage(&path))?;
+    let budget = config.budget(&usage)?;
+    Ok(PyLogBudget {
+        total_bytes: budget.total_bytes,
+        max_bytes: budget.max_bytes,
+        backup_count: budget.backup_count,
+        bound: budget.bound.name(),
+        explanation: budget.explanation,
+        usage: Py::new(py, PyDiskUsage::new(usage))?,
+    })
+}

@@ -1,0 +1,374 @@
+//! Usage queries, mounts, thresholds and sizes.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt};
+
+use super::{fs_path, py_repr, size_arg};
+use crate::check::{Level, Thresholds};
+use crate::error::Error;
+use crate::mounts::{self, Mount};
+use crate::size::{self, SIZE_RULE};
+use crate::usage::{self, DiskUsage};
+
+/// Severity of a check. Its integer value is the Nagios plugin exit code (0, 1, 2).
+#[pyclass(eq, eq_int, ord, hash, frozen, name = "Level", module = "diskguard")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PyLevel {
+    /// Below every threshold.
+    #[pyo3(name = "OK")]
+    Ok = 0,
+    /// A warning threshold is reached.
+    #[pyo3(name = "WARN")]
+    Warn = 1,
+    /// A critical threshold is reached.
+    #[pyo3(name = "CRITICAL")]
+    Critical = 2,
+}
+
+impl From<Level> for PyLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Ok => PyLevel::Ok,
+            Level::Warn => PyLevel::Warn,
+            Level::Critical => PyLevel::Critical,
+        }
+    }
+}
+
+#[pymethods]
+impl PyLevel {
+    fn __str__(&self) -> &'static str {
+        Level::from(*self).name()
+    }
+}
+
+impl From<PyLevel> for Level {
+    fn from(level: PyLevel) -> Self {
+        match level {
+            PyLevel::Ok => Level::Ok,
+            PyLevel::Warn => Level::Warn,
+            PyLevel::Critical => Level::Critical,
+        }
+    }
+}
+
+/// One entry of the mount table.
+#[pyclass(frozen, get_all, name = "Mount", module = "diskguard")]
+pub struct PyMount {
+    mount_id: u64,
+    parent_id: u64,
+    major: u32,
+    minor: u32,
+    root: OsString,
+    mount_point: OsString,
+    fs_type: String,
+    source: OsString,
+    mount_options: String,
+    super_options: String,
+    read_only: bool,
+    is_overlay: bool,
+}
+
+impl From<&Mount> for PyMount {
+    fn from(m: &Mount) -> Self {
+        PyMount {
+            mount_id: m.mount_id,
+            parent_id: m.parent_id,
+            major: m.major,
+            minor: m.minor,
+            root: m.root.clone().into_os_string(),
+            mount_point: m.mount_point.clone().into_os_string(),
+            fs_type: m.fs_type.clone(),
+            source: m.source.clone(),
+            mount_options: m.mount_options.clone(),
+            super_options: m.super_options.clone(),
+            read_only: m.read_only(),
+            is_overlay: m.is_overlay(),
+        }
+    }
+}
+
+#[pymethods]
+impl PyMount {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Mount(mount_point={}, fs_type={}, source={}, read_only={})",
+            py_repr(py, &self.mount_point),
+            py_repr(py, &self.fs_type),
+            py_repr(py, &self.source),
+            py_repr(py, self.read_only)
+        )
+    }
+}
+
+/// Usage of the filesystem under a path. The mount fields are resolved on first access.
+#[pyclass(frozen, name = "DiskUsage", module = "diskguard")]
+pub struct PyDiskUsage {
+    usage: DiskUsage,
+    mount: OnceLock<Option<Mount>>,
+}
+
+impl PyDiskUsage {
+    pub(crate) fn new(usage: DiskUsage) -> Self {
+        PyDiskUsage {
+            usage,
+            mount: OnceLock::new(),
+        }
+    }
+
+    fn resolved_mount(&self, py: Python<'_>) -> Option<&Mount> {
+        if self.mount.get().is_none() {
+            // Resolved outside the OnceLock so a thread waiting for the GIL never waits on the
+            // lock too; a race only resolves twice.
+            let queried = self.usage.queried_path.clone();
+            let found = py.detach(move || mounts::mount_of(&queried, Path::new("/proc")));
+            if let Err(err) = &found {
+                log::debug!(
+                    "cannot resolve the mount of {}: {err}",
+                    self.usage.queried_path.display()
+                );
+            }
+            let _ = self.mount.set(found.ok());
+        }
+        self.mount.get().and_then(Option::as_ref)
+    }
+}
+
+#[pymethods]
+impl PyDiskUsage {
+    #[getter]
+    fn path(&self) -> &OsStr {
+        self.usage.path.as_os_str()
+    }
+    #[getter]
+    fn queried_path(&self) -> &OsStr {
+        self.usage.queried_path.as_os_str()
+    }
+    #[getter]
+    fn path_exists(&self) -> bool {
+        self.usage.path_exists
+    }
+    #[getter]
+    fn total(&self) -> u64 {
+        self.usage.total
+    }
+    #[getter]
+    fn used(&self) -> u64 {
+        self.usage.used
+    }
+    #[getter]
+    fn free(&self) -> u64 {
+        self.usage.free
+    }
+    #[getter]
+    fn avail(&self) -> u64 {
+        self.usage.avail
+    }
+    #[getter]
+    fn reserved(&self) -> u64 {
+        self.usage.reserved
+    }
+    #[getter]
+    fn percent_used(&self) -> f64 {
+        self.usage.percent_used
+    }
+    #[getter]
+    fn inodes_total(&self) -> Option<u64> {
+        self.usage.inodes.map(|i| i.total)
+    }
+    #[getter]
+    fn inodes_used(&self) -> Option<u64> {
+        self.usage.inodes.map(|i| i.used)
+    }
+    #[getter]
+    fn inodes_free(&self) -> Option<u64> {
+        self.usage.inodes.map(|i| i.free)
+    }
+    #[getter]
+    fn inodes_percent_used(&self) -> Option<f64> {
+        self.usage.inodes.map(|i| i.percent_used)
+    }
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.usage.read_only
+    }
+    #[getter]
+    fn block_size(&self) -> u64 {
+        self.usage.block_size
+    }
+    #[getter]
+    fn mount(&self, py: Python<'_>) -> Option<PyMount> {
+        self.resolved_mount(py).map(PyMount::from)
+    }
+    #[getter]
+    fn mount_point(&self, py: Python<'_>) -> Option<OsString> {
+        self.resolved_mount(py)
+            .map(|m| m.mount_point.clone().into_os_string())
+    }
+    #[getter]
+    fn fs_type(&self, py: Python<'_>) -> String {
+        match self.resolved_mount(py) {
+            Some(m) if !m.fs_type.is_empty() => m.fs_type.clone(),
+            _ => usage::magic_name(self.usage.fs_magic)
+                .map_or_else(|| format!("{:#x}", self.usage.fs_magic), str::to_owned),
+        }
+    }
+    #[getter]
+    fn device(&self, py: Python<'_>) -> Option<OsString> {
+        self.resolved_mount(py)
+            .filter(|m| !m.source.is_empty())
+            .map(|m| m.source.clone())
+    }
+    #[getter]
+    fn is_overlay(&self, py: Python<'_>) -> bool {
+        self.usage.is_overlay_magic() || self.resolved_mount(py).is_some_and(Mount::is_overlay)
+    }
+
+    /// Every field as a plain dict (mount fields resolved), for JSON and logging.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("path", self.path())?;
+        d.set_item("queried_path", self.queried_path())?;
+        d.set_item("path_exists", self.path_exists())?;
+        d.set_item("mount_point", self.mount_point(py))?;
+        d.set_item("fs_type", self.fs_type(py))?;
+        d.set_item("device", self.device(py))?;
+        d.set_item("total", self.total())?;
+        d.set_item("used", self.used())?;
+        d.set_item("free", self.free())?;
+        d.set_item("avail", self.avail())?;
+        d.set_item("reserved", self.reserved())?;
+        d.set_item("percent_used", self.percent_used())?;
+        d.set_item("inodes_total", self.inodes_total())?;
+        d.set_item("inodes_used", self.inodes_used())?;
+        d.set_item("inodes_free", self.inodes_free())?;
+        d.set_item("inodes_percent_used", self.inodes_percent_used())?;
+        d.set_item("read_only", self.read_only())?;
+        d.set_item("is_overlay", self.is_overlay(py))?;
+        d.set_item("block_size", self.block_size())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "DiskUsage(path={}, total={}, used={}, avail={}, reserved={}, percent_used={:.2})",
+            py_repr(py, self.path()),
+            self.usage.total,
+            self.usage.used,
+            self.usage.avail,
+            self.usage.reserved,
+            self.usage.percent_used
+        )
+    }
+}
+
+/// The outcome of a threshold check.
+#[pyclass(frozen, get_all, name = "CheckResult", module = "diskguard")]
+pub struct PyCheckResult {
+    level: PyLevel,
+    reasons: Vec<String>,
+    usage: Py<PyDiskUsage>,
+}
+
+#[pymethods]
+impl PyCheckResult {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "CheckResult(level=Level.{}, reasons={}, path={})",
+            Level::from(self.level).name().to_uppercase(),
+            py_repr(py, &self.reasons),
+            py_repr(py, self.usage.get().usage.path.as_os_str())
+        )
+    }
+
+    fn __str__(&self) -> String {
+        let path = self.usage.get().usage.path.display().to_string();
+        let level = Level::from(self.level).name().to_uppercase();
+        if self.reasons.is_empty() {
+            format!("{level} {path}: {:.1}% used", self.usage.get().usage.percent_used)
+        } else {
+            format!("{level} {path}: {}", self.reasons.join("; "))
+        }
+    }
+}
+
+/// Usage of the filesystem that holds `path`.
+#[pyfunction(name = "usage")]
+pub(crate) fn usage_py(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<PyDiskUsage> {
+    let path = fs_path(path)?;
+    let usage = py.detach(move || usage::usage(&path))?;
+    Ok(PyDiskUsage::new(usage))
+}
+
+/// Grades the filesystem under `path` against thresholds.
+#[pyfunction(name = "check")]
+#[pyo3(signature = (
+    path, warn=Some(0.85), critical=Some(0.95), *, min_free=None, warn_free=None,
+    inode_warn=Some(0.85), inode_critical=Some(0.95),
+))]
+#[pyo3(
+    text_signature = "(path, warn=0.85, critical=0.95, *, min_free=None, warn_free=None, inode_warn=0.85, inode_critical=0.95)"
+)]
+#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+pub(crate) fn check_py(
+    py: Python<'_>,
+    path: &Bound<'_, PyAny>,
+    warn: Option<f64>,
+    critical: Option<f64>,
+    min_free: Option<&Bound<'_, PyAny>>,
+    warn_free: Option<&Bound<'_, PyAny>>,
+    inode_warn: Option<f64>,
+    inode_critical: Option<f64>,
+) -> PyResult<PyCheckResult> {
+    let thresholds = Thresholds::new(
+        warn,
+        critical,
+        size_arg("warn_free", warn_free)?,
+        size_arg("min_free", min_free)?,
+        inode_warn,
+        inode_critical,
+    )?;
+    let path = fs_path(path)?;
+    let usage = py.detach(move || usage::usage(&path))?;
+    let (level, reasons) = thresholds.evaluate(&usage);
+    Ok(PyCheckResult {
+        level: level.into(),
+        reasons,
+        usage: Py::new(py, PyDiskUsage::new(usage))?,
+    })
+}
+
+/// The mount table, from `<proc_root>/self/mountinfo` (or pid 1's for a foreign proc root).
+#[pyfunction(name = "mounts")]
+#[pyo3(signature = (proc_root=None, pid=None))]
+pub(crate) fn mounts_py(
+    py: Python<'_>,
+    proc_root: Option<&Bound<'_, PyAny>>,
+    pid: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Vec<PyMount>> {
+    let proc_root = proc_root.map_or_else(|| Ok(PathBuf::from("/proc")), fs_path)?;
+    usage::validate_path("proc_root", &proc_root)?;
+    let pid = match pid {
+        None => None,
+        Some(p) if p.is_instance_of::<PyInt>() => Some(p.extract::<u32>()?.to_string()),
+        Some(p) => Some(p.extract::<String>()?),
+    };
+    let table = py.detach(move || mounts::read_mounts(&proc_root, pid.as_deref()))?;
+    Ok(table.iter().map(PyMount::from).collect())
+}
+
+/// Parses a human size (`"20GiB"`, `"500MB"`, `"1.5T"`, or an int) into bytes.
+#[pyfunction]
+pub(crate) fn parse_size(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    size_arg("value", Some(value))?.ok_or_else(|| PyErr::from(Error::invalid("value", "None", SIZE_RULE)))
+}
+
+/// Formats bytes with IEC units and one decimal: `1.5 GiB`.
+#[pyfunction]
+pub(crate) fn format_size(value: u64) -> String {
+    size::format_size(value)
+}
