@@ -1,8 +1,16 @@
-//! diskguard's Rust core: how full the disk under a path is, the way `df` computes it, and
-//! threshold checks over it. Later modules add trends, checkpoint retention and log budgets.
+//! diskguard's Rust core: making disk exhaustion a non-event for long training runs.
 //!
-//! The core modules ([`usage`], [`mounts`], [`check`], [`size`]) are plain Rust; `bindings` is the
-//! only place that knows Python.
+//! - usage queries: [`usage`] (one `statfs`, `df`'s arithmetic), [`mounts`] (mountinfo, `df`'s mount
+//!   lookup), [`check`] (thresholds), [`size`] (human sizes);
+//! - trends: [`trend`] (time to full that separates tagged checkpoint steps from background drift,
+//!   and "will the rest of the run fit?");
+//! - retention: [`names`] (step/epoch/metrics from names), [`checkpoints`] (discovery and
+//!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
+//!   free space, orphans);
+//! - log budgets: [`logs`] (systemd-journald's rule).
+//!
+//! All of these are plain Rust; `bindings` is the only place that knows Python, and [`error`] the
+//! one error type.
 //!
 //! ```
 //! let usage = diskguard::usage::usage(std::path::Path::new("/")).expect("statfs of /");
