@@ -146,16 +146,21 @@ def fill_until_enospc(directory: Path, chunk: int = 64 * 1024) -> int:
                 return written
 
 
-@pytest.fixture
-def slow_statfs_mount(open_dir: Path) -> Iterator[Path]:
-    """A FUSE mount whose statfs blocks for one second, like a hung NFS server (tests/slow_fuse.py)."""
+@contextlib.contextmanager
+def slow_fuse(where: Path, statfs_delay: float, getattr_delay: float = 0.0) -> Iterator[Path]:
+    """A FUSE mount whose statfs (and optionally getattr) blocks, like a hung NFS server."""
     _require_mounting()
     if not os.path.exists('/dev/fuse'):
         pytest.skip('no /dev/fuse on this machine: the kernel has no FUSE')
-    where = open_dir / 'slow'
     where.mkdir()
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / 'slow_fuse.py'), str(where), '1.0'],
+        [
+            sys.executable,
+            str(Path(__file__).parent / 'slow_fuse.py'),
+            str(where),
+            str(statfs_delay),
+            str(getattr_delay),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -175,3 +180,10 @@ def slow_statfs_mount(open_dir: Path) -> Iterator[Path]:
             server.wait()
         if server.stdout is not None:
             server.stdout.close()
+
+
+@pytest.fixture
+def slow_statfs_mount(open_dir: Path) -> Iterator[Path]:
+    """A FUSE mount whose statfs blocks for one second (tests/slow_fuse.py)."""
+    with slow_fuse(open_dir / 'slow', 1.0) as where:
+        yield where

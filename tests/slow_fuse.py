@@ -1,8 +1,9 @@
 """A FUSE filesystem whose statfs takes DELAY seconds, like a hung network mount, in plain Python.
 
-Run as root: ``python slow_fuse.py MOUNTPOINT DELAY``. It speaks the /dev/fuse protocol itself (no
-libfuse), mounts, prints ``ready`` and serves until unmounted. It answers INIT, GETATTR of the root,
-and STATFS (after sleeping DELAY seconds with fixed figures); everything else gets ENOSYS.
+Run as root: ``python slow_fuse.py MOUNTPOINT DELAY [GETATTR_DELAY]``. It speaks the /dev/fuse
+protocol itself (no libfuse), mounts, prints ``ready`` and serves until unmounted. It answers INIT,
+GETATTR of the root (after GETATTR_DELAY seconds, default 0) and STATFS (after DELAY seconds, with
+fixed figures); everything else gets ENOSYS.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def init_reply(major: int, minor: int) -> bytes:
 def root_attr() -> bytes:
     now = int(time.time())
     attr = struct.pack('<QQQQQQIIIIIIIIII', 1, 0, 0, now, now, now, 0, 0, 0, 0o40755, 2, 0, 0, 0, 4096, 0)
-    return struct.pack('<QII', 1, 0, 0) + attr
+    return struct.pack('<QII', 0, 0, 0) + attr  # attr_valid 0: the kernel asks every time
 
 
 def statfs_reply() -> bytes:
@@ -46,6 +47,7 @@ def statfs_reply() -> bytes:
 
 def main() -> int:
     mount_point, delay = sys.argv[1], float(sys.argv[2])
+    getattr_delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     fd = os.open('/dev/fuse', os.O_RDWR)
     libc = ctypes.CDLL(None, use_errno=True)
     options = f'fd={fd},rootmode=40000,user_id=0,group_id=0'.encode()
@@ -69,6 +71,7 @@ def main() -> int:
             major, minor = struct.unpack_from('<II', request, IN_HEADER.size)
             reply(fd, unique, init_reply(major, minor))
         elif opcode == FUSE_GETATTR:
+            time.sleep(getattr_delay)
             reply(fd, unique, root_attr())
         elif opcode == FUSE_STATFS:
             time.sleep(delay)
