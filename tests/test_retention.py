@@ -409,7 +409,7 @@ policies = st.builds(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries, policies, st.booleans(), st.integers(0, 11))
 def test_invariants_hold_for_random_sets(tmp_path_factory, specs, policy_spec, with_link, link_to) -> None:
     root = tmp_path_factory.mktemp('prop')
