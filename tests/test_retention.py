@@ -138,6 +138,15 @@ def test_plan_then_apply_deletes_exactly_the_plan(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ['step=4.ckpt', 'step=5.ckpt']
 
 
+def test_caller_patterns_add_file_checkpoints(tmp_path: Path) -> None:
+    for s in range(3):
+        (tmp_path / f'weights-{s:02d}.npz').write_bytes(b'x' * 10)
+        os.utime(tmp_path / f'weights-{s:02d}.npz', (NOW - 10 + s, NOW - 10 + s))
+    assert len(plan(tmp_path)) == 0, 'not a checkpoint extension'
+    p = plan(tmp_path, RetentionPolicy(KeepLast(1), patterns=['weights-??.npz']))
+    assert actions(p) == {'weights-00.npz': 'delete', 'weights-01.npz': 'delete', 'weights-02.npz': 'keep'}
+
+
 def test_keep_within(tmp_path: Path) -> None:
     torch_file(tmp_path / 'a.pt', mtime=NOW - 7200)
     torch_file(tmp_path / 'b.pt', mtime=NOW - 600)

@@ -452,11 +452,11 @@ def check(
 ) -> CheckResult:
     """Grade the filesystem under ``path``; ``diskguard.check`` adds warning and raising options."""
 
-def mounts(proc_root: _StrPath | None = None, pid: int | str | None = None) -> list[Mount]:
+def mounts(proc_root: _StrPath | None = '/proc', pid: int | str | None = None) -> list[Mount]:
     """The mount table.
 
     Args:
-        proc_root: Where proc is mounted; ``None`` means ``/proc``. A container that mounts the host's
+        proc_root: Where proc is mounted (``None`` also means ``/proc``). A container that mounts the host's
             proc elsewhere (``/host/proc``) passes that path to see the host's filesystems.
         pid: Whose mount namespace to read. ``None`` reads ``self`` under ``/proc``, and under another
             proc root pid 1 (the host's init), falling back to ``self`` when pid 1 is hidden.

@@ -345,6 +345,7 @@ pub(crate) fn check_py(
 /// The mount table, from `<proc_root>/self/mountinfo` (or pid 1's for a foreign proc root).
 #[pyfunction(name = "mounts")]
 #[pyo3(signature = (proc_root=None, pid=None))]
+#[pyo3(text_signature = "(proc_root='/proc', pid=None)")]
 pub(crate) fn mounts_py(
     py: Python<'_>,
     proc_root: Option<&Bound<'_, PyAny>>,
