@@ -72,14 +72,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// The path the error concerns, if any.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Os { path, .. } | Error::Refused { path, .. } | Error::Busy { path } => Some(path),
-            Error::InvalidArgument { .. } => None,
-        }
-    }
 }
 
 /// The core's result type.

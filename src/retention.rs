@@ -6,7 +6,7 @@
 //! (partial saves) never count toward a rule; a partial save is deleted only when it is older than
 //! the newest complete checkpoint and than `min_partial_age`, so an in-flight save is never touched.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -422,15 +422,6 @@ pub fn free_space_order(plan: &Plan) -> Vec<usize> {
     kept.sort_by_key(|&i| (plan.items[i].keeper, i));
     deletes.extend(kept);
     deletes
-}
-
-/// Names of entries a plan must never delete (for property checks).
-pub fn invariant_names(plan: &Plan) -> HashSet<OsString> {
-    plan.items
-        .iter()
-        .filter(|i| i.keeper == Some(Keeper::Invariant))
-        .map(|i| i.checkpoint.name.clone())
-        .collect()
 }
 
 #[cfg(test)]

@@ -187,11 +187,6 @@ impl TrendMonitor {
         })
     }
 
-    /// The settings.
-    pub fn config(&self) -> TrendConfig {
-        self.config
-    }
-
     fn check_time(&mut self, t: f64) -> Result<()> {
         if !t.is_finite() {
             return Err(Error::invalid(
