@@ -31,6 +31,7 @@ from ._diskguard import (
     _plan,
     _remove_orphans,
     apply,
+    format_size,
     parse_size,
     usage,
 )
@@ -270,12 +271,6 @@ def remove_orphans(orphans: Sequence[Orphan]) -> list[tuple[str, str, str]]:
     return [(str(p), w, d) for p, w, d in results]
 
 
-def _human(n: int) -> str:
-    from ._diskguard import format_size
-
-    return format_size(n)
-
-
 def format_plan(p: RetentionPlan) -> str:
     """The plan as a table a person can check before applying it."""
     items: list[PlanItem] = p.items
@@ -284,11 +279,11 @@ def format_plan(p: RetentionPlan) -> str:
     for i in items:
         step = '-' if i.step is None else str(i.step)
         lines.append(
-            f'{i.action:<7} {i.name!s:<{width}} {step:>8} {_human(i.size):>10}  {"; ".join(i.reasons)}'
+            f'{i.action:<7} {i.name!s:<{width}} {step:>8} {format_size(i.size):>10}  {"; ".join(i.reasons)}'
         )
     counts = {a: sum(1 for i in items if i.action == a) for a in ('keep', 'delete', 'skip')}
     lines.append(
-        f'{counts["keep"]} kept, {counts["delete"]} to delete ({_human(p.bytes_freed)} freed), '
+        f'{counts["keep"]} kept, {counts["delete"]} to delete ({format_size(p.bytes_freed)} freed), '
         f'{counts["skip"]} partial save(s) left alone'
     )
     for name, target in p.links:
