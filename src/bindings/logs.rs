@@ -3,9 +3,8 @@
 use pyo3::prelude::*;
 
 use super::size_arg;
-use super::{fs_path, usage::PyDiskUsage};
+use super::usage::{measure, PyDiskUsage};
 use crate::logs::BudgetConfig;
-use crate::usage;
 
 /// A log budget: total footprint, `maxBytes` and `backupCount`, and which limit bound it.
 #[pyclass(frozen, get_all, name = "LogBudget", module = "diskguard")]
@@ -58,8 +57,7 @@ pub(crate) fn log_budget_py(
         current_usage: size_arg("current_usage", current_usage)?.unwrap_or(0),
     };
     config.validate()?;
-    let path = fs_path(path)?;
-    let usage = py.detach(move || usage::usage(&path))?;
+    let usage = measure(py, path)?;
     let budget = config.budget(&usage)?;
     Ok(PyLogBudget {
         total_bytes: budget.total_bytes,

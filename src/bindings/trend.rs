@@ -3,10 +3,10 @@
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use super::{fs_path, py_repr, size_arg, usage::PyDiskUsage};
+use super::usage::{measure, PyDiskUsage};
+use super::{py_repr, size_arg};
 use crate::error::Error;
 use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendEstimate, TrendMonitor};
-use crate::usage;
 
 /// Monotonic seconds on the clock `time.monotonic()` reads (CLOCK_MONOTONIC).
 pub(crate) fn monotonic_now() -> PyResult<f64> {
@@ -116,15 +116,40 @@ pub(crate) fn forecast_run_py(
     background_rate: f64,
     keep_free: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyRunForecast> {
-    let remaining_saves = saves_left(remaining_saves, remaining_seconds, save_interval)?;
-    let plan = RunPlan {
-        checkpoint_size: size_arg("checkpoint_size", Some(checkpoint_size))?.unwrap_or(0),
+    let avail = size_arg("avail", Some(avail))?.unwrap_or(0);
+    let remaining = (remaining_saves, remaining_seconds);
+    forecast(
+        avail,
+        checkpoint_size,
         save_interval,
-        remaining_saves,
+        remaining,
         keep_last,
         existing,
         background_rate,
-        avail: size_arg("avail", Some(avail))?.unwrap_or(0),
+        keep_free,
+    )
+}
+
+/// Builds and walks a [`RunPlan`]; both `forecast_run`s end here.
+#[allow(clippy::too_many_arguments)] // the plan's fields, one to one
+fn forecast(
+    avail: u64,
+    checkpoint_size: &Bound<'_, PyAny>,
+    save_interval: f64,
+    (remaining_saves, remaining_seconds): (Option<u32>, Option<f64>),
+    keep_last: Option<u32>,
+    existing: u32,
+    background_rate: f64,
+    keep_free: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyRunForecast> {
+    let plan = RunPlan {
+        checkpoint_size: size_arg("checkpoint_size", Some(checkpoint_size))?.unwrap_or(0),
+        save_interval,
+        remaining_saves: saves_left(remaining_saves, remaining_seconds, save_interval)?,
+        keep_last,
+        existing,
+        background_rate,
+        avail,
         keep_free: size_arg("keep_free", keep_free)?.unwrap_or(0),
     };
     Ok(plan.forecast()?.into())
@@ -180,8 +205,7 @@ impl PyTrendMonitor {
 
     /// Measures `path` (statfs with the GIL released) and adds the sample; returns the usage.
     fn sample(&mut self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<PyDiskUsage> {
-        let path = fs_path(path)?;
-        let usage = py.detach(move || usage::usage(&path))?;
+        let usage = measure(py, path)?;
         self.monitor
             .add_sample(monotonic_now()?, usage.used, usage.avail)?;
         Ok(PyDiskUsage::new(usage))
@@ -230,26 +254,25 @@ impl PyTrendMonitor {
         existing: u32,
         keep_free: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyRunForecast> {
-        let remaining_saves = saves_left(remaining_saves, remaining_seconds, save_interval)?;
-        let estimate = self.monitor.estimate();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let avail = estimate.map_or(0, |e| e.avail.max(0.0) as u64);
-        let plan = RunPlan {
-            checkpoint_size: size_arg("checkpoint_size", Some(checkpoint_size))?.unwrap_or(0),
-            save_interval,
-            remaining_saves,
-            keep_last,
-            existing,
-            background_rate: estimate.map_or(0.0, |e| e.background_rate.max(0.0)),
-            avail,
-            keep_free: size_arg("keep_free", keep_free)?.unwrap_or(0),
-        };
-        if estimate.is_none() {
+        let Some(estimate) = self.monitor.estimate() else {
             return Err(PyValueError::new_err(
                 "the monitor is not warmed up yet: add samples over its warmup period first",
             ));
-        }
-        Ok(plan.forecast()?.into())
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let avail = estimate.avail.max(0.0) as u64;
+        let remaining = (remaining_saves, remaining_seconds);
+        let background = estimate.background_rate.max(0.0);
+        forecast(
+            avail,
+            checkpoint_size,
+            save_interval,
+            remaining,
+            keep_last,
+            existing,
+            background,
+            keep_free,
+        )
     }
 
     fn __len__(&self) -> usize {

@@ -299,9 +299,13 @@ impl PyCheckResult {
 /// Usage of the filesystem that holds `path`.
 #[pyfunction(name = "usage")]
 pub(crate) fn usage_py(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<PyDiskUsage> {
+    Ok(PyDiskUsage::new(measure(py, path)?))
+}
+
+/// `usage::usage` of a Python path argument, with the GIL released around `statfs`.
+pub(crate) fn measure(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<DiskUsage> {
     let path = fs_path(path)?;
-    let usage = py.detach(move || usage::usage(&path))?;
-    Ok(PyDiskUsage::new(usage))
+    Ok(py.detach(move || usage::usage(&path))?)
 }
 
 /// Grades the filesystem under `path` against thresholds.
@@ -332,8 +336,7 @@ pub(crate) fn check_py(
         inode_warn,
         inode_critical,
     )?;
-    let path = fs_path(path)?;
-    let usage = py.detach(move || usage::usage(&path))?;
+    let usage = measure(py, path)?;
     let (level, reasons) = thresholds.evaluate(&usage);
     Ok(PyCheckResult {
         level: level.into(),
