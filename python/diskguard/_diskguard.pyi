@@ -199,7 +199,7 @@ def log_budget(
     path: _StrPath,
     *,
     max_use: _Size | None = None,
-    max_use_fraction: float = 0.1,
+    max_use_fraction: float | None = None,
     keep_free: _Size | None = None,
     max_file_size: _Size | None = None,
     min_file_size: _Size | None = None,

@@ -2,8 +2,8 @@
 
 use pyo3::prelude::*;
 
-use super::size_arg;
 use super::usage::{measure, PyDiskUsage};
+use super::{opt_number, size_arg};
 use crate::logs::BudgetConfig;
 
 /// A log budget: total footprint, `maxBytes` and `backupCount`, and which limit bound it.
@@ -30,18 +30,18 @@ impl PyLogBudget {
 /// Sizes a rotating log on the filesystem under `path` by journald's rule.
 #[pyfunction(name = "log_budget")]
 #[pyo3(signature = (
-    path, *, max_use=None, max_use_fraction=0.10, keep_free=None, max_file_size=None,
+    path, *, max_use=None, max_use_fraction=None, keep_free=None, max_file_size=None,
     min_file_size=None, current_usage=None,
 ))]
 #[pyo3(
-    text_signature = "(path, *, max_use=None, max_use_fraction=0.1, keep_free=None, max_file_size=None, min_file_size=None, current_usage=None)"
+    text_signature = "(path, *, max_use=None, max_use_fraction=None, keep_free=None, max_file_size=None, min_file_size=None, current_usage=None)"
 )]
 #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
 pub(crate) fn log_budget_py(
     py: Python<'_>,
     path: &Bound<'_, PyAny>,
     max_use: Option<&Bound<'_, PyAny>>,
-    max_use_fraction: f64,
+    max_use_fraction: Option<&Bound<'_, PyAny>>,
     keep_free: Option<&Bound<'_, PyAny>>,
     max_file_size: Option<&Bound<'_, PyAny>>,
     min_file_size: Option<&Bound<'_, PyAny>>,
@@ -50,7 +50,8 @@ pub(crate) fn log_budget_py(
     let defaults = BudgetConfig::default();
     let config = BudgetConfig {
         max_use: size_arg("max_use", max_use)?,
-        max_use_fraction,
+        max_use_fraction: opt_number("max_use_fraction", max_use_fraction)?
+            .unwrap_or(defaults.max_use_fraction),
         keep_free: size_arg("keep_free", keep_free)?,
         max_file_size: size_arg("max_file_size", max_file_size)?,
         min_file_size: size_arg("min_file_size", min_file_size)?.unwrap_or(defaults.min_file_size),

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt};
 
-use super::{fs_path, py_repr, size_arg};
+use super::{fs_path, py_repr, size_arg, whole};
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
 use crate::mounts::{self, Mount};
@@ -358,7 +358,7 @@ pub(crate) fn mounts_py(
     usage::validate_path("proc_root", &proc_root)?;
     let pid = match pid {
         None => None,
-        Some(p) if p.is_instance_of::<PyInt>() => Some(p.extract::<u32>()?.to_string()),
+        Some(p) if p.is_instance_of::<PyInt>() => Some(whole::<u32>("pid", p)?.to_string()),
         Some(p) => Some(p.extract::<String>()?),
     };
     let table = py.detach(move || mounts::read_mounts(&proc_root, pid.as_deref()))?;
