@@ -41,6 +41,7 @@ from ._diskguard import (
     usage,
 )
 from ._diskguard import check as _check
+from .errors import DiskSpaceCriticalError, DiskSpaceWarning, InsufficientSpaceError
 from .retention import (
     FreeSpaceResult,
     KeepBest,
@@ -65,6 +66,7 @@ __all__ = [
     'DiskSpaceWarning',
     'DiskUsage',
     'FreeSpaceResult',
+    'InsufficientSpaceError',
     'KeepBest',
     'KeepEvery',
     'KeepLast',
@@ -101,18 +103,6 @@ _logging.getLogger('diskguard').addHandler(_logging.NullHandler())
 
 StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
 Size: TypeAlias = 'int | float | str'
-
-
-class DiskSpaceWarning(UserWarning):
-    """A filesystem a run depends on has reached a warning or critical threshold."""
-
-
-class DiskSpaceCriticalError(DiskGuardError):
-    """A filesystem has reached a critical threshold; ``result`` holds the full check."""
-
-    def __init__(self, result: CheckResult) -> None:
-        super().__init__(str(result))
-        self.result = result
 
 
 def check(

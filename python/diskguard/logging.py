@@ -31,8 +31,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from . import DiskSpaceWarning
 from ._diskguard import LogBudget, log_budget
+from .errors import DiskSpaceWarning
 
 __all__ = ['RotatingFileHandler']
 

@@ -1,0 +1,52 @@
+"""diskguard's warning and exceptions that are defined in Python.
+
+``DiskGuardError`` (the base of every diskguard error) and ``DirectoryBusyError`` come from the Rust
+core; the classes here add attributes. All of them pickle, so they cross process boundaries
+(``ddp_spawn``, multiprocessing, queue logging) intact.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._diskguard import DiskGuardError
+
+if TYPE_CHECKING:
+    from ._diskguard import CheckResult
+
+__all__ = ['DiskSpaceCriticalError', 'DiskSpaceWarning', 'InsufficientSpaceError']
+
+
+class DiskSpaceWarning(UserWarning):
+    """A filesystem a run depends on has reached a warning or critical threshold."""
+
+
+class DiskSpaceCriticalError(DiskGuardError):
+    """A filesystem has reached a critical threshold; ``result`` holds the full check."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(str(result))
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result,))
+
+
+class InsufficientSpaceError(DiskGuardError):
+    """A write was refused before any byte was written: it would not fit.
+
+    ``needed`` is what the write needs (bytes, its staging copy and margin included), ``available``
+    what could be written, both in bytes; the message says what was tried to make room.
+    """
+
+    def __init__(self, message: str, *, needed: int, available: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_insufficient, (str(self), self.needed, self.available))
+
+
+def _rebuild_insufficient(message: str, needed: int, available: int) -> InsufficientSpaceError:
+    return InsufficientSpaceError(message, needed=needed, available=available)
