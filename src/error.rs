@@ -34,6 +34,17 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// A write was refused before any byte was written: it would not fit (the message says what
+    /// was tried to make room). Becomes `diskguard.InsufficientSpaceError`.
+    #[error("{message}")]
+    InsufficientSpace {
+        /// The whole message.
+        message: String,
+        /// Bytes the write needs (its staging and margin included).
+        needed: u64,
+        /// Bytes that could be written.
+        available: u64,
+    },
     /// An argument outside what is allowed; the message names the argument, the value and the rule.
     #[error("{name}={value}: {allowed}")]
     InvalidArgument {

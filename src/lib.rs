@@ -7,7 +7,9 @@
 //! - retention: [`names`] (step/epoch/metrics from names), [`checkpoints`] (discovery and
 //!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
 //!   free space, orphans);
-//! - log budgets: [`logs`] (systemd-journald's rule).
+//! - log budgets: [`logs`] (systemd-journald's rule);
+//! - the guard: [`guard`] (levels with hysteresis, budget, the action ladder, stop), [`probe`]
+//!   (`statfs` with a time limit, so a hung mount never blocks training).
 //!
 //! All of these are plain Rust; `bindings` is the only place that knows Python, and [`error`] the
 //! one error type.
@@ -23,9 +25,11 @@ pub mod check;
 pub mod checkpoints;
 pub mod deletion;
 pub mod error;
+pub mod guard;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod probe;
 pub mod retention;
 pub mod size;
 pub mod trend;

@@ -23,6 +23,8 @@ from ._diskguard import (
     DirectoryBusyError,
     DiskGuardError,
     DiskUsage,
+    GuardSpace,
+    GuardStatus,
     Level,
     LogBudget,
     Mount,
@@ -42,6 +44,7 @@ from ._diskguard import (
 )
 from ._diskguard import check as _check
 from .errors import DiskSpaceCriticalError, DiskSpaceWarning, InsufficientSpaceError
+from .guard import DiskGuard
 from .retention import (
     FreeSpaceResult,
     KeepBest,
@@ -61,11 +64,14 @@ from .retention import (
 __all__ = [
     'CheckResult',
     'DirectoryBusyError',
+    'DiskGuard',
     'DiskGuardError',
     'DiskSpaceCriticalError',
     'DiskSpaceWarning',
     'DiskUsage',
     'FreeSpaceResult',
+    'GuardSpace',
+    'GuardStatus',
     'InsufficientSpaceError',
     'KeepBest',
     'KeepEvery',

@@ -8,6 +8,8 @@ __all__ = [
     'DirectoryBusyError',
     'DiskGuardError',
     'DiskUsage',
+    'GuardSpace',
+    'GuardStatus',
     'Level',
     'LogBudget',
     'Mount',
@@ -16,6 +18,7 @@ __all__ = [
     'RunForecast',
     'TrendEstimate',
     'TrendMonitor',
+    '_Guard',
     '__version__',
     '_find_orphans',
     '_free_space',
@@ -473,3 +476,116 @@ def parse_size(value: _Size) -> int:
 
 def format_size(value: int) -> str:
     """Bytes with IEC units and one decimal: ``format_size(1536) == '1.5 KiB'``."""
+
+@final
+class GuardSpace:
+    """One space a :class:`~diskguard.DiskGuard` watches: a filesystem, or the run's budget."""
+
+    @property
+    def name(self) -> str:
+        """``'checkpoint directory /ckpt'``, ``'temp directory /tmp'``, ``'budget of /ckpt'``..."""
+    @property
+    def total(self) -> int: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def avail(self) -> int:
+        """Bytes available to non-root users (for the budget: budget minus what the run holds)."""
+    @property
+    def room(self) -> int:
+        """Bytes that can be written before ``critical``, ``min_free`` or the budget is reached."""
+    @property
+    def responsive(self) -> bool:
+        """False when its ``statfs`` did not answer in time (the figures are then the last known)."""
+    @property
+    def level(self) -> str:
+        """``'ok'``, ``'warn'`` or ``'critical'``."""
+    @property
+    def reason(self) -> str | None: ...
+
+@final
+class GuardStatus:
+    """What ``DiskGuard.status()`` reports; ``str()`` of it is a readable report."""
+
+    @property
+    def dir(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def should_stop(self) -> bool: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def spaces(self) -> list[GuardSpace]: ...
+    @property
+    def held(self) -> int:
+        """Bytes the run holds under its directory."""
+    @property
+    def budget(self) -> int | None: ...
+    @property
+    def reserve(self) -> int:
+        """Room one save needs now."""
+    @property
+    def largest_checkpoint(self) -> int: ...
+    @property
+    def saves(self) -> int: ...
+    @property
+    def retention_deletions(self) -> int: ...
+    @property
+    def forced_deletions(self) -> int:
+        """Checkpoints the rules kept that were deleted to make room."""
+    @property
+    def checks(self) -> int: ...
+    @property
+    def emergency_reserve(self) -> tuple[str, int] | None:
+        """The emergency reserve file and its size, while it exists."""
+    @property
+    def report(self) -> str: ...
+
+@final
+class _Guard:
+    """The guard's decision engine; use :class:`diskguard.DiskGuard`."""
+
+    def __new__(
+        cls,
+        path: _StrPath,
+        *,
+        temp_dir: _StrPath,
+        watch: Any,
+        warn: float | None,
+        critical: float | None,
+        min_free: _Size | None,
+        budget: _Size | None,
+        reserve: _Size,
+        on_full: str,
+        hysteresis: float,
+        statfs_timeout: float,
+        rescan_interval: float,
+        check_every_steps: int,
+        check_every_seconds: float,
+        rules: list[tuple[Any, ...]] | None,
+        min_partial_age: float,
+        patterns: list[str],
+        emergency_reserve: _Size | None,
+    ) -> _Guard: ...
+    def check(self) -> bool: ...
+    def before_save(self, path: _StrPath, nbytes: int) -> None: ...
+    def after_save(self, path: _StrPath, nbytes: int) -> None: ...
+    def take_events(self) -> list[tuple[str, str, bool]]: ...
+    @property
+    def should_stop(self) -> bool: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def check_every_steps(self) -> int: ...
+    @property
+    def check_every_seconds(self) -> float: ...
+    def status(self) -> GuardStatus: ...
+    def forecast(
+        self, remaining_saves: int, save_interval: float, checkpoint_size: _Size | None = None
+    ) -> RunForecast: ...
+    def state(self) -> tuple[str, int, int, str | None]: ...
+    def load_state(self, level: str, largest: int, saves: int, stop_reason: str | None) -> None: ...
+    def close(self) -> None: ...

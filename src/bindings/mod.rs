@@ -4,6 +4,7 @@
 //! (`py.detach`) when it touches the filesystem, and converts the result. Nothing else lives here. One
 //! submodule per area of the core; this file holds the shared conversions and the module itself.
 
+mod guard;
 mod logs;
 mod retention;
 mod trend;
@@ -51,8 +52,28 @@ impl From<Error> for PyErr {
             Error::InvalidArgument { .. } => PyValueError::new_err(err.to_string()),
             Error::Busy { .. } => DirectoryBusyError::new_err(err.to_string()),
             Error::Refused { .. } => DiskGuardError::new_err(err.to_string()),
+            Error::InsufficientSpace {
+                message,
+                needed,
+                available,
+            } => insufficient_space(message, needed, available),
         }
     }
+}
+
+/// `diskguard.InsufficientSpaceError(message, needed=, available=)`, defined in Python (it carries
+/// attributes and pickles); a plain `DiskGuardError` if that module cannot be imported.
+fn insufficient_space(message: String, needed: u64, available: u64) -> PyErr {
+    Python::attach(|py| {
+        let build = || -> PyResult<PyErr> {
+            let class = py.import("diskguard.errors")?.getattr("InsufficientSpaceError")?;
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("needed", needed)?;
+            kwargs.set_item("available", available)?;
+            Ok(PyErr::from_value(class.call((message.as_str(),), Some(&kwargs))?))
+        };
+        build().unwrap_or_else(|_| DiskGuardError::new_err(message.clone()))
+    })
 }
 
 /// Accepts `str`, `bytes` or `os.PathLike`, the way the `os` module does.
@@ -205,6 +226,8 @@ pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> St
 /// The compiled core of diskguard. Import `diskguard`, not this module.
 #[pymodule]
 pub mod _diskguard {
+    #[pymodule_export]
+    use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]
     use super::logs::{log_budget_py, PyLogBudget};
     #[pymodule_export]

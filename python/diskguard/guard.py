@@ -1,0 +1,344 @@
+"""DiskGuard: one object that keeps a training run's disk from filling, for plain loops and integrations.
+
+::
+
+    import diskguard
+
+    guard = diskguard.DiskGuard('checkpoints/', budget='20GiB',
+                                retention=diskguard.RetentionPolicy(diskguard.KeepLast(3)))
+    for step, batch in enumerate(loader):
+        train(batch)
+        if step % 1000 == 0:
+            guard.save(model.state_dict(), f'checkpoints/step={step}.pt')
+        if guard.step(step):             # cheap unless a check is due
+            guard.save(model.state_dict(), f'checkpoints/step={step}.pt')   # room was kept for it
+            print(guard.stop_reason)
+            break
+
+The decisions (levels with hysteresis, room under the budget, the action ladder, the stop) are made
+in the Rust core; this class counts steps, so a check that is not due costs about a method call, and
+turns the core's events into :class:`DiskSpaceWarning` warnings and log records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import warnings
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._diskguard import GuardStatus, RunForecast, _Guard
+from .errors import DiskSpaceWarning
+from .retention import RetentionPolicy
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
+    Size: TypeAlias = 'int | float | str'
+
+__all__ = ['DiskGuard']
+
+logger = logging.getLogger('diskguard.guard')
+
+_STATE_VERSION = 1
+_monotonic = time.monotonic
+
+
+class DiskGuard:
+    """Guards a checkpoint directory: warns, makes room, and stops a run before the disk is full.
+
+    Args:
+        path: The checkpoint directory (it may not exist yet).
+        warn: Fraction used (``df``'s convention) at which to warn; ``None`` switches it off.
+        critical: Fraction used at which the guard makes room, then stops; ``None`` switches it off.
+        min_free: Bytes every watched filesystem must keep available (``'20GiB'``), or ``None``.
+        budget: Bytes the run may hold under ``path`` (a soft quota or a pod's ephemeral-storage
+            limit, which ``statvfs`` cannot see), or ``None``.
+        retention: A :class:`RetentionPolicy` applied after every save and when space is short;
+            ``None`` keeps every checkpoint unless room must be made.
+        watch: Extra paths whose filesystems to watch (``'/dev/shm'``); the directory's and
+            ``tempfile.gettempdir()``'s are always watched, each filesystem once.
+        reserve: Room one save needs: ``'auto'`` (the largest checkpoint seen or estimated, plus a
+            margin) or a size. The guard keeps room for the next save and one final save.
+        on_full: When retention cannot make room: ``'prune'`` deletes checkpoints the rules keep,
+            least valuable first (never the newest complete, a best or a protected one, each named
+            in a warning); ``'stop'`` deletes none of them and stops the run instead.
+        check_every_steps: A check is due after this many :meth:`step` calls (or steps)...
+        check_every_seconds: ...or after this many seconds, whichever comes first.
+        statfs_timeout: Seconds a filesystem may take to answer before it is reported unresponsive
+            (a hung network mount); it is not waited on, and not asked again until it answers.
+        hysteresis: Fraction of a filesystem by which usage must fall back below a threshold before
+            the level drops (byte thresholds: a quarter of the threshold), so it does not flap.
+        rescan_interval: Seconds between rescans of what the run holds under ``path``.
+        emergency_reserve: Bytes to preallocate in a hidden file in ``path``
+            (``.diskguard-reserve-<pid>``), released when the run must stop so the final checkpoint
+            can still be written, and removed on exit; ``None`` for none.
+
+    Raises:
+        TypeError, ValueError: An argument is of the wrong type or out of range (the message names
+            it, its value and what is allowed).
+        OSError: The emergency reserve file could not be created.
+    """
+
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        warn: float | None = 0.85,
+        critical: float | None = 0.95,
+        min_free: Size | None = None,
+        budget: Size | None = None,
+        retention: RetentionPolicy | None = None,
+        watch: Iterable[StrPath] = (),
+        reserve: Size | Literal['auto'] = 'auto',
+        on_full: Literal['prune', 'stop'] = 'prune',
+        check_every_steps: int = 50,
+        check_every_seconds: float = 10.0,
+        statfs_timeout: float = 0.5,
+        hysteresis: float = 0.02,
+        rescan_interval: float = 300.0,
+        emergency_reserve: Size | None = None,
+    ) -> None:
+        if retention is not None and not isinstance(retention, RetentionPolicy):
+            raise TypeError(f'retention={retention!r}: expected a RetentionPolicy or None')
+        if isinstance(watch, str | bytes) or not isinstance(watch, Iterable):
+            raise TypeError(f'watch={watch!r}: expected a list of paths, got {type(watch).__name__}')
+        self._config: dict[str, Any] = {
+            'path': os.fspath(path) if isinstance(path, os.PathLike) else path,
+            'warn': warn,
+            'critical': critical,
+            'min_free': min_free,
+            'budget': budget,
+            'retention': retention,
+            'watch': [os.fspath(w) if isinstance(w, os.PathLike) else w for w in watch],
+            'reserve': reserve,
+            'on_full': on_full,
+            'check_every_steps': check_every_steps,
+            'check_every_seconds': check_every_seconds,
+            'statfs_timeout': statfs_timeout,
+            'hysteresis': hysteresis,
+            'rescan_interval': rescan_interval,
+            'emergency_reserve': emergency_reserve,
+        }
+        self._core: _Guard | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._reset_cadence()
+        self._engine  # noqa: B018 -- build now, so bad arguments fail here
+
+    def _reset_cadence(self) -> None:
+        self._calls = 0
+        self._next_step = 0  # the first step() is always due
+        self._next_time = 0.0
+        self._stop = False
+        self._last_step: int | None = None
+
+    @property
+    def _engine(self) -> _Guard:
+        """The native engine, built on first use (and again after unpickling)."""
+        core = self._core
+        if core is None:
+            core = self._core = self._build()
+            self._every_steps = core.check_every_steps
+            self._every_seconds = core.check_every_seconds
+            # The reserve file goes when the guard is collected or the interpreter exits.
+            weakref.finalize(self, core.close)
+            if self._pending_state is not None:
+                self._restore(core, self._pending_state)
+                self._pending_state = None
+            self._emit(core)
+        return core
+
+    def _build(self) -> _Guard:
+        c = self._config
+        retention: RetentionPolicy | None = c['retention']
+        path = c['path']
+        text = os.fsdecode(path) if isinstance(path, str | bytes) else path
+        return _Guard(
+            path,
+            temp_dir=tempfile.gettempdir(),
+            watch=c['watch'],
+            warn=c['warn'],
+            critical=c['critical'],
+            min_free=c['min_free'],
+            budget=c['budget'],
+            reserve=c['reserve'],
+            on_full=c['on_full'],
+            hysteresis=c['hysteresis'],
+            statfs_timeout=c['statfs_timeout'],
+            rescan_interval=c['rescan_interval'],
+            check_every_steps=c['check_every_steps'],
+            check_every_seconds=c['check_every_seconds'],
+            rules=None if retention is None else retention._core_rules(text),
+            min_partial_age=3600.0 if retention is None else retention.min_partial_age,
+            patterns=[] if retention is None else list(retention.patterns),
+            emergency_reserve=c['emergency_reserve'],
+        )
+
+    @staticmethod
+    def _emit(core: _Guard) -> None:
+        for _kind, message, is_warning in core.take_events():
+            if is_warning:
+                logger.warning(message)
+                warnings.warn(message, DiskSpaceWarning, stacklevel=4)
+            else:
+                logger.info(message)
+
+    # ----- the plain loop -----
+
+    def step(self, step: int | None = None) -> bool:
+        """Call once per training step; returns :attr:`should_stop`.
+
+        A check is due every ``check_every_steps`` calls (or steps, when ``step`` is given) or every
+        ``check_every_seconds``, whichever comes first; otherwise this only counts.
+        """
+        self._calls += 1
+        n = self._calls if step is None else step
+        try:
+            if n < self._next_step and _monotonic() < self._next_time:
+                return self._stop
+        except TypeError:
+            pass  # a wrong type of step: _check names it
+        return self._check(step, n)
+
+    def _check(self, step: int | None, n: Any) -> bool:
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise TypeError(
+                f'step={step!r}: expected a whole number (int) or None, got {type(step).__name__}'
+            )
+        core = self._engine
+        try:
+            self._stop = core.check()
+        finally:
+            self._emit(core)
+        self._last_step = step
+        self._next_step = n + self._every_steps
+        self._next_time = _monotonic() + self._every_seconds
+        return self._stop
+
+    def check(self) -> bool:
+        """Checks now, whatever the cadence; returns :attr:`should_stop`."""
+        return self._check(None, self._calls)
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the run should stop (there is still room for one final checkpoint)."""
+        return self._engine.should_stop
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run should stop, once it should."""
+        return self._engine.stop_reason
+
+    @property
+    def level(self) -> str:
+        """``'ok'``, ``'warn'`` or ``'critical'`` as of the last check."""
+        return self._engine.level
+
+    @property
+    def path(self) -> str | bytes:
+        """The checkpoint directory as given."""
+        path: str | bytes = self._config['path']
+        return path
+
+    def status(self) -> GuardStatus:
+        """Every watched space with its figures and level, what the run holds, the stop; ``str()``
+        of it is a readable report. Uses the last check's figures."""
+        return self._engine.status()
+
+    def forecast(
+        self, remaining_saves: int, save_interval: float, checkpoint_size: Size | None = None
+    ) -> RunForecast:
+        """Will the rest of the run fit: ``remaining_saves`` saves every ``save_interval`` seconds,
+        each the size of the largest checkpoint seen (or ``checkpoint_size``), under the retention
+        policy's keep-last rule and the background growth measured so far."""
+        return self._engine.forecast(remaining_saves, save_interval, checkpoint_size)
+
+    # ----- saving (diskguard.save calls these) -----
+
+    def before_save(self, path: StrPath, nbytes: int) -> None:
+        """Makes room for a checkpoint of about ``nbytes`` at ``path`` (inside the directory), its
+        staging and a margin, as the action ladder says.
+
+        Raises:
+            InsufficientSpaceError: There is still no room; nothing was written.
+        """
+        core = self._engine
+        try:
+            core.before_save(path, nbytes)
+        finally:
+            self._stop = core.should_stop
+            self._emit(core)
+
+    def after_save(self, path: StrPath, nbytes: int) -> None:
+        """Records a completed save of ``nbytes`` at ``path`` and applies retention."""
+        core = self._engine
+        try:
+            core.after_save(path, nbytes)
+        finally:
+            self._stop = core.should_stop
+            self._emit(core)
+
+    def save(self, obj: object, path: StrPath, **torch_save_kwargs: Any) -> None:
+        """``diskguard.save(obj, path, guard=self, **torch_save_kwargs)``."""
+        from .saving import save
+
+        save(obj, path, guard=self, **torch_save_kwargs)
+
+    def close(self) -> None:
+        """Removes the emergency reserve file now (also done on exit)."""
+        self._engine.close()
+
+    # ----- state -----
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values only (survives ``torch.load(weights_only=True)``)."""
+        level, largest, saves, stop_reason = self._engine.state()
+        return {
+            'version': _STATE_VERSION,
+            'level': level,
+            'largest_checkpoint': largest,
+            'saves': saves,
+            'stop_reason': stop_reason,
+            'calls': self._calls,
+            'last_step': self._last_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`. A stop is not restored: a resumed run decides afresh."""
+        if not isinstance(state, dict):
+            raise TypeError(f'state={state!r}: expected the dict DiskGuard.state_dict() returned')
+        missing = {'version', 'level', 'largest_checkpoint', 'saves', 'calls'} - state.keys()
+        if missing:
+            raise ValueError(
+                f'state: missing {sorted(missing)}; expected what DiskGuard.state_dict() returned'
+            )
+        if state['version'] != _STATE_VERSION:
+            raise ValueError(f'state version={state["version"]!r}: expected {_STATE_VERSION}')
+        self._restore(self._engine, state)
+
+    def _restore(self, core: _Guard, state: dict[str, Any]) -> None:
+        calls = state['calls']
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
+            raise ValueError(f'calls={calls!r}: expected a whole number >= 0')
+        stop_reason = state.get('stop_reason')
+        if stop_reason is not None and not isinstance(stop_reason, str):
+            raise TypeError(f'stop_reason={stop_reason!r}: expected a str or None')
+        core.load_state(state['level'], state['largest_checkpoint'], state['saves'], stop_reason)
+        self._calls = calls
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {'config': self._config, 'state': self.state_dict()}
+
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        self._config = pickled['config']
+        self._core = None
+        self._reset_cadence()
+        self._pending_state = pickled['state']
+
+    def __repr__(self) -> str:
+        return f'DiskGuard({self._config["path"]!r}, level={self.level!r}, should_stop={self.should_stop})'

@@ -1,0 +1,355 @@
+//! The guard's engine for `diskguard.DiskGuard` (python/diskguard/guard.py), which adds the cheap
+//! step counter, warnings and logging on top.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+
+use super::retention::rules_from;
+use super::trend::{monotonic_now, PyRunForecast};
+use super::{fs_path, number, opt_whole, py_repr, size_arg, whole, wrong_type};
+use crate::guard::{level_named, Guard, GuardConfig, GuardState, OnFull, Reserve, SpaceStatus, Status};
+use crate::retention::Policy;
+
+/// One watched space in a [`PyGuardStatus`].
+#[pyclass(frozen, get_all, name = "GuardSpace", module = "diskguard")]
+pub struct PyGuardSpace {
+    name: String,
+    total: u64,
+    used: u64,
+    avail: u64,
+    room: u64,
+    responsive: bool,
+    level: &'static str,
+    reason: Option<String>,
+}
+
+impl From<SpaceStatus> for PyGuardSpace {
+    fn from(s: SpaceStatus) -> Self {
+        PyGuardSpace {
+            name: s.name,
+            total: s.total,
+            used: s.used,
+            avail: s.avail,
+            room: s.room,
+            responsive: s.responsive,
+            level: s.level.name(),
+            reason: s.reason,
+        }
+    }
+}
+
+#[pymethods]
+impl PyGuardSpace {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "GuardSpace(name={}, room={}, level={}, responsive={})",
+            py_repr(py, &self.name),
+            self.room,
+            py_repr(py, self.level),
+            py_repr(py, self.responsive)
+        )
+    }
+}
+
+/// What `DiskGuard.status()` reports; `str()` of it is a readable report.
+#[pyclass(frozen, get_all, name = "GuardStatus", module = "diskguard")]
+pub struct PyGuardStatus {
+    dir: OsString,
+    level: &'static str,
+    should_stop: bool,
+    stop_reason: Option<String>,
+    spaces: Vec<Py<PyGuardSpace>>,
+    held: u64,
+    budget: Option<u64>,
+    reserve: u64,
+    largest_checkpoint: u64,
+    saves: u64,
+    retention_deletions: u64,
+    forced_deletions: u64,
+    checks: u64,
+    emergency_reserve: Option<(OsString, u64)>,
+    report: String,
+}
+
+impl PyGuardStatus {
+    fn new(py: Python<'_>, status: Status) -> PyResult<Self> {
+        let report = status.report();
+        let spaces = status
+            .spaces
+            .into_iter()
+            .map(|s| Py::new(py, PyGuardSpace::from(s)))
+            .collect::<PyResult<_>>()?;
+        Ok(PyGuardStatus {
+            dir: status.dir.into_os_string(),
+            level: status.level.name(),
+            should_stop: status.stop_reason.is_some(),
+            stop_reason: status.stop_reason,
+            spaces,
+            held: status.held,
+            budget: status.budget,
+            reserve: status.reserve,
+            largest_checkpoint: status.largest,
+            saves: status.saves,
+            retention_deletions: status.retention_deletions,
+            forced_deletions: status.forced_deletions,
+            checks: status.checks,
+            emergency_reserve: status.emergency_reserve.map(|(p, b)| (p.into_os_string(), b)),
+            report,
+        })
+    }
+}
+
+#[pymethods]
+impl PyGuardStatus {
+    fn __str__(&self) -> String {
+        self.report.clone()
+    }
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "GuardStatus(level={}, should_stop={}, held={}, reserve={})",
+            py_repr(py, self.level),
+            py_repr(py, self.should_stop),
+            self.held,
+            self.reserve
+        )
+    }
+}
+
+/// `watch`: a list or tuple of paths (a single string is a mistake, not a list of characters).
+fn watch_paths(obj: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(wrong_type("watch", obj, "a list of paths"));
+    }
+    let items = obj
+        .try_iter()
+        .map_err(|_| wrong_type("watch", obj, "a list of paths"))?;
+    items.map(|item| fs_path(&item?)).collect()
+}
+
+/// `reserve`: `'auto'` or a size.
+fn reserve_arg(obj: &Bound<'_, PyAny>) -> PyResult<Reserve> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        return Ok(Reserve::parse(&text.to_cow()?)?);
+    }
+    match size_arg("reserve", Some(obj))? {
+        Some(bytes) => Ok(Reserve::Bytes(bytes)),
+        None => Err(wrong_type("reserve", obj, "'auto' or a size")),
+    }
+}
+
+/// `on_full`: `'prune'` or `'stop'`.
+fn on_full_arg(obj: &Bound<'_, PyAny>) -> PyResult<OnFull> {
+    let text = obj
+        .cast::<PyString>()
+        .map_err(|_| wrong_type("on_full", obj, "'prune' or 'stop'"))?;
+    Ok(OnFull::parse(&text.to_cow()?)?)
+}
+
+/// An optional fraction (`warn`, `critical`): a number or `None`.
+fn opt_fraction(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    if obj.is_none() {
+        Ok(None)
+    } else {
+        number(name, obj).map(Some)
+    }
+}
+
+/// The guard's decision engine (internal; use `diskguard.DiskGuard`).
+#[pyclass(frozen, name = "_Guard", module = "diskguard._diskguard")]
+pub struct PyGuard {
+    inner: Mutex<Guard>,
+}
+
+impl PyGuard {
+    fn guard(&self) -> MutexGuard<'_, Guard> {
+        // A panic cannot happen while the lock is held (no unwrap in the core); stay usable anyway.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl PyGuard {
+    #[new]
+    #[pyo3(signature = (
+        path, *, temp_dir, watch, warn, critical, min_free, budget, reserve, on_full, hysteresis,
+        statfs_timeout, rescan_interval, check_every_steps, check_every_seconds, rules,
+        min_partial_age, patterns, emergency_reserve
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        temp_dir: &Bound<'_, PyAny>,
+        watch: &Bound<'_, PyAny>,
+        warn: &Bound<'_, PyAny>,
+        critical: &Bound<'_, PyAny>,
+        min_free: &Bound<'_, PyAny>,
+        budget: &Bound<'_, PyAny>,
+        reserve: &Bound<'_, PyAny>,
+        on_full: &Bound<'_, PyAny>,
+        hysteresis: &Bound<'_, PyAny>,
+        statfs_timeout: &Bound<'_, PyAny>,
+        rescan_interval: &Bound<'_, PyAny>,
+        check_every_steps: &Bound<'_, PyAny>,
+        check_every_seconds: &Bound<'_, PyAny>,
+        rules: Option<&Bound<'_, PyList>>,
+        min_partial_age: &Bound<'_, PyAny>,
+        patterns: Vec<String>,
+        emergency_reserve: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let dir = fs_path(path)?;
+        let temp_dir = fs_path(temp_dir)?;
+        let watch = watch_paths(watch)?;
+        let policy = rules
+            .map(|r| -> PyResult<Policy> {
+                Ok(Policy::new(
+                    rules_from(r)?,
+                    number("min_partial_age", min_partial_age)?,
+                )?)
+            })
+            .transpose()?;
+        let config = GuardConfig {
+            warn: opt_fraction("warn", warn)?,
+            critical: opt_fraction("critical", critical)?,
+            min_free: size_arg("min_free", Some(min_free))?,
+            budget: size_arg("budget", Some(budget))?,
+            reserve: reserve_arg(reserve)?,
+            on_full: on_full_arg(on_full)?,
+            hysteresis: number("hysteresis", hysteresis)?,
+            statfs_timeout: number("statfs_timeout", statfs_timeout)?,
+            rescan_interval: number("rescan_interval", rescan_interval)?,
+            check_every_steps: whole("check_every_steps", check_every_steps)?,
+            check_every_seconds: number("check_every_seconds", check_every_seconds)?,
+            policy,
+            patterns,
+            emergency_reserve: size_arg("emergency_reserve", Some(emergency_reserve))?,
+        };
+        let t = monotonic_now()?;
+        let guard = py.detach(move || Guard::new(&dir, &temp_dir, &watch, config, t))?;
+        Ok(PyGuard {
+            inner: Mutex::new(guard),
+        })
+    }
+
+    /// A due check: measure every watched filesystem (with a time limit), grade, act.
+    fn check(&self, py: Python<'_>) -> PyResult<bool> {
+        let t = monotonic_now()?;
+        Ok(py.detach(|| {
+            let mut guard = self.guard();
+            guard.check(t);
+            guard.should_stop()
+        }))
+    }
+
+    /// Makes room for a save of `nbytes` to `path`, or raises `InsufficientSpaceError`.
+    fn before_save(
+        &self,
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        nbytes: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let path = fs_path(path)?;
+        let nbytes: u64 = whole("nbytes", nbytes)?;
+        let t = monotonic_now()?;
+        Ok(py.detach(|| self.guard().before_save(&path, nbytes, t))?)
+    }
+
+    /// Records a save of `nbytes` to `path` and applies retention.
+    fn after_save(&self, py: Python<'_>, path: &Bound<'_, PyAny>, nbytes: &Bound<'_, PyAny>) -> PyResult<()> {
+        let path = fs_path(path)?;
+        let nbytes: u64 = whole("nbytes", nbytes)?;
+        let t = monotonic_now()?;
+        Ok(py.detach(|| self.guard().after_save(&path, nbytes, t))?)
+    }
+
+    /// Events since the last call as (kind, message, is_warning).
+    fn take_events(&self) -> Vec<(&'static str, String, bool)> {
+        self.guard()
+            .take_events()
+            .into_iter()
+            .map(|e| (e.kind, e.message, e.warning))
+            .collect()
+    }
+
+    #[getter]
+    fn should_stop(&self) -> bool {
+        self.guard().should_stop()
+    }
+
+    #[getter]
+    fn stop_reason(&self) -> Option<String> {
+        self.guard().stop_reason().map(str::to_owned)
+    }
+
+    #[getter]
+    fn level(&self) -> &'static str {
+        self.guard().level().name()
+    }
+
+    #[getter]
+    fn check_every_steps(&self) -> u64 {
+        self.guard().config().check_every_steps
+    }
+
+    #[getter]
+    fn check_every_seconds(&self) -> f64 {
+        self.guard().config().check_every_seconds
+    }
+
+    fn status(&self, py: Python<'_>) -> PyResult<PyGuardStatus> {
+        let status = self.guard().status();
+        PyGuardStatus::new(py, status)
+    }
+
+    #[pyo3(signature = (remaining_saves, save_interval, checkpoint_size=None))]
+    fn forecast(
+        &self,
+        py: Python<'_>,
+        remaining_saves: &Bound<'_, PyAny>,
+        save_interval: &Bound<'_, PyAny>,
+        checkpoint_size: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyRunForecast> {
+        let remaining: u32 = whole("remaining_saves", remaining_saves)?;
+        let interval = number("save_interval", save_interval)?;
+        let size = size_arg("checkpoint_size", checkpoint_size)?;
+        Ok(py
+            .detach(|| self.guard().forecast(remaining, interval, size))?
+            .into())
+    }
+
+    /// (level, largest checkpoint, saves, stop reason).
+    fn state(&self) -> (&'static str, u64, u64, Option<String>) {
+        let state = self.guard().state();
+        (state.level.name(), state.largest, state.saves, state.stop_reason)
+    }
+
+    #[pyo3(signature = (level, largest, saves, stop_reason))]
+    fn load_state(
+        &self,
+        level: &Bound<'_, PyAny>,
+        largest: &Bound<'_, PyAny>,
+        saves: &Bound<'_, PyAny>,
+        stop_reason: Option<String>,
+    ) -> PyResult<()> {
+        let level = level
+            .cast::<PyString>()
+            .map_err(|_| wrong_type("level", level, "'ok', 'warn' or 'critical'"))?;
+        let state = GuardState {
+            level: level_named(&level.to_cow()?)?,
+            largest: opt_whole("largest_checkpoint", Some(largest))?.unwrap_or(0),
+            saves: whole("saves", saves)?,
+            stop_reason,
+        };
+        self.guard().load_state(&state);
+        Ok(())
+    }
+
+    /// Deletes the emergency reserve file (the run is over).
+    fn close(&self) {
+        self.guard().close();
+    }
+}

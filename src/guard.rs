@@ -1,0 +1,1555 @@
+//! The guard: one decision engine that turns usage, budget, trend and retention into actions.
+//!
+//! A [`Guard`] watches a checkpoint directory's filesystem, the temp directory's (frameworks stage
+//! saves there) and any extra paths, each filesystem once, plus an optional byte `budget` for what
+//! the run holds under its directory (a soft quota or a pod's ephemeral-storage limit, which
+//! `statfs` cannot see). Each check grades every space and climbs an action ladder:
+//!
+//! 1. **warn**: a level change (ok / warn / critical) is an [`Event`]; levels are left only once
+//!    every measure is back past its threshold by a margin (hysteresis), so a disk hovering at a
+//!    threshold does not flap;
+//! 2. **make room** when a space is *short*: less writable room than the next save and one final
+//!    save need ([`Reserve`]), or past `critical` / `min_free`. First the retention policy is
+//!    applied; then, with [`OnFull::Prune`], checkpoints the rules keep are deleted least valuable
+//!    first (never the newest complete one, a best one or a protected one), each an event;
+//! 3. **stop** while there is still room for one final checkpoint: [`Guard::should_stop`] with a
+//!    reason, and the optional emergency reserve file is released for that final save.
+//!
+//! Room on the checkpoint directory's filesystem is `min(avail - floor, budget - held)`, where the
+//! floor is what `critical` and `min_free` keep free. What the run holds is measured by a scan,
+//! kept current from the saves and deletions the guard knows of, and rescanned now and then.
+//! `statfs` runs with a time limit off the calling thread ([`crate::probe`]): a hung mount is
+//! reported, not waited on.
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::check::{Level, Thresholds};
+use crate::checkpoints::{self, Checkpoint};
+use crate::deletion::{LockWait, LockedDir, Outcome};
+use crate::error::{Error, Result};
+use crate::probe::{Measured, Probe, Prober};
+use crate::retention::{self, free_space_order, Action, Keeper, Plan, Policy, Rule};
+use crate::size::{format_size, parse_size, SIZE_RULE};
+use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendMonitor};
+use crate::usage::DiskUsage;
+
+/// Byte thresholds are left only once room is back past them by this fraction of the threshold.
+const BYTE_SLACK: f64 = 0.25;
+/// Extra bytes on top of a checkpoint's size for filesystem metadata and block rounding.
+const MARGIN_FLOOR: u64 = 64 * 1024;
+/// Name prefix of the emergency reserve file: a dot file with no checkpoint extension, so
+/// retention and orphan scans never take it for a checkpoint.
+pub const RESERVE_PREFIX: &str = ".diskguard-reserve-";
+
+/// What to do when retention alone cannot make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Delete checkpoints the rules keep, least valuable first (never the invariant or a best).
+    Prune,
+    /// Delete nothing the rules keep: stop instead.
+    Stop,
+}
+
+impl OnFull {
+    /// Parses `'prune'` or `'stop'`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "prune" => Ok(OnFull::Prune),
+            "stop" => Ok(OnFull::Stop),
+            other => Err(Error::invalid(
+                "on_full",
+                format!("{other:?}"),
+                "expected 'prune' or 'stop'",
+            )),
+        }
+    }
+
+    /// `'prune'` or `'stop'`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFull::Prune => "prune",
+            OnFull::Stop => "stop",
+        }
+    }
+}
+
+/// Room one save needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// The largest checkpoint seen or estimated, plus a margin.
+    Auto,
+    /// A fixed number of bytes.
+    Bytes(u64),
+}
+
+impl Reserve {
+    /// Parses `'auto'` or a size such as `'2GiB'`.
+    pub fn parse(text: &str) -> Result<Self> {
+        if text == "auto" {
+            return Ok(Reserve::Auto);
+        }
+        parse_size("reserve", text).map(Reserve::Bytes).map_err(|_| {
+            Error::invalid(
+                "reserve",
+                format!("{text:?}"),
+                format!("expected 'auto' or a size: {SIZE_RULE}"),
+            )
+        })
+    }
+}
+
+/// Settings of a [`Guard`], validated by [`GuardConfig::validate`].
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// Fraction used at which to warn.
+    pub warn: Option<f64>,
+    /// Fraction used that is critical (the guard makes room, then stops).
+    pub critical: Option<f64>,
+    /// Bytes that must stay available on every watched filesystem.
+    pub min_free: Option<u64>,
+    /// Bytes the run may hold under its directory.
+    pub budget: Option<u64>,
+    /// Room one save needs.
+    pub reserve: Reserve,
+    /// What to do when retention alone cannot make room.
+    pub on_full: OnFull,
+    /// Fraction-of-filesystem margin by which a level must be left (hysteresis).
+    pub hysteresis: f64,
+    /// Seconds a `statfs` may take before its filesystem is reported unresponsive.
+    pub statfs_timeout: f64,
+    /// Seconds between rescans of what the run holds.
+    pub rescan_interval: f64,
+    /// Steps between checks (the Python surface counts them).
+    pub check_every_steps: u64,
+    /// Seconds between checks (the Python surface times them).
+    pub check_every_seconds: f64,
+    /// Retention rules applied after each save and when short; `None` keeps everything.
+    pub policy: Option<Policy>,
+    /// Extra glob patterns for single-file checkpoints.
+    pub patterns: Vec<String>,
+    /// Bytes of the emergency reserve file, if one is wanted.
+    pub emergency_reserve: Option<u64>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            warn: Some(0.85),
+            critical: Some(0.95),
+            min_free: None,
+            budget: None,
+            reserve: Reserve::Auto,
+            on_full: OnFull::Prune,
+            hysteresis: 0.02,
+            statfs_timeout: 0.5,
+            rescan_interval: 300.0,
+            check_every_steps: 50,
+            check_every_seconds: 10.0,
+            policy: None,
+            patterns: Vec::new(),
+            emergency_reserve: None,
+        }
+    }
+}
+
+fn positive_seconds(name: &'static str, value: f64, max: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 && value <= max {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            name,
+            value,
+            format!("expected seconds > 0 and at most {max}"),
+        ))
+    }
+}
+
+impl GuardConfig {
+    /// Checks every setting; the error names the argument, its value and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        Thresholds::new(self.warn, self.critical, None, self.min_free, None, None)?;
+        if self.budget == Some(0) {
+            return Err(Error::invalid(
+                "budget",
+                0,
+                "expected a size > 0, or None for no budget",
+            ));
+        }
+        if !(self.hysteresis.is_finite() && (0.0..0.5).contains(&self.hysteresis)) {
+            return Err(Error::invalid(
+                "hysteresis",
+                self.hysteresis,
+                "expected a fraction in [0, 0.5)",
+            ));
+        }
+        positive_seconds("statfs_timeout", self.statfs_timeout, 3600.0)?;
+        positive_seconds("rescan_interval", self.rescan_interval, 1e9)?;
+        positive_seconds("check_every_seconds", self.check_every_seconds, 1e9)?;
+        if self.check_every_steps == 0 {
+            return Err(Error::invalid("check_every_steps", 0, "expected at least 1"));
+        }
+        if self.emergency_reserve == Some(0) {
+            return Err(Error::invalid(
+                "emergency_reserve",
+                0,
+                "expected a size > 0, or None for no reserve file",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Something the guard did or noticed, for the Python surface to warn about and log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `level`, `retention`, `deleted`, `unresponsive`, `responsive`, `stop`, `reserve`, `error`.
+    pub kind: &'static str,
+    /// One sentence for a person.
+    pub message: String,
+    /// True when users must see it (a `DiskSpaceWarning`), false for a log record only.
+    pub warning: bool,
+}
+
+impl Event {
+    fn new(kind: &'static str, warning: bool, message: String) -> Self {
+        Event {
+            kind,
+            message,
+            warning,
+        }
+    }
+}
+
+/// One watched filesystem.
+#[derive(Debug)]
+struct Watched {
+    /// What the user knows it as: `checkpoint directory /x`, `temp directory /tmp`, ...
+    roles: Vec<String>,
+    prober: Prober,
+    device: Option<u64>,
+    usage: Option<DiskUsage>,
+    responsive: bool,
+    error: Option<String>,
+    /// The checkpoint directory's filesystem: deleting checkpoints frees room here.
+    holds_dir: bool,
+}
+
+/// A space as graded: a filesystem or the budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceStatus {
+    /// `checkpoint directory /x`, `temp directory /tmp`, `budget`...
+    pub name: String,
+    /// Bytes in the space (filesystem size for non-root users, or the budget).
+    pub total: u64,
+    /// Bytes used (by the run, for the budget).
+    pub used: u64,
+    /// Bytes available to non-root users (budget minus what the run holds, for the budget).
+    pub avail: u64,
+    /// Bytes that can be written before a threshold (critical, min_free, budget) is reached.
+    pub room: u64,
+    /// False when its `statfs` did not answer in time (then the figures are the last known).
+    pub responsive: bool,
+    /// The level this space alone is at.
+    pub level: Level,
+    /// Why, when not ok.
+    pub reason: Option<String>,
+    /// Deleting checkpoints frees room here.
+    pub holds_dir: bool,
+}
+
+/// Everything [`Guard::status`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// The current level.
+    pub level: Level,
+    /// Why the run should stop, once it should.
+    pub stop_reason: Option<String>,
+    /// Every space, graded.
+    pub spaces: Vec<SpaceStatus>,
+    /// Bytes the run holds under its directory.
+    pub held: u64,
+    /// The budget, if any.
+    pub budget: Option<u64>,
+    /// Room one save needs now.
+    pub reserve: u64,
+    /// The largest checkpoint seen or estimated.
+    pub largest: u64,
+    /// Saves recorded.
+    pub saves: u64,
+    /// Checkpoints deleted by retention.
+    pub retention_deletions: u64,
+    /// Checkpoints retention keeps that were deleted to make room.
+    pub forced_deletions: u64,
+    /// Checks made.
+    pub checks: u64,
+    /// The emergency reserve file and its size, while it exists.
+    pub emergency_reserve: Option<(PathBuf, u64)>,
+}
+
+impl Status {
+    /// A readable report, one line per space.
+    pub fn report(&self) -> String {
+        let mut lines = vec![format!(
+            "DiskGuard {}: {}{}",
+            self.dir.display(),
+            self.level.name(),
+            self.stop_reason
+                .as_ref()
+                .map_or_else(String::new, |why| format!(", stop: {why}"))
+        )];
+        for s in &self.spaces {
+            lines.push(format!(
+                "  {}: {} of {} used, {} available, room {}{}{}",
+                s.name,
+                format_size(s.used),
+                format_size(s.total),
+                format_size(s.avail),
+                format_size(s.room),
+                if s.responsive {
+                    ""
+                } else {
+                    " [NOT RESPONDING: last known figures]"
+                },
+                s.reason
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!(" ({}: {r})", s.level.name())),
+            ));
+        }
+        lines.push(format!(
+            "  run holds {}{}; next save needs {} (largest checkpoint {})",
+            format_size(self.held),
+            self.budget
+                .map_or_else(String::new, |b| format!(" of a {} budget", format_size(b))),
+            format_size(self.reserve),
+            format_size(self.largest)
+        ));
+        lines.push(format!(
+            "  {} saves, {} checks; deleted {} by retention, {} to make room",
+            self.saves, self.checks, self.retention_deletions, self.forced_deletions
+        ));
+        if let Some((path, bytes)) = &self.emergency_reserve {
+            lines.push(format!(
+                "  emergency reserve {} ({})",
+                path.display(),
+                format_size(*bytes)
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// What survives a restart: plain values only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardState {
+    /// The level when saved (hysteresis carries over).
+    pub level: Level,
+    /// The largest checkpoint seen.
+    pub largest: u64,
+    /// Saves recorded.
+    pub saves: u64,
+    /// Why the earlier run stopped, if it did (for the record: a resumed run decides afresh).
+    pub stop_reason: Option<String>,
+}
+
+/// The emergency reserve file: preallocated room only the final checkpoint may use.
+#[derive(Debug)]
+struct EmergencyReserve {
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl EmergencyReserve {
+    fn create(dir: &Path, bytes: u64) -> Result<Self> {
+        use nix::fcntl::{open, posix_fallocate, OFlag};
+        use nix::sys::stat::Mode;
+        let path = dir.join(format!("{RESERVE_PREFIX}{}", std::process::id()));
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd: OwnedFd =
+            open(&path, flags, Mode::from_bits_truncate(0o600)).map_err(|e| Error::os("create", &path, e))?;
+        let length = i64::try_from(bytes)
+            .map_err(|_| Error::invalid("emergency_reserve", bytes, "expected a size below 2**63"))?;
+        if let Err(errno) = posix_fallocate(&fd, 0, length) {
+            drop(fd);
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::os("posix_fallocate", &path, errno));
+        }
+        Ok(EmergencyReserve { path, bytes })
+    }
+
+    fn release(self) -> Option<u64> {
+        std::fs::remove_file(&self.path).ok().map(|()| self.bytes)
+    }
+}
+
+/// The decision engine. See the module documentation.
+#[derive(Debug)]
+pub struct Guard {
+    dir: PathBuf,
+    config: GuardConfig,
+    spaces: Vec<Watched>,
+    held: u64,
+    last_rescan: f64,
+    largest: u64,
+    level: Level,
+    stop_reason: Option<String>,
+    trend: TrendMonitor,
+    saves: u64,
+    retention_deletions: u64,
+    forced_deletions: u64,
+    checks: u64,
+    emergency: Option<EmergencyReserve>,
+    events: Vec<Event>,
+}
+
+/// Wall-clock seconds since the epoch (retention compares it with mtimes).
+fn wall_clock() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
+/// other filesystems; unreadable parts are skipped (the guard rescans later).
+pub fn held_bytes(path: &Path) -> u64 {
+    fn walk(path: &Path, device: u64, depth: usize) -> u64 {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return 0;
+        };
+        if meta.dev() != device {
+            return 0;
+        }
+        let own = meta.blocks().saturating_mul(512);
+        if !meta.is_dir() || depth > 64 {
+            return own;
+        }
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return own;
+        };
+        entries
+            .flatten()
+            .map(|e| walk(&e.path(), device, depth + 1))
+            .fold(own, u64::saturating_add)
+    }
+    std::fs::symlink_metadata(path).map_or(0, |meta| walk(path, meta.dev(), 0))
+}
+
+/// `path` lexically inside `dir` (both made absolute, `.` and `..` resolved by name): only there
+/// does the guard account and make room.
+fn inside(dir: &Path, path: &Path) -> bool {
+    fn normal(p: &Path) -> PathBuf {
+        let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut out = PathBuf::new();
+        for part in absolute.components() {
+            match part {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    let (dir, path) = (normal(dir), normal(path));
+    path != dir && path.starts_with(&dir)
+}
+
+impl Guard {
+    /// A guard for checkpoint directory `dir` (which may not exist yet), also watching `temp_dir`
+    /// and `watch`. Measures each, scans what the run holds, creates the emergency reserve file if
+    /// configured. `t` is monotonic seconds.
+    pub fn new(dir: &Path, temp_dir: &Path, watch: &[PathBuf], config: GuardConfig, t: f64) -> Result<Self> {
+        crate::usage::validate_path("path", dir)?;
+        for path in watch {
+            crate::usage::validate_path("watch", path)?;
+        }
+        config.validate()?;
+        let trend = TrendMonitor::new(TrendConfig::default())?;
+        let mut guard = Guard {
+            dir: dir.to_path_buf(),
+            config,
+            spaces: Vec::new(),
+            held: 0,
+            last_rescan: t,
+            largest: 0,
+            level: Level::Ok,
+            stop_reason: None,
+            trend,
+            saves: 0,
+            retention_deletions: 0,
+            forced_deletions: 0,
+            checks: 0,
+            emergency: None,
+            events: Vec::new(),
+        };
+        guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
+        guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
+        for path in watch {
+            guard.add_space(format!("watched {}", path.display()), path, false);
+        }
+        if guard.dir.is_dir() {
+            guard.held = held_bytes(&guard.dir);
+            let plan = guard.plan(None)?;
+            guard.largest = plan
+                .items
+                .iter()
+                .filter(|i| i.checkpoint.is_complete())
+                .map(|i| i.checkpoint.size)
+                .max()
+                .unwrap_or(0);
+            if let Some(bytes) = guard.config.emergency_reserve {
+                let reserve = EmergencyReserve::create(&guard.dir, bytes)?;
+                guard.held = guard.held.saturating_add(bytes);
+                guard.emergency = Some(reserve);
+            }
+        } else if guard.config.emergency_reserve.is_some() {
+            return Err(Error::invalid(
+                "emergency_reserve",
+                crate::error::show_path(dir),
+                "the checkpoint directory must exist to hold the reserve file",
+            ));
+        }
+        Ok(guard)
+    }
+
+    /// Measures `path` once; joins the space already watching its filesystem, if any.
+    fn add_space(&mut self, role: String, path: &Path, holds_dir: bool) {
+        let mut prober = Prober::new(path);
+        let (device, usage, responsive, error) = match prober.measure(self.limit()) {
+            Probe::Ready(m) => (Some(m.device), Some(usage_of(path, &m)), true, None),
+            Probe::Failed(err) => (None, None, true, Some(err.to_string())),
+            Probe::Unresponsive => (None, None, false, None),
+        };
+        if let Some(existing) = self
+            .spaces
+            .iter_mut()
+            .find(|s| device.is_some() && s.device == device)
+        {
+            existing.roles.push(role);
+            existing.holds_dir |= holds_dir;
+            return;
+        }
+        self.spaces.push(Watched {
+            roles: vec![role],
+            prober,
+            device,
+            usage,
+            responsive,
+            error,
+            holds_dir,
+        });
+    }
+
+    fn limit(&self) -> Duration {
+        Duration::from_secs_f64(self.config.statfs_timeout)
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &GuardConfig {
+        &self.config
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the run should stop (sticky once set).
+    pub fn should_stop(&self) -> bool {
+        self.stop_reason.is_some()
+    }
+
+    /// Why the run should stop.
+    pub fn stop_reason(&self) -> Option<&str> {
+        self.stop_reason.as_deref()
+    }
+
+    /// The current level.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Bytes for a checkpoint of `bytes` plus the margin for metadata and block rounding.
+    pub fn with_margin(bytes: u64) -> u64 {
+        bytes.saturating_add(bytes / 20).saturating_add(MARGIN_FLOOR)
+    }
+
+    /// Room one save needs now.
+    pub fn reserve(&self) -> u64 {
+        match self.config.reserve {
+            Reserve::Auto if self.largest == 0 => 0,
+            Reserve::Auto => Self::with_margin(self.largest),
+            Reserve::Bytes(b) => b,
+        }
+    }
+
+    // ----- measuring -----
+
+    /// Re-measures every watched filesystem (each within the time limit) and, when due, rescans
+    /// what the run holds.
+    fn measure(&mut self, t: f64) {
+        let limit = self.limit();
+        let mut noticed = Vec::new();
+        for space in &mut self.spaces {
+            let was_responsive = space.responsive;
+            match space.prober.measure(limit) {
+                Probe::Ready(m) => {
+                    space.device.get_or_insert(m.device);
+                    space.usage = Some(usage_of(space.prober.path(), &m));
+                    space.responsive = true;
+                    space.error = None;
+                }
+                Probe::Failed(err) => {
+                    space.responsive = true;
+                    space.error = Some(err.to_string());
+                }
+                Probe::Unresponsive => space.responsive = false,
+            }
+            let name = space.roles.join(", ");
+            if was_responsive && !space.responsive {
+                noticed.push(Event::new(
+                    "unresponsive",
+                    true,
+                    format!(
+                        "{name}: statfs did not answer within {:.1} s (a hung mount?); not waiting for it, \
+                         last known figures are used until it answers",
+                        limit.as_secs_f64()
+                    ),
+                ));
+            } else if !was_responsive && space.responsive {
+                noticed.push(Event::new(
+                    "responsive",
+                    false,
+                    format!("{name}: statfs answers again"),
+                ));
+            }
+        }
+        self.events.extend(noticed);
+        if let Some(u) = self.dir_usage() {
+            let (used, avail) = (u.used, u.avail);
+            let _ = self.trend.add_sample(t, used, avail);
+        }
+        if t - self.last_rescan >= self.config.rescan_interval && self.dir_responsive() && self.dir.is_dir() {
+            self.held = held_bytes(&self.dir);
+            self.last_rescan = t;
+        }
+    }
+
+    fn dir_space(&self) -> Option<&Watched> {
+        self.spaces.iter().find(|s| s.holds_dir)
+    }
+
+    fn dir_usage(&self) -> Option<&DiskUsage> {
+        self.dir_space()
+            .filter(|s| s.responsive)
+            .and_then(|s| s.usage.as_ref())
+    }
+
+    fn dir_responsive(&self) -> bool {
+        self.dir_space().is_some_and(|s| s.responsive)
+    }
+
+    /// Re-measures only the checkpoint directory's filesystem (after a deletion).
+    fn remeasure_dir(&mut self) {
+        let limit = self.limit();
+        if let Some(space) = self.spaces.iter_mut().find(|s| s.holds_dir && s.responsive) {
+            match space.prober.measure(limit) {
+                Probe::Ready(m) => space.usage = Some(usage_of(space.prober.path(), &m)),
+                Probe::Failed(err) => space.error = Some(err.to_string()),
+                Probe::Unresponsive => space.responsive = false,
+            }
+        }
+    }
+
+    // ----- grading -----
+
+    /// Bytes `critical` and `min_free` keep free on a filesystem of `size` (used + avail) bytes.
+    fn floor(&self, size: u64) -> u64 {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let by_fraction = self
+            .config
+            .critical
+            .map_or(0, |c| ((1.0 - c) * size as f64).ceil() as u64);
+        by_fraction.max(self.config.min_free.unwrap_or(0))
+    }
+
+    /// Every space with its figures and level, graded against `target` bytes of room; `strict`
+    /// grades with the hysteresis margin (the bar for leaving a level, or for enough room).
+    fn grade(&self, target: u64, strict: bool) -> Vec<SpaceStatus> {
+        let mut out = Vec::new();
+        for space in &self.spaces {
+            let Some(u) = &space.usage else { continue };
+            let size = u.used.saturating_add(u.avail);
+            let mut room = u.avail.saturating_sub(self.floor(size));
+            if space.holds_dir {
+                if let Some(budget) = self.config.budget {
+                    room = room.min(budget.saturating_sub(self.held));
+                }
+            }
+            let (level, reason) = self.grade_space(u.used, u.avail, room, target, strict, true);
+            out.push(SpaceStatus {
+                name: space.roles.join(", "),
+                total: size,
+                used: u.used,
+                avail: u.avail,
+                room,
+                responsive: space.responsive,
+                level,
+                reason,
+                holds_dir: space.holds_dir,
+            });
+        }
+        if let Some(budget) = self.config.budget {
+            let avail = budget.saturating_sub(self.held);
+            let (level, reason) = self.grade_space(self.held, avail, avail, target, strict, false);
+            out.push(SpaceStatus {
+                name: format!("budget of {}", self.dir.display()),
+                total: budget,
+                used: self.held,
+                avail,
+                room: avail,
+                responsive: true,
+                level,
+                reason,
+                holds_dir: true,
+            });
+        }
+        out
+    }
+
+    #[allow(clippy::cast_precision_loss, clippy::too_many_arguments)]
+    fn grade_space(
+        &self,
+        used: u64,
+        avail: u64,
+        room: u64,
+        target: u64,
+        strict: bool,
+        filesystem: bool,
+    ) -> (Level, Option<String>) {
+        let slack = if strict { self.config.hysteresis } else { 0.0 };
+        let byte_slack = |b: u64| {
+            if strict {
+                b.saturating_add((b as f64 * BYTE_SLACK) as u64)
+            } else {
+                b
+            }
+        };
+        let size = used.saturating_add(avail);
+        let fraction = if size == 0 { 0.0 } else { used as f64 / size as f64 };
+        let pct = |f: f64| format!("{:.1}%", f * 100.0);
+        if filesystem {
+            if let Some(c) = self.config.critical.filter(|c| fraction >= c - slack) {
+                return (
+                    Level::Critical,
+                    Some(format!("{} used >= critical {}", pct(fraction), pct(c))),
+                );
+            }
+            if let Some(m) = self.config.min_free.filter(|m| avail < byte_slack(*m)) {
+                return (
+                    Level::Critical,
+                    Some(format!(
+                        "{} available < min_free {}",
+                        format_size(avail),
+                        format_size(m)
+                    )),
+                );
+            }
+        }
+        if target > 0 && room < byte_slack(target) {
+            return (
+                Level::Critical,
+                Some(format!(
+                    "room {} < {} for the next save and a final one",
+                    format_size(room),
+                    format_size(target)
+                )),
+            );
+        }
+        if let Some(w) = self.config.warn.filter(|w| fraction >= w - slack) {
+            return (
+                Level::Warn,
+                Some(format!("{} used >= warn {}", pct(fraction), pct(w))),
+            );
+        }
+        let one_more = target.saturating_add(target / 2);
+        if target > 0 && room < byte_slack(one_more) {
+            return (
+                Level::Warn,
+                Some(format!(
+                    "room {} is less than one more save beyond the reserve",
+                    format_size(room)
+                )),
+            );
+        }
+        (Level::Ok, None)
+    }
+
+    fn worst(spaces: &[SpaceStatus]) -> Level {
+        spaces.iter().map(|s| s.level).max().unwrap_or(Level::Ok)
+    }
+
+    /// True when a space deletions can help is critical (`strict`: not yet past the margin).
+    fn dir_short(&self, target: u64, strict: bool) -> bool {
+        self.grade(target, strict)
+            .iter()
+            .any(|s| s.holds_dir && s.level == Level::Critical)
+    }
+
+    /// The smallest room where the checkpoint directory's writes land (None: nothing measured).
+    fn dir_room(&self) -> Option<u64> {
+        self.grade(0, false)
+            .iter()
+            .filter(|s| s.holds_dir)
+            .map(|s| s.room)
+            .min()
+    }
+
+    /// Updates the level with hysteresis; an event when it changes.
+    fn update_level(&mut self, target: u64) {
+        let raw = self.grade(target, false);
+        let strict = self.grade(target, true);
+        let up = Self::worst(&raw);
+        let (next, graded) = if up > self.level {
+            (up, &raw)
+        } else {
+            (self.level.min(Self::worst(&strict)), &strict)
+        };
+        if next != self.level {
+            let reasons: Vec<String> = graded
+                .iter()
+                .filter(|s| s.level == next)
+                .filter_map(|s| s.reason.as_ref().map(|r| format!("{}: {r}", s.name)))
+                .collect();
+            let why = if reasons.is_empty() {
+                "back below every threshold".to_owned()
+            } else {
+                reasons.join("; ")
+            };
+            self.events.push(Event::new(
+                "level",
+                next > self.level,
+                format!("disk level {} -> {}: {why}", self.level.name(), next.name()),
+            ));
+            self.level = next;
+        }
+    }
+
+    // ----- acting -----
+
+    /// Scans and plans the directory under `policy` (`None`: the invariant only).
+    fn plan(&self, policy: Option<&Policy>) -> Result<Plan> {
+        let empty;
+        let policy = match policy {
+            Some(p) => p,
+            None => {
+                empty = Policy::new(Vec::new(), 3600.0)?;
+                &empty
+            }
+        };
+        let fd = checkpoints::open_dir(&self.dir)?;
+        let scanned = checkpoints::scan(&self.dir, &self.config.patterns)?;
+        Ok(retention::plan(scanned, policy, wall_clock(), |c| {
+            checkpoints::verify_file(&fd, c)
+        }))
+    }
+
+    /// Deletes one checkpoint under the lock; accounts for it and reports it.
+    fn delete_one(&mut self, locked: &LockedDir, c: &Checkpoint, t: f64, why: &str, forced: bool) {
+        match locked.delete(&c.name, c.dev, c.ino, c.ctime) {
+            Outcome::Deleted => {
+                let freed = if c.nlink > 1 { 0 } else { c.size };
+                self.held = self.held.saturating_sub(freed);
+                let _ = self.trend.record_free(t, freed);
+                let (kind, count) = if forced {
+                    ("deleted", &mut self.forced_deletions)
+                } else {
+                    ("retention", &mut self.retention_deletions)
+                };
+                *count += 1;
+                self.events.push(Event::new(
+                    kind,
+                    forced,
+                    format!(
+                        "deleted {} ({}): {why}",
+                        self.dir.join(&c.name).display(),
+                        format_size(c.size)
+                    ),
+                ));
+            }
+            Outcome::Skipped(reason) => self.events.push(Event::new(
+                "retention",
+                false,
+                format!("left {} alone: {reason}", self.dir.join(&c.name).display()),
+            )),
+            Outcome::Failed(reason) => self.events.push(Event::new(
+                "error",
+                true,
+                format!("could not delete {}: {reason}", self.dir.join(&c.name).display()),
+            )),
+        }
+    }
+
+    fn lock(&mut self, plan: &Plan) -> Option<LockedDir> {
+        match LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), LockWait::Skip) {
+            Ok(locked) => Some(locked),
+            Err(err) => {
+                self.events.push(Event::new(
+                    "error",
+                    true,
+                    format!("cannot delete in {}: {err}", self.dir.display()),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Applies the retention policy (what the rules do not keep goes), if there is one.
+    fn apply_retention(&mut self, t: f64) {
+        let Some(policy) = self.config.policy.clone() else {
+            return;
+        };
+        if !self.dir.is_dir() {
+            return;
+        }
+        let plan = match self.plan(Some(&policy)) {
+            Ok(plan) => plan,
+            Err(err) => {
+                return self
+                    .events
+                    .push(Event::new("error", true, format!("retention: {err}")))
+            }
+        };
+        if !plan.items.iter().any(|i| i.action == Action::Delete) {
+            return;
+        }
+        let Some(locked) = self.lock(&plan) else { return };
+        for item in plan.items.iter().filter(|i| i.action == Action::Delete) {
+            let why = format!("retention: {}", item.reasons.join("; "));
+            self.delete_one(&locked, &item.checkpoint, t, &why, false);
+        }
+        drop(locked);
+        self.remeasure_dir();
+    }
+
+    /// Checkpoints that may be deleted to make room, least valuable first: what the plan deletes,
+    /// then what rules keep for recency, as the last N or as milestones. Never the newest complete
+    /// or a protected one (the invariant), never one kept as a best, never a partial save that may
+    /// be in progress, never a hard-linked one (deleting it frees nothing).
+    fn forced_order(plan: &Plan) -> Vec<usize> {
+        free_space_order(plan)
+            .into_iter()
+            .filter(|&i| {
+                let item = &plan.items[i];
+                item.keeper.is_none_or(|k| k < Keeper::Best) && item.checkpoint.nlink <= 1
+            })
+            .collect()
+    }
+
+    /// Deletes kept checkpoints, least valuable first, until the directory's spaces have
+    /// `target` bytes of room.
+    fn force_room(&mut self, target: u64, t: f64) {
+        if self.config.on_full != OnFull::Prune || !self.dir.is_dir() {
+            return;
+        }
+        let policy = self.config.policy.clone();
+        let plan = match self.plan(policy.as_ref()) {
+            Ok(plan) => plan,
+            Err(err) => {
+                return self
+                    .events
+                    .push(Event::new("error", true, format!("making room: {err}")))
+            }
+        };
+        let order = Self::forced_order(&plan);
+        if order.is_empty() {
+            return;
+        }
+        let Some(locked) = self.lock(&plan) else { return };
+        let short = self.short_reason(target);
+        for i in order {
+            // Only back to the threshold, not past its hysteresis margin: the level stays where it
+            // is while the run works at its limit, so neither warnings nor deletions flap.
+            if !self.dir_short(target, false) {
+                break;
+            }
+            let item = &plan.items[i];
+            let why = match item.keeper {
+                Some(_) => format!(
+                    "to make room ({short}), although kept as {}",
+                    item.reasons.join("; ")
+                ),
+                None => format!("to make room ({short}); {}", item.reasons.join("; ")),
+            };
+            self.delete_one(&locked, &item.checkpoint, t, &why, true);
+            self.remeasure_dir();
+        }
+    }
+
+    fn short_reason(&self, target: u64) -> String {
+        self.grade(target, false)
+            .into_iter()
+            .filter(|s| s.level == Level::Critical)
+            .filter_map(|s| s.reason.map(|r| format!("{}: {r}", s.name)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The ladder for `target` bytes of room: retention, then (with `on_full='prune'`) kept
+    /// checkpoints, least valuable first.
+    fn make_room(&mut self, target: u64, t: f64) {
+        if self.dir_short(target, false) {
+            self.apply_retention(t);
+        }
+        if self.dir_short(target, false) {
+            self.force_room(target, t);
+        }
+    }
+
+    /// Sets the stop (once) and releases the emergency reserve for the final checkpoint.
+    fn stop(&mut self, reason: String) {
+        if self.stop_reason.is_some() {
+            return;
+        }
+        self.events
+            .push(Event::new("stop", true, format!("stopping the run: {reason}")));
+        self.stop_reason = Some(reason);
+        if let Some(reserve) = self.emergency.take() {
+            if let Some(bytes) = reserve.release() {
+                self.held = self.held.saturating_sub(bytes);
+                self.events.push(Event::new(
+                    "reserve",
+                    true,
+                    format!(
+                        "released the emergency reserve ({}) for the final checkpoint",
+                        format_size(bytes)
+                    ),
+                ));
+                self.remeasure_dir();
+            }
+        }
+    }
+
+    /// Stops if any space is still critical after the ladder.
+    fn stop_if_short(&mut self, target: u64) {
+        let critical = self.short_reason(target);
+        if !critical.is_empty() {
+            let tried = match (self.config.policy.is_some(), self.config.on_full) {
+                (_, OnFull::Prune) => "retention applied and every deletable checkpoint deleted",
+                (true, OnFull::Stop) => "retention applied; on_full='stop' keeps what the rules keep",
+                (false, OnFull::Stop) => "no retention policy; on_full='stop' deletes nothing",
+            };
+            self.stop(format!("{critical} ({tried})"));
+        }
+    }
+
+    /// A due check: measure, grade, climb the ladder for room for the next save and a final one.
+    pub fn check(&mut self, t: f64) {
+        self.checks += 1;
+        self.measure(t);
+        let target = self.reserve().saturating_mul(2);
+        self.update_level(target);
+        if self.level == Level::Critical {
+            self.make_room(target, t);
+            self.stop_if_short(target);
+            self.update_level(target);
+        }
+    }
+
+    /// Before writing `nbytes` to `path` (inside the directory): makes room for it, its staging
+    /// (the file it replaces stays until the rename) and a margin, plus a final save unless the
+    /// run is already stopping. Refuses with [`Error::InsufficientSpace`] when it cannot fit;
+    /// when it fits but leaves no room for a final save, it is allowed and the run stops.
+    pub fn before_save(&mut self, path: &Path, nbytes: u64, t: f64) -> Result<()> {
+        self.check_inside(path)?;
+        self.checks += 1;
+        self.largest = self.largest.max(nbytes);
+        let replaced = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or(0, |m| m.blocks().saturating_mul(512));
+        let need = Self::with_margin(nbytes).saturating_add(replaced);
+        let target = if self.should_stop() {
+            need
+        } else {
+            need.saturating_add(self.reserve())
+        };
+        self.measure(t);
+        self.update_level(target);
+        self.make_room(target, t);
+        let room = self.dir_room();
+        if let Some(room) = room.filter(|r| *r < need) {
+            let tried = self.tried();
+            let message = format!(
+                "not saving {}: it needs {} ({} checkpoint{} + margin) but only {} can be written there; {tried}",
+                path.display(),
+                format_size(need),
+                format_size(nbytes),
+                if replaced > 0 { format!(" + {} of the file it replaces", format_size(replaced)) } else { String::new() },
+                format_size(room),
+            );
+            self.stop(format!("no room for the next checkpoint ({})", format_size(need)));
+            return Err(Error::InsufficientSpace {
+                message,
+                needed: need,
+                available: room,
+            });
+        }
+        if self.dir_short(target, false) {
+            self.stop(format!(
+                "this save fits, but leaves no room for another: {}",
+                self.short_reason(target)
+            ));
+        }
+        self.update_level(target);
+        Ok(())
+    }
+
+    /// What the ladder did, for a refusal's message.
+    fn tried(&self) -> String {
+        let deleted = self
+            .events
+            .iter()
+            .filter(|e| e.kind == "deleted" || e.kind == "retention")
+            .count();
+        let how = match (self.config.policy.is_some(), self.config.on_full) {
+            (true, OnFull::Prune) => "applied retention, then deleted kept checkpoints least valuable first",
+            (false, OnFull::Prune) => "deleted older checkpoints, oldest first",
+            (true, OnFull::Stop) => "applied retention (on_full='stop' keeps what the rules keep)",
+            (false, OnFull::Stop) => "deleted nothing (no retention policy, on_full='stop')",
+        };
+        format!(
+            "tried: {how} ({deleted} deleted); the newest complete, best and protected checkpoints are kept"
+        )
+    }
+
+    /// After `nbytes` were written to `path`: tags the write, accounts for it, applies retention
+    /// (save, then prune), and re-checks.
+    pub fn after_save(&mut self, path: &Path, nbytes: u64, t: f64) -> Result<()> {
+        self.check_inside(path)?;
+        self.saves += 1;
+        self.largest = self.largest.max(nbytes);
+        self.held = self.held.saturating_add(nbytes);
+        let _ = self.trend.record_write(t, nbytes);
+        self.apply_retention(t);
+        self.check(t);
+        Ok(())
+    }
+
+    fn check_inside(&self, path: &Path) -> Result<()> {
+        crate::usage::validate_path("path", path)?;
+        if inside(&self.dir, path) {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "path",
+                crate::error::show_path(path),
+                format!(
+                    "expected a path inside the guard's directory {} (the guard makes room and accounts only there)",
+                    self.dir.display()
+                ),
+            ))
+        }
+    }
+
+    /// What happened since the last call, oldest first (the Python surface warns and logs).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Everything about the guard now (no new measurement).
+    pub fn status(&self) -> Status {
+        Status {
+            dir: self.dir.clone(),
+            level: self.level,
+            stop_reason: self.stop_reason.clone(),
+            spaces: self.grade(self.reserve().saturating_mul(2), false),
+            held: self.held,
+            budget: self.config.budget,
+            reserve: self.reserve(),
+            largest: self.largest,
+            saves: self.saves,
+            retention_deletions: self.retention_deletions,
+            forced_deletions: self.forced_deletions,
+            checks: self.checks,
+            emergency_reserve: self.emergency.as_ref().map(|e| (e.path.clone(), e.bytes)),
+        }
+    }
+
+    /// Will the rest of the run fit: `remaining_saves` more saves every `save_interval` seconds,
+    /// each the size of the largest checkpoint (or `checkpoint_size`), under the retention
+    /// policy's keep-last rule, with the background drift the trend monitor measured.
+    pub fn forecast(
+        &self,
+        remaining_saves: u32,
+        save_interval: f64,
+        checkpoint_size: Option<u64>,
+    ) -> Result<RunForecast> {
+        let size = checkpoint_size.unwrap_or(self.largest);
+        if size == 0 {
+            return Err(Error::invalid(
+                "checkpoint_size",
+                "None",
+                "no checkpoint seen yet: pass the expected checkpoint size in bytes",
+            ));
+        }
+        let keep_last = self.config.policy.as_ref().and_then(|p| {
+            p.rules
+                .iter()
+                .filter_map(|r| {
+                    if let Rule::Last(n) = r {
+                        u32::try_from(*n).ok()
+                    } else {
+                        None
+                    }
+                })
+                .max()
+        });
+        let existing = if self.dir.is_dir() {
+            let plan = self.plan(None)?;
+            u32::try_from(plan.items.iter().filter(|i| i.checkpoint.is_complete()).count())
+                .unwrap_or(u32::MAX)
+        } else {
+            0
+        };
+        let background_rate = self.trend.estimate().map_or(0.0, |e| e.background_rate.max(0.0));
+        RunPlan {
+            checkpoint_size: size,
+            save_interval,
+            remaining_saves,
+            keep_last,
+            existing,
+            background_rate,
+            avail: self.dir_room().unwrap_or(0),
+            keep_free: 0,
+        }
+        .forecast()
+    }
+
+    /// The state worth keeping across a restart.
+    pub fn state(&self) -> GuardState {
+        GuardState {
+            level: self.level,
+            largest: self.largest,
+            saves: self.saves,
+            stop_reason: self.stop_reason.clone(),
+        }
+    }
+
+    /// Restores [`Guard::state`]. The stop is not restored: a resumed run decides afresh (space may
+    /// have been freed in between).
+    pub fn load_state(&mut self, state: &GuardState) {
+        self.level = state.level;
+        self.largest = self.largest.max(state.largest);
+        self.saves = state.saves;
+    }
+
+    /// Deletes the emergency reserve file now (the guard is done).
+    pub fn close(&mut self) {
+        if let Some(reserve) = self.emergency.take() {
+            if let Some(bytes) = reserve.release() {
+                self.held = self.held.saturating_sub(bytes);
+            }
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn usage_of(path: &Path, m: &Measured) -> DiskUsage {
+    DiskUsage::from_stats(path.to_path_buf(), m.queried.clone(), &m.stats)
+}
+
+/// Parses a level name from saved state.
+pub fn level_named(name: &str) -> Result<Level> {
+    match name {
+        "ok" => Ok(Level::Ok),
+        "warn" => Ok(Level::Warn),
+        "critical" => Ok(Level::Critical),
+        other => Err(Error::invalid(
+            "level",
+            format!("{other:?}"),
+            "expected 'ok', 'warn' or 'critical'",
+        )),
+    }
+}
+
+/// True for the emergency reserve file's name (so nothing mistakes it for a checkpoint).
+pub fn is_reserve_name(name: &OsStr) -> bool {
+    name.to_string_lossy().starts_with(RESERVE_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retention::Mode;
+    use std::io::Write;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("diskguard-guard-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    /// A complete torch-style zip of about `bytes`, written for real (allocated blocks).
+    fn write_checkpoint(dir: &Path, name: &str, bytes: u64) {
+        let mut data = b"PK\x03\x04".to_vec();
+        data.resize(usize::try_from(bytes).expect("small") - 22, 7);
+        data.extend_from_slice(b"PK\x05\x06");
+        data.extend_from_slice(&[0u8; 18]);
+        std::fs::File::create(dir.join(name))
+            .and_then(|mut f| f.write_all(&data))
+            .expect("write checkpoint");
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn config(budget: u64, policy: Option<Policy>) -> GuardConfig {
+        GuardConfig {
+            budget: Some(budget),
+            policy,
+            warn: None,
+            critical: None,
+            ..GuardConfig::default()
+        }
+    }
+
+    fn guard(dir: &Path, config: GuardConfig) -> Guard {
+        Guard::new(dir, &std::env::temp_dir(), &[], config, 0.0).expect("guard")
+    }
+
+    fn deleted(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.kind == "deleted")
+            .map(|e| {
+                e.message
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn making_room_deletes_least_valuable_first_and_never_newest_best_or_protected() {
+        let dir = temp_dir("ladder");
+        for (step, loss) in [(1, 0.9), (2, 0.1), (3, 0.8), (4, 0.7), (5, 0.6), (6, 0.5)] {
+            write_checkpoint(&dir, &format!("step={step}-val_loss={loss}.pt"), MIB);
+        }
+        let policy = Policy::new(
+            vec![
+                Rule::Last(6),
+                Rule::Best {
+                    k: 1,
+                    metric: "val_loss".into(),
+                    mode: Mode::Min,
+                    values: vec![],
+                },
+                Rule::Protect(vec!["step=3-val_loss=0.8.pt".into()]),
+            ],
+            3600.0,
+        )
+        .expect("policy");
+        // Six checkpoints held; the budget leaves room for one, the ladder needs two and a margin.
+        let mut g = guard(&dir, config(7 * MIB, Some(policy)));
+        g.check(1.0);
+        let events = g.take_events();
+        // Oldest kept-as-last first; step 2 (best) and 3 (protected) are skipped; 6 is newest.
+        assert_eq!(
+            deleted(&events),
+            ["step=1-val_loss=0.9.pt", "step=4-val_loss=0.7.pt"]
+        );
+        assert!(names(&dir).contains(&"step=2-val_loss=0.1.pt".to_owned()));
+        assert!(names(&dir).contains(&"step=3-val_loss=0.8.pt".to_owned()));
+        assert!(names(&dir).contains(&"step=6-val_loss=0.5.pt".to_owned()));
+        assert!(events.iter().filter(|e| e.kind == "deleted").all(|e| e.warning));
+        assert!(!g.should_stop(), "room was made: {events:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn on_full_stop_deletes_nothing_kept_and_stops_with_a_reason() {
+        let dir = temp_dir("stop");
+        for step in 1..=4 {
+            write_checkpoint(&dir, &format!("step={step}.pt"), MIB);
+        }
+        let mut cfg = config(
+            5 * MIB,
+            Some(Policy::new(vec![Rule::Last(4)], 3600.0).expect("policy")),
+        );
+        cfg.on_full = OnFull::Stop;
+        let mut g = guard(&dir, cfg);
+        g.check(1.0);
+        assert_eq!(names(&dir).len(), 4);
+        let reason = g.stop_reason().expect("stopped").to_owned();
+        assert!(reason.contains("on_full='stop'"), "{reason}");
+        assert!(reason.contains("budget"), "{reason}");
+    }
+
+    #[test]
+    fn the_only_checkpoint_is_never_deleted_and_a_save_that_cannot_fit_is_refused() {
+        let dir = temp_dir("refuse");
+        write_checkpoint(&dir, "step=1.pt", MIB);
+        let mut g = guard(&dir, config(2 * MIB, None));
+        let err = g
+            .before_save(&dir.join("step=2.pt"), 3 * MIB, 1.0)
+            .expect_err("cannot fit");
+        match err {
+            Error::InsufficientSpace {
+                needed,
+                available,
+                message,
+            } => {
+                assert!(needed > 3 * MIB && available < MIB, "{needed} {available}");
+                assert!(message.contains("tried"), "{message}");
+            }
+            other => unreachable!("{other:?}"),
+        }
+        assert_eq!(names(&dir), ["step=1.pt"]);
+        assert!(g.should_stop());
+    }
+
+    #[test]
+    fn a_save_that_fits_but_leaves_no_room_for_a_final_one_stops_the_run() {
+        let dir = temp_dir("last-slot");
+        let mut g = guard(&dir, config(3 * MIB, None));
+        g.before_save(&dir.join("step=1.pt"), MIB, 1.0).expect("fits");
+        assert!(!g.should_stop());
+        write_checkpoint(&dir, "step=1.pt", MIB);
+        g.after_save(&dir.join("step=1.pt"), MIB, 2.0).expect("recorded");
+        // The budget holds two checkpoints: the next save fits, a final one after it would not.
+        g.before_save(&dir.join("step=2.pt"), MIB, 3.0)
+            .expect("still fits");
+        assert!(g.should_stop(), "{:?}", g.take_events());
+        // The final save is allowed into the last slot.
+        write_checkpoint(&dir, "step=2.pt", MIB);
+        g.after_save(&dir.join("step=2.pt"), MIB, 4.0).expect("recorded");
+        assert!(g.before_save(&dir.join("step=3.pt"), MIB, 5.0).is_ok() == (names(&dir).len() < 2));
+    }
+
+    #[test]
+    fn levels_change_with_hysteresis_not_at_every_crossing() {
+        let dir = temp_dir("hysteresis");
+        let mut cfg = config(100 * MIB, None);
+        cfg.warn = Some(0.85);
+        cfg.reserve = Reserve::Bytes(MIB);
+        let mut g = guard(&dir, cfg);
+        let mut levels = Vec::new();
+        for (t, held) in [86, 84, 86, 84, 82, 84].into_iter().enumerate() {
+            g.held = held * MIB;
+            #[allow(clippy::cast_precision_loss)]
+            g.check(t as f64);
+            levels.push(g.level());
+        }
+        use Level::{Ok as Fine, Warn};
+        assert_eq!(levels, [Warn, Warn, Warn, Warn, Fine, Fine]);
+        let changes = g.take_events().into_iter().filter(|e| e.kind == "level").count();
+        assert_eq!(changes, 2, "one event per level change");
+    }
+
+    #[test]
+    fn the_emergency_reserve_is_not_a_checkpoint_and_is_released_at_the_stop() {
+        let dir = temp_dir("reserve");
+        write_checkpoint(&dir, "step=1.pt", MIB);
+        let mut cfg = config(4 * MIB, None);
+        cfg.emergency_reserve = Some(MIB);
+        cfg.on_full = OnFull::Stop;
+        let mut g = guard(&dir, cfg);
+        let reserve = dir.join(format!("{RESERVE_PREFIX}{}", std::process::id()));
+        assert_eq!(std::fs::metadata(&reserve).expect("reserve file").len(), MIB);
+        assert!(is_reserve_name(reserve.file_name().expect("name")));
+        let plan = g.plan(None).expect("plan");
+        assert_eq!(plan.items.len(), 1, "the reserve file is not a checkpoint");
+        write_checkpoint(&dir, "step=2.pt", MIB);
+        g.after_save(&dir.join("step=2.pt"), MIB, 1.0).expect("recorded");
+        assert!(g.should_stop());
+        assert!(!reserve.exists(), "released for the final checkpoint");
+        assert!(g.take_events().iter().any(|e| e.kind == "reserve"));
+        drop(g);
+        let mut cfg = config(4 * MIB, None);
+        cfg.emergency_reserve = Some(MIB);
+        let g = guard(&dir, cfg);
+        assert!(reserve.exists());
+        drop(g);
+        assert!(!reserve.exists(), "removed when the guard goes");
+    }
+
+    #[test]
+    fn paths_outside_the_directory_and_bad_settings_are_refused() {
+        let dir = temp_dir("outside");
+        let mut g = guard(&dir, config(MIB, None));
+        for path in [dir.join("../x.pt"), PathBuf::from("/etc/x.pt"), dir.clone()] {
+            assert!(
+                matches!(g.before_save(&path, 1, 1.0), Err(Error::InvalidArgument { .. })),
+                "{path:?}"
+            );
+        }
+        assert!(inside(&dir, &dir.join("sub/../x.pt")));
+        let bad = [
+            GuardConfig {
+                warn: Some(f64::NAN),
+                ..GuardConfig::default()
+            },
+            GuardConfig {
+                critical: Some(1.5),
+                ..GuardConfig::default()
+            },
+            GuardConfig {
+                budget: Some(0),
+                ..GuardConfig::default()
+            },
+            GuardConfig {
+                hysteresis: f64::INFINITY,
+                ..GuardConfig::default()
+            },
+            GuardConfig {
+                statfs_timeout: 0.0,
+                ..GuardConfig::default()
+            },
+            GuardConfig {
+                check_every_steps: 0,
+                ..GuardConfig::default()
+            },
+            GuardConfig {
+                check_every_seconds: -1.0,
+                ..GuardConfig::default()
+            },
+        ];
+        for cfg in bad {
+            let err = Guard::new(&dir, Path::new("/tmp"), &[], cfg.clone(), 0.0).expect_err("invalid");
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{cfg:?}: {err}");
+        }
+        assert!(Reserve::parse("nope").is_err() && OnFull::parse("maybe").is_err());
+        assert_eq!(Reserve::parse("2MiB").expect("size"), Reserve::Bytes(2 * MIB));
+    }
+}

@@ -1,0 +1,174 @@
+//! `statfs` with a time limit, off the calling thread, so a hung mount never blocks training.
+//!
+//! `statfs` on a dead NFS server (or a stalled FUSE daemon) can block for minutes in the kernel,
+//! where no signal or timeout reaches it. A [`Prober`] owns one worker thread per watched path:
+//! a measurement sends it a request and waits at most the time limit. A call that does not answer
+//! in time is reported as [`Probe::Unresponsive`] and is not waited on; while it is stuck, further
+//! measurements return at once without queueing another call, and the first one after it returns
+//! asks afresh. The worker ends when the prober is dropped (or, if stuck, when its call returns).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::usage::{statfs_nearest_existing, FsStats};
+
+/// What one `statfs` returned: the path actually measured (the nearest existing ancestor of one
+/// that does not exist yet), its device id, and the filesystem figures.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The path measured.
+    pub queried: PathBuf,
+    /// `st_dev` of that path: one filesystem, one device id (used to watch each filesystem once).
+    pub device: u64,
+    /// The figures.
+    pub stats: FsStats,
+}
+
+/// The result of a measurement with a time limit.
+#[derive(Debug)]
+pub enum Probe {
+    /// The filesystem answered.
+    Ready(Measured),
+    /// The call failed (the path vanished, permission...).
+    Failed(Error),
+    /// No answer within the time limit; a call is still pending in the kernel.
+    Unresponsive,
+}
+
+/// One worker thread measuring one path on request.
+#[derive(Debug)]
+pub struct Prober {
+    path: PathBuf,
+    channel: Option<(Sender<()>, Receiver<Result<Measured>>)>,
+    pending: bool,
+}
+
+/// `statfs` and `stat` of `path` (or its nearest existing ancestor), as the worker runs it.
+pub fn measure_now(path: &Path) -> Result<Measured> {
+    let (queried, stats) = statfs_nearest_existing(path)?;
+    let st = nix::sys::stat::stat(&queried).map_err(|e| Error::os("stat", &queried, e))?;
+    Ok(Measured {
+        queried,
+        device: st.st_dev,
+        stats,
+    })
+}
+
+impl Prober {
+    /// A prober for `path`; its thread starts at the first measurement.
+    pub fn new(path: &Path) -> Self {
+        Prober {
+            path: path.to_path_buf(),
+            channel: None,
+            pending: false,
+        }
+    }
+
+    /// The path this prober measures.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True while a call that timed out has not returned yet.
+    pub fn is_stuck(&self) -> bool {
+        self.pending
+    }
+
+    fn start(&mut self) -> Result<&(Sender<()>, Receiver<Result<Measured>>)> {
+        if self.channel.is_none() {
+            let (request_tx, request_rx) = mpsc::channel::<()>();
+            let (result_tx, result_rx) = mpsc::channel();
+            let path = self.path.clone();
+            std::thread::Builder::new()
+                .name("diskguard-statfs".to_owned())
+                .spawn(move || {
+                    // Ends when the prober is dropped (its sender closes) or stops listening.
+                    while request_rx.recv().is_ok() {
+                        if result_tx.send(measure_now(&path)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::os("spawn a statfs thread for", &self.path, e))?;
+            self.channel = Some((request_tx, result_rx));
+        }
+        self.channel.as_ref().ok_or_else(|| {
+            Error::os(
+                "start a statfs thread for",
+                &self.path,
+                std::io::Error::other("gone"),
+            )
+        })
+    }
+
+    /// Measures the path, waiting at most `limit`.
+    pub fn measure(&mut self, limit: Duration) -> Probe {
+        let pending = self.pending;
+        let (requests, results) = match self.start() {
+            Ok(channel) => channel,
+            Err(err) => return Probe::Failed(err),
+        };
+        if pending {
+            match results.try_recv() {
+                // The stuck call came back: its answer is stale, ask again below.
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => return Probe::Unresponsive,
+                Err(TryRecvError::Disconnected) => return self.worker_gone(),
+            }
+        }
+        if requests.send(()).is_err() {
+            return self.worker_gone();
+        }
+        match results.recv_timeout(limit) {
+            Ok(answer) => {
+                self.pending = false;
+                answer.map_or_else(Probe::Failed, Probe::Ready)
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.pending = true;
+                Probe::Unresponsive
+            }
+            Err(RecvTimeoutError::Disconnected) => self.worker_gone(),
+        }
+    }
+
+    /// The worker ended (its thread cannot panic; this is defensive): report it, and let the next
+    /// measurement start a new one.
+    fn worker_gone(&mut self) -> Probe {
+        self.channel = None;
+        self.pending = false;
+        Probe::Failed(Error::os(
+            "statfs",
+            &self.path,
+            std::io::Error::other("the statfs thread ended"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_an_existing_and_a_missing_path() {
+        let mut prober = Prober::new(Path::new("/tmp/does-not-exist-diskguard/x"));
+        match prober.measure(Duration::from_secs(5)) {
+            Probe::Ready(m) => {
+                assert_eq!(m.queried, Path::new("/tmp"));
+                assert!(m.stats.blocks > 0);
+            }
+            other => unreachable!("expected a measurement, got {other:?}"),
+        }
+        assert!(!prober.is_stuck());
+        // The worker is reused.
+        assert!(matches!(prober.measure(Duration::from_secs(5)), Probe::Ready(_)));
+    }
+
+    #[test]
+    fn a_failure_is_reported_not_hidden() {
+        let mut prober = Prober::new(Path::new("/etc/passwd/x"));
+        assert!(matches!(prober.measure(Duration::from_secs(5)), Probe::Failed(_)));
+    }
+}
