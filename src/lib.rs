@@ -6,7 +6,7 @@
 //!   and "will the rest of the run fit?");
 //! - retention: [`names`] (step/epoch/metrics from names), [`checkpoints`] (discovery and
 //!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
-//!   free space, orphans);
+//!   free space, orphans), [`resume`] (the newest complete checkpoint to resume from);
 //! - log budgets: [`logs`] (systemd-journald's rule).
 //!
 //! All of these are plain Rust; `bindings` is the only place that knows Python, and [`error`] the
@@ -26,6 +26,7 @@ pub mod error;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod resume;
 pub mod retention;
 pub mod size;
 pub mod trend;

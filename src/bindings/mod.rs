@@ -5,6 +5,7 @@
 //! submodule per area of the core; this file holds the shared conversions and the module itself.
 
 mod logs;
+mod resume;
 mod retention;
 mod trend;
 mod usage;
@@ -207,6 +208,8 @@ pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> St
 pub mod _diskguard {
     #[pymodule_export]
     use super::logs::{log_budget_py, PyLogBudget};
+    #[pymodule_export]
+    use super::resume::latest_complete_py;
     #[pymodule_export]
     use super::retention::{
         apply_py, find_orphans_py, free_space_py, plan_py, remove_orphans_py, PyPlanItem, PyRetentionPlan,
