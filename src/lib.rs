@@ -6,7 +6,7 @@
 //!   and "will the rest of the run fit?");
 //! - retention: [`names`] (step/epoch/metrics from names), [`checkpoints`] (discovery and
 //!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
-//!   free space, orphans);
+//!   free space, orphans), [`resume`] (the newest complete checkpoint to resume from);
 //! - log budgets: [`logs`] (systemd-journald's rule);
 //! - the guard: [`guard`] (levels with hysteresis, budget, the action ladder, stop), [`probe`]
 //!   (`statfs` with a time limit, so a hung mount never blocks training).
@@ -30,6 +30,7 @@ pub mod logs;
 pub mod mounts;
 pub mod names;
 pub mod probe;
+pub mod resume;
 pub mod retention;
 pub mod size;
 pub mod trend;

@@ -1,4 +1,6 @@
-"""Real filesystems for the tests: size-limited tmpfs, loop-mounted ext4 with reserved blocks, overlay.
+"""Real filesystems for the tests: size-limited tmpfs, loop-mounted ext4 with reserved blocks, overlay,
+and a btrfs subvolume under a qgroup limit (a real quota: writes fail with EDQUOT while statvfs
+still shows room).
 
 Each fixture mounts in ``setup`` and unmounts in ``teardown``. Mounting needs root (CI and the
 developers' machines run as root); elsewhere the fixtures skip with the reason.
@@ -105,6 +107,44 @@ def ext4(open_dir: Path) -> Iterator[Ext4]:
     """A 64 MiB ext4 image with a 5% root reserve and 128 inodes, mounted at a path with a space."""
     with mounted_ext4(open_dir / 'ext4 mnt', open_dir / 'ext4.img') as fs:
         yield fs
+
+
+QUOTA_LIMIT = 64 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def mounted_btrfs_quota(where: Path, image: Path, limit: int = QUOTA_LIMIT) -> Iterator[Path]:
+    """A loop-mounted btrfs with quotas on and a subvolume limited to ``limit`` bytes; yields the
+    subvolume. The filesystem itself (256 MiB) has room to spare, so only the quota says no."""
+    _require_mounting()
+    if shutil.which('mkfs.btrfs') is None:
+        pytest.fail(
+            'mkfs.btrfs is not installed: install the Debian/Ubuntu package btrfs-progs '
+            '(apt-get install -y btrfs-progs); the EDQUOT tests need a real btrfs qgroup'
+        )
+    where.mkdir(parents=True, exist_ok=True)
+    with open(image, 'wb') as f:
+        f.truncate(256 * 1024 * 1024)
+    _run('mkfs.btrfs', '-q', '-f', str(image))
+    try:
+        _run('mount', '-o', 'loop', str(image), str(where))
+    except subprocess.CalledProcessError as err:
+        pytest.skip(f'cannot loop-mount btrfs here: {err.stderr.strip()}')
+    try:
+        subvolume = where / 'quota'
+        _run('btrfs', 'quota', 'enable', str(where))
+        _run('btrfs', 'subvolume', 'create', str(subvolume))
+        _run('btrfs', 'qgroup', 'limit', str(limit), str(subvolume))
+        yield subvolume
+    finally:
+        _umount(where)
+
+
+@pytest.fixture
+def btrfs_quota(open_dir: Path) -> Iterator[Path]:
+    """A btrfs subvolume limited to 64 MiB by a qgroup, on a 256 MiB filesystem."""
+    with mounted_btrfs_quota(open_dir / 'btrfs', open_dir / 'btrfs.img') as subvolume:
+        yield subvolume
 
 
 def ext4_reserved_blocks(image: Path) -> tuple[int, int, int]:

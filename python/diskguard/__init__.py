@@ -37,13 +37,14 @@ from ._diskguard import (
     apply,
     forecast_run,
     format_size,
+    latest_complete,
     log_budget,
     mounts,
     parse_size,
     usage,
 )
 from ._diskguard import check as _check
-from .errors import DiskSpaceCriticalError, DiskSpaceWarning, InsufficientSpaceError
+from .errors import DiskFullError, DiskSpaceCriticalError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard
 from .retention import (
     FreeSpaceResult,
@@ -60,10 +61,12 @@ from .retention import (
     plan,
     remove_orphans,
 )
+from .saving import save
 
 __all__ = [
     'CheckResult',
     'DirectoryBusyError',
+    'DiskFullError',
     'DiskGuard',
     'DiskGuardError',
     'DiskSpaceCriticalError',
@@ -96,11 +99,13 @@ __all__ = [
     'format_plan',
     'format_size',
     'free_space',
+    'latest_complete',
     'log_budget',
     'mounts',
     'parse_size',
     'plan',
     'remove_orphans',
+    'save',
     'usage',
 ]
 

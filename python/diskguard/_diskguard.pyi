@@ -1,6 +1,7 @@
 """The compiled core of diskguard. Import ``diskguard``, not this module."""
 
 import os
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeAlias, final
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     'check',
     'forecast_run',
     'format_size',
+    'latest_complete',
     'log_budget',
     'mounts',
     'parse_size',
@@ -429,6 +431,23 @@ def _find_orphans(
     dir: _StrPath, temp_dir: _StrPath | None, min_age: float, uid: int, now: float
 ) -> list[tuple[str, int, float, str, tuple[int, int, int, int]]]: ...
 def _remove_orphans(orphans: list[tuple[str, tuple[int, int, int, int]]]) -> list[tuple[str, str, str]]: ...
+def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = None) -> str | None:
+    """The newest complete checkpoint in ``directory`` to resume from, or ``None``.
+
+    A file or a folder in any layout retention knows (``torch.save`` / Lightning / safetensors
+    files, Hugging Face ``checkpoint-N/``, DCP / torchtitan ``step-N/``, Orbax step folders),
+    ordered as retention orders them (by step where the names carry one, by mtime otherwise).
+    Never a partial save: a temp name (``*.tmp``, ``tmp-checkpoint-*``, ``.diskguard-*.tmp``), an
+    empty or truncated file, or a folder without its commit file is skipped. ``patterns`` adds
+    globs for single-file checkpoints beyond the built-in extensions (``['*.npz']``). The GIL is
+    released while the directory is read.
+
+    Raises:
+        ValueError: ``directory`` is empty, contains a NUL byte or is ``/``.
+        TypeError: ``patterns`` is not a list of strings.
+        OSError: ``directory`` cannot be opened (missing, not a directory, a symlink...).
+    """
+
 def usage(path: _StrPath) -> DiskUsage:
     """Usage of the filesystem that holds ``path``.
 

@@ -14,7 +14,7 @@ from ._diskguard import DiskGuardError
 if TYPE_CHECKING:
     from ._diskguard import CheckResult
 
-__all__ = ['DiskSpaceCriticalError', 'DiskSpaceWarning', 'InsufficientSpaceError']
+__all__ = ['DiskFullError', 'DiskSpaceCriticalError', 'DiskSpaceWarning', 'InsufficientSpaceError']
 
 
 class DiskSpaceWarning(UserWarning):
@@ -50,3 +50,13 @@ class InsufficientSpaceError(DiskGuardError):
 
 def _rebuild_insufficient(message: str, needed: int, available: int) -> InsufficientSpaceError:
     return InsufficientSpaceError(message, needed=needed, available=available)
+
+
+class DiskFullError(DiskGuardError, OSError):
+    """A write failed because the disk (``ENOSPC``) or a quota (``EDQUOT``) was full.
+
+    An :class:`OSError` with ``errno`` set to ``errno.ENOSPC`` or ``errno.EDQUOT`` and ``filename`` the
+    path being written, so the usual ``except OSError as e: if e.errno == errno.ENOSPC`` works even
+    where the writer (``torch.save``) reported the failure as a ``RuntimeError``; that original error
+    is its ``__cause__``. Raised by :func:`diskguard.save` after it removed its temp file.
+    """

@@ -6,6 +6,7 @@
 
 mod guard;
 mod logs;
+mod resume;
 mod retention;
 mod trend;
 mod usage;
@@ -230,6 +231,8 @@ pub mod _diskguard {
     use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]
     use super::logs::{log_budget_py, PyLogBudget};
+    #[pymodule_export]
+    use super::resume::latest_complete_py;
     #[pymodule_export]
     use super::retention::{
         apply_py, find_orphans_py, free_space_py, plan_py, remove_orphans_py, PyPlanItem, PyRetentionPlan,

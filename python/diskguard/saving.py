@@ -1,0 +1,376 @@
+"""Checkpoint saves that a full disk cannot corrupt: :func:`save`.
+
+``torch.save(obj, 'model.pt')`` writes straight into the final name. When the disk fills mid-write
+it leaves a truncated file there (``torch.load`` then fails with "failed finding central
+directory") and raises a ``RuntimeError`` that carries errno 28 only in its ``__context__``, or
+nowhere. :func:`save` instead:
+
+1. estimates the size (the tensor bytes in the object, else the last checkpoint's size) and makes
+   sure it fits: a guard makes room by its policy or refuses, and without one the filesystem's
+   available space is checked; a save that cannot fit writes nothing and raises
+   :class:`~diskguard.InsufficientSpaceError`;
+2. writes to a temp file in the same directory (``.diskguard-<name>.<random>.tmp``, a name the
+   retention core and ``find_orphans`` know as a partial save), optionally preallocated so that
+   ``ENOSPC`` comes before any byte is written;
+3. fsyncs it, renames it over the final name and fsyncs the directory, so the final name holds the
+   old checkpoint or the new one, whole, even across a crash;
+4. on any failure removes the temp file, leaves every earlier checkpoint untouched, and reports a
+   full disk or quota as :class:`~diskguard.DiskFullError` (an ``OSError`` with ``errno.ENOSPC`` or
+   ``errno.EDQUOT`` and the path).
+
+torch is imported only when :func:`save` is called.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import secrets
+import stat
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._diskguard import format_size, latest_complete, usage
+from .errors import DiskFullError, InsufficientSpaceError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+__all__ = ['SaveGuard', 'estimate_size', 'save']
+
+# What torch.save accepts besides (obj, f); anything else is refused before a byte is written.
+TORCH_SAVE_OPTIONS = frozenset(
+    {'pickle_module', 'pickle_protocol', '_use_new_zipfile_serialization', '_disable_byteorder_record'}
+)
+# The zip container and pickle around the tensor bytes: a fixed part (data.pkl of a plain object,
+# version and byte-order records, the central directory's end) and a part per storage (its local
+# header, 64-byte alignment padding, its central-directory entry and its pickle record: about 250
+# bytes measured with torch 2.15, plus room for long state-dict keys).
+BASE_OVERHEAD = 16 * 1024
+PER_STORAGE_OVERHEAD = 384
+# Room kept beyond the estimate when no guard decides: the pickle of non-tensor state is not counted.
+MARGIN_FRACTION = 0.02
+MARGIN_MIN = 1024 * 1024
+DISK_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
+TEMP_PREFIX = '.diskguard-'
+NAME_MAX = 255
+
+
+class SaveGuard(Protocol):
+    """What :func:`save` asks of ``guard`` (a :class:`diskguard.DiskGuard` provides both)."""
+
+    def before_save(self, path: str, nbytes: int) -> None:
+        """Make room for ``nbytes`` at ``path`` or raise :class:`~diskguard.InsufficientSpaceError`."""
+
+    def after_save(self, path: str, nbytes: int) -> None:
+        """``path`` now durably holds a checkpoint of ``nbytes`` bytes (apply retention now)."""
+
+
+def save(
+    obj: object,
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    guard: SaveGuard | None = None,
+    *,
+    preallocate: bool = False,
+    **torch_save_kwargs: Any,
+) -> None:
+    """``torch.save(obj, path)`` that can neither leave a truncated checkpoint nor a temp file behind.
+
+    Args:
+        obj: What to save, as for ``torch.save``.
+        path: The checkpoint's file name (str, bytes or ``os.PathLike``). Its directory must exist.
+            A file object is refused: atomic replacement needs a name to write beside and rename
+            over (call ``torch.save`` for a file object). A symlink at ``path`` is replaced by the
+            new file; its target is left as it was.
+        guard: Decides about space: ``guard.before_save(path, estimate)`` before anything is
+            written (it makes room or raises :class:`~diskguard.InsufficientSpaceError`), and
+            ``guard.after_save(path, size)`` once the checkpoint is durable. Without a guard the
+            estimate plus a margin (2%, at least 1 MiB) must fit in the space available.
+        preallocate: Reserve the estimated size (``posix_fallocate``) before writing, so a disk or
+            quota that cannot hold it fails before any byte is written; the file is trimmed to its
+            real size afterwards.
+        torch_save_kwargs: ``pickle_module``, ``pickle_protocol``, ``_use_new_zipfile_serialization``,
+            ``_disable_byteorder_record``: passed to ``torch.save``.
+
+    Raises:
+        InsufficientSpaceError: It would not fit (nothing was written).
+        DiskFullError: The disk or a quota filled during the write (``errno`` is ``ENOSPC`` or
+            ``EDQUOT``, chained from what the writer raised); the temp file was removed.
+        TypeError, ValueError: A bad argument (the message names it), before anything is written.
+        OSError: The directory is missing or unwritable, ``path`` is a directory, ...
+        Any exception from pickling ``obj`` propagates as it is, after the temp file was removed.
+    """
+    _check_options(guard, preallocate, torch_save_kwargs)
+    target = _target(path)
+    directory, name = os.path.split(target)
+    directory = directory or '.'
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _check_replaceable(dir_fd, name, target)
+        estimate = estimate_size(obj, previous=lambda: _previous_size(dir_fd, name, directory))
+        if guard is not None:
+            guard.before_save(target, estimate)
+        else:
+            _check_room(directory, target, estimate)
+        size = _write_and_publish(obj, dir_fd, name, target, estimate, preallocate, torch_save_kwargs)
+    finally:
+        os.close(dir_fd)
+    if guard is not None:
+        guard.after_save(target, size)
+
+
+def estimate_size(obj: object, previous: Callable[[], int] | None = None) -> int:
+    """Bytes ``torch.save(obj)`` will write: the tensor storages reachable through dicts, lists,
+    tuples, sets, modules and optimizers (each storage counted once, however many tensors view
+    it), plus the zip and pickle overhead. With no tensor found, ``previous()`` (the last
+    checkpoint's size) when given, else only the overhead."""
+    storages = _storage_sizes(obj)
+    if not storages and previous is not None:
+        return max(previous(), BASE_OVERHEAD)
+    return sum(storages.values()) + BASE_OVERHEAD + PER_STORAGE_OVERHEAD * len(storages)
+
+
+def _check_options(guard: object, preallocate: object, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - TORCH_SAVE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f'save() got unexpected keyword argument(s) {", ".join(unknown)}: torch.save accepts '
+            f'{", ".join(sorted(TORCH_SAVE_OPTIONS))}'
+        )
+    if not isinstance(preallocate, bool):
+        raise TypeError(f'preallocate={preallocate!r}: expected True or False')
+    if guard is not None and not all(
+        callable(getattr(guard, method, None)) for method in ('before_save', 'after_save')
+    ):
+        raise TypeError(
+            f'guard={guard!r}: expected None or an object with before_save(path, nbytes) and '
+            'after_save(path, nbytes) methods, such as a diskguard.DiskGuard'
+        )
+
+
+def _target(path: object) -> str:
+    """The path as text, refusing what cannot name a checkpoint file."""
+    if hasattr(path, 'write'):
+        raise TypeError(
+            f'path={path!r}: diskguard.save needs a file name, not a file object: it writes a temp '
+            'file beside it and renames it over the name, so a failed save leaves nothing behind '
+            '(for a file object, call torch.save)'
+        )
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f'path={path!r}: expected a file name (str, bytes or os.PathLike), got {type(path).__name__}'
+        )
+    text = os.fsdecode(os.fspath(path))
+    if not text:
+        raise ValueError("path='': expected the checkpoint's file name")
+    if '\0' in text:
+        raise ValueError(f'path={text!r}: a path cannot contain a NUL byte')
+    name = os.path.basename(text)
+    if name in ('', '.', '..'):
+        raise IsADirectoryError(errno.EISDIR, f'{os.strerror(errno.EISDIR)}: expected a file name', text)
+    return text
+
+
+def _check_replaceable(dir_fd: int, name: str, target: str) -> None:
+    """Refuses to replace anything but a regular file or a symlink (a directory, a FIFO, a device)."""
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target)
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise ValueError(
+            f'path={target!r}: is a {_kind(mode)}; save writes a regular file and would replace it '
+            '(expected a regular file or a new name)'
+        )
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, 'FIFO'),
+        (stat.S_ISCHR, 'character device'),
+        (stat.S_ISBLK, 'block device'),
+        (stat.S_ISSOCK, 'socket'),
+    ):
+        if test(mode):
+            return kind
+    return 'special file'
+
+
+def _storage_sizes(obj: object) -> dict[tuple[str, int], int]:
+    """Bytes per distinct tensor storage reachable from ``obj``, keyed by (device, address)."""
+    import torch
+
+    storages: dict[tuple[str, int], int] = {}
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            key, nbytes = _storage_of(item)
+            storages[key] = max(storages.get(key, 0), nbytes)
+            continue
+        if id(item) in seen:
+            continue
+        if isinstance(item, (torch.nn.Module, torch.optim.Optimizer)):
+            seen.add(id(item))
+            stack.append(item.state_dict())
+        elif isinstance(item, dict):
+            seen.add(id(item))
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            seen.add(id(item))
+            stack.extend(item)
+    return storages
+
+
+def _storage_of(tensor: Any) -> tuple[tuple[str, int], int]:
+    try:
+        storage = tensor.untyped_storage()
+        address = storage.data_ptr()
+        if address:
+            return (str(storage.device), address), int(storage.nbytes())
+    except (RuntimeError, NotImplementedError, TypeError):
+        pass  # sparse, nested or wrapper tensors have no single storage: count their elements
+    return ('tensor', id(tensor)), int(tensor.nelement() * tensor.element_size())
+
+
+def _previous_size(dir_fd: int, name: str, directory: str) -> int:
+    """The size of the checkpoint this save replaces, else of the newest complete one beside it."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+    except OSError:
+        pass
+    try:
+        newest = latest_complete(directory)
+        return os.stat(newest).st_size if newest is not None and os.path.isfile(newest) else 0
+    except (OSError, ValueError):
+        return 0  # an estimate only; the write itself still cannot leave a partial file
+
+
+def _check_room(directory: str, target: str, estimate: int) -> None:
+    margin = max(MARGIN_MIN, int(estimate * MARGIN_FRACTION))
+    needed = estimate + margin
+    available = usage(directory).avail
+    if needed > available:
+        raise InsufficientSpaceError(
+            f'not saving {target!r}: it needs about {format_size(needed)} (an estimated '
+            f'{format_size(estimate)} plus a {format_size(margin)} margin) and its filesystem has '
+            f'{format_size(available)} available; nothing was written. Free some space, or pass '
+            'guard=diskguard.DiskGuard(...) to make room by a retention policy.',
+            needed=needed,
+            available=available,
+        )
+
+
+class _RecordingFile(io.FileIO):
+    """A raw file that writes all it is given and remembers the OS error of a failed write.
+
+    torch.save ignores what ``write`` returns, so a short write (the disk filling mid-call) must be
+    completed here or bytes would go missing silently; and it turns the error into a
+    ``RuntimeError`` that may not carry it.
+    """
+
+    write_error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast('B')
+        done = 0
+        try:
+            while done < len(view):
+                written = super().write(view[done:])
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+                done += written
+        except OSError as err:
+            self.write_error = err
+            raise
+        return done
+
+
+def _write_and_publish(
+    obj: object,
+    dir_fd: int,
+    name: str,
+    target: str,
+    estimate: int,
+    preallocate: bool,
+    options: dict[str, Any],
+) -> int:
+    """Writes the temp file, publishes it under ``name``; returns its size. Removes it on failure."""
+    import torch
+
+    temp = _temp_name(name)
+    fd = os.open(
+        temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+    )
+    file = _RecordingFile(fd, 'wb', closefd=True)
+    try:
+        with file:
+            if preallocate:
+                _preallocate(fd, estimate)
+            torch.save(obj, file, **options)
+            size = file.tell()
+            if preallocate:
+                os.ftruncate(fd, size)
+            os.fsync(fd)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException as err:
+        _remove_quietly(temp, dir_fd)
+        full = _disk_full_errno(err, file.write_error)
+        if full is None:
+            raise
+        raise DiskFullError(
+            full,
+            f'{os.strerror(full)}: {DISK_FULL[full]}, so the checkpoint was not saved; its temp file '
+            'was removed and earlier checkpoints are untouched',
+            target,
+        ) from err
+    # The rename is durable only once the directory is: a crash before this fsync may bring back
+    # the old entry, never a partial one.
+    os.fsync(dir_fd)
+    return size
+
+
+def _temp_name(name: str) -> str:
+    suffix = f'.{secrets.token_hex(4)}.tmp'
+    room = NAME_MAX - len(TEMP_PREFIX) - len(suffix)
+    stem = os.fsdecode(os.fsencode(name)[:room])
+    return f'{TEMP_PREFIX}{stem}{suffix}'
+
+
+def _preallocate(fd: int, nbytes: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, max(nbytes, 1))
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # The filesystem cannot reserve space ahead: write without the reservation.
+
+
+def _remove_quietly(temp: str, dir_fd: int) -> None:
+    try:
+        os.unlink(temp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # still named .diskguard-*.tmp: retention and find_orphans know it as a partial save
+
+
+def _disk_full_errno(err: BaseException, write_error: OSError | None) -> int | None:
+    """ENOSPC or EDQUOT if that is what failed: the writer's own error, or anywhere in the chain."""
+    for candidate in (write_error, *_chain(err)):
+        if isinstance(candidate, OSError) and candidate.errno in DISK_FULL:
+            return candidate.errno
+    return None
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
