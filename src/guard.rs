@@ -25,6 +25,7 @@ use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::check::{Level, Thresholds};
@@ -41,8 +42,8 @@ use crate::usage::DiskUsage;
 const BYTE_SLACK: f64 = 0.25;
 /// Extra bytes on top of a checkpoint's size for filesystem metadata and block rounding.
 const MARGIN_FLOOR: u64 = 64 * 1024;
-/// Name prefix of the emergency reserve file: a dot file with no checkpoint extension, so
-/// retention and orphan scans never take it for a checkpoint.
+/// Name prefix of the emergency reserve file (`.diskguard-reserve-<pid>-<serial>`): a dot file
+/// with no checkpoint extension, so retention and orphan scans never take it for a checkpoint.
 pub const RESERVE_PREFIX: &str = ".diskguard-reserve-";
 
 /// What to do when retention alone cannot make room.
@@ -368,7 +369,10 @@ impl EmergencyReserve {
     fn create(dir: &Path, bytes: u64) -> Result<Self> {
         use nix::fcntl::{open, posix_fallocate, OFlag};
         use nix::sys::stat::Mode;
-        let path = dir.join(format!("{RESERVE_PREFIX}{}", std::process::id()));
+        // One per guard: a process may hold several (an unpickled copy, two directories).
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let serial = COUNT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{RESERVE_PREFIX}{}-{serial}", std::process::id()));
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd: OwnedFd =
             open(&path, flags, Mode::from_bits_truncate(0o600)).map_err(|e| Error::os("create", &path, e))?;
@@ -524,7 +528,10 @@ impl Guard {
         let (device, usage, responsive, error) = match prober.measure(self.limit()) {
             Probe::Ready(m) => (Some(m.device), Some(usage_of(path, &m)), true, None),
             Probe::Failed(err) => (None, None, true, Some(err.to_string())),
-            Probe::Unresponsive => (None, None, false, None),
+            Probe::Unresponsive => {
+                self.events.push(unresponsive(&role, self.limit()));
+                (None, None, false, None)
+            }
         };
         if let Some(existing) = self
             .spaces
@@ -613,15 +620,7 @@ impl Guard {
             }
             let name = space.roles.join(", ");
             if was_responsive && !space.responsive {
-                noticed.push(Event::new(
-                    "unresponsive",
-                    true,
-                    format!(
-                        "{name}: statfs did not answer within {:.1} s (a hung mount?); not waiting for it, \
-                         last known figures are used until it answers",
-                        limit.as_secs_f64()
-                    ),
-                ));
+                noticed.push(unresponsive(&name, limit));
             } else if !was_responsive && space.responsive {
                 noticed.push(Event::new(
                     "responsive",
@@ -690,12 +689,9 @@ impl Guard {
         for space in &self.spaces {
             let Some(u) = &space.usage else { continue };
             let size = u.used.saturating_add(u.avail);
-            let mut room = u.avail.saturating_sub(self.floor(size));
-            if space.holds_dir {
-                if let Some(budget) = self.config.budget {
-                    room = room.min(budget.saturating_sub(self.held));
-                }
-            }
+            // The budget is graded as a space of its own (below); the directory's room is the
+            // smaller of the two.
+            let room = u.avail.saturating_sub(self.floor(size));
             let (level, reason) = self.grade_space(u.used, u.avail, room, target, strict, true);
             out.push(SpaceStatus {
                 name: space.roles.join(", "),
@@ -1167,13 +1163,37 @@ impl Guard {
         std::mem::take(&mut self.events)
     }
 
+    /// Every space graded, then those never measured (a hung mount from the start, or an error),
+    /// so a status report names every watched filesystem.
+    fn graded_and_unknown(&self) -> Vec<SpaceStatus> {
+        let mut spaces = self.grade(self.reserve().saturating_mul(2), false);
+        spaces.extend(self.spaces.iter().filter(|s| s.usage.is_none()).map(|s| {
+            SpaceStatus {
+                name: s.roles.join(", "),
+                total: 0,
+                used: 0,
+                avail: 0,
+                room: 0,
+                responsive: s.responsive,
+                level: Level::Ok,
+                reason: Some(
+                    s.error
+                        .clone()
+                        .unwrap_or_else(|| "not measured yet: statfs has not answered".to_owned()),
+                ),
+                holds_dir: s.holds_dir,
+            }
+        }));
+        spaces
+    }
+
     /// Everything about the guard now (no new measurement).
     pub fn status(&self) -> Status {
         Status {
             dir: self.dir.clone(),
             level: self.level,
             stop_reason: self.stop_reason.clone(),
-            spaces: self.grade(self.reserve().saturating_mul(2), false),
+            spaces: self.graded_and_unknown(),
             held: self.held,
             budget: self.config.budget,
             reserve: self.reserve(),
@@ -1195,14 +1215,6 @@ impl Guard {
         save_interval: f64,
         checkpoint_size: Option<u64>,
     ) -> Result<RunForecast> {
-        let size = checkpoint_size.unwrap_or(self.largest);
-        if size == 0 {
-            return Err(Error::invalid(
-                "checkpoint_size",
-                "None",
-                "no checkpoint seen yet: pass the expected checkpoint size in bytes",
-            ));
-        }
         let keep_last = self.config.policy.as_ref().and_then(|p| {
             p.rules
                 .iter()
@@ -1223,8 +1235,8 @@ impl Guard {
             0
         };
         let background_rate = self.trend.estimate().map_or(0.0, |e| e.background_rate.max(0.0));
-        RunPlan {
-            checkpoint_size: size,
+        let plan = RunPlan {
+            checkpoint_size: checkpoint_size.unwrap_or(self.largest),
             save_interval,
             remaining_saves,
             keep_last,
@@ -1232,8 +1244,16 @@ impl Guard {
             background_rate,
             avail: self.dir_room().unwrap_or(0),
             keep_free: 0,
+        };
+        plan.validate()?;
+        if plan.checkpoint_size == 0 {
+            return Err(Error::invalid(
+                "checkpoint_size",
+                "None",
+                "no checkpoint seen yet: pass the expected checkpoint size in bytes",
+            ));
         }
-        .forecast()
+        plan.forecast()
     }
 
     /// The state worth keeping across a restart.
@@ -1268,6 +1288,19 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The warning for a filesystem whose `statfs` did not answer within `limit`.
+fn unresponsive(name: &str, limit: Duration) -> Event {
+    Event::new(
+        "unresponsive",
+        true,
+        format!(
+            "{name}: statfs did not answer within {:.1} s (a hung mount?); not waiting for it, \
+             last known figures are used until it answers",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 fn usage_of(path: &Path, m: &Measured) -> DiskUsage {
@@ -1485,7 +1518,8 @@ mod tests {
         cfg.emergency_reserve = Some(MIB);
         cfg.on_full = OnFull::Stop;
         let mut g = guard(&dir, cfg);
-        let reserve = dir.join(format!("{RESERVE_PREFIX}{}", std::process::id()));
+        let (reserve, bytes) = g.status().emergency_reserve.expect("a reserve file");
+        assert_eq!(bytes, MIB);
         assert_eq!(std::fs::metadata(&reserve).expect("reserve file").len(), MIB);
         assert!(is_reserve_name(reserve.file_name().expect("name")));
         let plan = g.plan(None).expect("plan");
@@ -1499,6 +1533,7 @@ mod tests {
         let mut cfg = config(4 * MIB, None);
         cfg.emergency_reserve = Some(MIB);
         let g = guard(&dir, cfg);
+        let (reserve, _) = g.status().emergency_reserve.expect("a reserve file");
         assert!(reserve.exists());
         drop(g);
         assert!(!reserve.exists(), "removed when the guard goes");

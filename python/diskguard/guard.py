@@ -312,13 +312,13 @@ class DiskGuard:
         """Restores :meth:`state_dict`. A stop is not restored: a resumed run decides afresh."""
         if not isinstance(state, dict):
             raise TypeError(f'state={state!r}: expected the dict DiskGuard.state_dict() returned')
-        missing = {'version', 'level', 'largest_checkpoint', 'saves', 'calls'} - state.keys()
+        if state.get('version') != _STATE_VERSION:
+            raise ValueError(f'state version={state.get("version")!r}: expected {_STATE_VERSION}')
+        missing = {'level', 'largest_checkpoint', 'saves', 'calls'} - state.keys()
         if missing:
             raise ValueError(
                 f'state: missing {sorted(missing)}; expected what DiskGuard.state_dict() returned'
             )
-        if state['version'] != _STATE_VERSION:
-            raise ValueError(f'state version={state["version"]!r}: expected {_STATE_VERSION}')
         self._restore(self._engine, state)
 
     def _restore(self, core: _Guard, state: dict[str, Any]) -> None:
@@ -328,8 +328,12 @@ class DiskGuard:
         stop_reason = state.get('stop_reason')
         if stop_reason is not None and not isinstance(stop_reason, str):
             raise TypeError(f'stop_reason={stop_reason!r}: expected a str or None')
+        last_step = state.get('last_step')
+        if last_step is not None and (isinstance(last_step, bool) or not isinstance(last_step, int)):
+            raise TypeError(f'last_step={last_step!r}: expected an int or None')
         core.load_state(state['level'], state['largest_checkpoint'], state['saves'], stop_reason)
         self._calls = calls
+        self._last_step = last_step
 
     def __getstate__(self) -> dict[str, Any]:
         return {'config': self._config, 'state': self.state_dict()}

@@ -127,7 +127,13 @@ fn watch_paths(obj: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
     let items = obj
         .try_iter()
         .map_err(|_| wrong_type("watch", obj, "a list of paths"))?;
-    items.map(|item| fs_path(&item?)).collect()
+    items
+        .map(|item| {
+            let item = item?;
+            fs_path(&item)
+                .map_err(|_| wrong_type("watch", &item, "a list of paths (str, bytes or os.PathLike)"))
+        })
+        .collect()
 }
 
 /// `reserve`: `'auto'` or a size.
