@@ -38,7 +38,7 @@ use crate::size::{format_size, parse_size, SIZE_RULE};
 use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendMonitor};
 use crate::usage::DiskUsage;
 
-/// Byte thresholds are left only once room is back past them by this fraction of the threshold.
+/// `min_free` is left only once available space is back past it by this fraction of it.
 const BYTE_SLACK: f64 = 0.25;
 /// Extra bytes on top of a checkpoint's size for filesystem metadata and block rounding.
 const MARGIN_FLOOR: u64 = 64 * 1024;
@@ -147,7 +147,7 @@ impl Default for GuardConfig {
             on_full: OnFull::Prune,
             hysteresis: 0.02,
             statfs_timeout: 0.5,
-            rescan_interval: 300.0,
+            rescan_interval: 60.0,
             check_every_steps: 50,
             check_every_seconds: 10.0,
             policy: None,
@@ -296,8 +296,17 @@ pub struct Status {
 impl Status {
     /// A readable report, one line per space.
     pub fn report(&self) -> String {
+        let worst = self.spaces.iter().map(|s| s.level).max().unwrap_or(Level::Ok);
+        let held = if worst < self.level {
+            format!(
+                " (spaces are back at {}: it drops once they clear the hysteresis margin)",
+                worst.name()
+            )
+        } else {
+            String::new()
+        };
         let mut lines = vec![format!(
-            "DiskGuard {}: {}{}",
+            "DiskGuard {}: {}{held}{}",
             self.dir.display(),
             self.level.name(),
             self.stop_reason
@@ -741,6 +750,15 @@ impl Guard {
                 b
             }
         };
+        // Room swings by one checkpoint at every save-then-prune: a level set by room is left only
+        // once one more save's worth is free, or the sawtooth would flap it at every save.
+        let room_slack = |b: u64| {
+            if strict {
+                b.saturating_add(self.reserve().max(b / 4))
+            } else {
+                b
+            }
+        };
         let size = used.saturating_add(avail);
         let fraction = if size == 0 { 0.0 } else { used as f64 / size as f64 };
         let pct = |f: f64| format!("{:.1}%", f * 100.0);
@@ -762,7 +780,7 @@ impl Guard {
                 );
             }
         }
-        if target > 0 && room < byte_slack(target) {
+        if target > 0 && room < room_slack(target) {
             return (
                 Level::Critical,
                 Some(format!(
@@ -779,7 +797,7 @@ impl Guard {
             );
         }
         let one_more = target.saturating_add(target / 2);
-        if target > 0 && room < byte_slack(one_more) {
+        if target > 0 && room < room_slack(one_more) {
             return (
                 Level::Warn,
                 Some(format!(

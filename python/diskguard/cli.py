@@ -1,7 +1,8 @@
 """The ``diskguard`` command.
 
 ``diskguard`` alone reports on the disk under the current directory. ``diskguard status PATH...``
-reports on other paths, ``diskguard mounts`` lists the mount table.
+reports on other paths, ``diskguard mounts`` lists the mount table, ``diskguard demo`` runs a guarded
+training demo (needs torch).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from . import (
     mounts,
     plan,
 )
+from .demo import add_parser as add_demo_parser
 
 
 def _percent(value: float | None) -> str:
@@ -205,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument('--dry-run', action='store_true', help='show the plan, delete nothing')
     prune.add_argument('--json', action='store_true', help='machine-readable output')
     prune.set_defaults(run=_prune)
+    add_demo_parser(commands)
     return parser
 
 

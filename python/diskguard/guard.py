@@ -101,7 +101,7 @@ class DiskGuard:
         check_every_seconds: float = 10.0,
         statfs_timeout: float = 0.5,
         hysteresis: float = 0.02,
-        rescan_interval: float = 300.0,
+        rescan_interval: float = 60.0,
         emergency_reserve: Size | None = None,
     ) -> None:
         if retention is not None and not isinstance(retention, RetentionPolicy):

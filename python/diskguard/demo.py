@@ -1,0 +1,264 @@
+"""``diskguard demo``: a guarded training run that a full disk cannot kill.
+
+A real torch model trains on synthetic data and saves a checkpoint every epoch under a byte budget
+that holds only a few of them, while its log grows in the same directory (as TensorBoard event files
+do). Retention keeps the last three; as the log eats the budget the guard climbs its whole ladder:
+it warns, applies retention, deletes kept checkpoints to make room (naming each), forecasts in
+checkpoints, and stops the run while there is still room for a final checkpoint, which then loads. No root needed: the budget is the limit.
+
+As root, ``--tmpfs`` also runs the same loop with plain ``torch.save`` on a real small tmpfs next to
+the guarded one, to show the crash and the truncated file the guard prevents.
+
+torch is imported only when the demo runs (``pip install 'diskguard[demo]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from . import (
+    DiskGuard,
+    DiskSpaceWarning,
+    InsufficientSpaceError,
+    KeepLast,
+    RetentionPolicy,
+    forecast_run,
+    format_size,
+    latest_complete,
+    parse_size,
+)
+
+Print = Callable[[str], None]
+
+WIDTH = 384  # hidden units: a checkpoint (weights and Adam's two moments) of about 1.8 MB
+LOG_GROWTH = 256 * 1024  # bytes the run's log gains per epoch
+
+
+class _Model:
+    """A small MLP learning a fixed random linear map, with its optimizer."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, 8)
+        )
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.target = torch.randn(WIDTH, 8)
+
+    def epoch(self, batches: int = 10) -> float:
+        loss = self.torch.zeros(())
+        for _ in range(batches):
+            x = self.torch.randn(64, WIDTH)
+            loss = (self.net(x) - x @ self.target).pow(2).mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        return float(loss)
+
+    def state(self, epoch: int, loss: float) -> dict[str, Any]:
+        return {'epoch': epoch, 'loss': loss, 'model': self.net.state_dict(), 'opt': self.opt.state_dict()}
+
+    def checkpoint_bytes(self) -> int:
+        self.epoch(1)  # Adam's moments exist after the first step
+        params: int = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
+        return params * 3
+
+
+class _GuardLog(logging.Handler):
+    """Prints what the guard logs, as it happens."""
+
+    def __init__(self, out: Print) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out(f'    guard: {record.getMessage()}')
+
+
+def guarded_run(directory: str, budget: int | None, epochs: int, out: Print) -> str:
+    """Trains with a DiskGuard; returns the checkpoint to resume from."""
+    model = _Model()
+    size = model.checkpoint_bytes()
+    guard = DiskGuard(
+        directory,
+        budget=budget,
+        retention=RetentionPolicy(KeepLast(3)),
+        rescan_interval=0.1,  # the log grows unseen by the guard: rescan often
+        check_every_steps=1,
+        warn=None,  # the demo's limit is the budget, not the machine's disk
+        critical=None,
+    )
+    limit = f'a budget of {format_size(budget)}' if budget else 'no budget (the disk is the limit)'
+    out(
+        f'  checkpoints of ~{format_size(size)}, {limit}, retention keeps the last 3, '
+        f'the log grows {format_size(LOG_GROWTH)} per epoch'
+    )
+    log = os.path.join(directory, 'train.log')
+    started = time.monotonic()
+    for epoch in range(1, epochs + 1):
+        loss = model.epoch()
+        with open(log, 'ab') as f:  # a log (or TensorBoard events) growing next to the checkpoints
+            f.write(f'epoch {epoch} loss {loss:.4f}\n'.encode().ljust(LOG_GROWTH, b' '))
+        try:
+            guard.save(model.state(epoch, loss), os.path.join(directory, f'epoch={epoch}.pt'))
+        except InsufficientSpaceError as refused:
+            out(f'  epoch {epoch:2d}  loss {loss:.4f}  not saved: {refused}')
+            break
+        held = guard.status().held
+        out(f'  epoch {epoch:2d}  loss {loss:.4f}  saved; the run holds {format_size(held)}')
+        if epoch == 2:
+            _forecasts(guard, epochs - epoch, (time.monotonic() - started) / epoch, out)
+        if guard.step(epoch):
+            out(f'  the guard stops the run: {guard.stop_reason}')
+            final = os.path.join(directory, f'epoch={epoch}-final.pt')
+            guard.save(model.state(epoch, loss), final)
+            out(f'  final checkpoint {os.path.basename(final)} written in the room kept for it')
+            break
+    else:
+        out(f'  the run finished all {epochs} epochs')
+    out('')
+    out(str(guard.status()))
+    newest = latest_complete(directory)
+    if newest is None:
+        raise RuntimeError('no complete checkpoint left')
+    return str(newest)
+
+
+def _forecasts(guard: DiskGuard, remaining: int, interval: float, out: Print) -> None:
+    """The guard's forecast under its retention policy, and what keeping everything would do."""
+    out(
+        f'    forecast with retention: {guard.forecast(remaining_saves=remaining, save_interval=interval).summary}'
+    )
+    status = guard.status()
+    room = min(s.room for s in status.spaces if s.name.startswith(('budget', 'checkpoint')))
+    everything = forecast_run(
+        room,
+        status.largest_checkpoint,
+        interval,
+        remaining_saves=remaining,
+        background_rate=LOG_GROWTH / interval,  # the log this demo writes
+    )
+    out(f'    forecast keeping every checkpoint, with the log growing: {everything.summary}')
+
+
+def unguarded_run(directory: str, epochs: int, out: Print) -> None:
+    """The same loop with plain torch.save: on a full disk it dies mid-save."""
+    model = _Model()
+    for epoch in range(1, epochs + 1):
+        loss = model.epoch()
+        path = os.path.join(directory, f'epoch={epoch}.pt')
+        try:
+            model.torch.save(model.state(epoch, loss), path)
+        except Exception as crash:  # noqa: BLE001 -- torch reports a full disk as RuntimeError, or others
+            out(
+                f'  epoch {epoch:2d}  torch.save crashed: {type(crash).__name__}: {str(crash).splitlines()[0]}'
+            )
+            try:
+                model.torch.load(path, weights_only=True)
+            except Exception as broken:  # noqa: BLE001 -- whatever a truncated file raises
+                out(
+                    f'  {os.path.basename(path)} is left truncated ({format_size(os.path.getsize(path))}); '
+                    f'loading it fails: {str(broken).splitlines()[0]}'
+                )
+            return
+        out(f'  epoch {epoch:2d}  loss {loss:.4f}  saved')
+    out('  finished (the disk was big enough)')
+
+
+def _show_resume(path: str, out: Print) -> None:
+    import torch
+
+    state = torch.load(path, weights_only=True)
+    out(f'resume from {path}: epoch {state["epoch"]}, loss {state["loss"]:.4f}, loads with weights_only=True')
+
+
+def _tmpfs(where: str, size: str) -> None:
+    os.makedirs(where, exist_ok=True)
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', where], check=True)
+
+
+def run(directory: str | None, epochs: int, budget: str | None, tmpfs: bool, out: Print = print) -> int:
+    """Runs the demo; returns the exit code."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        out("diskguard demo needs torch: pip install 'diskguard[demo]'")
+        return 2
+    if tmpfs and os.geteuid() != 0:
+        out('--tmpfs mounts small tmpfs filesystems: run it as root (the plain demo needs no root)')
+        return 2
+    handler = _GuardLog(out)
+    guard_logger = logging.getLogger('diskguard')
+    guard_logger.addHandler(handler)
+    previous_level = guard_logger.level
+    guard_logger.setLevel(logging.INFO)
+    base = directory or tempfile.mkdtemp(prefix='diskguard-demo-')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DiskSpaceWarning)  # each one is also logged, shown above
+            if tmpfs:
+                return _tmpfs_demo(base, epochs, out)
+            run_dir = os.path.join(base, 'run')
+            os.makedirs(run_dir, exist_ok=True)
+            size = _Model().checkpoint_bytes()
+            limit = parse_size(budget) if budget else int(size * 6.5)
+            out(f'guarded training in {run_dir}')
+            newest = guarded_run(run_dir, limit, epochs, out)
+            _show_resume(newest, out)
+            return 0
+    finally:
+        guard_logger.removeHandler(handler)
+        guard_logger.setLevel(previous_level)
+        if directory is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _tmpfs_demo(base: str, epochs: int, out: Print) -> int:
+    size = '10m'
+    plain, guarded = os.path.join(base, 'plain'), os.path.join(base, 'guarded')
+    _tmpfs(plain, size)
+    try:
+        _tmpfs(guarded, size)
+        try:
+            out(f'unguarded: plain torch.save on a {size} tmpfs at {plain}')
+            unguarded_run(plain, epochs, out)
+            out('')
+            out(f'guarded: the same loop with a DiskGuard on a {size} tmpfs at {guarded} ')
+            newest = guarded_run(guarded, None, epochs, out)
+            _show_resume(newest, out)
+        finally:
+            subprocess.run(['umount', guarded], check=False)
+    finally:
+        subprocess.run(['umount', plain], check=False)
+    return 0
+
+
+def add_parser(commands: Any) -> None:
+    """The ``demo`` subcommand."""
+    demo = commands.add_parser(
+        'demo',
+        help='a guarded training run under a budget that holds a few checkpoints (needs torch)',
+        description='Trains a small torch model on synthetic data, saving every epoch under a byte '
+        'budget that holds only a few checkpoints, and shows what the guard does: warnings, retention, '
+        'room made, the forecast, the stop, and a final checkpoint that loads.',
+    )
+    demo.add_argument('--dir', default=None, help='where to run (default: a temporary directory, removed)')
+    demo.add_argument('--epochs', type=int, default=30, help='epochs to train (30)')
+    demo.add_argument('--budget', default=None, help='bytes the run may hold (default: ~6.5 checkpoints)')
+    demo.add_argument(
+        '--tmpfs',
+        action='store_true',
+        help='as root: run unguarded and guarded on real 10 MiB tmpfs filesystems, to show the crash',
+    )
+    demo.set_defaults(run=lambda args: run(args.dir, args.epochs, args.budget, args.tmpfs))

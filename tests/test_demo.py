@@ -1,0 +1,55 @@
+"""`diskguard demo`, as a new user runs it: the guard warns, applies retention, makes room, forecasts,
+stops with room kept for a final checkpoint, and that checkpoint loads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, '-m', 'diskguard', 'demo', *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_the_demo_shows_every_rung_of_the_ladder_and_ends_with_a_checkpoint_that_loads(
+    tmp_path: Path,
+) -> None:
+    done = demo('--dir', str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert 'guard: disk level ok -> warn' in out
+    assert 'retention: not kept by any rule' in out, 'retention deleted what the rules do not keep'
+    assert 'although kept as among the last 3' in out, 'then it made room by deleting kept ones'
+    assert 'forecast keeping every checkpoint, with the log growing: full in ~' in out
+    assert 'the guard stops the run' in out and 'final checkpoint' in out
+    resumed = out.rsplit('resume from ', 1)[1].split(':', 1)[0]
+    state = torch.load(resumed, weights_only=True)
+    assert f'epoch {state["epoch"]},' in out and Path(resumed).parent == tmp_path / 'run'
+    held = sum(p.stat().st_blocks * 512 for p in (tmp_path / 'run').iterdir())
+    budget_line = next(line for line in out.splitlines() if 'a budget of' in line)
+    assert held <= 11.3 * 1024 * 1024, budget_line
+    assert not [n for n in os.listdir(tmp_path / 'run') if n.startswith('.diskguard-')]
+
+
+def test_the_tmpfs_demo_shows_the_crash_it_prevents() -> None:
+    if os.geteuid() != 0:
+        done = demo('--tmpfs')
+        assert done.returncode == 2 and 'run it as root' in done.stdout
+        return
+    done = demo('--tmpfs')
+    assert done.returncode == 0, done.stdout + done.stderr
+    unguarded, guarded = done.stdout.split('guarded: the same loop', 1)
+    assert 'torch.save crashed: RuntimeError' in unguarded and 'is left truncated' in unguarded
+    assert 'resume from' in guarded and 'loads with weights_only=True' in guarded
+    mounted = Path('/proc/self/mounts').read_text()
+    assert 'diskguard-demo-' not in mounted, 'both tmpfs unmounted'
