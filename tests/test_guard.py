@@ -152,6 +152,20 @@ def test_forecast_counts_checkpoints(disk: Path) -> None:
     assert kept.forecast(remaining_saves=20, save_interval=60.0).fits
 
 
+def test_checks_are_due_every_n_steps_or_every_t_seconds(disk: Path) -> None:
+    by_steps = DiskGuard(disk, check_every_steps=10, check_every_seconds=1e6)
+    for step in range(1, 101):
+        by_steps.step(step)
+    assert by_steps.status().checks == 10, 'the first call, then every 10 steps'
+    by_time = DiskGuard(disk, check_every_steps=10**9, check_every_seconds=0.05)
+    deadline = time.monotonic() + 0.5
+    calls = 0
+    while time.monotonic() < deadline:
+        by_time.step()
+        calls += 1
+    assert calls > 1000 and 5 <= by_time.status().checks <= 12, by_time.status().checks
+
+
 # ----- hung mounts -----
 
 

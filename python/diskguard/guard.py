@@ -130,10 +130,32 @@ class DiskGuard:
         self._reset_cadence()
         self._engine  # noqa: B018 -- build now, so bad arguments fail here
 
+    __slots__ = (
+        '__weakref__',
+        '_calls',
+        '_clock_calls',
+        '_clock_time',
+        '_config',
+        '_core',
+        '_every_seconds',
+        '_every_steps',
+        '_last_step',
+        '_next_clock',
+        '_next_step',
+        '_next_time',
+        '_pending_state',
+        '_stop',
+        '_stride',
+    )
+
     def _reset_cadence(self) -> None:
         self._calls = 0
         self._next_step = 0  # the first step() is always due
         self._next_time = 0.0
+        self._next_clock = 0
+        self._stride = 1
+        self._clock_calls = 0
+        self._clock_time = 0.0
         self._stop = False
         self._last_step: int | None = None
 
@@ -199,11 +221,27 @@ class DiskGuard:
         self._calls += 1
         n = self._calls if step is None else step
         try:
-            if n < self._next_step and _monotonic() < self._next_time:
+            if n < self._next_step and (self._calls < self._next_clock or self._clock_says_wait()):
                 return self._stop
         except TypeError:
             pass  # a wrong type of step: _check names it
         return self._check(step, n)
+
+    def _clock_says_wait(self) -> bool:
+        """Reads the clock (which costs more than the rest of a step() call, so it is read only every
+        ``_stride`` calls): True while no check is due by time. The stride grows while steps are
+        fast, so the clock is read at least every 1% of ``check_every_seconds``, and never beyond
+        16 calls or ``check_every_steps``, which bounds the delay anyway."""
+        now = _monotonic()
+        if now >= self._next_time:
+            return False
+        calls = self._calls - self._clock_calls
+        if calls > 0 and now > self._clock_time:
+            per_call = (now - self._clock_time) / calls
+            self._stride = max(1, min(16, self._every_steps, int(self._every_seconds * 0.01 / per_call)))
+        self._clock_calls, self._clock_time = self._calls, now
+        self._next_clock = self._calls + self._stride
+        return True
 
     def _check(self, step: int | None, n: Any) -> bool:
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -216,8 +254,11 @@ class DiskGuard:
         finally:
             self._emit(core)
         self._last_step = step
+        now = _monotonic()
         self._next_step = n + self._every_steps
-        self._next_time = _monotonic() + self._every_seconds
+        self._next_time = now + self._every_seconds
+        self._clock_calls, self._clock_time = self._calls, now
+        self._next_clock = self._calls + self._stride
         return self._stop
 
     def check(self) -> bool:
