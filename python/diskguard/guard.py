@@ -28,7 +28,7 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._diskguard import GuardStatus, RunForecast, _Guard
@@ -180,25 +180,15 @@ class DiskGuard:
         retention: RetentionPolicy | None = c['retention']
         path = c['path']
         text = os.fsdecode(path) if isinstance(path, str | bytes) else path
+        # Every other setting is passed through as given: the core validates and names it.
+        settings = {k: v for k, v in c.items() if k not in ('path', 'retention')}
         return _Guard(
             path,
             temp_dir=tempfile.gettempdir(),
-            watch=c['watch'],
-            warn=c['warn'],
-            critical=c['critical'],
-            min_free=c['min_free'],
-            budget=c['budget'],
-            reserve=c['reserve'],
-            on_full=c['on_full'],
-            hysteresis=c['hysteresis'],
-            statfs_timeout=c['statfs_timeout'],
-            rescan_interval=c['rescan_interval'],
-            check_every_steps=c['check_every_steps'],
-            check_every_seconds=c['check_every_seconds'],
             rules=None if retention is None else retention._core_rules(text),
             min_partial_age=3600.0 if retention is None else retention.min_partial_age,
             patterns=[] if retention is None else list(retention.patterns),
-            emergency_reserve=c['emergency_reserve'],
+            **settings,
         )
 
     @staticmethod
@@ -248,11 +238,7 @@ class DiskGuard:
             raise TypeError(
                 f'step={step!r}: expected a whole number (int) or None, got {type(step).__name__}'
             )
-        core = self._engine
-        try:
-            self._stop = core.check()
-        finally:
-            self._emit(core)
+        self._act(_Guard.check)
         self._last_step = step
         now = _monotonic()
         self._next_step = n + self._every_steps
@@ -260,6 +246,15 @@ class DiskGuard:
         self._clock_calls, self._clock_time = self._calls, now
         self._next_clock = self._calls + self._stride
         return self._stop
+
+    def _act(self, act: Callable[[_Guard], object]) -> None:
+        """Runs ``act`` on the engine, then warns and logs what it did (also when it raised)."""
+        core = self._engine
+        try:
+            act(core)
+        finally:
+            self._stop = core.should_stop
+            self._emit(core)
 
     def check(self) -> bool:
         """Checks now, whatever the cadence; returns :attr:`should_stop`."""
@@ -308,21 +303,11 @@ class DiskGuard:
         Raises:
             InsufficientSpaceError: There is still no room; nothing was written.
         """
-        core = self._engine
-        try:
-            core.before_save(path, nbytes)
-        finally:
-            self._stop = core.should_stop
-            self._emit(core)
+        self._act(lambda core: core.before_save(path, nbytes))
 
     def after_save(self, path: StrPath, nbytes: int) -> None:
         """Records a completed save of ``nbytes`` at ``path`` and applies retention."""
-        core = self._engine
-        try:
-            core.after_save(path, nbytes)
-        finally:
-            self._stop = core.should_stop
-            self._emit(core)
+        self._act(lambda core: core.after_save(path, nbytes))
 
     def save(self, obj: object, path: StrPath, **torch_save_kwargs: Any) -> None:
         """``diskguard.save(obj, path, guard=self, **torch_save_kwargs)``."""
