@@ -452,6 +452,33 @@ pub fn held_bytes(path: &Path) -> u64 {
     std::fs::symlink_metadata(path).map_or(0, |meta| walk(path, meta.dev(), 0))
 }
 
+/// The checkpoint directory must be a directory (or not exist yet), and not `/` or a symlink: the
+/// guard deletes in it, and deletion never follows a symlink.
+fn check_dir(dir: &Path) -> Result<()> {
+    crate::usage::validate_path("path", dir)?;
+    let shown = crate::error::show_path(dir);
+    if dir == Path::new("/") {
+        return Err(Error::invalid(
+            "path",
+            shown,
+            "expected a checkpoint directory, not the root directory",
+        ));
+    }
+    let kind = match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(Error::os("lstat", dir, err)),
+        Ok(meta) if meta.is_symlink() => "a symlink (the guard never follows one: pass its target)",
+        Ok(meta) if meta.is_file() => "a regular file",
+        Ok(_) => "a device, FIFO or socket",
+    };
+    Err(Error::invalid(
+        "path",
+        shown,
+        format!("expected a checkpoint directory (it may not exist yet), got {kind}"),
+    ))
+}
+
 /// `path` lexically inside `dir` (both made absolute, `.` and `..` resolved by name): only there
 /// does the guard account and make room.
 fn inside(dir: &Path, path: &Path) -> bool {
@@ -478,7 +505,7 @@ impl Guard {
     /// and `watch`. Measures each, scans what the run holds, creates the emergency reserve file if
     /// configured. `t` is monotonic seconds.
     pub fn new(dir: &Path, temp_dir: &Path, watch: &[PathBuf], config: GuardConfig, t: f64) -> Result<Self> {
-        crate::usage::validate_path("path", dir)?;
+        check_dir(dir)?;
         for path in watch {
             crate::usage::validate_path("watch", path)?;
         }

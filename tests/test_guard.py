@@ -320,11 +320,16 @@ def test_bad_arguments_are_named_with_what_is_allowed(disk: Path, name: str, val
     assert [n for n in os.listdir(disk) if n.startswith('.diskguard')] == []
 
 
-@pytest.mark.parametrize('path', [None, 5, '', 'a\0b'])
-def test_bad_paths(path: Any) -> None:
+@pytest.mark.parametrize('path', [None, 5, '', 'a\0b', '/', '/dev/zero', '/etc/passwd', 'fifo', 'link'])
+def test_bad_paths(path: Any, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / 'fifo')
+    (tmp_path / 'link').symlink_to(tmp_path)
+    if path in ('fifo', 'link'):
+        path = tmp_path / path
     with pytest.raises((TypeError, ValueError)) as err:
         DiskGuard(path)
-    assert 'path' in str(err.value)
+    message = str(err.value)
+    assert message.startswith('path=') and ('expected' in message or 'cannot' in message), message
 
 
 @pytest.mark.parametrize(
