@@ -54,6 +54,7 @@ MARGIN_MIN = 1024 * 1024
 DISK_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
 TEMP_PREFIX = '.diskguard-'
 NAME_MAX = 255
+WRITE_BUFFER = 1024 * 1024
 
 
 class SaveGuard(Protocol):
@@ -266,28 +267,17 @@ def _check_room(directory: str, target: str, estimate: int) -> None:
 
 
 class _RecordingFile(io.FileIO):
-    """A raw file that writes all it is given and remembers the OS error of a failed write.
-
-    torch.save ignores what ``write`` returns, so a short write (the disk filling mid-call) must be
-    completed here or bytes would go missing silently; and it turns the error into a
-    ``RuntimeError`` that may not carry it.
-    """
+    """A raw file that remembers the OS error of a failed write: torch.save turns it into a
+    ``RuntimeError`` that may not carry it."""
 
     write_error: OSError | None = None
 
     def write(self, data: Any) -> int:
-        view = memoryview(data).cast('B')
-        done = 0
         try:
-            while done < len(view):
-                written = super().write(view[done:])
-                if not written:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
-                done += written
+            return super().write(data)
         except OSError as err:
             self.write_error = err
             raise
-        return done
 
 
 def _write_and_publish(
@@ -306,12 +296,16 @@ def _write_and_publish(
     fd = os.open(
         temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
     )
-    file = _RecordingFile(fd, 'wb', closefd=True)
+    raw = _RecordingFile(fd, 'wb', closefd=True)
+    # torch.save writes each zip header on its own (over a hundred small writes per checkpoint):
+    # a buffer makes them one system call, and it completes short writes, which torch ignores.
+    file = io.BufferedWriter(raw, buffer_size=WRITE_BUFFER)
     try:
         with file:
             if preallocate:
                 _preallocate(fd, estimate)
             torch.save(obj, file, **options)
+            file.flush()
             size = file.tell()
             if preallocate:
                 os.ftruncate(fd, size)
@@ -319,7 +313,7 @@ def _write_and_publish(
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException as err:
         _remove_quietly(temp, dir_fd)
-        full = _disk_full_errno(err, file.write_error)
+        full = _disk_full_errno(err, raw.write_error)
         if full is None:
             raise
         raise DiskFullError(
