@@ -11,6 +11,8 @@ import errno
 import io
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -341,3 +343,9 @@ def test_latest_complete_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / 'f').write_text('x')
     with pytest.raises(NotADirectoryError):
         diskguard.latest_complete(tmp_path / 'f')
+
+
+def test_import_diskguard_does_not_import_torch() -> None:
+    code = 'import sys, diskguard; diskguard.save; print("torch" in sys.modules)'
+    done = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True)
+    assert done.stdout.strip() == 'False'
