@@ -351,3 +351,39 @@ def test_import_diskguard_does_not_import_torch() -> None:
     code = 'import sys, diskguard; diskguard.save; print("torch" in sys.modules)'
     done = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True)
     assert done.stdout.strip() == 'False'
+
+
+KILLED_MID_SAVE = """
+import sys, time, torch, diskguard
+
+class Stall:
+    def __reduce__(self):
+        print('writing', flush=True)
+        time.sleep(60)
+        return (dict, ())
+
+diskguard.save({'w': torch.ones(1000), 'stall': Stall()}, sys.argv[1])
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_save_killed_midway_leaves_a_temp_file_that_resume_and_orphans_recognise(tmp_path: Path) -> None:
+    diskguard.save(state(1, 100), tmp_path / 'last.pt')
+    writer = subprocess.Popen(
+        [sys.executable, '-c', KILLED_MID_SAVE, str(tmp_path / 'last.pt')], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == 'writing'
+    finally:
+        writer.kill()
+        writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()
+    (temp,) = leftovers(tmp_path)
+    assert temp.startswith('.diskguard-last.pt.') and temp.endswith('.tmp')
+    assert loads_as(tmp_path / 'last.pt', 1), 'SIGKILL mid-save: the old checkpoint is whole'
+    assert diskguard.latest_complete(tmp_path) == str(tmp_path / 'last.pt')
+    orphans = diskguard.find_orphans(tmp_path, include_temp_dir=False, min_age=0)
+    assert [Path(o.path).name for o in orphans] == [temp]
+    diskguard.remove_orphans(orphans)
+    assert sorted(os.listdir(tmp_path)) == ['last.pt']

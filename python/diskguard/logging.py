@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import locale
 import logging
 import logging.handlers
 import math
@@ -342,20 +343,30 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
     def _drop_partial_line(self) -> None:
         """A record cut short by a full disk leaves a fragment without its newline: cut it off, so the
         retried record (or the next one) starts a clean line and no half record is left behind."""
+        if not self._newline_is_one_byte():
+            return  # UTF-16 and the like: a byte-wise cut could split a character
         try:
             with open(self.baseFilename, 'rb+') as f:
                 end = f.seek(0, os.SEEK_END)
+                if end == 0 or (f.seek(end - 1) is not None and f.read(1) == b'\n'):
+                    return
                 start = max(0, end - PARTIAL_LINE_LOOKBACK)
                 f.seek(start)
-                tail = f.read()
-                if not tail or tail.endswith(b'\n'):
-                    return
-                cut = tail.rfind(b'\n')
+                cut = f.read(end - start).rfind(b'\n')
                 if cut < 0 and start > 0:
                     return  # a line longer than we look back over: leave it whole
                 f.truncate(start + cut + 1)
         except OSError:
             pass  # truncating never needs space; a file we cannot open is the write path's to report
+
+    def _newline_is_one_byte(self) -> bool:
+        encoding = self.encoding
+        if encoding in (None, 'locale'):  # FileHandler's default since Python 3.10 is 'locale'
+            encoding = locale.getpreferredencoding(False)
+        try:
+            return self.terminator == '\n' and '\n'.encode(encoding) == b'\n'
+        except LookupError:
+            return False
 
     def _enforce_total(self) -> None:
         """Deletes the oldest rotated files until the footprint fits ``max_total_bytes``."""

@@ -199,11 +199,11 @@ def _kind(mode: int) -> str:
     return 'special file'
 
 
-def _storage_sizes(obj: object) -> dict[tuple[str, int], int]:
+def _storage_sizes(obj: object) -> dict[tuple[object, int], int]:
     """Bytes per distinct tensor storage reachable from ``obj``, keyed by (device, address)."""
     import torch
 
-    storages: dict[tuple[str, int], int] = {}
+    storages: dict[tuple[object, int], int] = {}
     seen: set[int] = set()
     stack = [obj]
     while stack:
@@ -227,12 +227,12 @@ def _storage_sizes(obj: object) -> dict[tuple[str, int], int]:
     return storages
 
 
-def _storage_of(tensor: Any) -> tuple[tuple[str, int], int]:
+def _storage_of(tensor: Any) -> tuple[tuple[object, int], int]:
     try:
         storage = tensor.untyped_storage()
         address = storage.data_ptr()
         if address:
-            return (str(storage.device), address), int(storage.nbytes())
+            return (storage.device, address), int(storage.nbytes())
     except (RuntimeError, NotImplementedError, TypeError):
         pass  # sparse, nested or wrapper tensors have no single storage: count their elements
     return ('tensor', id(tensor)), int(tensor.nelement() * tensor.element_size())
