@@ -21,7 +21,7 @@ from typing import Any
 import diskguard
 import pytest
 import torch
-from conftest import QUOTA_LIMIT, mounted_tmpfs
+from conftest import QUOTA_LIMIT, as_user, mounted_tmpfs
 from diskguard import DiskFullError, InsufficientSpaceError
 from diskguard.saving import estimate_size
 
@@ -387,3 +387,37 @@ def test_a_save_killed_midway_leaves_a_temp_file_that_resume_and_orphans_recogni
     assert [Path(o.path).name for o in orphans] == [temp]
     diskguard.remove_orphans(orphans)
     assert sorted(os.listdir(tmp_path)) == ['last.pt']
+
+
+def test_no_inode_left_is_a_full_disk_and_the_target_is_named(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / 'few', size='4m', nr_inodes=8) as disk:
+        diskguard.save(state(0, 100), disk / 'first.pt')
+        with pytest.raises(OSError) as no_inode:
+            for i in range(10):
+                (disk / f'f{i}').touch()
+        assert no_inode.value.errno == errno.ENOSPC
+        with pytest.raises(DiskFullError) as caught:
+            diskguard.save(state(1, 100), disk / 'first.pt')
+        assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(disk / 'first.pt')
+        assert 'nothing was written' in str(caught.value)
+        assert loads_as(disk / 'first.pt', 0)
+
+
+def test_an_unwritable_directory_names_the_target(open_dir: Path) -> None:
+    locked = open_dir / 'root-only'
+    locked.mkdir(mode=0o755)
+    with as_user(), pytest.raises(PermissionError) as caught:
+        diskguard.save({'w': torch.ones(2)}, locked / 'x.pt')
+    assert caught.value.filename == str(locked / 'x.pt')
+    assert f'creating a file in {locked}' in str(caught.value)
+    assert os.listdir(locked) == []
+
+
+def test_a_name_too_long_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OSError) as caught:
+        diskguard.save({'w': torch.ones(2)}, tmp_path / ('x' * 300 + '.pt'))
+    assert caught.value.errno == errno.ENAMETOOLONG
+    assert os.listdir(tmp_path) == []
+    longest = tmp_path / ('y' * 252 + '.pt')  # 255 bytes: the temp name is shortened, the target not
+    diskguard.save(state(2, 10), longest)
+    assert loads_as(longest, 2) and os.listdir(tmp_path) == [longest.name]

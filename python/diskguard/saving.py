@@ -293,9 +293,7 @@ def _write_and_publish(
     import torch
 
     temp = _temp_name(name)
-    fd = os.open(
-        temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
-    )
+    fd = _create_temp(temp, dir_fd, target)
     raw = _RecordingFile(fd, 'wb', closefd=True)
     # torch.save writes each zip header on its own (over a hundred small writes per checkpoint):
     # a buffer makes them one system call, and it completes short writes, which torch ignores.
@@ -316,16 +314,33 @@ def _write_and_publish(
         full = _disk_full_errno(err, raw.write_error)
         if full is None:
             raise
-        raise DiskFullError(
-            full,
-            f'{os.strerror(full)}: {DISK_FULL[full]}, so the checkpoint was not saved; its temp file '
-            'was removed and earlier checkpoints are untouched',
-            target,
-        ) from err
+        raise _disk_full_error(full, target, 'its temp file was removed and') from err
     # The rename is durable only once the directory is: a crash before this fsync may bring back
     # the old entry, never a partial one.
     os.fsync(dir_fd)
     return size
+
+
+def _disk_full_error(errno_: int, target: str, cleanup: str) -> DiskFullError:
+    return DiskFullError(
+        errno_,
+        f'{os.strerror(errno_)}: {DISK_FULL[errno_]}, so the checkpoint was not saved; {cleanup} '
+        'earlier checkpoints are untouched',
+        target,
+    )
+
+
+def _create_temp(temp: str, dir_fd: int, target: str) -> int:
+    """Creates the temp file; a failure is reported against ``target``, the name the caller gave."""
+    try:
+        return os.open(
+            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+        )
+    except OSError as err:
+        if err.errno in DISK_FULL:  # no inode left, or the quota counts inodes
+            raise _disk_full_error(err.errno, target, 'nothing was written and') from err
+        directory = os.path.dirname(target) or '.'
+        raise OSError(err.errno, f'{err.strerror} (creating a file in {directory})', target) from err
 
 
 def _temp_name(name: str) -> str:
