@@ -34,6 +34,11 @@ class Log:
         for i in range(count):
             self.info(msg, i, *args)
 
+    def random(self, count: int, nbytes: int) -> None:
+        """``rec-<i>-<random hex>-END`` records, each different, so gzip cannot shrink them much."""
+        for i in range(count):
+            self.info('rec-%d-%s-END', i, os.urandom(nbytes).hex())
+
 
 @pytest.fixture
 def handlers() -> Iterator[list[logging.Handler]]:
@@ -198,19 +203,23 @@ def test_is_a_drop_in_subclass(tmp_path: Path) -> None:
     handler.close()
 
 
+@pytest.mark.parametrize('compress', [False, True], ids=['plain', 'gzip'])
 def test_own_rotated_files_filling_the_disk_are_vacuumed_before_a_record_is_dropped(
-    tmpfs: Path, handlers: list[logging.Handler]
+    tmpfs: Path, handlers: list[logging.Handler], compress: bool
 ) -> None:
-    # Ten 2 MiB files are more than the 16 MiB disk holds: without vacuuming, every record after
-    # the disk fills would be dropped forever.
-    handler = RotatingFileHandler(tmpfs / 'run.log', maxBytes=2 * MiB, backupCount=10, retry_interval=0)
+    # Twenty 2 MiB files (about 1 MiB each gzipped) are more than the 16 MiB disk holds: without
+    # vacuuming, every record after the disk fills would be dropped forever.
+    handler = RotatingFileHandler(
+        tmpfs / 'run.log', maxBytes=2 * MiB, backupCount=20, retry_interval=0, compress=compress
+    )
     handlers.append(handler)
-    line = 'z' * 1000
-    with pytest.warns(DiskSpaceWarning, match=r'oldest rotated log .*run\.log\.\d+ was deleted to make room'):
-        Log(handler).many(40_000, 'rec-%d-%s-END', line)  # about 40 MiB
+    log = Log(handler)
+    with pytest.warns(DiskSpaceWarning, match=r'oldest rotated log .*run\.log\.\d+(\.gz)? was deleted'):
+        log.random(40_000, 500)  # about 40 MiB, random so gzip cannot make it fit
     assert handler.dropped == 0
     assert handler.vacuumed and all(name.startswith(str(tmpfs / 'run.log.')) for name in handler.vacuumed)
-    assert len(handler.rotated_files()) < 10
+    assert all(name.endswith('.gz') == compress for name in handler.vacuumed)
+    assert len(handler.rotated_files()) < 20
     newest = complete_records(tmpfs / 'run.log')
     assert newest[-1] == 39_999 and newest == list(range(newest[0], 40_000)), 'nothing lost, no fragment'
     assert (tmpfs / 'run.log').read_text().endswith('-END\n')
