@@ -54,7 +54,9 @@ MARGIN_MIN = 1024 * 1024
 DISK_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
 TEMP_PREFIX = '.diskguard-'
 NAME_MAX = 255
-WRITE_BUFFER = 1024 * 1024
+# Enough to gather torch's small header writes; tensor data larger than this goes straight through
+# (a larger buffer only adds copies: 1 MiB cost about 10% on a 1 MiB checkpoint).
+WRITE_BUFFER = io.DEFAULT_BUFFER_SIZE
 
 
 class SaveGuard(Protocol):
