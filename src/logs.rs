@@ -37,6 +37,13 @@ impl BudgetBound {
             BudgetBound::Floor => "floor",
         }
     }
+
+    /// The bound named `name` (the inverse of [`BudgetBound::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Cap, Self::Fraction, Self::KeepFree, Self::Floor]
+            .into_iter()
+            .find(|b| b.name() == name)
+    }
 }
 
 /// Knobs of the budget; `None` takes journald's default.
@@ -119,6 +126,34 @@ impl BudgetConfig {
                 "expected a positive size such as '64KiB'",
             ));
         }
+        if let Some(max) = self.max_file_size.filter(|&max| max < self.min_file_size) {
+            return Err(Error::invalid(
+                "max_file_size",
+                max,
+                format!("must be at least min_file_size={}", self.min_file_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A file size no filesystem of `size` bytes could hold is a mistake, not a budget.
+    fn check_fits(&self, size: u64) -> Result<()> {
+        let sizes = [
+            ("max_file_size", self.max_file_size),
+            ("min_file_size", Some(self.min_file_size)),
+        ];
+        for (name, value) in sizes {
+            if let Some(value) = value.filter(|&v| v > size) {
+                return Err(Error::invalid(
+                    name,
+                    value,
+                    format!(
+                        "larger than the whole filesystem ({}): expected a file size that fits on it",
+                        format_size(size)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -126,6 +161,7 @@ impl BudgetConfig {
     pub fn budget(&self, usage: &DiskUsage) -> Result<LogBudget> {
         self.validate()?;
         let size = usage.total;
+        self.check_fits(size)?;
         let cap = self.max_use.unwrap_or(4 * GIB);
         let by_fraction = fraction_of(size, self.max_use_fraction);
         let keep_free = self

@@ -4,7 +4,10 @@ use pyo3::prelude::*;
 
 use super::usage::{measure, PyDiskUsage};
 use super::{opt_number, size_arg};
-use crate::logs::BudgetConfig;
+use pyo3::types::PyType;
+
+use crate::error::Error;
+use crate::logs::{BudgetBound, BudgetConfig};
 
 /// A log budget: total footprint, `maxBytes` and `backupCount`, and which limit bound it.
 #[pyclass(frozen, get_all, name = "LogBudget", module = "diskguard")]
@@ -19,6 +22,50 @@ pub struct PyLogBudget {
 
 #[pymethods]
 impl PyLogBudget {
+    #[classmethod]
+    fn _restore(
+        _cls: &Bound<'_, PyType>,
+        state: (u64, u64, u32, String, String, Py<PyDiskUsage>),
+    ) -> PyResult<Self> {
+        let (total_bytes, max_bytes, backup_count, bound, explanation, usage) = state;
+        let bound = BudgetBound::from_name(&bound)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "bound",
+                    format!("{bound:?}"),
+                    "expected cap, fraction, keep_free or floor",
+                )
+            })?
+            .name();
+        Ok(PyLogBudget {
+            total_bytes,
+            max_bytes,
+            backup_count,
+            bound,
+            explanation,
+            usage,
+        })
+    }
+
+    #[allow(clippy::type_complexity)] // the pickled state, spelled out once
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(
+        Bound<'py, PyAny>,
+        ((u64, u64, u32, String, String, Py<PyDiskUsage>),),
+    )> {
+        let b = slf.get();
+        let state = (
+            b.total_bytes,
+            b.max_bytes,
+            b.backup_count,
+            b.bound.to_owned(),
+            b.explanation.clone(),
+            b.usage.clone_ref(slf.py()),
+        );
+        Ok((slf.getattr("_restore")?, (state,)))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "LogBudget(total_bytes={}, max_bytes={}, backup_count={}, bound='{}')",
