@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyType};
 
-use super::{fs_path, opt_number, py_repr, size_arg, whole};
+use super::{fs_path, opt_number, py_repr, size_arg, whole, wrong_type};
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
 use crate::mounts::{self, Mount};
@@ -513,7 +513,10 @@ pub(crate) fn mounts_py(
     let pid = match pid {
         None => None,
         Some(p) if p.is_instance_of::<PyInt>() => Some(whole::<u32>("pid", p)?.to_string()),
-        Some(p) => Some(p.extract::<String>()?),
+        Some(p) => Some(
+            p.extract::<String>()
+                .map_err(|_| wrong_type("pid", p, "a process id (int) or 'self'"))?,
+        ),
     };
     let table = py.detach(move || mounts::read_mounts(&proc_root, pid.as_deref()))?;
     Ok(table.iter().map(PyMount::from).collect())
