@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 
 use super::usage::{measure, PyDiskUsage};
-use super::{opt_number, size_arg};
+use super::{opt_number, size_arg, Reduced};
 use pyo3::types::PyType;
 
 use crate::error::Error;
@@ -20,13 +20,13 @@ pub struct PyLogBudget {
     usage: Py<PyDiskUsage>,
 }
 
+/// What pickling a [`PyLogBudget`] carries: its fields, the bound by name.
+type BudgetState = (u64, u64, u32, String, String, Py<PyDiskUsage>);
+
 #[pymethods]
 impl PyLogBudget {
     #[classmethod]
-    fn _restore(
-        _cls: &Bound<'_, PyType>,
-        state: (u64, u64, u32, String, String, Py<PyDiskUsage>),
-    ) -> PyResult<Self> {
+    fn _restore(_cls: &Bound<'_, PyType>, state: BudgetState) -> PyResult<Self> {
         let (total_bytes, max_bytes, backup_count, bound, explanation, usage) = state;
         let bound = BudgetBound::from_name(&bound)
             .ok_or_else(|| {
@@ -47,13 +47,7 @@ impl PyLogBudget {
         })
     }
 
-    #[allow(clippy::type_complexity)] // the pickled state, spelled out once
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(
-        Bound<'py, PyAny>,
-        ((u64, u64, u32, String, String, Py<PyDiskUsage>),),
-    )> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (BudgetState,)>> {
         let b = slf.get();
         let state = (
             b.total_bytes,

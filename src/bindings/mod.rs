@@ -189,6 +189,9 @@ impl Bounded for usize {
     const MAX_TEXT: &'static str = "18446744073709551615 (2**64 - 1)";
 }
 
+/// What a `__reduce__` returns: the callable that rebuilds the object, and its arguments.
+pub(crate) type Reduced<'py, A> = (Bound<'py, PyAny>, A);
+
 /// Python's `repr()` of a value, for `__repr__`s that read like Python.
 pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> String {
     value

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyType};
 
-use super::{fs_path, opt_number, py_repr, size_arg, whole, wrong_type};
+use super::{fs_path, opt_number, py_repr, size_arg, whole, wrong_type, Reduced};
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
 use crate::mounts::{self, Mount};
@@ -46,7 +46,7 @@ impl PyLevel {
     }
 
     /// Pickled by name, as `enum` members are: `getattr(Level, 'WARN')`.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyAny>, String))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (Bound<'py, PyAny>, String)>> {
         let getattr = slf.py().import("builtins")?.getattr("getattr")?;
         let name = Level::from(*slf.get()).name().to_uppercase();
         Ok((getattr, (slf.as_any().get_type().into_any(), name)))
@@ -169,7 +169,7 @@ impl PyMount {
         PyMount::from(&mount_from_state(state))
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (MountState,))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (MountState,)>> {
         Ok((slf.getattr("_restore")?, (mount_state(&slf.get().core()),)))
     }
 
@@ -344,7 +344,7 @@ impl PyDiskUsage {
         restored
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (UsageState,))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (UsageState,)>> {
         let this = slf.get();
         let u = &this.usage;
         let figures = (
@@ -404,6 +404,9 @@ impl PyDiskUsage {
     }
 }
 
+/// What pickling a [`PyCheckResult`] carries.
+type CheckState = (PyLevel, Vec<String>, Py<PyDiskUsage>);
+
 /// The outcome of a threshold check.
 #[pyclass(frozen, get_all, name = "CheckResult", module = "diskguard")]
 pub struct PyCheckResult {
@@ -428,9 +431,7 @@ impl PyCheckResult {
         }
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (PyLevel, Vec<String>, Py<PyDiskUsage>))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, CheckState>> {
         let this = slf.get();
         let state = (this.level, this.reasons.clone(), this.usage.clone_ref(slf.py()));
         Ok((slf.getattr("_restore")?, state))
