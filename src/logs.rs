@@ -310,7 +310,7 @@ mod tests {
         assert_eq!((b.max_bytes, b.backup_count), (10 * MIB, 101));
         assert!(within(&b));
         let huge = BudgetConfig {
-            max_file_size: Some(100 * GIB),
+            max_file_size: Some(8 * GIB),
             ..BudgetConfig::default()
         };
         let b = huge.budget(&disk(10 * GIB, 9 * GIB)).expect("budget");
@@ -331,11 +331,31 @@ mod tests {
                         max_file_size: file,
                         ..BudgetConfig::default()
                     };
+                    let file_fits = file.is_none_or(|f| f >= config.min_file_size && f <= total);
+                    if !file_fits || config.min_file_size > total {
+                        assert!(config.budget(&disk(total, avail)).is_err(), "{file:?} on {total}");
+                        continue;
+                    }
                     let b = config.budget(&disk(total, avail)).expect("budget");
                     assert!(within(&b), "{b:?} for total={total} avail={avail}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn rejects_file_sizes_no_filesystem_of_that_size_holds() {
+        let exabyte = BudgetConfig {
+            max_file_size: Some(1 << 60),
+            ..BudgetConfig::default()
+        };
+        let err = exabyte.budget(&disk(252 * GIB, 80 * GIB)).expect_err("1 EiB files on 252 GiB");
+        assert!(err.to_string().contains("larger than the whole filesystem"), "{err}");
+        let below_min = BudgetConfig {
+            max_file_size: Some(1024),
+            ..BudgetConfig::default()
+        };
+        assert!(below_min.validate().is_err());
     }
 
     #[test]
