@@ -75,6 +75,12 @@ def test_sizes_that_mean_bytes_are_accepted() -> None:
         diskguard.parse_size(0.1)
 
 
+@pytest.mark.parametrize('value', [-1, 2**64, True, 1.5, '10', None])
+def test_format_size_refuses_what_is_not_a_byte_count(value: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match='value='):
+        diskguard.format_size(value)
+
+
 def test_defaults_come_from_the_core(tmp_path: Path) -> None:
     assert (DEFAULT_WARN, DEFAULT_CRITICAL) == (0.85, 0.95)
     explicit = diskguard.check(tmp_path, DEFAULT_WARN, DEFAULT_CRITICAL)

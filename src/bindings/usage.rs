@@ -531,6 +531,6 @@ pub(crate) fn parse_size(value: &Bound<'_, PyAny>) -> PyResult<u64> {
 
 /// Formats bytes with IEC units and one decimal: `1.5 GiB`.
 #[pyfunction]
-pub(crate) fn format_size(value: u64) -> String {
-    size::format_size(value)
+pub(crate) fn format_size(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(size::format_size(whole::<u64>("value", value)?))
 }
