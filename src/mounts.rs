@@ -72,7 +72,7 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Read-only when the mount or its superblock says `ro` (node_exporter's rule).
+    /// Read-only when the mount or its superblock says `ro` (`node_exporter`'s rule).
     pub fn read_only(&self) -> bool {
         has_option(&self.mount_options, "ro") || has_option(&self.super_options, "ro")
     }

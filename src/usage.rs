@@ -48,6 +48,7 @@ pub struct FsStats {
 /// `struct statfs` as the kernel and glibc/musl lay it out on 64-bit Linux. The `libc` crate hides
 /// `f_flags` inside its padding, and `ST_RDONLY` from there saves a second system call.
 #[repr(C)]
+#[allow(clippy::struct_field_names)] // the C struct's own field names, so it reads against statfs(2)
 struct RawStatfs {
     f_type: libc::c_long,
     f_bsize: libc::c_long,
@@ -112,7 +113,7 @@ pub struct Inodes {
     pub used: u64,
     /// `f_ffree`.
     pub free: u64,
-    /// `used / (used + free) * 100`, as `df -i` computes IUse%.
+    /// `used / (used + free) * 100`, as `df -i` computes `IUse%`.
     pub percent_used: f64,
 }
 

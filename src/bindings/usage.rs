@@ -420,12 +420,12 @@ impl PyCheckResult {
     #[classmethod]
     fn _restore(
         _cls: &Bound<'_, PyType>,
-        level: PyRef<'_, PyLevel>,
+        level: &Bound<'_, PyLevel>,
         reasons: Vec<String>,
         usage: Py<PyDiskUsage>,
     ) -> Self {
         PyCheckResult {
-            level: *level,
+            level: *level.get(),
             reasons,
             usage,
         }
