@@ -349,8 +349,13 @@ mod tests {
             max_file_size: Some(1 << 60),
             ..BudgetConfig::default()
         };
-        let err = exabyte.budget(&disk(252 * GIB, 80 * GIB)).expect_err("1 EiB files on 252 GiB");
-        assert!(err.to_string().contains("larger than the whole filesystem"), "{err}");
+        let err = exabyte
+            .budget(&disk(252 * GIB, 80 * GIB))
+            .expect_err("1 EiB files on 252 GiB");
+        assert!(
+            err.to_string().contains("larger than the whole filesystem"),
+            "{err}"
+        );
         let below_min = BudgetConfig {
             max_file_size: Some(1024),
             ..BudgetConfig::default()

@@ -64,38 +64,14 @@ impl From<PyLevel> for Level {
 }
 
 /// One entry of the mount table.
-#[pyclass(frozen, get_all, name = "Mount", module = "diskguard")]
+#[pyclass(frozen, name = "Mount", module = "diskguard")]
 pub struct PyMount {
-    mount_id: u64,
-    parent_id: u64,
-    major: u32,
-    minor: u32,
-    root: OsString,
-    mount_point: OsString,
-    fs_type: String,
-    source: OsString,
-    mount_options: String,
-    super_options: String,
-    read_only: bool,
-    is_overlay: bool,
+    mount: Mount,
 }
 
 impl From<&Mount> for PyMount {
     fn from(m: &Mount) -> Self {
-        PyMount {
-            mount_id: m.mount_id,
-            parent_id: m.parent_id,
-            major: m.major,
-            minor: m.minor,
-            root: m.root.clone().into_os_string(),
-            mount_point: m.mount_point.clone().into_os_string(),
-            fs_type: m.fs_type.clone(),
-            source: m.source.clone(),
-            mount_options: m.mount_options.clone(),
-            super_options: m.super_options.clone(),
-            read_only: m.read_only(),
-            is_overlay: m.is_overlay(),
-        }
+        PyMount { mount: m.clone() }
     }
 }
 
@@ -145,23 +121,6 @@ fn mount_from_state(state: MountState) -> Mount {
     }
 }
 
-impl PyMount {
-    fn core(&self) -> Mount {
-        Mount {
-            mount_id: self.mount_id,
-            parent_id: self.parent_id,
-            major: self.major,
-            minor: self.minor,
-            root: self.root.clone().into(),
-            mount_point: self.mount_point.clone().into(),
-            mount_options: self.mount_options.clone(),
-            fs_type: self.fs_type.clone(),
-            source: self.source.clone(),
-            super_options: self.super_options.clone(),
-        }
-    }
-}
-
 #[pymethods]
 impl PyMount {
     #[classmethod]
@@ -170,16 +129,65 @@ impl PyMount {
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (MountState,)>> {
-        Ok((slf.getattr("_restore")?, (mount_state(&slf.get().core()),)))
+        Ok((slf.getattr("_restore")?, (mount_state(&slf.get().mount),)))
+    }
+
+    #[getter]
+    fn mount_id(&self) -> u64 {
+        self.mount.mount_id
+    }
+    #[getter]
+    fn parent_id(&self) -> u64 {
+        self.mount.parent_id
+    }
+    #[getter]
+    fn major(&self) -> u32 {
+        self.mount.major
+    }
+    #[getter]
+    fn minor(&self) -> u32 {
+        self.mount.minor
+    }
+    #[getter]
+    fn root(&self) -> &OsStr {
+        self.mount.root.as_os_str()
+    }
+    #[getter]
+    fn mount_point(&self) -> &OsStr {
+        self.mount.mount_point.as_os_str()
+    }
+    #[getter]
+    fn fs_type(&self) -> &str {
+        &self.mount.fs_type
+    }
+    #[getter]
+    fn source(&self) -> &OsStr {
+        &self.mount.source
+    }
+    #[getter]
+    fn mount_options(&self) -> &str {
+        &self.mount.mount_options
+    }
+    #[getter]
+    fn super_options(&self) -> &str {
+        &self.mount.super_options
+    }
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.mount.read_only()
+    }
+    #[getter]
+    fn is_overlay(&self) -> bool {
+        self.mount.is_overlay()
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Mount(mount_point={}, fs_type={}, source={}, read_only={})",
-            py_repr(py, &self.mount_point),
-            py_repr(py, &self.fs_type),
-            py_repr(py, &self.source),
-            py_repr(py, self.read_only)
+            py_repr(py, self.mount_point()),
+            py_repr(py, self.fs_type()),
+            py_repr(py, self.source()),
+            py_repr(py, self.read_only())
         )
     }
 }
