@@ -47,15 +47,20 @@ pub struct Thresholds {
     pub inode_critical: Option<f64>,
 }
 
+/// The default fraction used at which to warn (bytes and inodes): 85%.
+pub const DEFAULT_WARN: f64 = 0.85;
+/// The default fraction used that is critical (bytes and inodes): 95%.
+pub const DEFAULT_CRITICAL: f64 = 0.95;
+
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            warn: Some(0.85),
-            critical: Some(0.95),
+            warn: Some(DEFAULT_WARN),
+            critical: Some(DEFAULT_CRITICAL),
             warn_free: None,
             min_free: None,
-            inode_warn: Some(0.85),
-            inode_critical: Some(0.95),
+            inode_warn: Some(DEFAULT_WARN),
+            inode_critical: Some(DEFAULT_CRITICAL),
         }
     }
 }

@@ -36,4 +36,5 @@ pub mod size;
 pub mod trend;
 pub mod usage;
 
+#[cfg(feature = "python")]
 mod bindings;

@@ -37,6 +37,13 @@ impl BudgetBound {
             BudgetBound::Floor => "floor",
         }
     }
+
+    /// The bound named `name` (the inverse of [`BudgetBound::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Cap, Self::Fraction, Self::KeepFree, Self::Floor]
+            .into_iter()
+            .find(|b| b.name() == name)
+    }
 }
 
 /// Knobs of the budget; `None` takes journald's default.
@@ -119,6 +126,34 @@ impl BudgetConfig {
                 "expected a positive size such as '64KiB'",
             ));
         }
+        if let Some(max) = self.max_file_size.filter(|&max| max < self.min_file_size) {
+            return Err(Error::invalid(
+                "max_file_size",
+                max,
+                format!("must be at least min_file_size={}", self.min_file_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A file size no filesystem of `size` bytes could hold is a mistake, not a budget.
+    fn check_fits(&self, size: u64) -> Result<()> {
+        let sizes = [
+            ("max_file_size", self.max_file_size),
+            ("min_file_size", Some(self.min_file_size)),
+        ];
+        for (name, value) in sizes {
+            if let Some(value) = value.filter(|&v| v > size) {
+                return Err(Error::invalid(
+                    name,
+                    value,
+                    format!(
+                        "larger than the whole filesystem ({}): expected a file size that fits on it",
+                        format_size(size)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -126,6 +161,7 @@ impl BudgetConfig {
     pub fn budget(&self, usage: &DiskUsage) -> Result<LogBudget> {
         self.validate()?;
         let size = usage.total;
+        self.check_fits(size)?;
         let cap = self.max_use.unwrap_or(4 * GIB);
         let by_fraction = fraction_of(size, self.max_use_fraction);
         let keep_free = self
@@ -274,7 +310,7 @@ mod tests {
         assert_eq!((b.max_bytes, b.backup_count), (10 * MIB, 101));
         assert!(within(&b));
         let huge = BudgetConfig {
-            max_file_size: Some(100 * GIB),
+            max_file_size: Some(8 * GIB),
             ..BudgetConfig::default()
         };
         let b = huge.budget(&disk(10 * GIB, 9 * GIB)).expect("budget");
@@ -295,11 +331,36 @@ mod tests {
                         max_file_size: file,
                         ..BudgetConfig::default()
                     };
+                    let file_fits = file.is_none_or(|f| f >= config.min_file_size && f <= total);
+                    if !file_fits || config.min_file_size > total {
+                        assert!(config.budget(&disk(total, avail)).is_err(), "{file:?} on {total}");
+                        continue;
+                    }
                     let b = config.budget(&disk(total, avail)).expect("budget");
                     assert!(within(&b), "{b:?} for total={total} avail={avail}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn rejects_file_sizes_no_filesystem_of_that_size_holds() {
+        let exabyte = BudgetConfig {
+            max_file_size: Some(1 << 60),
+            ..BudgetConfig::default()
+        };
+        let err = exabyte
+            .budget(&disk(252 * GIB, 80 * GIB))
+            .expect_err("1 EiB files on 252 GiB");
+        assert!(
+            err.to_string().contains("larger than the whole filesystem"),
+            "{err}"
+        );
+        let below_min = BudgetConfig {
+            max_file_size: Some(1024),
+            ..BudgetConfig::default()
+        };
+        assert!(below_min.validate().is_err());
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Read-only when the mount or its superblock says `ro` (node_exporter's rule).
+    /// Read-only when the mount or its superblock says `ro` (`node_exporter`'s rule).
     pub fn read_only(&self) -> bool {
         has_option(&self.mount_options, "ro") || has_option(&self.super_options, "ro")
     }
@@ -194,12 +194,53 @@ pub fn read_mounts(proc_root: &Path, pid: Option<&str>) -> Result<Vec<Mount>> {
     let candidates = mountinfo_path(proc_root, pid);
     let mut last_error = None;
     for file in &candidates {
-        match std::fs::read(file) {
+        match read_table(file) {
             Ok(content) => return Ok(parse_mountinfo(&content)),
-            Err(source) => last_error = Some(Error::os("read", file, source)),
+            Err(err @ Error::InvalidArgument { .. }) => return Err(err),
+            Err(err) => last_error = Some(err),
         }
     }
     Err(last_error.unwrap_or_else(|| Error::invalid("proc_root", proc_root.display(), "no mountinfo")))
+}
+
+/// The most a mount table may hold: a host with 10,000 mounts has about 1.5 MiB of mountinfo.
+const MAX_MOUNTINFO_BYTES: u64 = 64 << 20;
+
+/// Reads a mountinfo file, refusing anything that is not a regular file (procfs files are: a FIFO
+/// would block forever, `/dev/zero` never ends) and anything larger than [`MAX_MOUNTINFO_BYTES`].
+fn read_table(file: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        // Opening a FIFO for reading blocks until a writer appears; non-blocking returns at once.
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(file)
+        .map_err(|source| Error::os("open", file, source))?;
+    let meta = handle
+        .metadata()
+        .map_err(|source| Error::os("fstat", file, source))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::invalid(
+            "proc_root",
+            crate::error::show_path(file),
+            "expected a proc filesystem whose mountinfo is a regular file",
+        ));
+    }
+    let mut content = Vec::new();
+    handle
+        .take(MAX_MOUNTINFO_BYTES + 1)
+        .read_to_end(&mut content)
+        .map_err(|source| Error::os("read", file, source))?;
+    if content.len() as u64 > MAX_MOUNTINFO_BYTES {
+        return Err(Error::invalid(
+            "proc_root",
+            crate::error::show_path(file),
+            format!("a mount table larger than {MAX_MOUNTINFO_BYTES} bytes is not a mountinfo file"),
+        ));
+    }
+    Ok(content)
 }
 
 /// True when `prefix` is `path` or one of its ancestors, compared by whole components.

@@ -9,6 +9,22 @@ use crate::error::{Error, Result};
 pub const SIZE_RULE: &str =
     "expected a non-negative byte count: an int, or a string such as '20GiB', '500MB', '1.5T' or '4096'";
 
+/// A byte count given as a float: finite, non-negative and whole (`1e9` is a billion bytes).
+/// A fraction such as `0.1` is refused: as a size it would mean 0 bytes, which is never what was
+/// meant (fractions of the filesystem belong to the arguments that take fractions).
+pub fn bytes_from_float(name: &'static str, value: f64) -> Result<u64> {
+    // 2**64 is exactly representable; anything at or above it does not fit a u64.
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 18_446_744_073_709_551_616.0 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range and wholeness checked
+        return Ok(value as u64);
+    }
+    Err(Error::invalid(
+        name,
+        value,
+        format!("{SIZE_RULE}; a float must be a whole number of bytes (fractions are not sizes)"),
+    ))
+}
+
 /// Parses a human size into bytes. `name` is the argument's name, used in the error.
 pub fn parse_size(name: &'static str, text: &str) -> Result<u64> {
     let bad = || Error::invalid(name, format!("'{}'", text.escape_debug()), SIZE_RULE);
@@ -38,6 +54,10 @@ pub fn parse_size(name: &'static str, text: &str) -> Result<u64> {
         } else {
             fraction[..digits].parse().map_err(|_| bad())?
         };
+        // "0.5" or "1.5B" is half a byte: a fraction typed where a size was meant, not a size.
+        if multiplier == 1 && fraction_value != 0 {
+            return Err(bad());
+        }
         let scale = 10u128.pow(u32::try_from(digits).map_err(|_| bad())?);
         whole
             .checked_mul(multiplier)

@@ -9,6 +9,7 @@
 //! and a `realpath`, several times the `statfs` itself, so [`DiskUsage`] carries only the numbers and
 //! callers resolve the mount with [`crate::mounts::mount_of`] when they need it.
 
+use std::ffi::OsString;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
@@ -18,6 +19,7 @@ use nix::libc;
 use nix::NixPath;
 
 use crate::error::{show_path, Error, Result};
+use crate::mounts::Mount;
 
 /// `statfs` magic of overlayfs, the union filesystem of Docker and containerd roots.
 pub const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
@@ -46,6 +48,7 @@ pub struct FsStats {
 /// `struct statfs` as the kernel and glibc/musl lay it out on 64-bit Linux. The `libc` crate hides
 /// `f_flags` inside its padding, and `ST_RDONLY` from there saves a second system call.
 #[repr(C)]
+#[allow(clippy::struct_field_names)] // the C struct's own field names, so it reads against statfs(2)
 struct RawStatfs {
     f_type: libc::c_long,
     f_bsize: libc::c_long,
@@ -110,7 +113,7 @@ pub struct Inodes {
     pub used: u64,
     /// `f_ffree`.
     pub free: u64,
-    /// `used / (used + free) * 100`, as `df -i` computes IUse%.
+    /// `used / (used + free) * 100`, as `df -i` computes `IUse%`.
     pub percent_used: f64,
 }
 
@@ -182,6 +185,25 @@ impl DiskUsage {
     /// `statfs` says this is overlayfs (a container root reporting the host's partition).
     pub fn is_overlay_magic(&self) -> bool {
         self.fs_magic == OVERLAYFS_MAGIC
+    }
+
+    /// The filesystem type: the mount table's name when the mount is known, else a name for the
+    /// `statfs` magic number, else the number in hex.
+    pub fn fs_type(&self, mount: Option<&Mount>) -> String {
+        match mount {
+            Some(m) if !m.fs_type.is_empty() => m.fs_type.clone(),
+            _ => magic_name(self.fs_magic).map_or_else(|| format!("{:#x}", self.fs_magic), str::to_owned),
+        }
+    }
+
+    /// The mounted device (the mount table's source), when the mount is known and names one.
+    pub fn device(mount: Option<&Mount>) -> Option<OsString> {
+        mount.filter(|m| !m.source.is_empty()).map(|m| m.source.clone())
+    }
+
+    /// An overlay root, by `statfs` magic or by the mount table.
+    pub fn is_overlay(&self, mount: Option<&Mount>) -> bool {
+        self.is_overlay_magic() || mount.is_some_and(Mount::is_overlay)
     }
 }
 

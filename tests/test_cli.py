@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ def test_default_job_reports_the_current_directory(tmpfs: Path) -> None:
 def test_status_json_matches_the_api(tmpfs: Path) -> None:
     (tmpfs / 'x').write_bytes(b'\0' * (31 * 512 * 1024))  # 15.5 of 16 MiB: 97%
     done = run('status', '--json', str(tmpfs / 'not-yet'))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 2, 'exits with the Nagios code of CRITICAL'
+    assert not done.stderr
     report = json.loads(done.stdout)
     u = diskguard.usage(tmpfs)
     assert report['total'] == u.total and report['avail'] == u.avail and report['used'] == u.used
@@ -54,5 +56,44 @@ def test_mounts_lists_real_mounts(tmpfs: Path) -> None:
 
 def test_bad_threshold_is_a_clear_error() -> None:
     done = run('status', '--warn', '2')
-    assert done.returncode == 1
-    assert done.stderr.startswith('diskguard: warn=2: expected a fraction in (0, 1]')
+    assert done.returncode == 2
+    assert done.stderr.startswith('diskguard: error: warn=2: expected a fraction in (0, 1]')
+    assert len(done.stderr.splitlines()) == 1 and 'Traceback' not in done.stderr
+
+
+def test_status_exits_with_the_worst_level(tmpfs: Path) -> None:
+    assert run('status', str(tmpfs)).returncode == 0
+    (tmpfs / 'x').write_bytes(b'\0' * (14 * 1024 * 1024))  # 14 of 16 MiB: about 88%, past warn 85%
+    warned = run('status', str(tmpfs))
+    assert warned.returncode == 1, warned.stdout
+    assert 'status      WARN' in warned.stdout
+    (tmpfs / 'y').write_bytes(b'\0' * (1536 * 1024))  # past critical 95%
+    assert run('status', str(tmpfs), '/').returncode == 2, 'the worst of several paths counts'
+
+
+def test_errors_are_one_line_with_usage_or_unknown_codes(tmp_path: Path) -> None:
+    bad_size = run('status', '--min-free', '0.5', str(tmp_path))
+    assert bad_size.returncode == 2
+    assert bad_size.stderr.startswith("diskguard: error: min_free='0.5': expected a non-negative byte count")
+    loop = tmp_path / 'loop'
+    loop.symlink_to('loop')  # statfs fails with ELOOP: the state cannot be known
+    failed = run('status', str(loop))
+    assert failed.returncode == 3, failed.stderr
+    assert failed.stderr.startswith('diskguard: error: [Errno 40] ') and str(loop) in failed.stderr
+    assert len(failed.stderr.splitlines()) == 1
+    fifo_proc = tmp_path / 'proc'
+    (fifo_proc / 'self').mkdir(parents=True)
+    os.mkfifo(fifo_proc / 'self' / 'mountinfo')
+    fifo = run('mounts', '--proc-root', str(fifo_proc), '--pid', 'self')
+    assert fifo.returncode == 2, fifo.stderr
+    assert 'proc_root=' in fifo.stderr and 'regular file' in fifo.stderr
+
+
+def test_names_that_are_not_utf8_are_printed_not_fatal(tmp_path: Path) -> None:
+    odd = os.fsencode(tmp_path) + b'/caf\xe9'
+    os.mkdir(odd)
+    done = subprocess.run(
+        [sys.executable, '-m', 'diskguard', 'status', odd], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert b'caf\xe9' in done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import logging
 import logging.handlers
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import diskguard
 import pytest
+from conftest import QUOTA_LIMIT
 from diskguard import DiskSpaceWarning
 from diskguard.logging import RotatingFileHandler
 
@@ -31,6 +33,11 @@ class Log:
     def many(self, count: int, msg: str, *args: object) -> None:
         for i in range(count):
             self.info(msg, i, *args)
+
+    def random(self, count: int, nbytes: int) -> None:
+        """``rec-<i>-<random hex>-END`` records, each different, so gzip cannot shrink them much."""
+        for i in range(count):
+            self.info('rec-%d-%s-END', i, os.urandom(nbytes).hex())
 
 
 @pytest.fixture
@@ -112,9 +119,14 @@ def test_full_disk_never_raises_counts_drops_and_resumes(
     filler.unlink()
     log.info('rec-%d-%s-END', sent, 'after')
     handler.flush()
-    lines = log_file.read_text().splitlines()
-    assert lines[-2] == f'{handler.dropped} log record(s) were dropped while the disk was full'
+    text = log_file.read_text()
+    lines = text.splitlines()
+    assert re.fullmatch(r'\d+ log record\(s\) were dropped while the disk was full', lines[-2])
     assert lines[-1] == f'rec-{sent}-after-END'
+    # Cutting off a record the disk cut short can leave room for a notice mid-episode: every drop
+    # is reported once, whatever the number of notices.
+    notices = re.findall(r'^(\d+) log record\(s\) were dropped', text, re.MULTILINE)
+    assert sum(map(int, notices)) == handler.dropped
     assert handler.dropped == sent - len(written), 'nothing more lost after space returned'
 
 
@@ -189,3 +201,103 @@ def test_is_a_drop_in_subclass(tmp_path: Path) -> None:
     assert isinstance(handler, logging.handlers.RotatingFileHandler)
     assert (handler.maxBytes, handler.backupCount) == (1000, 2)
     handler.close()
+
+
+@pytest.mark.parametrize('compress', [False, True], ids=['plain', 'gzip'])
+def test_own_rotated_files_filling_the_disk_are_vacuumed_before_a_record_is_dropped(
+    tmpfs: Path, handlers: list[logging.Handler], compress: bool
+) -> None:
+    # Twenty 2 MiB files (about 1 MiB each gzipped) are more than the 16 MiB disk holds: without
+    # vacuuming, every record after the disk fills would be dropped forever.
+    handler = RotatingFileHandler(
+        tmpfs / 'run.log', maxBytes=2 * MiB, backupCount=20, retry_interval=0, compress=compress
+    )
+    handlers.append(handler)
+    log = Log(handler)
+    with pytest.warns(DiskSpaceWarning, match=r'oldest rotated log .*run\.log\.\d+(\.gz)? was deleted'):
+        log.random(40_000, 500)  # about 40 MiB, random so gzip cannot make it fit
+    assert handler.dropped == 0
+    assert handler.vacuumed and all(name.startswith(str(tmpfs / 'run.log.')) for name in handler.vacuumed)
+    assert all(name.endswith('.gz') == compress for name in handler.vacuumed)
+    assert len(handler.rotated_files()) < 20
+    newest = complete_records(tmpfs / 'run.log')
+    assert newest[-1] == 39_999 and newest == list(range(newest[0], 40_000)), 'nothing lost, no fragment'
+    assert (tmpfs / 'run.log').read_text().endswith('-END\n')
+
+
+def test_a_full_disk_with_nothing_left_to_vacuum_still_drops_and_warns(
+    tmpfs: Path, handlers: list[logging.Handler]
+) -> None:
+    handler = RotatingFileHandler(tmpfs / 'run.log', maxBytes=64 * MiB, backupCount=3, retry_interval=0)
+    handlers.append(handler)
+    (tmpfs / 'not-ours').write_bytes(b'\0' * (16 * MiB - 64 * 1024))
+    with pytest.warns(DiskSpaceWarning, match='the disk is full'):
+        Log(handler).many(2000, 'rec-%d-%s-END', 'q' * 100)
+    assert handler.dropped > 0 and handler.vacuumed == []
+    assert (tmpfs / 'not-ours').exists(), 'only its own rotated files are ever deleted'
+
+
+BAD_ARGUMENTS = [
+    ({'maxBytes': True}, TypeError, 'maxBytes=True: expected a whole byte count >= 0'),
+    ({'maxBytes': -1}, ValueError, 'maxBytes=-1: expected a whole byte count'),
+    ({'maxBytes': float('nan')}, ValueError, 'maxBytes=nan'),
+    ({'maxBytes': float('inf')}, ValueError, 'maxBytes=inf'),
+    ({'maxBytes': '1MiB'}, TypeError, "maxBytes='1MiB'"),
+    ({'backupCount': 1.5}, TypeError, 'backupCount=1.5: expected a whole number >= 0, got float'),
+    ({'backupCount': False}, TypeError, 'backupCount=False'),
+    ({'backupCount': -2}, ValueError, 'backupCount=-2'),
+    ({'max_total_bytes': float('nan')}, ValueError, 'max_total_bytes=nan'),
+    ({'max_total_bytes': -1}, ValueError, 'max_total_bytes=-1'),
+    ({'max_total_bytes': True}, TypeError, 'max_total_bytes=True'),
+    ({'max_total_bytes': '1GiB'}, TypeError, "max_total_bytes='1GiB'"),
+    ({'retry_interval': float('nan')}, ValueError, 'retry_interval=nan: expected finite seconds >= 0'),
+    ({'retry_interval': float('inf')}, ValueError, 'retry_interval=inf'),
+    ({'retry_interval': -1}, ValueError, 'retry_interval=-1'),
+    ({'retry_interval': True}, TypeError, 'retry_interval=True'),
+    ({'compress': 'yes'}, TypeError, "compress='yes': expected True or False"),
+    ({'delay': 1}, TypeError, 'delay=1: expected True or False'),
+    ({'mode': 'r'}, ValueError, "mode='r': expected 'a' or 'w'"),
+    ({'encoding': 8}, TypeError, 'encoding=8: expected a str or None'),
+    ({'filename': 3}, TypeError, 'filename=3: expected str or os.PathLike'),
+]
+
+
+@pytest.mark.parametrize(('override', 'error', 'message'), BAD_ARGUMENTS, ids=lambda v: repr(v)[:30])
+def test_arguments_are_checked_before_the_log_is_opened(
+    tmp_path: Path, override: dict[str, object], error: type, message: str
+) -> None:
+    arguments: dict[str, object] = {'filename': tmp_path / 'x.log', 'maxBytes': 1024, 'backupCount': 2}
+    arguments.update(override)
+    with pytest.raises(error, match=re.escape(message)):
+        RotatingFileHandler(**arguments)  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == [], 'nothing was opened'
+
+
+def test_nan_total_no_longer_deletes_every_rotated_log(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match='max_total_bytes=nan'):
+        RotatingFileHandler(tmp_path / 'x.log', maxBytes=10, backupCount=3, max_total_bytes=float('nan'))
+    handler = RotatingFileHandler(tmp_path / 'y.log', maxBytes=1e3, backupCount=3, max_total_bytes=1e6)
+    try:
+        Log(handler).many(50, '%d %s', 'w' * 100)
+        assert len(handler.rotated_files()) == 3, 'float byte counts work as the standard library takes them'
+    finally:
+        handler.close()
+
+
+def test_quota_exceeded_is_a_full_disk_too(btrfs_quota: Path, handlers: list[logging.Handler]) -> None:
+    handler = RotatingFileHandler(btrfs_quota / 'q.log', maxBytes=4 * MiB, backupCount=30, retry_interval=0)
+    handlers.append(handler)
+    assert diskguard.usage(btrfs_quota).avail > 120 * MiB, 'statvfs shows room for all 30 files'
+    with pytest.warns(DiskSpaceWarning, match='oldest rotated log'):
+        Log(handler).many(100_000, 'rec-%d-%s-END', 'e' * 1000)  # 100 MiB against a 64 MiB quota
+    assert handler.dropped == 0 and handler.vacuumed
+    assert complete_records(btrfs_quota / 'q.log')[-1] == 99_999
+
+    for name in handler.rotated_files():
+        os.remove(name)
+    with pytest.raises(OSError) as refused:
+        (btrfs_quota / 'not-ours').write_bytes(b'\0' * QUOTA_LIMIT)  # another writer takes the rest
+    assert refused.value.errno == errno.EDQUOT
+    with pytest.warns(DiskSpaceWarning, match=r'the disk is full \(\[Errno 122\] Disk quota exceeded'):
+        Log(handler).many(5000, 'rec-%d-%s-END', 'f' * 1000)
+    assert handler.dropped > 0

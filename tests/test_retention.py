@@ -390,10 +390,10 @@ def test_cli_prune_dry_run_and_apply(tmp_path: Path) -> None:
     assert [r['outcome'] for r in report['results']] == ['deleted'] * 3
     assert os.listdir(tmp_path) == ['epoch=4-step=40-val_loss=0.25.ckpt']
     bad = run('--keep-best', '2')
-    assert bad.returncode == 1 and '--keep-best needs --metric' in bad.stderr
+    assert bad.returncode == 2 and '--keep-best needs --metric' in bad.stderr
     torch_file(tmp_path / 'epoch=5-step=50-val_loss=0.20.ckpt', mtime=NOW)
     bare = run()
-    assert bare.returncode == 1 and 'give at least one of --keep-last' in bare.stderr
+    assert bare.returncode == 2 and 'give at least one of --keep-last' in bare.stderr
     assert len(os.listdir(tmp_path)) == 2, 'no rule given: nothing deleted'
     assert run('--dry-run').returncode == 0
 

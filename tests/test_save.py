@@ -11,6 +11,8 @@ import errno
 import io
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +20,14 @@ from typing import Any
 
 import diskguard
 import pytest
-import torch
-from conftest import QUOTA_LIMIT, mounted_tmpfs
+from conftest import QUOTA_LIMIT, as_user, mounted_tmpfs
 from diskguard import DiskFullError, InsufficientSpaceError
 from diskguard.saving import estimate_size
+
+# CI runs these on the interpreter that has torch (the test extra) and deselects them elsewhere
+# with -m 'not torch', where the import below must not break collection.
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip('torch', reason='the save tests need torch: pip install -e .[test]')
 
 MiB = 1024 * 1024
 CHECKPOINT_FLOATS = 750_000  # 3.0 MB of float32: a 10 MiB disk holds three
@@ -334,6 +340,8 @@ def test_latest_complete_bad_arguments(tmp_path: Path) -> None:
         diskguard.latest_complete(tmp_path, patterns='*.npz')  # type: ignore[arg-type]
     with pytest.raises(TypeError, match='patterns=3: expected glob strings'):
         diskguard.latest_complete(tmp_path, patterns=['*.pt', 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match='directory=5: expected str, bytes or os.PathLike, got int'):
+        diskguard.latest_complete(5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="directory='': expected a non-empty path"):
         diskguard.latest_complete('')
     with pytest.raises(FileNotFoundError):
@@ -341,3 +349,79 @@ def test_latest_complete_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / 'f').write_text('x')
     with pytest.raises(NotADirectoryError):
         diskguard.latest_complete(tmp_path / 'f')
+
+
+def test_import_diskguard_does_not_import_torch() -> None:
+    code = 'import sys, diskguard; diskguard.save; print("torch" in sys.modules)'
+    done = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True)
+    assert done.stdout.strip() == 'False'
+
+
+KILLED_MID_SAVE = """
+import sys, time, torch, diskguard
+
+class Stall:
+    def __reduce__(self):
+        print('writing', flush=True)
+        time.sleep(60)
+        return (dict, ())
+
+diskguard.save({'w': torch.ones(1000), 'stall': Stall()}, sys.argv[1])
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_save_killed_midway_leaves_a_temp_file_that_resume_and_orphans_recognise(tmp_path: Path) -> None:
+    diskguard.save(state(1, 100), tmp_path / 'last.pt')
+    writer = subprocess.Popen(
+        [sys.executable, '-c', KILLED_MID_SAVE, str(tmp_path / 'last.pt')], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == 'writing'
+    finally:
+        writer.kill()
+        writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()
+    (temp,) = leftovers(tmp_path)
+    assert temp.startswith('.diskguard-last.pt.') and temp.endswith('.tmp')
+    assert loads_as(tmp_path / 'last.pt', 1), 'SIGKILL mid-save: the old checkpoint is whole'
+    assert diskguard.latest_complete(tmp_path) == str(tmp_path / 'last.pt')
+    orphans = diskguard.find_orphans(tmp_path, include_temp_dir=False, min_age=0)
+    assert [Path(o.path).name for o in orphans] == [temp]
+    diskguard.remove_orphans(orphans)
+    assert sorted(os.listdir(tmp_path)) == ['last.pt']
+
+
+def test_no_inode_left_is_a_full_disk_and_the_target_is_named(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / 'few', size='4m', nr_inodes=8) as disk:
+        diskguard.save(state(0, 100), disk / 'first.pt')
+        with pytest.raises(OSError) as no_inode:
+            for i in range(10):
+                (disk / f'f{i}').touch()
+        assert no_inode.value.errno == errno.ENOSPC
+        with pytest.raises(DiskFullError) as caught:
+            diskguard.save(state(1, 100), disk / 'first.pt')
+        assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(disk / 'first.pt')
+        assert 'nothing was written' in str(caught.value)
+        assert loads_as(disk / 'first.pt', 0)
+
+
+def test_an_unwritable_directory_names_the_target(open_dir: Path) -> None:
+    locked = open_dir / 'root-only'
+    locked.mkdir(mode=0o755)
+    with as_user(), pytest.raises(PermissionError) as caught:
+        diskguard.save({'w': torch.ones(2)}, locked / 'x.pt')
+    assert caught.value.filename == str(locked / 'x.pt')
+    assert f'creating a file in {locked}' in str(caught.value)
+    assert os.listdir(locked) == []
+
+
+def test_a_name_too_long_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OSError) as caught:
+        diskguard.save({'w': torch.ones(2)}, tmp_path / ('x' * 300 + '.pt'))
+    assert caught.value.errno == errno.ENAMETOOLONG
+    assert os.listdir(tmp_path) == []
+    longest = tmp_path / ('y' * 252 + '.pt')  # 255 bytes: the temp name is shortened, the target not
+    diskguard.save(state(2, 10), longest)
+    assert loads_as(longest, 2) and os.listdir(tmp_path) == [longest.name]

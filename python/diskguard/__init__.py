@@ -19,6 +19,8 @@ import warnings
 from typing import TypeAlias
 
 from ._diskguard import (
+    DEFAULT_CRITICAL,
+    DEFAULT_WARN,
     CheckResult,
     DirectoryBusyError,
     DiskGuardError,
@@ -64,6 +66,8 @@ from .retention import (
 from .saving import save
 
 __all__ = [
+    'DEFAULT_CRITICAL',
+    'DEFAULT_WARN',
     'CheckResult',
     'DirectoryBusyError',
     'DiskFullError',
@@ -118,13 +122,13 @@ Size: TypeAlias = 'int | float | str'
 
 def check(
     path: StrPath,
-    warn: float | None = 0.85,
-    critical: float | None = 0.95,
+    warn: float | None = DEFAULT_WARN,
+    critical: float | None = DEFAULT_CRITICAL,
     *,
     min_free: Size | None = None,
     warn_free: Size | None = None,
-    inode_warn: float | None = 0.85,
-    inode_critical: float | None = 0.95,
+    inode_warn: float | None = DEFAULT_WARN,
+    inode_critical: float | None = DEFAULT_CRITICAL,
     emit_warning: bool = False,
     raise_on_critical: bool = False,
 ) -> CheckResult:
@@ -149,15 +153,7 @@ def check(
         OSError: The filesystem could not be queried (``FileNotFoundError``, ``PermissionError``...).
         DiskSpaceCriticalError: With ``raise_on_critical``, when the level is critical.
     """
-    result = _check(
-        path,
-        warn,
-        critical,
-        min_free=min_free,
-        warn_free=warn_free,
-        inode_warn=inode_warn,
-        inode_critical=inode_critical,
-    )
+    result = _check(path, warn, critical, min_free, warn_free, inode_warn, inode_critical)
     if result.level != Level.OK:
         if raise_on_critical and result.level == Level.CRITICAL:
             raise DiskSpaceCriticalError(result)

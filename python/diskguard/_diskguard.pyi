@@ -5,6 +5,8 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, TypeAlias, final
 
 __all__ = [
+    'DEFAULT_CRITICAL',
+    'DEFAULT_WARN',
     'CheckResult',
     'DirectoryBusyError',
     'DiskGuardError',
@@ -37,6 +39,10 @@ __all__ = [
 ]
 
 __version__: str
+DEFAULT_WARN: float
+"""The default fraction used at which to warn (bytes and inodes)."""
+DEFAULT_CRITICAL: float
+"""The default fraction used that is critical (bytes and inodes)."""
 
 _StrPath: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 _Size: TypeAlias = int | float | str
@@ -464,15 +470,15 @@ def usage(path: _StrPath) -> DiskUsage:
 
 def check(
     path: _StrPath,
-    warn: float | None = 0.85,
-    critical: float | None = 0.95,
-    *,
-    min_free: _Size | None = None,
-    warn_free: _Size | None = None,
-    inode_warn: float | None = 0.85,
-    inode_critical: float | None = 0.95,
+    warn: float | None,
+    critical: float | None,
+    min_free: _Size | None,
+    warn_free: _Size | None,
+    inode_warn: float | None,
+    inode_critical: float | None,
 ) -> CheckResult:
-    """Grade the filesystem under ``path``; ``diskguard.check`` adds warning and raising options."""
+    """Grade the filesystem under ``path``; ``diskguard.check`` supplies the defaults and adds warning
+    and raising options. ``None`` switches a threshold off."""
 
 def mounts(proc_root: _StrPath | None = '/proc', pid: int | str | None = None) -> list[Mount]:
     """The mount table.

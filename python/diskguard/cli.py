@@ -8,11 +8,15 @@ training demo (needs torch).
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from . import (
+    DEFAULT_CRITICAL,
+    DEFAULT_WARN,
     CheckResult,
     KeepBest,
     KeepEvery,
@@ -82,7 +86,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(f'diskguard {__version__}')
         print('\n\n'.join('\n'.join(_status_lines(r)) for r in results))
-    return 0
+    return max(int(r.level) for r in results)
 
 
 def _mounts(args: argparse.Namespace) -> int:
@@ -171,13 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser('status', help='report usage and threshold status of paths')
     status.add_argument('paths', nargs='*', metavar='PATH', help='paths to report on (default: .)')
     status.add_argument(
-        '--warn', type=float, default=0.85, help='fraction of space or inodes used that warns (0.85)'
+        '--warn',
+        type=float,
+        default=DEFAULT_WARN,
+        help=f'fraction of space or inodes used that warns ({DEFAULT_WARN})',
     )
     status.add_argument(
         '--critical',
         type=float,
-        default=0.95,
-        help='fraction of space or inodes used that is critical (0.95)',
+        default=DEFAULT_CRITICAL,
+        help=f'fraction of space or inodes used that is critical ({DEFAULT_CRITICAL})',
     )
     status.add_argument('--min-free', default=None, help='critical below this much available, e.g. 20GiB')
     status.add_argument('--json', action='store_true', help='machine-readable output')
@@ -211,8 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code for a command line or argument that is wrong (as argparse uses).
+EXIT_USAGE = 2
+#: Exit code when the state could not be determined (Nagios' UNKNOWN).
+EXIT_UNKNOWN = 3
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``diskguard`` console script; returns the exit code."""
+    """Entry point of the ``diskguard`` console script; returns the exit code.
+
+    ``status`` exits with the worst level's Nagios code (0 ok, 1 warn, 2 critical). A wrong argument
+    prints one line and exits 2; a failure to measure (an OS error, another process holding a lock)
+    prints one line and exits 3. Set ``DISKGUARD_DEBUG=1`` to see the traceback instead.
+    """
+    # Paths are bytes on Linux: print names that are not UTF-8 as the bytes they are, like ls(1),
+    # instead of dying halfway through a report.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors='surrogateescape')
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -223,9 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`diskguard mounts | head`); nothing left to say.
         sys.stderr.close()
         return 0
-    except (OSError, ValueError) as err:
-        print(f'diskguard: {err}', file=sys.stderr)
-        return 1
+    except Exception as err:
+        if os.environ.get('DISKGUARD_DEBUG'):
+            raise
+        code = EXIT_USAGE if isinstance(err, ValueError | TypeError) else EXIT_UNKNOWN
+        print(f'diskguard: error: {_one_line(err)}', file=sys.stderr)
+        return code
+
+
+def _one_line(err: BaseException) -> str:
+    text = ' '.join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, ValueError | TypeError | OSError) else f'{type(err).__name__}: {text}'
 
 
 if __name__ == '__main__':  # pragma: no cover

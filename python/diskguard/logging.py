@@ -6,7 +6,9 @@
   caller and never prints a traceback per record. The record is counted in :attr:`dropped`, a
   :class:`~diskguard.DiskSpaceWarning` is issued once, writes pause for ``retry_interval`` seconds,
   and logging resumes by itself when space returns, first writing a line that says how many records
-  were lost.
+  were lost. When the handler's own rotated files are what filled the disk (it was configured with
+  more than the disk holds), it first deletes its oldest rotated file and writes the record, as
+  journald vacuums its own archives before it drops anything.
 - ``compress=True`` gzips rotated files; ``max_total_bytes`` bounds the footprint of the live file and
   every rotated one (compressed sizes counted), deleting the oldest rotated files at rotation.
 - Configured to grow without bound (``maxBytes`` or ``backupCount`` of 0, where the standard library
@@ -21,13 +23,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import locale
 import logging
 import logging.handlers
+import math
 import os
 import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +42,48 @@ from .errors import DiskSpaceWarning
 __all__ = ['RotatingFileHandler']
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How far back a record cut short by a full disk is looked for (longer records stay as written).
+PARTIAL_LINE_LOOKBACK = 1024 * 1024
 
 
 def _is_disk_full(err: BaseException | None) -> bool:
     return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+
+
+def _is_byte_count(value: float) -> bool:
+    # A float is accepted as the standard library accepts it (maxBytes=1e6), if it is a whole number.
+    return math.isfinite(value) and value >= 0 and float(value).is_integer()
+
+
+_NONE = type(None)
+# Constructor argument -> (accepted types, rule for the value or None, what is allowed).
+ARGUMENT_RULES: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = {
+    'mode': ((str,), lambda v: v in ('a', 'w'), "'a' or 'w'"),
+    'encoding': ((str, _NONE), None, 'a str or None'),
+    'errors': ((str, _NONE), None, 'a str or None'),
+    'delay': ((bool,), None, 'True or False'),
+    'compress': ((bool,), None, 'True or False'),
+    'backupCount': ((int,), lambda v: v >= 0, 'a whole number >= 0'),
+    'maxBytes': ((int, float), _is_byte_count, 'a whole byte count >= 0 (0: never rotate)'),
+    'max_total_bytes': (
+        (int, float, _NONE),
+        lambda v: v is None or _is_byte_count(v),
+        'a whole byte count >= 0, or None for no bound beyond backupCount',
+    ),
+    'retry_interval': ((int, float), lambda v: math.isfinite(v) and v >= 0, 'finite seconds >= 0'),
+}
+
+
+def _check_arguments(filename: object, **values: Any) -> None:
+    """Checks every constructor argument before anything is opened; errors name the argument."""
+    if not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(f'filename={filename!r}: expected str or os.PathLike, got {type(filename).__name__}')
+    for name, (types, rule, allowed) in ARGUMENT_RULES.items():
+        value = values[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise TypeError(f'{name}={value!r}: expected {allowed}, got {type(value).__name__}')
+        if rule is not None and not rule(value):
+            raise ValueError(f'{name}={value!r}: expected {allowed}')
 
 
 def _gzip_rotator(source: str, dest: str) -> None:
@@ -76,9 +119,13 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
             deleted at rotation until the total fits. ``None``: only ``backupCount`` bounds it.
         retry_interval: seconds to drop records without touching the disk after a disk-full error.
 
+    Every argument is checked before the log file is opened: a ``bool``, NaN, infinity, a negative
+    number or a wrong type raises ``TypeError``/``ValueError`` naming the argument and what is allowed.
+
     Attributes:
         dropped: records lost because the disk was full (they are also reported in the log itself
             once writing resumes).
+        vacuumed: rotated files this handler deleted to make room for a record, oldest first.
     """
 
     def __init__(
@@ -95,11 +142,19 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         max_total_bytes: int | None = None,
         retry_interval: float = 1.0,
     ) -> None:
+        _check_arguments(
+            filename,
+            mode=mode,
+            maxBytes=maxBytes,
+            backupCount=backupCount,
+            encoding=encoding,
+            delay=delay,
+            errors=errors,
+            compress=compress,
+            max_total_bytes=max_total_bytes,
+            retry_interval=retry_interval,
+        )
         super().__init__(filename, mode, maxBytes, backupCount, encoding, delay, errors)
-        if retry_interval < 0:
-            raise ValueError(f'retry_interval={retry_interval!r}: expected seconds >= 0')
-        if max_total_bytes is not None and max_total_bytes < 0:
-            raise ValueError(f'max_total_bytes={max_total_bytes!r}: expected bytes >= 0, or None')
         if maxBytes <= 0 or backupCount <= 0:
             warnings.warn(
                 f'{self.baseFilename}: maxBytes={maxBytes}, backupCount={backupCount} never rotates, '
@@ -115,6 +170,7 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         self.max_total_bytes = max_total_bytes
         self.retry_interval = retry_interval
         self.dropped = 0
+        self.vacuumed: list[str] = []
         self.budget: LogBudget | None = None
         self._budget_spec: _BudgetSpec | None = None
         self._resize_at = float('inf')
@@ -122,6 +178,7 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         self._dropped_at_pause = 0
         self._in_episode = False
         self._write_failed = False
+        self._full_error: BaseException | None = None
         self._warned = False
 
     @classmethod
@@ -195,7 +252,12 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
             self._resize()
         self._write_failed = False
         super().emit(record)
+        while self._write_failed and self._vacuum_oldest():
+            # Our own rotated files took the room: the oldest is worth less than a new record.
+            self._write_failed = False
+            super().emit(record)
         if self._write_failed:
+            self._pause()
             self.dropped += 1
 
     def doRollover(self) -> None:
@@ -209,17 +271,39 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
             super().handleError(record)
             return
         self._write_failed = True
+        self._full_error = err
+        self._discard_stream()
+        self._drop_partial_line()
+
+    def _pause(self) -> None:
+        """The disk stays full after vacuuming: drop records for ``retry_interval`` seconds."""
         if not self._in_episode:
             self._in_episode = True
             self._dropped_at_pause = self.dropped
         self._paused_until = time.monotonic() + self.retry_interval
-        self._discard_stream()
         if not self._warned:
             self._warned = True
             self._warn(
-                f'{self.baseFilename}: the disk is full ({err}); log records are dropped and counted '
-                f'in handler.dropped until space returns'
+                f'{self.baseFilename}: the disk is full ({self._full_error}); log records are dropped '
+                'and counted in handler.dropped until space returns'
             )
+
+    def _vacuum_oldest(self) -> bool:
+        """Deletes the oldest rotated file; False when there is none left to delete."""
+        for name in reversed(self.rotated_files()):
+            try:
+                os.remove(name)
+            except OSError:
+                continue
+            self.vacuumed.append(name)
+            if len(self.vacuumed) == 1:
+                self._warn(
+                    f'{self.baseFilename}: the disk is full, so the oldest rotated log {name} was '
+                    f'deleted to make room (maxBytes={self.maxBytes} x backupCount={self.backupCount} '
+                    'is more than the disk holds); handler.vacuumed lists what was deleted'
+                )
+            return True
+        return False
 
     def _warn(self, message: str) -> None:
         # A warnings filter set to 'error' must not turn this into an exception in the caller.
@@ -248,28 +332,41 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
             (lost,),
             None,
         )
-        self._terminate_partial_line()
         self._write_failed = False
         super().emit(notice)
         if self._write_failed:
+            self._pause()
             return False
         self._in_episode = False
         return True
 
-    def _terminate_partial_line(self) -> None:
-        """A record cut short by ENOSPC leaves a line without its newline; end it before resuming."""
+    def _drop_partial_line(self) -> None:
+        """A record cut short by a full disk leaves a fragment without its newline: cut it off, so the
+        retried record (or the next one) starts a clean line and no half record is left behind."""
+        if not self._newline_is_one_byte():
+            return  # UTF-16 and the like: a byte-wise cut could split a character
         try:
-            with open(self.baseFilename, 'rb') as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() == 0:
+            with open(self.baseFilename, 'rb+') as f:
+                end = f.seek(0, os.SEEK_END)
+                if end == 0 or (f.seek(end - 1) is not None and f.read(1) == b'\n'):
                     return
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) == b'\n':
-                    return
-            with open(self.baseFilename, 'ab') as f:
-                f.write(b'\n')
+                start = max(0, end - PARTIAL_LINE_LOOKBACK)
+                f.seek(start)
+                cut = f.read(end - start).rfind(b'\n')
+                if cut < 0 and start > 0:
+                    return  # a line longer than we look back over: leave it whole
+                f.truncate(start + cut + 1)
         except OSError:
-            pass
+            pass  # truncating never needs space; a file we cannot open is the write path's to report
+
+    def _newline_is_one_byte(self) -> bool:
+        encoding = self.encoding
+        if encoding in (None, 'locale'):  # FileHandler's default since Python 3.10 is 'locale'
+            encoding = locale.getpreferredencoding(False)
+        try:
+            return self.terminator == '\n' and '\n'.encode(encoding) == b'\n'
+        except LookupError:
+            return False
 
     def _enforce_total(self) -> None:
         """Deletes the oldest rotated files until the footprint fits ``max_total_bytes``."""

@@ -3,8 +3,11 @@
 use pyo3::prelude::*;
 
 use super::usage::{measure, PyDiskUsage};
-use super::{opt_number, size_arg};
-use crate::logs::BudgetConfig;
+use super::{opt_number, size_arg, Reduced};
+use pyo3::types::PyType;
+
+use crate::error::Error;
+use crate::logs::{BudgetBound, BudgetConfig};
 
 /// A log budget: total footprint, `maxBytes` and `backupCount`, and which limit bound it.
 #[pyclass(frozen, get_all, name = "LogBudget", module = "diskguard")]
@@ -17,8 +20,46 @@ pub struct PyLogBudget {
     usage: Py<PyDiskUsage>,
 }
 
+/// What pickling a [`PyLogBudget`] carries: its fields, the bound by name.
+type BudgetState = (u64, u64, u32, String, String, Py<PyDiskUsage>);
+
 #[pymethods]
 impl PyLogBudget {
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: BudgetState) -> PyResult<Self> {
+        let (total_bytes, max_bytes, backup_count, bound, explanation, usage) = state;
+        let bound = BudgetBound::from_name(&bound)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "bound",
+                    format!("{bound:?}"),
+                    "expected cap, fraction, keep_free or floor",
+                )
+            })?
+            .name();
+        Ok(PyLogBudget {
+            total_bytes,
+            max_bytes,
+            backup_count,
+            bound,
+            explanation,
+            usage,
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (BudgetState,)>> {
+        let b = slf.get();
+        let state = (
+            b.total_bytes,
+            b.max_bytes,
+            b.backup_count,
+            b.bound.to_owned(),
+            b.explanation.clone(),
+            b.usage.clone_ref(slf.py()),
+        );
+        Ok((slf.getattr("_restore")?, (state,)))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "LogBudget(total_bytes={}, max_bytes={}, backup_count={}, bound='{}')",

@@ -111,12 +111,7 @@ pub(crate) fn size_arg(name: &'static str, obj: Option<&Bound<'_, PyAny>>) -> Py
         return obj.extract::<u64>().map(Some).map_err(|_| bad().into());
     }
     if obj.is_instance_of::<PyFloat>() {
-        let value: f64 = obj.extract()?;
-        if (0.0..1.8e19).contains(&value) {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
-            return Ok(Some(value as u64));
-        }
-        return Err(bad().into());
+        return Ok(Some(size::bytes_from_float(name, obj.extract()?)?));
     }
     if let Ok(text) = obj.cast::<PyString>() {
         return Ok(Some(size::parse_size(name, &text.to_cow()?)?));
@@ -216,6 +211,9 @@ impl Bounded for usize {
     const MAX_TEXT: &'static str = "18446744073709551615 (2**64 - 1)";
 }
 
+/// What a `__reduce__` returns: the callable that rebuilds the object, and its arguments.
+pub(crate) type Reduced<'py, A> = (Bound<'py, PyAny>, A);
+
 /// Python's `repr()` of a value, for `__repr__`s that read like Python.
 pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> String {
     value
@@ -257,6 +255,8 @@ pub mod _diskguard {
             log::debug!("a Rust logger was already installed; diskguard logs through it");
         }
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("DEFAULT_WARN", crate::check::DEFAULT_WARN)?;
+        m.add("DEFAULT_CRITICAL", crate::check::DEFAULT_CRITICAL)?;
         Ok(())
     }
 }

@@ -39,7 +39,9 @@ pub(crate) fn latest_complete_py(
     directory: &Bound<'_, PyAny>,
     patterns: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<OsString>> {
-    let directory = fs_path(directory)?;
+    // fs_path names its argument `path`; this one is `directory`.
+    let directory =
+        fs_path(directory).map_err(|_| wrong_type("directory", directory, "str, bytes or os.PathLike"))?;
     let patterns = pattern_list(patterns)?;
     let found = py.detach(move || resume::latest_complete(&directory, &patterns))?;
     Ok(found.map(std::path::PathBuf::into_os_string))

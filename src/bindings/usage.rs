@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt};
+use pyo3::types::{PyDict, PyInt, PyType};
 
-use super::{fs_path, py_repr, size_arg, whole};
+use super::{fs_path, opt_number, py_repr, size_arg, whole, wrong_type, Reduced};
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
 use crate::mounts::{self, Mount};
 use crate::size::{self, SIZE_RULE};
-use crate::usage::{self, DiskUsage};
+use crate::usage::{self, DiskUsage, Inodes};
 
 /// Severity of a check. Its integer value is the Nagios plugin exit code (0, 1, 2).
 #[pyclass(eq, eq_int, ord, hash, frozen, name = "Level", module = "diskguard")]
@@ -44,6 +44,13 @@ impl PyLevel {
     fn __str__(&self) -> &'static str {
         Level::from(*self).name()
     }
+
+    /// Pickled by name, as `enum` members are: `getattr(Level, 'WARN')`.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (Bound<'py, PyAny>, String)>> {
+        let getattr = slf.py().import("builtins")?.getattr("getattr")?;
+        let name = Level::from(*slf.get()).name().to_uppercase();
+        Ok((getattr, (slf.as_any().get_type().into_any(), name)))
+    }
 }
 
 impl From<PyLevel> for Level {
@@ -57,53 +64,143 @@ impl From<PyLevel> for Level {
 }
 
 /// One entry of the mount table.
-#[pyclass(frozen, get_all, name = "Mount", module = "diskguard")]
+#[pyclass(frozen, name = "Mount", module = "diskguard")]
 pub struct PyMount {
-    mount_id: u64,
-    parent_id: u64,
-    major: u32,
-    minor: u32,
-    root: OsString,
-    mount_point: OsString,
-    fs_type: String,
-    source: OsString,
-    mount_options: String,
-    super_options: String,
-    read_only: bool,
-    is_overlay: bool,
+    mount: Mount,
 }
 
 impl From<&Mount> for PyMount {
     fn from(m: &Mount) -> Self {
-        PyMount {
-            mount_id: m.mount_id,
-            parent_id: m.parent_id,
-            major: m.major,
-            minor: m.minor,
-            root: m.root.clone().into_os_string(),
-            mount_point: m.mount_point.clone().into_os_string(),
-            fs_type: m.fs_type.clone(),
-            source: m.source.clone(),
-            mount_options: m.mount_options.clone(),
-            super_options: m.super_options.clone(),
-            read_only: m.read_only(),
-            is_overlay: m.is_overlay(),
-        }
+        PyMount { mount: m.clone() }
+    }
+}
+
+/// The fields of a core [`Mount`], in `Mount._restore`'s order: what pickling carries.
+type MountState = (
+    u64,
+    u64,
+    u32,
+    u32,
+    OsString,
+    OsString,
+    String,
+    String,
+    OsString,
+    String,
+);
+
+fn mount_state(m: &Mount) -> MountState {
+    (
+        m.mount_id,
+        m.parent_id,
+        m.major,
+        m.minor,
+        m.root.clone().into_os_string(),
+        m.mount_point.clone().into_os_string(),
+        m.mount_options.clone(),
+        m.fs_type.clone(),
+        m.source.clone(),
+        m.super_options.clone(),
+    )
+}
+
+fn mount_from_state(state: MountState) -> Mount {
+    let (mount_id, parent_id, major, minor, root, mount_point, mount_options, fs_type, source, super_options) =
+        state;
+    Mount {
+        mount_id,
+        parent_id,
+        major,
+        minor,
+        root: root.into(),
+        mount_point: mount_point.into(),
+        mount_options,
+        fs_type,
+        source,
+        super_options,
     }
 }
 
 #[pymethods]
 impl PyMount {
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: MountState) -> Self {
+        PyMount::from(&mount_from_state(state))
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (MountState,)>> {
+        Ok((slf.getattr("_restore")?, (mount_state(&slf.get().mount),)))
+    }
+
+    #[getter]
+    fn mount_id(&self) -> u64 {
+        self.mount.mount_id
+    }
+    #[getter]
+    fn parent_id(&self) -> u64 {
+        self.mount.parent_id
+    }
+    #[getter]
+    fn major(&self) -> u32 {
+        self.mount.major
+    }
+    #[getter]
+    fn minor(&self) -> u32 {
+        self.mount.minor
+    }
+    #[getter]
+    fn root(&self) -> &OsStr {
+        self.mount.root.as_os_str()
+    }
+    #[getter]
+    fn mount_point(&self) -> &OsStr {
+        self.mount.mount_point.as_os_str()
+    }
+    #[getter]
+    fn fs_type(&self) -> &str {
+        &self.mount.fs_type
+    }
+    #[getter]
+    fn source(&self) -> &OsStr {
+        &self.mount.source
+    }
+    #[getter]
+    fn mount_options(&self) -> &str {
+        &self.mount.mount_options
+    }
+    #[getter]
+    fn super_options(&self) -> &str {
+        &self.mount.super_options
+    }
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.mount.read_only()
+    }
+    #[getter]
+    fn is_overlay(&self) -> bool {
+        self.mount.is_overlay()
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Mount(mount_point={}, fs_type={}, source={}, read_only={})",
-            py_repr(py, &self.mount_point),
-            py_repr(py, &self.fs_type),
-            py_repr(py, &self.source),
-            py_repr(py, self.read_only)
+            py_repr(py, self.mount_point()),
+            py_repr(py, self.fs_type()),
+            py_repr(py, self.source()),
+            py_repr(py, self.read_only())
         )
     }
 }
+
+/// What pickling a [`DiskUsage`] carries: the figures, the inode counts, and the mount if resolved.
+type UsageState = (
+    (
+        (OsString, OsString, bool, u64, u64, u64, u64, u64, f64),
+        (bool, u64, i64),
+    ),
+    Option<(u64, u64, u64, f64)>,
+    Option<MountState>,
+);
 
 /// Usage of the filesystem under a path. The mount fields are resolved on first access.
 #[pyclass(frozen, name = "DiskUsage", module = "diskguard")]
@@ -211,21 +308,70 @@ impl PyDiskUsage {
     }
     #[getter]
     fn fs_type(&self, py: Python<'_>) -> String {
-        match self.resolved_mount(py) {
-            Some(m) if !m.fs_type.is_empty() => m.fs_type.clone(),
-            _ => usage::magic_name(self.usage.fs_magic)
-                .map_or_else(|| format!("{:#x}", self.usage.fs_magic), str::to_owned),
-        }
+        self.usage.fs_type(self.resolved_mount(py))
     }
     #[getter]
     fn device(&self, py: Python<'_>) -> Option<OsString> {
-        self.resolved_mount(py)
-            .filter(|m| !m.source.is_empty())
-            .map(|m| m.source.clone())
+        DiskUsage::device(self.resolved_mount(py))
     }
     #[getter]
     fn is_overlay(&self, py: Python<'_>) -> bool {
-        self.usage.is_overlay_magic() || self.resolved_mount(py).is_some_and(Mount::is_overlay)
+        self.usage.is_overlay(self.resolved_mount(py))
+    }
+
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: UsageState) -> Self {
+        let (figures, inodes, mount) = state;
+        let (path, queried_path, path_exists, total, used, free, avail, reserved, percent_used) = figures.0;
+        let (read_only, block_size, fs_magic) = figures.1;
+        let usage = DiskUsage {
+            path: path.into(),
+            queried_path: queried_path.into(),
+            path_exists,
+            total,
+            used,
+            free,
+            avail,
+            reserved,
+            percent_used,
+            inodes: inodes.map(|(total, used, free, percent_used)| Inodes {
+                total,
+                used,
+                free,
+                percent_used,
+            }),
+            read_only,
+            block_size,
+            fs_magic,
+        };
+        let restored = PyDiskUsage::new(usage);
+        // A resolved mount travels with the record; an unresolved one is resolved where it lands.
+        if let Some(state) = mount {
+            let _ = restored.mount.set(Some(mount_from_state(state)));
+        }
+        restored
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (UsageState,)>> {
+        let this = slf.get();
+        let u = &this.usage;
+        let figures = (
+            (
+                u.path.clone().into_os_string(),
+                u.queried_path.clone().into_os_string(),
+                u.path_exists,
+                u.total,
+                u.used,
+                u.free,
+                u.avail,
+                u.reserved,
+                u.percent_used,
+            ),
+            (u.read_only, u.block_size, u.fs_magic),
+        );
+        let inodes = u.inodes.map(|i| (i.total, i.used, i.free, i.percent_used));
+        let mount = this.mount.get().and_then(Option::as_ref).map(mount_state);
+        Ok((slf.getattr("_restore")?, ((figures, inodes, mount),)))
     }
 
     /// Every field as a plain dict (mount fields resolved), for JSON and logging.
@@ -266,6 +412,9 @@ impl PyDiskUsage {
     }
 }
 
+/// What pickling a [`PyCheckResult`] carries.
+type CheckState = (PyLevel, Vec<String>, Py<PyDiskUsage>);
+
 /// The outcome of a threshold check.
 #[pyclass(frozen, get_all, name = "CheckResult", module = "diskguard")]
 pub struct PyCheckResult {
@@ -276,6 +425,26 @@ pub struct PyCheckResult {
 
 #[pymethods]
 impl PyCheckResult {
+    #[classmethod]
+    fn _restore(
+        _cls: &Bound<'_, PyType>,
+        level: &Bound<'_, PyLevel>,
+        reasons: Vec<String>,
+        usage: Py<PyDiskUsage>,
+    ) -> Self {
+        PyCheckResult {
+            level: *level.get(),
+            reasons,
+            usage,
+        }
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, CheckState>> {
+        let this = slf.get();
+        let state = (this.level, this.reasons.clone(), this.usage.clone_ref(slf.py()));
+        Ok((slf.getattr("_restore")?, state))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "CheckResult(level=Level.{}, reasons={}, path={})",
@@ -308,33 +477,27 @@ pub(crate) fn measure(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<DiskU
     Ok(py.detach(move || usage::usage(&path))?)
 }
 
-/// Grades the filesystem under `path` against thresholds.
+/// Grades the filesystem under `path` against thresholds. `diskguard.check` wraps it and supplies
+/// the defaults ([`crate::check::DEFAULT_WARN`], ...); `None` switches a threshold off.
 #[pyfunction(name = "check")]
-#[pyo3(signature = (
-    path, warn=Some(0.85), critical=Some(0.95), *, min_free=None, warn_free=None,
-    inode_warn=Some(0.85), inode_critical=Some(0.95),
-))]
-#[pyo3(
-    text_signature = "(path, warn=0.85, critical=0.95, *, min_free=None, warn_free=None, inode_warn=0.85, inode_critical=0.95)"
-)]
 #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
 pub(crate) fn check_py(
     py: Python<'_>,
     path: &Bound<'_, PyAny>,
-    warn: Option<f64>,
-    critical: Option<f64>,
+    warn: Option<&Bound<'_, PyAny>>,
+    critical: Option<&Bound<'_, PyAny>>,
     min_free: Option<&Bound<'_, PyAny>>,
     warn_free: Option<&Bound<'_, PyAny>>,
-    inode_warn: Option<f64>,
-    inode_critical: Option<f64>,
+    inode_warn: Option<&Bound<'_, PyAny>>,
+    inode_critical: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyCheckResult> {
     let thresholds = Thresholds::new(
-        warn,
-        critical,
+        opt_number("warn", warn)?,
+        opt_number("critical", critical)?,
         size_arg("warn_free", warn_free)?,
         size_arg("min_free", min_free)?,
-        inode_warn,
-        inode_critical,
+        opt_number("inode_warn", inode_warn)?,
+        opt_number("inode_critical", inode_critical)?,
     )?;
     let usage = measure(py, path)?;
     let (level, reasons) = thresholds.evaluate(&usage);
@@ -359,7 +522,10 @@ pub(crate) fn mounts_py(
     let pid = match pid {
         None => None,
         Some(p) if p.is_instance_of::<PyInt>() => Some(whole::<u32>("pid", p)?.to_string()),
-        Some(p) => Some(p.extract::<String>()?),
+        Some(p) => Some(
+            p.extract::<String>()
+                .map_err(|_| wrong_type("pid", p, "a process id (int) or 'self'"))?,
+        ),
     };
     let table = py.detach(move || mounts::read_mounts(&proc_root, pid.as_deref()))?;
     Ok(table.iter().map(PyMount::from).collect())
@@ -373,6 +539,6 @@ pub(crate) fn parse_size(value: &Bound<'_, PyAny>) -> PyResult<u64> {
 
 /// Formats bytes with IEC units and one decimal: `1.5 GiB`.
 #[pyfunction]
-pub(crate) fn format_size(value: u64) -> String {
-    size::format_size(value)
+pub(crate) fn format_size(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(size::format_size(whole::<u64>("value", value)?))
 }
