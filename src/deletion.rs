@@ -73,15 +73,15 @@ impl LockWait {
         match (wait, timeout) {
             (true, None) => Ok(LockWait::Wait),
             (false, None) => Ok(LockWait::FailIfBusy),
-            (true, Some(seconds)) => Duration::try_from_secs_f64(seconds)
-                .map(LockWait::Timeout)
-                .map_err(|_| {
-                    Error::invalid(
-                        "timeout",
-                        seconds,
-                        "expected a finite number of seconds >= 0, or None to wait as long as it takes",
-                    )
-                }),
+            // Longer than a Duration holds (centuries) is as good as no bound.
+            (true, Some(seconds)) if seconds.is_finite() && seconds >= 0.0 => {
+                Ok(Duration::try_from_secs_f64(seconds).map_or(LockWait::Wait, LockWait::Timeout))
+            }
+            (true, Some(seconds)) => Err(Error::invalid(
+                "timeout",
+                seconds,
+                "expected a finite number of seconds >= 0, or None to wait as long as it takes",
+            )),
             (false, Some(seconds)) => Err(Error::invalid(
                 "timeout",
                 seconds,
@@ -166,7 +166,10 @@ fn lock(fd: OwnedFd, wait: LockWait) -> std::result::Result<Flock<OwnedFd>, Errn
     let deadline = match wait {
         LockWait::Wait => return Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| e),
         LockWait::FailIfBusy => Instant::now(),
-        LockWait::Timeout(limit) => Instant::now().checked_add(limit).unwrap_or_else(Instant::now),
+        LockWait::Timeout(limit) => match Instant::now().checked_add(limit) {
+            Some(deadline) => deadline,
+            None => return lock(fd, LockWait::Wait), // beyond the clock's range: no bound
+        },
     };
     let mut fd = fd;
     loop {

@@ -58,6 +58,16 @@ impl Mode {
     }
 }
 
+/// A rule's own argument check; `checked` is how every constructor returns a rule.
+trait Checked: Sized {
+    fn validate(&self) -> Result<()>;
+
+    fn checked(self) -> Result<Self> {
+        self.validate()?;
+        Ok(self)
+    }
+}
+
 /// Keep the newest `n` complete checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeepLast {
@@ -68,11 +78,11 @@ pub struct KeepLast {
 impl KeepLast {
     /// A validated rule.
     pub fn new(n: usize) -> Result<Self> {
-        let rule = KeepLast { n };
-        rule.validate()?;
-        Ok(rule)
+        KeepLast { n }.checked()
     }
+}
 
+impl Checked for KeepLast {
     fn validate(&self) -> Result<()> {
         if self.n == 0 {
             return Err(Error::invalid(
@@ -113,16 +123,17 @@ impl KeepBest {
             })?;
             by_name.push((name.to_owned(), value));
         }
-        let rule = KeepBest {
+        KeepBest {
             k,
             metric,
             mode,
             values: by_name,
-        };
-        rule.validate()?;
-        Ok(rule)
+        }
+        .checked()
     }
+}
 
+impl Checked for KeepBest {
     fn validate(&self) -> Result<()> {
         if self.k == 0 {
             return Err(Error::invalid("keep_best", 0, "expected at least 1"));
@@ -166,11 +177,11 @@ pub struct KeepEvery {
 impl KeepEvery {
     /// A validated rule.
     pub fn new(steps: u64) -> Result<Self> {
-        let rule = KeepEvery { steps };
-        rule.validate()?;
-        Ok(rule)
+        KeepEvery { steps }.checked()
     }
+}
 
+impl Checked for KeepEvery {
     fn validate(&self) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::invalid(
@@ -193,11 +204,11 @@ pub struct KeepWithin {
 impl KeepWithin {
     /// A validated rule.
     pub fn new(seconds: f64) -> Result<Self> {
-        let rule = KeepWithin { seconds };
-        rule.validate()?;
-        Ok(rule)
+        KeepWithin { seconds }.checked()
     }
+}
 
+impl Checked for KeepWithin {
     fn validate(&self) -> Result<()> {
         if !(self.seconds.is_finite() && self.seconds > 0.0) {
             return Err(Error::invalid(
@@ -233,23 +244,7 @@ pub struct Protect {
 impl Protect {
     /// A validated rule.
     pub fn new(paths: Vec<PathBuf>) -> Result<Self> {
-        let rule = Protect { paths };
-        rule.validate()?;
-        Ok(rule)
-    }
-
-    fn validate(&self) -> Result<()> {
-        for path in &self.paths {
-            crate::usage::validate_path("protect", path)?;
-            if !path.file_name().is_some_and(is_entry_name) {
-                return Err(Error::invalid(
-                    "protect",
-                    show_path(path),
-                    "expected a checkpoint's name or path (ending in an entry name, not '.' or '..')",
-                ));
-            }
-        }
-        Ok(())
+        Protect { paths }.checked()
     }
 
     /// The entry names protected in the directory `(dev, ino)`; a path whose directory is another
@@ -282,6 +277,22 @@ impl Protect {
                 }
             })
             .collect()
+    }
+}
+
+impl Checked for Protect {
+    fn validate(&self) -> Result<()> {
+        for path in &self.paths {
+            crate::usage::validate_path("protect", path)?;
+            if !path.file_name().is_some_and(is_entry_name) {
+                return Err(Error::invalid(
+                    "protect",
+                    show_path(path),
+                    "expected a checkpoint's name or path (ending in an entry name, not '.' or '..')",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -801,7 +801,7 @@ def test_a_protected_path_outside_the_directory_is_rejected_not_ignored(tmp_path
         (lambda: KeepWithin(float('inf')), ValueError, r'^keep_within=inf'),
         (lambda: KeepWithin(-5), ValueError, r'^keep_within=-5'),
         (lambda: KeepWithin(True), TypeError, r'^keep_within=True'),
-        (lambda: Protect(5), TypeError, r'^protect=5: expected str, bytes or os.PathLike'),
+        (lambda: Protect(5), TypeError, r'^protect=5: expected a path \(str, bytes or os.PathLike\)'),
         (lambda: RetentionPolicy(min_partial_age=float('nan')), ValueError, r'^min_partial_age=NaN'),
         (lambda: RetentionPolicy(min_partial_age=-1), ValueError, r'^min_partial_age=-1'),
         (lambda: RetentionPolicy(min_partial_age=True), TypeError, r'^min_partial_age=True'),
@@ -809,6 +809,13 @@ def test_a_protected_path_outside_the_directory_is_rejected_not_ignored(tmp_path
         (lambda: diskguard.find_orphans('.', min_age=-1), ValueError, r'^min_age=-1'),
         (lambda: diskguard.find_orphans('.', min_age='1h'), TypeError, r"^min_age='1h'"),
         (lambda: apply('plan'), TypeError, r"^plan='plan': expected a RetentionPlan"),
+        (lambda: plan(5), TypeError, r'^directory=5: expected a path'),
+        (lambda: diskguard.find_orphans('.', temp_dir=5), TypeError, r'^temp_dir=5: expected a path'),
+        (
+            lambda: diskguard.free_space('.', target_bytes=1, wait=1),
+            TypeError,
+            r'^wait=1: expected True or False',
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument_the_value_and_what_is_allowed(make, error, message) -> None:
@@ -824,6 +831,8 @@ def test_lock_wait_options_are_checked_and_a_timeout_is_honoured(tmp_path: Path)
         apply(p, timeout=float('nan'))
     with pytest.raises(ValueError, match=r'^timeout=1: expected None with wait=False'):
         apply(p, wait=False, timeout=1)
+    with pytest.raises(TypeError, match=r'^wait=0: expected True or False'):
+        apply(p, wait=0)  # type: ignore[arg-type]
     holder = subprocess.Popen(
         [sys.executable, '-c', HOLD_LOCK, str(tmp_path), '3'], stdout=subprocess.PIPE, text=True
     )
@@ -939,6 +948,7 @@ CALLS = {
     'free_space policy': lambda d, a, b: diskguard.free_space(d, a, target_bytes=b),
     'find_orphans': lambda d, a, b: diskguard.find_orphans(d, temp_dir=a, min_age=b),
     'apply': lambda d, a, b: apply(a, timeout=b),
+    'apply wait': lambda d, a, b: apply(plan(d), wait=a, timeout=b),
     'plan directory': lambda d, a, b: plan(a),
 }
 

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyMapping, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyMapping, PyString, PyTuple, PyType};
 
 use super::{fs_path, number, opt_number, py_repr, repr_of, whole, wrong_type};
 use crate::checkpoints::{Checkpoint, Format, Link};
@@ -27,6 +27,18 @@ fn text(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
         Ok(s) => Ok(s.to_cow()?.into_owned()),
         Err(_) => Err(wrong_type(name, obj, "a str")),
     }
+}
+
+/// A path argument (`str`, `bytes`, `os.PathLike`), or a `TypeError` naming it.
+fn path_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    fs_path(obj).map_err(|_| wrong_type(name, obj, "a path (str, bytes or os.PathLike)"))
+}
+
+/// A `True`/`False` argument; an int or anything else is a `TypeError` naming it.
+fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    obj.cast::<PyBool>()
+        .map(|b| b.is_true())
+        .map_err(|_| wrong_type(name, obj, "True or False"))
 }
 
 /// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
@@ -206,7 +218,7 @@ impl PyProtect {
     fn new(paths: &Bound<'_, PyTuple>) -> PyResult<Self> {
         let paths = paths
             .iter()
-            .map(|p| fs_path(&p).map_err(|_| wrong_type("protect", &p, "str, bytes or os.PathLike")))
+            .map(|p| path_arg("protect", &p))
             .collect::<PyResult<Vec<PathBuf>>>()?;
         Ok(Self(Protect::new(paths)?))
     }
@@ -640,8 +652,11 @@ fn plan_outcomes(plan: &Plan, outcomes: &[(usize, Outcome)]) -> Vec<OutcomeRow> 
 }
 
 /// `wait=` and `timeout=` as the core's lock policy.
-fn lock_wait(wait: bool, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<LockWait> {
-    Ok(LockWait::from_options(wait, opt_number("timeout", timeout)?)?)
+fn lock_wait(wait: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<LockWait> {
+    Ok(LockWait::from_options(
+        flag("wait", wait)?,
+        opt_number("timeout", timeout)?,
+    )?)
 }
 
 /// Scans `directory` and decides every checkpoint under `policy` (GIL released).
@@ -653,7 +668,7 @@ pub(crate) fn plan_py(
     policy: Option<&Bound<'_, PyAny>>,
     now: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyRetentionPlan> {
-    let dir = fs_path(directory)?;
+    let dir = path_arg("directory", directory)?;
     let policy = policy_arg(policy)?;
     let now = opt_number("now", now)?.unwrap_or_else(retention::now);
     let plan = py.detach(move || retention::plan_dir(&dir, &policy, now))?;
@@ -662,18 +677,21 @@ pub(crate) fn plan_py(
 
 /// Deletes what `plan` says (identity re-checked, under the directory's lock; GIL released).
 #[pyfunction(name = "apply")]
-#[pyo3(signature = (plan, *, wait = true, timeout = None))]
+#[pyo3(signature = (plan, *, wait = None, timeout = None), text_signature = "(plan, *, wait=True, timeout=None)")]
 pub(crate) fn apply_py(
     py: Python<'_>,
     plan: &Bound<'_, PyAny>,
-    wait: bool,
+    wait: Option<&Bound<'_, PyAny>>,
     timeout: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<OutcomeRow>> {
     let plan = plan
         .cast::<PyRetentionPlan>()
         .map_err(|_| wrong_type("plan", plan, "a RetentionPlan from diskguard.plan()"))?;
     let plan = &plan.get().plan;
-    let wait = lock_wait(wait, timeout)?;
+    let wait = match wait {
+        Some(w) => lock_wait(w, timeout)?,
+        None => lock_wait(PyBool::new(py, true).as_any(), timeout)?,
+    };
     let outcomes = py.detach(|| deletion::apply(plan, wait))?;
     Ok(plan_outcomes(plan, &outcomes))
 }
@@ -711,10 +729,10 @@ pub(crate) fn free_space_py(
     policy: Option<&Bound<'_, PyAny>>,
     target_bytes: Option<&Bound<'_, PyAny>>,
     target_fraction: Option<&Bound<'_, PyAny>>,
-    wait: bool,
+    wait: &Bound<'_, PyAny>,
     timeout: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<FreeSpaceRow> {
-    let dir = fs_path(directory)?;
+    let dir = path_arg("directory", directory)?;
     let policy = policy_arg(policy)?;
     let target = Target::from_options(
         byte_count("target_bytes", target_bytes)?,
@@ -742,8 +760,11 @@ pub(crate) fn find_orphans_py(
     uid: u32,
     now: f64,
 ) -> PyResult<Vec<OrphanRow>> {
-    let dir = fs_path(dir)?;
-    let temp_dir = temp_dir.filter(|t| !t.is_none()).map(fs_path).transpose()?;
+    let dir = path_arg("directory", dir)?;
+    let temp_dir = temp_dir
+        .filter(|t| !t.is_none())
+        .map(|t| path_arg("temp_dir", t))
+        .transpose()?;
     let min_age = number("min_age", min_age)?;
     let found = py.detach(move || deletion::find_orphans(&dir, temp_dir.as_deref(), min_age, uid, now))?;
     Ok(found
