@@ -18,7 +18,6 @@ from . import (
     DEFAULT_WARN,
     CheckResult,
     DirectoryBusyError,
-    DiskGuardError,
     KeepBest,
     KeepEvery,
     KeepLast,
@@ -162,7 +161,9 @@ def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]
     return json.dumps({'dir': str(current.dir), 'dry_run': dry_run, 'plan': items, 'results': done}, indent=2)
 
 
-def _prune_checked(args: argparse.Namespace) -> int:
+def _prune(args: argparse.Namespace) -> int:
+    """``diskguard prune``: exit 0 when done, 1 when a deletion failed; errors are main()'s (2 for
+    bad arguments, 3 otherwise: the lock is held, the directory cannot be read)."""
     policy = _policy(args)
     keeping = [r for r in policy.rules if not isinstance(r, Protect)]
     if not keeping and not args.dry_run:
@@ -184,22 +185,6 @@ def _prune_checked(args: argparse.Namespace) -> int:
         for path, outcome, detail in results:
             print(f'{outcome:<8} {display_name(path)}' + (f'  ({detail})' if detail else ''))
     return 1 if any(o == 'failed' for _, o, _ in results) else 0
-
-
-def _prune(args: argparse.Namespace) -> int:
-    """``diskguard prune``: exit 0 done, 1 some deletions failed, 2 bad arguments, 3 anything else
-    (another process holds the lock, the directory cannot be read); one line on stderr, no traceback."""
-    try:
-        return _prune_checked(args)
-    except (ValueError, TypeError) as err:
-        print(f'diskguard prune: {err}', file=sys.stderr)
-        return 2
-    except (OSError, DiskGuardError) as err:
-        print(f'diskguard prune: {err}', file=sys.stderr)
-        return 3
-    except Exception as err:  # noqa: BLE001 - the command's contract: one line, never a traceback
-        print(f'diskguard prune: unexpected {type(err).__name__}: {err}', file=sys.stderr)
-        return 3
 
 
 def build_parser() -> argparse.ArgumentParser:
