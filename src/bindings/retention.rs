@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyMapping, PyString, PyTuple, PyType};
 
-use super::{fs_path, number, opt_number, py_repr, repr_of, whole, wrong_type};
+use super::{fs_path, number, opt_number, py_repr, repr_of, whole, wrong_type, Reduced};
 use crate::checkpoints::{Checkpoint, Format, Link};
 use crate::deletion::{self, LockWait, Orphan, Outcome, Target};
 use crate::error::Error;
@@ -42,8 +42,8 @@ fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
 }
 
 /// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
-fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> (Bound<'py, PyType>, A) {
-    (obj.get_type(), args)
+fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
+    (obj.get_type().into_any(), args)
 }
 
 /// Keep the newest `n` complete checkpoints.
@@ -64,7 +64,7 @@ impl PyKeepLast {
     fn __repr__(&self) -> String {
         format!("KeepLast({})", self.0.n)
     }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyType>, (usize,)) {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (usize,)> {
         rebuild(slf.as_any(), (slf.get().0.n,))
     }
 }
@@ -127,18 +127,15 @@ impl PyKeepBest {
             py_repr(py, self.0.mode.name())
         )
     }
-    #[allow(clippy::type_complexity)] // the constructor's arguments, as pickle wants them
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> (
-        Bound<'py, PyType>,
-        (usize, String, &'static str, Option<HashMap<OsString, f64>>),
-    ) {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, BestArgs> {
         let rule = &slf.get().0;
         let args = (rule.k, rule.metric.clone(), rule.mode.name(), slf.get().values());
         rebuild(slf.as_any(), args)
     }
 }
+
+/// `KeepBest`'s constructor arguments: (k, metric, mode, values).
+type BestArgs = (usize, String, &'static str, Option<HashMap<OsString, f64>>);
 
 /// `values=`: a mapping of checkpoint name (or path) to a number.
 fn metric_values(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
@@ -178,7 +175,7 @@ impl PyKeepEvery {
     fn __repr__(&self) -> String {
         format!("KeepEvery({})", self.0.steps)
     }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyType>, (u64,)) {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (u64,)> {
         rebuild(slf.as_any(), (slf.get().0.steps,))
     }
 }
@@ -201,7 +198,7 @@ impl PyKeepWithin {
     fn __repr__(&self, py: Python<'_>) -> String {
         format!("KeepWithin({})", py_repr(py, self.0.seconds))
     }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyType>, (f64,)) {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (f64,)> {
         rebuild(slf.as_any(), (slf.get().0.seconds,))
     }
 }
@@ -231,7 +228,7 @@ impl PyProtect {
         let inner: Vec<String> = self.0.paths.iter().map(|p| py_repr(py, p)).collect();
         Ok(format!("Protect({})", inner.join(", ")))
     }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
         Ok(rebuild(slf.as_any(), slf.get().paths(slf.py())?))
     }
 }
@@ -345,7 +342,7 @@ impl PyRetentionPolicy {
         Ok(format!("RetentionPolicy({})", parts.join(", ")))
     }
     /// Rebuilt with keywords through `copyreg.__newobj_ex__` (what pickle protocol 4 does).
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
         let py = slf.py();
         let kwargs = PyDict::new(py);
         kwargs.set_item("min_partial_age", slf.get().0.min_partial_age)?;
@@ -514,7 +511,7 @@ impl PyPlanItem {
             py_repr(py, &self.item.reasons)
         )
     }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (PathBuf, ItemState))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (PathBuf, ItemState)>> {
         let this = slf.get();
         Ok((
             slf.get_type().getattr("_restore")?,
@@ -587,7 +584,7 @@ impl PyRetentionPlan {
             self.plan.bytes_freed()
         )
     }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (PlanState,))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (PlanState,)>> {
         let plan = &slf.get().plan;
         let links = plan
             .links
