@@ -28,11 +28,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Another process holds the lock on the directory (and we were asked not to wait).
-    #[error("{path:?} is being pruned by another process (its lock is held)")]
+    /// Another process holds the lock on the directory (and we were asked not to wait, or not
+    /// that long).
+    #[error("{path:?} is being pruned by another process (its lock is held{})", held_by(.holders))]
     Busy {
         /// The directory.
         path: PathBuf,
+        /// Process ids holding the lock, from `/proc/locks` (empty when unknown).
+        holders: Vec<u32>,
     },
     /// A write was refused before any byte was written: it would not fit (the message says what
     /// was tried to make room). Becomes `diskguard.InsufficientSpaceError`.
@@ -83,6 +86,15 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// " by pid 12, 34" for the [`Error::Busy`] message; nothing when the holders are unknown.
+fn held_by(holders: &[u32]) -> String {
+    if holders.is_empty() {
+        return String::new();
+    }
+    let pids: Vec<String> = holders.iter().map(u32::to_string).collect();
+    format!(" by pid {}", pids.join(", "))
 }
 
 /// The core's result type.

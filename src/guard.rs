@@ -26,10 +26,10 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::check::{Level, Thresholds};
-use crate::checkpoints::{self, Checkpoint};
+use crate::checkpoints::{Checkpoint, DirLink};
 use crate::deletion::{LockWait, LockedDir, Outcome};
 use crate::error::{Error, Result};
 use crate::probe::{Measured, Probe, Prober};
@@ -130,8 +130,6 @@ pub struct GuardConfig {
     pub check_every_seconds: f64,
     /// Retention rules applied after each save and when short; `None` keeps everything.
     pub policy: Option<Policy>,
-    /// Extra glob patterns for single-file checkpoints.
-    pub patterns: Vec<String>,
     /// Bytes of the emergency reserve file, if one is wanted.
     pub emergency_reserve: Option<u64>,
 }
@@ -151,7 +149,6 @@ impl Default for GuardConfig {
             check_every_steps: 50,
             check_every_seconds: 10.0,
             policy: None,
-            patterns: Vec::new(),
             emergency_reserve: None,
         }
     }
@@ -418,13 +415,6 @@ pub struct Guard {
     checks: u64,
     emergency: Option<EmergencyReserve>,
     events: Vec<Event>,
-}
-
-/// Wall-clock seconds since the epoch (retention compares it with mtimes).
-fn wall_clock() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
@@ -890,19 +880,8 @@ impl Guard {
 
     /// Scans and plans the directory under `policy` (`None`: the invariant only).
     fn plan(&self, policy: Option<&Policy>) -> Result<Plan> {
-        let empty;
-        let policy = match policy {
-            Some(p) => p,
-            None => {
-                empty = Policy::new(Vec::new(), 3600.0)?;
-                &empty
-            }
-        };
-        let fd = checkpoints::open_dir(&self.dir)?;
-        let scanned = checkpoints::scan(&self.dir, &self.config.patterns)?;
-        Ok(retention::plan(scanned, policy, wall_clock(), |c| {
-            checkpoints::verify_file(&fd, c)
-        }))
+        let default = Policy::default();
+        retention::plan_dir(&self.dir, policy.unwrap_or(&default), retention::now())
     }
 
     /// Deletes one checkpoint under the lock; accounts for it and reports it.
@@ -942,7 +921,12 @@ impl Guard {
     }
 
     fn lock(&mut self, plan: &Plan) -> Option<LockedDir> {
-        match LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), LockWait::Skip) {
+        match LockedDir::open(
+            &plan.dir,
+            Some((plan.dev, plan.ino)),
+            LockWait::FailIfBusy,
+            DirLink::Refuse,
+        ) {
             Ok(locked) => Some(locked),
             Err(err) => {
                 self.events.push(Event::new(
@@ -1264,8 +1248,8 @@ impl Guard {
             p.rules
                 .iter()
                 .filter_map(|r| {
-                    if let Rule::Last(n) = r {
-                        u32::try_from(*n).ok()
+                    if let Rule::Last(last) = r {
+                        u32::try_from(last.n).ok()
                     } else {
                         None
                     }
@@ -1374,7 +1358,7 @@ pub fn is_reserve_name(name: &OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retention::Mode;
+    use crate::retention::{KeepBest, KeepLast, Mode, Protect};
     use std::io::Write;
 
     const MIB: u64 = 1024 * 1024;
@@ -1446,16 +1430,12 @@ mod tests {
         }
         let policy = Policy::new(
             vec![
-                Rule::Last(6),
-                Rule::Best {
-                    k: 1,
-                    metric: "val_loss".into(),
-                    mode: Mode::Min,
-                    values: vec![],
-                },
-                Rule::Protect(vec!["step=3-val_loss=0.8.pt".into()]),
+                Rule::Last(KeepLast::new(6).expect("rule")),
+                Rule::Best(KeepBest::new(1, "val_loss".into(), Mode::Min, vec![]).expect("rule")),
+                Rule::Protect(Protect::new(vec!["step=3-val_loss=0.8.pt".into()]).expect("rule")),
             ],
             3600.0,
+            vec![],
         )
         .expect("policy");
         // Six checkpoints held; the budget leaves room for one, the ladder needs two and a margin.
@@ -1483,7 +1463,10 @@ mod tests {
         }
         let mut cfg = config(
             5 * MIB,
-            Some(Policy::new(vec![Rule::Last(4)], 3600.0).expect("policy")),
+            Some(
+                Policy::new(vec![Rule::Last(KeepLast::new(4).expect("rule"))], 3600.0, vec![])
+                    .expect("policy"),
+            ),
         );
         cfg.on_full = OnFull::Stop;
         let mut g = guard(&dir, cfg);

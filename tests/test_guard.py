@@ -18,7 +18,6 @@ from typing import Any
 
 import diskguard
 import pytest
-import torch
 from conftest import mounted_tmpfs, slow_fuse
 from diskguard import (
     DiskGuard,
@@ -31,6 +30,11 @@ from diskguard import (
 )
 
 MiB = 1024 * 1024
+
+
+def import_torch() -> Any:
+    """torch, for the tests marked ``torch`` (CI runs the rest on interpreters without it)."""
+    return pytest.importorskip('torch', reason='needs torch: pip install -e .[test]')
 
 
 def write_checkpoint(path: Path, size: int = MiB) -> None:
@@ -198,7 +202,9 @@ def test_other_threads_run_while_a_check_waits_for_statfs(slow_statfs_mount: Pat
 # ----- state and pickling -----
 
 
+@pytest.mark.torch
 def test_state_dict_survives_torch_load_weights_only(disk: Path, tmp_path: Path) -> None:
+    torch = import_torch()
     guard = DiskGuard(disk, budget='64MiB')
     write_checkpoint(disk / 'step=1.pt', 2 * MiB)
     guard.after_save(disk / 'step=1.pt', 2 * MiB)
@@ -396,6 +402,7 @@ class Run:
     """A small model trained on synthetic data, saving through the guard every step."""
 
     def __init__(self, guard: DiskGuard, directory: Path, width: int = 384) -> None:
+        torch = self.torch = import_torch()
         torch.manual_seed(0)
         self.guard, self.directory = guard, directory
         self.model = torch.nn.Sequential(
@@ -406,7 +413,7 @@ class Run:
         self.refused: InsufficientSpaceError | None = None
 
     def train_step(self) -> None:
-        x = torch.randn(32, self.model[0].in_features)
+        x = self.torch.randn(32, self.model[0].in_features)
         loss = (self.model(x) - x.sum(dim=1, keepdim=True)).pow(2).mean()
         self.opt.zero_grad()
         loss.backward()
@@ -440,7 +447,7 @@ class Run:
         assert [p for p in os.listdir(self.directory) if p.startswith('.diskguard-')] == [], 'no partial save'
         steps = []
         for name in left:
-            loaded = torch.load(self.directory / name, weights_only=True)
+            loaded = self.torch.load(self.directory / name, weights_only=True)
             assert set(loaded) == {'step', 'model', 'opt'}
             steps.append(loaded['step'])
         return sorted(steps)
@@ -453,6 +460,7 @@ def checkpoint_bytes() -> int:
     return sum(t.numel() * t.element_size() for t in probe.model.state_dict().values()) * 3
 
 
+@pytest.mark.torch
 @pytest.mark.filterwarnings('ignore::diskguard.DiskSpaceWarning')
 def test_keep_last_larger_than_the_disk_holds_still_finishes(tmp_path: Path) -> None:
     size = checkpoint_bytes()  # about 1.8 MB: model and Adam's two moments
@@ -466,6 +474,7 @@ def test_keep_last_larger_than_the_disk_holds_still_finishes(tmp_path: Path) -> 
         assert guard.status().forced_deletions == 25 - len(steps)
 
 
+@pytest.mark.torch
 @pytest.mark.filterwarnings('ignore::diskguard.DiskSpaceWarning')
 @pytest.mark.parametrize('fill', ['some', 'everything'])
 def test_another_process_filling_the_disk_mid_run(tmp_path: Path, fill: str) -> None:
@@ -493,7 +502,7 @@ def test_another_process_filling_the_disk_mid_run(tmp_path: Path, fill: str) -> 
         last = run.run(20, between=other_job)
         steps = run.check_every_checkpoint_loads()
         newest = diskguard.latest_complete(directory)
-        assert newest is not None and torch.load(newest, weights_only=True)['step'] == steps[-1]
+        assert newest is not None and run.torch.load(newest, weights_only=True)['step'] == steps[-1]
         if fill == 'some':
             assert last == 20 and not guard.should_stop, guard.stop_reason
             assert steps[-1] == 20
@@ -503,6 +512,7 @@ def test_another_process_filling_the_disk_mid_run(tmp_path: Path, fill: str) -> 
             assert steps[-1] >= 5, 'what was saved before the disk filled survives'
 
 
+@pytest.mark.torch
 @pytest.mark.filterwarnings('ignore::diskguard.DiskSpaceWarning')
 def test_a_budget_smaller_than_the_filesystem_is_honoured(tmp_path: Path) -> None:
     size = checkpoint_bytes()

@@ -104,8 +104,6 @@ class DiskGuard:
         rescan_interval: float = 60.0,
         emergency_reserve: Size | None = None,
     ) -> None:
-        if retention is not None and not isinstance(retention, RetentionPolicy):
-            raise TypeError(f'retention={retention!r}: expected a RetentionPolicy or None')
         if isinstance(watch, str | bytes) or not isinstance(watch, Iterable):
             raise TypeError(f'watch={watch!r}: expected a list of paths, got {type(watch).__name__}')
         self._config: dict[str, Any] = {
@@ -176,20 +174,9 @@ class DiskGuard:
         return core
 
     def _build(self) -> _Guard:
-        c = self._config
-        retention: RetentionPolicy | None = c['retention']
-        path = c['path']
-        text = os.fsdecode(path) if isinstance(path, str | bytes) else path
-        # Every other setting is passed through as given: the core validates and names it.
-        settings = {k: v for k, v in c.items() if k not in ('path', 'retention')}
-        return _Guard(
-            path,
-            temp_dir=tempfile.gettempdir(),
-            rules=None if retention is None else retention._core_rules(text),
-            min_partial_age=3600.0 if retention is None else retention.min_partial_age,
-            patterns=[] if retention is None else list(retention.patterns),
-            **settings,
-        )
+        # Every setting is passed as given: the core validates it and names it in errors.
+        settings = {k: v for k, v in self._config.items() if k != 'path'}
+        return _Guard(self._config['path'], temp_dir=tempfile.gettempdir(), **settings)
 
     @staticmethod
     def _emit(core: _Guard) -> None:

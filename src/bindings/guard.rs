@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyString};
 
-use super::retention::rules_from;
+use super::retention::opt_policy;
 use super::trend::{monotonic_now, PyRunForecast};
 use super::{fs_path, number, opt_whole, py_repr, size_arg, whole, wrong_type};
 use crate::guard::{level_named, Guard, GuardConfig, GuardState, OnFull, Reserve, SpaceStatus, Status};
-use crate::retention::Policy;
 
 /// One watched space in a [`PyGuardStatus`].
 #[pyclass(frozen, get_all, name = "GuardSpace", module = "diskguard")]
@@ -182,8 +181,8 @@ impl PyGuard {
     #[new]
     #[pyo3(signature = (
         path, *, temp_dir, watch, warn, critical, min_free, budget, reserve, on_full, hysteresis,
-        statfs_timeout, rescan_interval, check_every_steps, check_every_seconds, rules,
-        min_partial_age, patterns, emergency_reserve
+        statfs_timeout, rescan_interval, check_every_steps, check_every_seconds, retention,
+        emergency_reserve
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -202,22 +201,13 @@ impl PyGuard {
         rescan_interval: &Bound<'_, PyAny>,
         check_every_steps: &Bound<'_, PyAny>,
         check_every_seconds: &Bound<'_, PyAny>,
-        rules: Option<&Bound<'_, PyList>>,
-        min_partial_age: &Bound<'_, PyAny>,
-        patterns: Vec<String>,
+        retention: &Bound<'_, PyAny>,
         emergency_reserve: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let dir = fs_path(path)?;
         let temp_dir = fs_path(temp_dir)?;
         let watch = watch_paths(watch)?;
-        let policy = rules
-            .map(|r| -> PyResult<Policy> {
-                Ok(Policy::new(
-                    rules_from(r)?,
-                    number("min_partial_age", min_partial_age)?,
-                )?)
-            })
-            .transpose()?;
+        let policy = opt_policy("retention", Some(retention))?;
         let config = GuardConfig {
             warn: opt_fraction("warn", warn)?,
             critical: opt_fraction("critical", critical)?,
@@ -231,7 +221,6 @@ impl PyGuard {
             check_every_steps: whole("check_every_steps", check_every_steps)?,
             check_every_seconds: number("check_every_seconds", check_every_seconds)?,
             policy,
-            patterns,
             emergency_reserve: size_arg("emergency_reserve", Some(emergency_reserve))?,
         };
         let t = monotonic_now()?;
