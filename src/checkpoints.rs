@@ -42,6 +42,13 @@ impl Format {
             Format::Orbax => "orbax",
         }
     }
+
+    /// The format [`Format::name`] names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Format::File, Format::HuggingFace, Format::Dcp, Format::Orbax]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 /// One checkpoint (complete or not) found in the directory.
@@ -123,8 +130,19 @@ pub(crate) const FILE_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_CLOEXEC)
     .union(OFlag::O_NONBLOCK);
 
-/// Opens `dir` as a directory without following a final symlink, refusing `/`.
-pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
+/// What to do when the directory path itself is a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirLink {
+    /// Refuse it (`ELOOP`/`ENOTDIR`): a checkpoint directory is never managed through a symlink.
+    Refuse,
+    /// Follow it: a temp dir (`$TMPDIR`) is often a symlink, in containers especially. What is
+    /// deleted there is still re-checked by identity through the descriptor opened here.
+    Follow,
+}
+
+/// Opens `dir` as a directory, refusing `/`; a final symlink is refused or followed as `link` says.
+/// The one directory opener of the core: scans, plans, deletion and orphans all go through it.
+pub fn open_directory(dir: &Path, link: DirLink) -> Result<OwnedFd> {
     crate::usage::validate_path("dir", dir)?;
     if dir == Path::new("/") {
         return Err(Error::invalid(
@@ -133,7 +151,11 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
             "refusing to manage checkpoints in the root directory",
         ));
     }
-    let fd = nix::fcntl::open(dir, DIR_FLAGS, Mode::empty()).map_err(|e| Error::os("open", dir, e))?;
+    let flags = match link {
+        DirLink::Refuse => DIR_FLAGS,
+        DirLink::Follow => DIR_FLAGS.difference(OFlag::O_NOFOLLOW),
+    };
+    let fd = nix::fcntl::open(dir, flags, Mode::empty()).map_err(|e| Error::os("open", dir, e))?;
     let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
     if is_root_inode(&st) {
         return Err(Error::invalid(
@@ -145,12 +167,48 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Opens a checkpoint directory: [`open_directory`] refusing a symlink.
+pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    open_directory(dir, DirLink::Refuse)
+}
+
+/// Whether `name` names one entry of a directory: not empty, not `.` or `..`, no `/`. Anything
+/// else given to `*at()` calls could reach outside the directory.
+pub fn is_entry_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/') && !bytes.contains(&0)
+}
+
+/// Entries of an open directory (without `.` and `..`) with the type `readdir` reports, if any.
+/// The descriptor is duplicated, so `fd` stays usable for `*at()` calls.
+pub(crate) fn entries(fd: &OwnedFd) -> nix::Result<Vec<(OsString, Option<Type>)>> {
+    let copy = fd
+        .try_clone()
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EBADF)))?;
+    let mut listing = Dir::from_fd(copy)?;
+    let mut found = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name != "." && name != ".." {
+            found.push((name.to_owned(), entry.file_type()));
+        }
+    }
+    Ok(found)
+}
+
+/// [`entries`] without the types.
+pub(crate) fn entry_names(fd: &OwnedFd) -> nix::Result<Vec<OsString>> {
+    Ok(entries(fd)?.into_iter().map(|(name, _)| name).collect())
+}
+
 fn is_root_inode(st: &FileStat) -> bool {
     // "/" resolved through another spelling ("/..", "//"): same device and inode as "/".
     nix::sys::stat::stat("/").is_ok_and(|root| root.st_dev == st.st_dev && root.st_ino == st.st_ino)
 }
 
-fn mtime_of(st: &FileStat) -> f64 {
+/// Modification time, seconds since the epoch.
+pub(crate) fn mtime_of(st: &FileStat) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let t = st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9;
     t
@@ -163,11 +221,13 @@ pub fn ctime_of(st: &FileStat) -> (i64, i64) {
     t
 }
 
-fn kind(st: &FileStat) -> SFlag {
+/// The file type bits of a stat.
+pub(crate) fn kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
 
-fn allocated(st: &FileStat) -> u64 {
+/// Allocated bytes (`st_blocks * 512`).
+pub(crate) fn allocated(st: &FileStat) -> u64 {
     u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)
 }
 
@@ -182,21 +242,13 @@ impl Seen {
 }
 
 /// Recursive (allocated, apparent) bytes under an open directory, staying on its device.
-fn tree_size(fd: OwnedFd, dev: u64, seen: &mut Seen, depth: usize) -> (u64, u64) {
-    let Ok(mut dir) = Dir::from_fd(fd) else {
+fn tree_size(fd: &OwnedFd, dev: u64, seen: &mut Seen, depth: usize) -> (u64, u64) {
+    let Ok(children) = entry_names(fd) else {
         return (0, 0);
     };
-    let mut children = Vec::new();
     let (mut alloc, mut apparent) = (0u64, 0u64);
-    for entry in dir.iter().flatten() {
-        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
-        if name == "." || name == ".." {
-            continue;
-        }
-        children.push(name);
-    }
     for name in children {
-        let Ok(st) = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+        let Ok(st) = fstatat(fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
         };
         if st.st_dev != dev {
@@ -207,9 +259,8 @@ fn tree_size(fd: OwnedFd, dev: u64, seen: &mut Seen, depth: usize) -> (u64, u64)
             apparent = apparent.saturating_add(u64::try_from(st.st_size).unwrap_or(0));
         }
         if kind(&st) == SFlag::S_IFDIR && depth < 64 {
-            let flags = DIR_FLAGS;
-            if let Ok(child) = openat(&dir, name.as_os_str(), flags, Mode::empty()) {
-                let (a, p) = tree_size(child, dev, seen, depth + 1);
+            if let Ok(child) = openat(fd, name.as_os_str(), DIR_FLAGS, Mode::empty()) {
+                let (a, p) = tree_size(&child, dev, seen, depth + 1);
                 alloc = alloc.saturating_add(a);
                 apparent = apparent.saturating_add(p);
             }
@@ -224,18 +275,10 @@ fn child_exists(dir: &impl AsFd, parent: &OsStr, child: &str) -> bool {
 }
 
 fn has_child_with_suffix(dir: &impl AsFd, name: &OsStr, suffix: &str) -> bool {
-    let flags = DIR_FLAGS;
-    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+    let Ok(fd) = openat(dir, name, DIR_FLAGS, Mode::empty()) else {
         return false;
     };
-    let Ok(mut sub) = Dir::from_fd(fd) else {
-        return false;
-    };
-    let found = sub
-        .iter()
-        .flatten()
-        .any(|e| e.file_name().to_bytes().ends_with(suffix.as_bytes()));
-    found
+    entry_names(&fd).is_ok_and(|names| names.iter().any(|n| n.as_bytes().ends_with(suffix.as_bytes())))
 }
 
 /// Classifies a directory entry that is a directory.
@@ -287,21 +330,12 @@ fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, Na
     None
 }
 
-/// Scans `dir` (one level) for checkpoints and symlinks. `patterns` adds caller-given globs for
-/// single-file checkpoints beyond the built-in extensions.
-pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
-    let fd = open_dir(dir)?;
-    let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
-    let dup = fd.try_clone().map_err(|e| Error::os("dup", dir, e))?;
-    let mut listing = Dir::from_fd(dup).map_err(|e| Error::os("opendir", dir, e))?;
-    let mut names: Vec<(OsString, Option<Type>)> = Vec::new();
-    for entry in listing.iter() {
-        let entry = entry.map_err(|e| Error::os("readdir", dir, e))?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
-        if name != "." && name != ".." {
-            names.push((name, entry.file_type()));
-        }
-    }
+/// Scans the directory open as `fd` (one level; `dir` is its path, for the record and messages) for
+/// checkpoints and symlinks. `patterns` adds caller-given globs for single-file checkpoints
+/// beyond the built-in extensions.
+pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
+    let st = fstat(fd).map_err(|e| Error::os("fstat", dir, e))?;
+    let names = entries(fd).map_err(|e| Error::os("readdir", dir, e))?;
     // Which entries need a stat: everything but plain files that are not checkpoints (d_type says).
     let wanted: Vec<(OsString, bool)> = names
         .into_iter()
@@ -313,7 +347,7 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
             (hint != Some(Type::File) || wanted_file).then_some((name, wanted_file))
         })
         .collect();
-    let stats = stat_all(&fd, &wanted);
+    let stats = stat_all(fd, &wanted);
     let mut seen = Seen::default();
     let mut checkpoints = Vec::new();
     let mut links = Vec::new();
@@ -324,7 +358,7 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
         let file_stem = checkpoint_stem(text.trim_end_matches(".tmp").trim_end_matches(".partial"));
         match kind(&est) {
             SFlag::S_IFLNK => {
-                let target = nix::fcntl::readlinkat(&fd, name.as_os_str()).unwrap_or_default();
+                let target = nix::fcntl::readlinkat(fd, name.as_os_str()).unwrap_or_default();
                 let target_inside = inside_target(&target);
                 links.push(Link {
                     name,
@@ -364,12 +398,11 @@ pub fn scan(dir: &Path, patterns: &[String]) -> Result<Scan> {
                 });
             }
             SFlag::S_IFDIR => {
-                let Some((format, info, incomplete)) = classify_dir(&fd, &name, &text) else {
+                let Some((format, info, incomplete)) = classify_dir(fd, &name, &text) else {
                     continue;
                 };
-                let flags = DIR_FLAGS;
-                let (alloc, apparent) = match openat(&fd, name.as_os_str(), flags, Mode::empty()) {
-                    Ok(child) => tree_size(child, est.st_dev, &mut seen, 0),
+                let (alloc, apparent) = match openat(fd, name.as_os_str(), DIR_FLAGS, Mode::empty()) {
+                    Ok(child) => tree_size(&child, est.st_dev, &mut seen, 0),
                     Err(_) => (0, 0),
                 };
                 checkpoints.push(Checkpoint {
@@ -443,8 +476,7 @@ pub fn verify_file(dir: &impl AsFd, checkpoint: &mut Checkpoint) {
         return;
     }
     checkpoint.verified = true;
-    let flags = FILE_FLAGS;
-    let Ok(fd) = openat(dir, checkpoint.name.as_os_str(), flags, Mode::empty()) else {
+    let Ok(fd) = openat(dir, checkpoint.name.as_os_str(), FILE_FLAGS, Mode::empty()) else {
         return;
     };
     let file = std::fs::File::from(fd);
@@ -577,7 +609,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.join("evil.ckpt")).expect("symlink");
 
         let fd = open_dir(&dir).expect("open");
-        let mut scan = scan(&dir, &[]).expect("scan");
+        let mut scan = scan(&fd, &dir, &[]).expect("scan");
         for c in &mut scan.checkpoints {
             verify_file(&fd, c);
         }
@@ -622,7 +654,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("checkpoint-1/sub")).expect("mkdir");
         std::fs::write(dir.join("checkpoint-1/sub/w.bin"), vec![1u8; 128 * 1024]).expect("write");
         std::fs::write(dir.join("checkpoint-1/trainer_state.json"), b"{}").expect("write");
-        let scan = scan(&dir, &[]).expect("scan");
+        let scan = scan(&open_dir(&dir).expect("open"), &dir, &[]).expect("scan");
         let sizes: Vec<(String, u64, u64)> = scan
             .checkpoints
             .iter()
@@ -656,7 +688,7 @@ mod tests {
         for i in 0..3000 {
             std::fs::write(dir.join(format!("step={i}.pt")), vec![1u8; 1 + i % 7]).expect("write");
         }
-        let scan = scan(&dir, &[]).expect("scan");
+        let scan = scan(&open_dir(&dir).expect("open"), &dir, &[]).expect("scan");
         assert_eq!(scan.checkpoints.len(), 3000);
         for c in &scan.checkpoints {
             let meta = std::fs::symlink_metadata(dir.join(&c.name)).expect("stat");

@@ -7,20 +7,22 @@
 //! descriptors, never following a symlink and never crossing into another filesystem.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat, AtFlags, Flock, FlockArg, OFlag};
+use nix::fcntl::{openat, AtFlags, Flock, FlockArg};
 use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::checkpoints::{ctime_of, open_dir, scan, DIR_FLAGS, FILE_FLAGS};
+use crate::checkpoints::{
+    self, allocated, ctime_of, entry_names, is_entry_name, kind, mtime_of, open_directory, DirLink,
+    DIR_FLAGS, FILE_FLAGS,
+};
 use crate::error::{Error, Result};
-use crate::names::is_temp_name;
-use crate::retention::{free_space_order, Action, Plan};
+use crate::names::{checkpoint_stem, is_temp_name};
+use crate::retention::{free_space_order, plan_dir, validate_now, Action, Plan, Policy};
 use crate::usage::statfs;
 
 /// What happened to one entry.
@@ -34,14 +36,63 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// `'deleted'`, `'skipped'` or `'failed'`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Deleted => "deleted",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// Why it was skipped or failed; empty when deleted.
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Deleted => "",
+            Outcome::Skipped(why) | Outcome::Failed(why) => why,
+        }
+    }
+}
+
 /// What to do when another process holds the directory's lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockWait {
-    /// Wait for it.
+    /// Wait for it, however long.
     Wait,
-    /// Give up at once with [`Error::Busy`].
-    Skip,
+    /// Fail at once with [`Error::Busy`].
+    FailIfBusy,
+    /// Wait at most this long, then fail with [`Error::Busy`].
+    Timeout(Duration),
 }
+
+impl LockWait {
+    /// From the Python-style pair `wait` / `timeout` (seconds): `wait=false` fails at once, a
+    /// timeout bounds the wait. A timeout with `wait=false` contradicts itself and is refused.
+    pub fn from_options(wait: bool, timeout: Option<f64>) -> Result<Self> {
+        match (wait, timeout) {
+            (true, None) => Ok(LockWait::Wait),
+            (false, None) => Ok(LockWait::FailIfBusy),
+            // Longer than a Duration holds (centuries) is as good as no bound.
+            (true, Some(seconds)) if seconds.is_finite() && seconds >= 0.0 => {
+                Ok(Duration::try_from_secs_f64(seconds).map_or(LockWait::Wait, LockWait::Timeout))
+            }
+            (true, Some(seconds)) => Err(Error::invalid(
+                "timeout",
+                seconds,
+                "expected a finite number of seconds >= 0, or None to wait as long as it takes",
+            )),
+            (false, Some(seconds)) => Err(Error::invalid(
+                "timeout",
+                seconds,
+                "expected None with wait=False (which fails at once when the lock is held)",
+            )),
+        }
+    }
+}
+
+/// How often a bounded wait retries the lock.
+const LOCK_POLL: Duration = Duration::from_millis(20);
 
 /// The directory, reopened, identity-checked and locked for the duration.
 pub struct LockedDir {
@@ -50,27 +101,26 @@ pub struct LockedDir {
 }
 
 impl LockedDir {
-    /// Opens `dir`, checks it is still `(dev, ino)` when given, and takes the lock.
-    pub fn open(dir: &Path, expect: Option<(u64, u64)>, wait: LockWait) -> Result<Self> {
-        let fd = open_dir(dir)?;
+    /// Opens `dir` (a symlink refused or followed as `link` says), checks it is still
+    /// `(dev, ino)` when given, and takes the lock.
+    pub fn open(dir: &Path, expect: Option<(u64, u64)>, wait: LockWait, link: DirLink) -> Result<Self> {
+        let fd = open_directory(dir, link)?;
         let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
         if let Some((dev, ino)) = expect {
             if (st.st_dev, st.st_ino) != (dev, ino) {
                 return Err(Error::Refused {
                     path: dir.to_path_buf(),
-                    reason: "the directory was replaced since the plan was made; make a new plan".into(),
+                    reason: "the directory was replaced since it was scanned (make a new plan)".into(),
                 });
             }
         }
-        let arg = match wait {
-            LockWait::Wait => FlockArg::LockExclusive,
-            LockWait::Skip => FlockArg::LockExclusiveNonblock,
+        let busy = || Error::Busy {
+            path: dir.to_path_buf(),
+            holders: lock_holders(st.st_dev, st.st_ino),
         };
-        let fd = Flock::lock(fd, arg).map_err(|(_, errno)| {
+        let fd = lock(fd, wait).map_err(|errno| {
             if errno == Errno::EWOULDBLOCK {
-                Error::Busy {
-                    path: dir.to_path_buf(),
-                }
+                busy()
             } else {
                 Error::os("flock", dir, errno)
             }
@@ -83,6 +133,9 @@ impl LockedDir {
 
     /// Deletes entry `name` if it is still the file `(dev, ino, ctime)` that was examined.
     pub fn delete(&self, name: &OsStr, dev: u64, ino: u64, ctime: (i64, i64)) -> Outcome {
+        if !is_entry_name(name) {
+            return Outcome::Failed(format!("{name:?} is not a name of an entry in the directory"));
+        }
         let st = match fstatat(&*self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => return Outcome::Skipped("already gone".into()),
@@ -94,10 +147,12 @@ impl LockedDir {
         if ctime_of(&st) != ctime {
             return Outcome::Skipped("changed since the plan (different inode change time)".into());
         }
-        let result = if is_dir(&st) {
-            check_one_device(&*self.fd, name, dev, 0).and_then(|()| remove_tree(&*self.fd, name, dev, 0))
+        let result = if kind(&st) == SFlag::S_IFDIR {
+            // Checked whole before anything goes, so a tree with a mount inside is left whole.
+            walk_tree(self.fd.as_fd(), name, dev, 0, &mut |_, _, _| Ok(()))
+                .and_then(|()| walk_tree(self.fd.as_fd(), name, dev, 0, &mut unlink))
         } else {
-            unlink(&*self.fd, name, false)
+            unlink(self.fd.as_fd(), name, false)
         };
         match result {
             Ok(()) => Outcome::Deleted,
@@ -106,7 +161,58 @@ impl LockedDir {
     }
 }
 
-fn unlink(dir: &impl AsFd, name: &OsStr, is_dir: bool) -> nix::Result<()> {
+/// Takes the exclusive lock on `fd` as `wait` says; `EWOULDBLOCK` when it is held.
+fn lock(fd: OwnedFd, wait: LockWait) -> std::result::Result<Flock<OwnedFd>, Errno> {
+    let deadline = match wait {
+        LockWait::Wait => return Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| e),
+        LockWait::FailIfBusy => Instant::now(),
+        LockWait::Timeout(limit) => match Instant::now().checked_add(limit) {
+            Some(deadline) => deadline,
+            None => return lock(fd, LockWait::Wait), // beyond the clock's range: no bound
+        },
+    };
+    let mut fd = fd;
+    loop {
+        match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                fd = back;
+                std::thread::sleep(LOCK_POLL.min(deadline.saturating_duration_since(Instant::now())));
+            }
+            Err((_, errno)) => return Err(errno),
+        }
+    }
+}
+
+/// Process ids holding a lock on the inode `(dev, ino)`, from `/proc/locks` (empty when it cannot
+/// be read, or the holders live in another pid namespace).
+pub fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
+    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters are marked "->" and skipped.
+    let wanted = format!(
+        "{:02x}:{:02x}:{ino}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    let mut pids: Vec<u32> = table
+        .lines()
+        .filter(|line| !line.contains("->"))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let at = fields.iter().position(|f| *f == wanted)?;
+            fields.get(at.checked_sub(1)?)?.parse().ok()
+        })
+        .filter(|&pid| pid != 0)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// `unlinkat` of `name` in `dir`, as a directory when `is_dir`.
+fn unlink(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> nix::Result<()> {
     let flag = if is_dir {
         UnlinkatFlags::RemoveDir
     } else {
@@ -115,26 +221,17 @@ fn unlink(dir: &impl AsFd, name: &OsStr, is_dir: bool) -> nix::Result<()> {
     unlinkat(dir, name, flag)
 }
 
-/// Entry names of an open directory, without `.` and `..`.
-fn children(fd: &OwnedFd) -> nix::Result<Vec<OsString>> {
-    let clone = fd.try_clone().map_err(|_| Errno::EBADF)?;
-    let mut listing = Dir::from_fd(clone)?;
-    let names = listing
-        .iter()
-        .flatten()
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    Ok(names)
-}
-
-fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
-    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
-}
-
-/// Fails with `EXDEV` if anything under directory `name` is on another device (a mount point):
-/// checked before deleting anything, so such a checkpoint is left whole rather than half-deleted.
-fn check_one_device(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) -> nix::Result<()> {
+/// Visits directory `name` under `parent` depth-first through file descriptors, never following
+/// a symlink: `visit(dir, entry, is_dir)` is called for every entry, a directory after its
+/// contents, and last for `name` itself. Fails with `EXDEV` on meeting another device (a mount
+/// inside: not ours to touch) and `ELOOP` past 256 levels.
+fn walk_tree(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    dev: u64,
+    depth: usize,
+    visit: &mut impl FnMut(BorrowedFd<'_>, &OsStr, bool) -> nix::Result<()>,
+) -> nix::Result<()> {
     if depth > 256 {
         return Err(Errno::ELOOP);
     }
@@ -142,57 +239,83 @@ fn check_one_device(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) ->
     if fstat(&fd)?.st_dev != dev {
         return Err(Errno::EXDEV);
     }
-    for child in children(&fd)? {
+    for child in entry_names(&fd)? {
         let st = fstatat(&fd, child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        if is_dir(&st) {
-            check_one_device(&fd, &child, dev, depth + 1)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes directory `name` under `parent` and everything in it, through file descriptors.
-fn remove_tree(parent: &impl AsFd, name: &OsStr, dev: u64, depth: usize) -> nix::Result<()> {
-    if depth > 256 {
-        return Err(Errno::ELOOP);
-    }
-    let fd = openat(parent, name, DIR_FLAGS, Mode::empty())?;
-    if fstat(&fd)?.st_dev != dev {
-        return Err(Errno::EXDEV); // a mount inside: not ours to empty
-    }
-    for child in children(&fd)? {
-        let st = fstatat(&fd, child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        if is_dir(&st) {
-            remove_tree(&fd, &child, dev, depth + 1)?;
+        if kind(&st) == SFlag::S_IFDIR {
+            walk_tree(fd.as_fd(), &child, dev, depth + 1, visit)?;
         } else {
-            unlink(&fd, &child, false)?; // files and symlinks alike; a symlink is never followed
+            visit(fd.as_fd(), &child, false)?; // files and symlinks alike; a symlink is never followed
         }
     }
     drop(fd);
-    unlink(parent, name, true)
+    visit(parent, name, true)
 }
 
 /// Applies `plan`: deletes every `Delete` item still identical to what was scanned, under the
 /// directory's lock. Returns one outcome per deleted-or-attempted item index.
 pub fn apply(plan: &Plan, wait: LockWait) -> Result<Vec<(usize, Outcome)>> {
-    let dir = LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), wait)?;
+    let dir = LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), wait, DirLink::Refuse)?;
     Ok(plan
         .items
         .iter()
         .enumerate()
         .filter(|(_, item)| item.action == Action::Delete)
-        .map(|(i, item)| {
-            (
-                i,
-                dir.delete(
-                    &item.checkpoint.name,
-                    item.checkpoint.dev,
-                    item.checkpoint.ino,
-                    item.checkpoint.ctime,
-                ),
-            )
-        })
+        .map(|(i, _)| (i, delete_item(&dir, plan, i)))
         .collect())
+}
+
+fn delete_item(dir: &LockedDir, plan: &Plan, i: usize) -> Outcome {
+    let c = &plan.items[i].checkpoint;
+    dir.delete(&c.name, c.dev, c.ino, c.ctime)
+}
+
+/// How much space [`free_space`] must make available: a byte count, or a fraction of the
+/// filesystem's size. Two variants, so `1` byte and `1.0` (the whole disk) cannot be confused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// Bytes available to non-root.
+    Bytes(u64),
+    /// A fraction in (0, 1] of the filesystem's size (`df` Size).
+    Fraction(f64),
+}
+
+impl Target {
+    /// Exactly one of `bytes` / `fraction` (as the Python keywords `target_bytes=` and
+    /// `target_fraction=`), validated.
+    pub fn from_options(bytes: Option<u64>, fraction: Option<f64>) -> Result<Self> {
+        match (bytes, fraction) {
+            (Some(bytes), None) => Ok(Target::Bytes(bytes)),
+            (None, Some(f)) if f.is_finite() && f > 0.0 && f <= 1.0 => Ok(Target::Fraction(f)),
+            (None, Some(f)) => Err(Error::invalid(
+                "target_fraction",
+                f,
+                "expected a fraction of the filesystem's size in (0, 1]",
+            )),
+            (bytes, _) => Err(Error::invalid(
+                "target_bytes",
+                bytes.map_or_else(|| "None".to_owned(), |b| b.to_string()),
+                "expected exactly one of target_bytes (bytes, e.g. '20GiB') and target_fraction \
+                 (a fraction of the filesystem's size in (0, 1])",
+            )),
+        }
+    }
+
+    /// The target in bytes for the filesystem under `dir`.
+    pub fn bytes(self, dir: &Path) -> Result<u64> {
+        match self {
+            Target::Bytes(bytes) => Ok(bytes),
+            Target::Fraction(f) => {
+                let total = crate::usage::usage(dir)?.total;
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )] // f in (0, 1]: the product lies in [0, total]
+                let bytes = (total as f64 * f) as u64;
+                Ok(bytes)
+            }
+        }
+    }
 }
 
 /// What `free_space` achieved.
@@ -202,46 +325,60 @@ pub struct FreeSpaceReport {
     pub avail: u64,
     /// The target in bytes.
     pub target: u64,
-    /// `avail >= target`.
+    /// `avail >= target`. When false, everything deletable was tried: what is left is the
+    /// invariant (newest complete, protected), skipped partial saves, or failed deletions.
     pub met: bool,
     /// Items (plan indices) it tried, with their outcomes, in order.
     pub outcomes: Vec<(usize, Outcome)>,
-    /// True when it stopped because only the invariant (newest complete, protected) was left.
-    pub stopped_at_invariant: bool,
 }
 
-/// Deletes the least valuable deletable checkpoints of `plan` until `avail` reaches `target`
-/// bytes, re-measuring after each deletion; stops at the invariant.
-pub fn free_space(plan: &Plan, target: u64, wait: LockWait) -> Result<FreeSpaceReport> {
-    let dir = LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), wait)?;
-    let avail = |path: &Path| -> Result<u64> {
-        let stats = statfs(path)?;
+/// Deletes the least valuable deletable checkpoints of `plan` until `avail` reaches `target`,
+/// re-measuring after each deletion; stops at the invariant.
+pub fn free_space(plan: &Plan, target: Target, wait: LockWait) -> Result<FreeSpaceReport> {
+    let dir = LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), wait, DirLink::Refuse)?;
+    let target = target.bytes(&plan.dir)?;
+    let avail = || -> Result<u64> {
+        let stats = statfs(&plan.dir)?;
         Ok(stats.blocks_available.saturating_mul(stats.fragment_size))
     };
-    let mut now = avail(&plan.dir)?;
+    let mut now = avail()?;
     let mut outcomes = Vec::new();
     for i in free_space_order(plan) {
         if now >= target {
             break;
         }
-        let c = &plan.items[i].checkpoint;
-        outcomes.push((i, dir.delete(&c.name, c.dev, c.ino, c.ctime)));
-        now = avail(&plan.dir)?;
+        outcomes.push((i, delete_item(&dir, plan, i)));
+        now = avail()?;
     }
     Ok(FreeSpaceReport {
         avail: now,
         target,
         met: now >= target,
-        stopped_at_invariant: now < target,
         outcomes,
     })
+}
+
+/// Plans the checkpoint directory `dir` under `policy` at `now`, then frees space as
+/// [`free_space`] does: the plan and what was done to it.
+pub fn free_space_in(
+    dir: &Path,
+    policy: &Policy,
+    target: Target,
+    wait: LockWait,
+    now: f64,
+) -> Result<(Plan, FreeSpaceReport)> {
+    let plan = plan_dir(dir, policy, now)?;
+    let report = free_space(&plan, target, wait)?;
+    Ok((plan, report))
 }
 
 /// A leftover of a crashed save.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
-    /// Directory it is in.
+    /// Directory it is in, as given to [`find_orphans`].
     pub dir: PathBuf,
+    /// Device and inode of that directory when found: removal refuses another directory.
+    pub dir_id: (u64, u64),
     /// Entry name.
     pub name: OsString,
     /// Allocated bytes it holds (recursive for directories).
@@ -266,19 +403,20 @@ fn fsspec_like(name: &str) -> bool {
 }
 
 fn starts_with_zip(dir: &impl AsFd, name: &OsStr) -> bool {
-    let flags = FILE_FLAGS;
-    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+    use std::os::unix::fs::FileExt;
+    let Ok(fd) = openat(dir, name, FILE_FLAGS, Mode::empty()) else {
         return false;
     };
     let mut head = [0u8; 4];
-    use std::os::unix::fs::FileExt;
     std::fs::File::from(fd).read_exact_at(&mut head, 0).is_ok() && head == *b"PK\x03\x04"
 }
 
 /// Finds orphans older than `min_age` seconds owned by `uid`: partial saves in the checkpoint
 /// directory (temp names, and contents a crash cut short that are older than `min_age`), and
 /// known staging names in `temp_dir` (`tmp-checkpoint-*`, `*.orbax-checkpoint-tmp*`, `*.tmp`
-/// of a checkpoint, `.diskguard-*`, and fsspec `tmpXXXXXXXX` files holding a zip).
+/// of a checkpoint, `.diskguard-*`, and fsspec `tmpXXXXXXXX` files holding a zip). The checkpoint
+/// directory must not be a symlink; the temp dir may be (it is followed, and removal opens it the
+/// same way).
 pub fn find_orphans(
     checkpoint_dir: &Path,
     temp_dir: Option<&Path>,
@@ -286,11 +424,29 @@ pub fn find_orphans(
     uid: u32,
     now: f64,
 ) -> Result<Vec<Orphan>> {
+    if !(min_age.is_finite() && min_age >= 0.0) {
+        return Err(Error::invalid(
+            "min_age",
+            min_age,
+            "expected a finite number of seconds >= 0",
+        ));
+    }
+    validate_now(now)?;
+    let mut found = partial_saves(checkpoint_dir, min_age, uid, now)?;
+    if let Some(temp) = temp_dir {
+        found.extend(staging_leftovers(temp, min_age, uid, now)?);
+    }
+    Ok(found)
+}
+
+/// Incomplete checkpoints in the checkpoint directory older than `min_age`, owned by `uid`.
+fn partial_saves(dir: &Path, min_age: f64, uid: u32, now: f64) -> Result<Vec<Orphan>> {
+    let fd = open_directory(dir, DirLink::Refuse)?;
+    let dir_id = identity(&fd, dir)?;
+    let scanned = checkpoints::scan(&fd, dir, &[])?;
     let mut found = Vec::new();
-    let fd = open_dir(checkpoint_dir)?;
-    let scanned = scan(checkpoint_dir, &[])?;
     for mut c in scanned.checkpoints {
-        crate::checkpoints::verify_file(&fd, &mut c);
+        checkpoints::verify_file(&fd, &mut c);
         let Some(why) = c.incomplete.clone() else { continue };
         let Ok(st) = fstatat(&fd, c.name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
@@ -298,7 +454,8 @@ pub fn find_orphans(
         let age = now - c.mtime;
         if st.st_uid == uid && age >= min_age {
             found.push(Orphan {
-                dir: checkpoint_dir.to_path_buf(),
+                dir: dir.to_path_buf(),
+                dir_id,
                 name: c.name,
                 size: c.size,
                 age,
@@ -309,81 +466,158 @@ pub fn find_orphans(
             });
         }
     }
-    if let Some(temp) = temp_dir {
-        let tfd = nix::fcntl::open(
-            temp,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::os("open", temp, e))?;
-        let mut listing = Dir::from_fd(tfd.try_clone().map_err(|e| Error::os("dup", temp, e))?)
-            .map_err(|e| Error::os("opendir", temp, e))?;
-        let names: Vec<OsString> = listing
-            .iter()
-            .flatten()
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-            .collect();
-        for name in names {
-            let text = name.to_string_lossy();
-            let Ok(st) = fstatat(&tfd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
-                continue;
-            };
-            #[allow(clippy::cast_precision_loss)]
-            let age = now - (st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9);
-            let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-            if st.st_uid != uid || age < min_age || !(kind == SFlag::S_IFREG || kind == SFlag::S_IFDIR) {
-                continue;
-            }
-            let checkpoint_tmp = is_temp_name(&text)
-                && (text.starts_with("tmp-checkpoint-")
-                    || text.contains(".orbax-checkpoint-tmp")
-                    || crate::names::checkpoint_stem(
-                        text.trim_end_matches(".tmp").trim_end_matches(".partial"),
-                    )
-                    .is_some());
-            let reason = if text.starts_with(".diskguard-") {
-                "diskguard safe-save staging file"
-            } else if checkpoint_tmp {
-                "checkpoint staging name"
-            } else if kind == SFlag::S_IFREG && fsspec_like(&text) && starts_with_zip(&tfd, &name) {
-                "fsspec staging file holding a torch checkpoint (Lightning saves through $TMPDIR)"
-            } else {
-                continue;
-            };
-            found.push(Orphan {
-                dir: temp.to_path_buf(),
-                name,
-                size: u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512),
-                age,
-                reason: reason.to_owned(),
-                dev: st.st_dev,
-                ino: st.st_ino,
-                ctime: ctime_of(&st),
-            });
+    Ok(found)
+}
+
+/// Known staging names in the temp dir older than `min_age`, owned by `uid`.
+fn staging_leftovers(temp: &Path, min_age: f64, uid: u32, now: f64) -> Result<Vec<Orphan>> {
+    let fd = open_directory(temp, DirLink::Follow)?;
+    let dir_id = identity(&fd, temp)?;
+    let mut found = Vec::new();
+    for name in entry_names(&fd).map_err(|e| Error::os("readdir", temp, e))? {
+        let Ok(st) = fstatat(&fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let age = now - mtime_of(&st);
+        let kind = kind(&st);
+        if st.st_uid != uid || age < min_age || !(kind == SFlag::S_IFREG || kind == SFlag::S_IFDIR) {
+            continue;
         }
+        let Some(reason) = staging_reason(&fd, &name, kind) else {
+            continue;
+        };
+        found.push(Orphan {
+            dir: temp.to_path_buf(),
+            dir_id,
+            name,
+            size: allocated(&st),
+            age,
+            reason: reason.to_owned(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            ctime: ctime_of(&st),
+        });
     }
     Ok(found)
 }
 
-/// Removes `orphans` (each re-checked by identity, never following symlinks).
+/// Why a temp-dir entry is a checkpoint's staging leftover, if it is one.
+fn staging_reason(dir: &OwnedFd, name: &OsStr, kind: SFlag) -> Option<&'static str> {
+    let text = name.to_string_lossy();
+    let checkpoint_tmp = is_temp_name(&text)
+        && (text.starts_with("tmp-checkpoint-")
+            || text.contains(".orbax-checkpoint-tmp")
+            || checkpoint_stem(text.trim_end_matches(".tmp").trim_end_matches(".partial")).is_some());
+    if text.starts_with(".diskguard-") {
+        Some("diskguard safe-save staging file")
+    } else if checkpoint_tmp {
+        Some("checkpoint staging name")
+    } else if kind == SFlag::S_IFREG && fsspec_like(&text) && starts_with_zip(dir, name) {
+        Some("fsspec staging file holding a torch checkpoint (Lightning saves through $TMPDIR)")
+    } else {
+        None
+    }
+}
+
+fn identity(fd: &OwnedFd, dir: &Path) -> Result<(u64, u64)> {
+    let st = fstat(fd).map_err(|e| Error::os("fstat", dir, e))?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Removes `orphans`, each re-checked by identity (its directory's too), never following a
+/// symlink inside the directory. The directory is opened as [`find_orphans`] opened it for the
+/// temp dir (a symlinked `$TMPDIR` is followed); its identity check keeps that safe.
 pub fn remove_orphans(orphans: &[Orphan]) -> Vec<Outcome> {
     orphans
         .iter()
-        .map(|o| {
-            let flags = DIR_FLAGS;
-            match nix::fcntl::open(&o.dir, flags, Mode::empty()) {
-                Ok(fd) => {
-                    let locked = LockedDir {
-                        fd: match Flock::lock(fd, FlockArg::LockExclusive) {
-                            Ok(f) => f,
-                            Err((_, e)) => return Outcome::Failed(format!("flock: {}", e.desc())),
-                        },
-                        path: o.dir.clone(),
-                    };
-                    locked.delete(&o.name, o.dev, o.ino, o.ctime)
-                }
-                Err(e) => Outcome::Failed(format!("open {}: {}", o.dir.display(), e.desc())),
-            }
-        })
+        .map(
+            |o| match LockedDir::open(&o.dir, Some(o.dir_id), LockWait::Wait, DirLink::Follow) {
+                Ok(dir) => dir.delete(&o.name, o.dev, o.ino, o.ctime),
+                Err(Error::Refused { reason, .. }) => Outcome::Skipped(reason),
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+        )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("diskguard-del-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn targets_and_lock_waits_are_checked() {
+        assert_eq!(Target::from_options(Some(5), None).ok(), Some(Target::Bytes(5)));
+        assert_eq!(
+            Target::from_options(None, Some(1.0)).ok(),
+            Some(Target::Fraction(1.0))
+        );
+        for (bytes, fraction) in [
+            (None, None),
+            (Some(1), Some(0.5)),
+            (None, Some(0.0)),
+            (None, Some(f64::NAN)),
+        ] {
+            assert!(
+                Target::from_options(bytes, fraction).is_err(),
+                "{bytes:?} {fraction:?}"
+            );
+        }
+        assert_eq!(
+            LockWait::from_options(false, None).ok(),
+            Some(LockWait::FailIfBusy)
+        );
+        assert_eq!(
+            LockWait::from_options(true, Some(1e300)).ok(),
+            Some(LockWait::Wait)
+        );
+        assert!(LockWait::from_options(true, Some(-1.0)).is_err());
+        assert!(LockWait::from_options(false, Some(1.0)).is_err());
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder_and_a_timeout_ends_the_wait() {
+        let dir = temp_dir("lock");
+        let held = LockedDir::open(&dir, None, LockWait::Wait, DirLink::Refuse).expect("lock");
+        let err = LockedDir::open(&dir, None, LockWait::FailIfBusy, DirLink::Refuse)
+            .err()
+            .expect("busy");
+        assert!(
+            matches!(&err, Error::Busy { holders, .. } if holders.contains(&std::process::id())),
+            "{err}"
+        );
+        let started = Instant::now();
+        let timeout = LockWait::Timeout(Duration::from_millis(60));
+        assert!(matches!(
+            LockedDir::open(&dir, None, timeout, DirLink::Refuse),
+            Err(Error::Busy { .. })
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(60));
+        drop(held);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn orphans_under_a_symlinked_temp_dir_are_found_and_removed() {
+        let root = temp_dir("orphans");
+        let (ckpts, real, link) = (root.join("ckpts"), root.join("real"), root.join("tmp"));
+        std::fs::create_dir_all(&ckpts).expect("mkdir");
+        std::fs::create_dir_all(real.join("tmp-checkpoint-3")).expect("mkdir");
+        std::fs::write(real.join("step=4.ckpt.tmp"), b"partial").expect("write");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&real).expect("stat"));
+        let found = find_orphans(&ckpts, Some(&link), 0.0, uid, crate::retention::now() + 1.0).expect("find");
+        assert_eq!(found.len(), 2, "{found:?}");
+        let outcomes = remove_orphans(&found);
+        assert_eq!(outcomes, vec![Outcome::Deleted, Outcome::Deleted]);
+        assert_eq!(std::fs::read_dir(&real).expect("list").count(), 0);
+        assert!(find_orphans(&ckpts, None, f64::NAN, uid, 0.0).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

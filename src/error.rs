@@ -28,11 +28,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Another process holds the lock on the directory (and we were asked not to wait).
-    #[error("{path:?} is being pruned by another process (its lock is held)")]
+    /// Another process holds the lock on the directory (and we were asked not to wait, or not
+    /// that long).
+    #[error("{path:?} is being pruned by another process (its lock is held{})", held_by(.holders))]
     Busy {
         /// The directory.
         path: PathBuf,
+        /// Process ids holding the lock, from `/proc/locks` (empty when unknown).
+        holders: Vec<u32>,
     },
     /// An argument outside what is allowed; the message names the argument, the value and the rule.
     #[error("{name}={value}: {allowed}")]
@@ -72,6 +75,15 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// " by pid 12, 34" for the [`Error::Busy`] message; nothing when the holders are unknown.
+fn held_by(holders: &[u32]) -> String {
+    if holders.is_empty() {
+        return String::new();
+    }
+    let pids: Vec<String> = holders.iter().map(u32::to_string).collect();
+    format!(" by pid {}", pids.join(", "))
 }
 
 /// The core's result type.

@@ -1,8 +1,8 @@
 """The compiled core of diskguard. Import ``diskguard``, not this module."""
 
 import os
-from collections.abc import Iterable
-from typing import Any, ClassVar, TypeAlias, final
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal, TypeAlias, final
 
 __all__ = [
     'DEFAULT_CRITICAL',
@@ -11,18 +11,23 @@ __all__ = [
     'DirectoryBusyError',
     'DiskGuardError',
     'DiskUsage',
+    'KeepBest',
+    'KeepEvery',
+    'KeepLast',
+    'KeepWithin',
     'Level',
     'LogBudget',
     'Mount',
     'PlanItem',
+    'Protect',
     'RetentionPlan',
+    'RetentionPolicy',
     'RunForecast',
     'TrendEstimate',
     'TrendMonitor',
     '__version__',
     '_find_orphans',
     '_free_space',
-    '_plan',
     '_remove_orphans',
     'apply',
     'check',
@@ -32,6 +37,7 @@ __all__ = [
     'log_budget',
     'mounts',
     'parse_size',
+    'plan',
     'usage',
 ]
 
@@ -359,6 +365,118 @@ def forecast_run(
     """
 
 @final
+class KeepLast:
+    """Keep the newest ``n`` complete checkpoints (``n >= 1``)."""
+
+    def __new__(cls, n: int) -> KeepLast: ...
+    @property
+    def n(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class KeepBest:
+    """Keep the ``k`` best complete checkpoints by ``metric`` (``mode='min'`` for losses).
+
+    Values come from the names (``...-val_loss=0.1234.ckpt``) or from ``values``, a mapping of
+    checkpoint name (or path) to value, which wins. Planning fails when no checkpoint's name
+    carries ``metric`` and no ``values`` are given (a typo would otherwise keep nothing).
+    """
+
+    def __new__(
+        cls,
+        k: int,
+        metric: str,
+        mode: Literal['min', 'max'] = 'min',
+        values: Mapping[_StrPath, float] | None = None,
+    ) -> KeepBest: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def mode(self) -> Literal['min', 'max']: ...
+    @property
+    def values(self) -> dict[str, float] | None:
+        """Values by checkpoint name, or ``None``."""
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class KeepEvery:
+    """Keep every checkpoint whose step is a multiple of ``steps`` (milestones)."""
+
+    def __new__(cls, steps: int) -> KeepEvery: ...
+    @property
+    def steps(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class KeepWithin:
+    """Keep every checkpoint modified within the last ``seconds`` (finite, > 0)."""
+
+    def __new__(cls, seconds: float) -> KeepWithin: ...
+    @property
+    def seconds(self) -> float: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class Protect:
+    """Never delete these checkpoints (the best, the last, the one resumed from).
+
+    A bare name names an entry of the checkpoint directory. Any other path is resolved as the
+    system resolves it (relative to the working directory) and must lie directly in the checkpoint
+    directory: :func:`plan` rejects one that lies elsewhere with ``ValueError``.
+    """
+
+    def __new__(cls, *paths: _StrPath) -> Protect: ...
+    @property
+    def paths(self) -> tuple[str, ...]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+_Rule: TypeAlias = KeepLast | KeepBest | KeepEvery | KeepWithin | Protect
+
+@final
+class RetentionPolicy:
+    """Rules combined as "keep if any rule keeps it".
+
+    Args:
+        rules: ``KeepLast``, ``KeepBest``, ``KeepEvery``, ``KeepWithin``, ``Protect``.
+        min_partial_age: Seconds a partial save must have been left alone before the plan deletes
+            it as a crash leftover (only when older than the newest complete checkpoint, too).
+        patterns: Extra file-name globs for single-file checkpoints: one str (``'*.npz'``) or an
+            iterable of them. Each needs a character other than ``*``, ``?`` and ``.`` and no ``/``:
+            a pattern matching every name would make every file a checkpoint.
+    """
+
+    def __new__(
+        cls, *rules: _Rule, min_partial_age: float = 3600.0, patterns: str | Iterable[str] = ()
+    ) -> RetentionPolicy: ...
+    @property
+    def rules(self) -> tuple[_Rule, ...]: ...
+    @property
+    def min_partial_age(self) -> float: ...
+    @property
+    def patterns(self) -> tuple[str, ...]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
 class PlanItem:
     """One checkpoint in a :class:`RetentionPlan`."""
 
@@ -367,13 +485,12 @@ class PlanItem:
     @property
     def path(self) -> str: ...
     @property
-    def action(self) -> str:
+    def action(self) -> Literal['keep', 'delete', 'skip']:
         """``'keep'``, ``'delete'`` or ``'skip'`` (a partial save left alone)."""
     @property
     def reasons(self) -> list[str]: ...
     @property
-    def format(self) -> str:
-        """``'file'``, ``'huggingface'``, ``'dcp'`` or ``'orbax'``."""
+    def format(self) -> Literal['file', 'huggingface', 'dcp', 'orbax']: ...
     @property
     def step(self) -> int | None: ...
     @property
@@ -395,6 +512,7 @@ class PlanItem:
     @property
     def bytes_freed(self) -> int:
         """Bytes deleting it frees (0 when kept, or hard-linked elsewhere)."""
+    def __reduce__(self) -> tuple[Any, ...]: ...
 
 @final
 class RetentionPlan:
@@ -411,29 +529,53 @@ class RetentionPlan:
     def links(self) -> list[tuple[str, str]]:
         """Symlinks as (name, target); never deleted."""
     def __len__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
 
-def _plan(
-    dir: _StrPath, rules: list[tuple[Any, ...]], min_partial_age: float, patterns: list[str], now: float
-) -> RetentionPlan: ...
-def apply(plan: RetentionPlan, *, wait: bool = True) -> list[tuple[str, str, str]]:
+def plan(
+    directory: _StrPath, policy: RetentionPolicy | None = None, *, now: float | None = None
+) -> RetentionPlan:
+    """Decide every checkpoint in ``directory``; nothing is touched. The GIL is released.
+
+    With no policy only the invariant applies: the newest complete checkpoint and protected ones
+    are kept, everything else complete is planned for deletion. ``now`` (seconds since the epoch,
+    default ``time.time()``) must be a finite time.
+
+    Raises:
+        TypeError: ``policy`` is not a :class:`RetentionPolicy` (or ``None``).
+        ValueError: ``now`` is not a finite time, ``directory`` is ``/``, a ``Protect`` path lies
+            outside ``directory``, or a ``KeepBest`` metric appears in no checkpoint's name.
+        OSError: ``directory`` cannot be opened (a symlink is refused: ``ELOOP``/``ENOTDIR``).
+    """
+
+def apply(
+    plan: RetentionPlan, *, wait: bool = True, timeout: float | None = None
+) -> list[tuple[str, Literal['deleted', 'skipped', 'failed'], str]]:
     """Deletes what ``plan`` says, and nothing else.
 
     The directory must still be the one scanned (a symlink swapped in is refused); each entry is
     re-checked (device, inode) right before ``unlinkat``, never following a symlink; a failed delete
     is reported and the rest go on. An advisory lock keeps two processes from pruning at once:
-    ``wait=False`` raises :class:`DirectoryBusyError` instead of waiting. The GIL is released.
+    ``wait=False`` raises :class:`DirectoryBusyError` (naming the holder's pid when it can) instead
+    of waiting, ``timeout`` seconds bounds the wait. The GIL is released.
 
     Returns:
         (path, ``'deleted'`` | ``'skipped'`` | ``'failed'``, detail) per planned deletion.
     """
 
 def _free_space(
-    plan: RetentionPlan, target: int, wait: bool
-) -> tuple[int, int, bool, bool, list[tuple[str, str, str]]]: ...
+    directory: _StrPath,
+    policy: RetentionPolicy | None,
+    target_bytes: int | str | None,
+    target_fraction: float | None,
+    wait: bool,
+    timeout: float | None,
+) -> tuple[int, int, bool, list[tuple[str, str, str]]]: ...
 def _find_orphans(
     dir: _StrPath, temp_dir: _StrPath | None, min_age: float, uid: int, now: float
-) -> list[tuple[str, int, float, str, tuple[int, int, int, int]]]: ...
-def _remove_orphans(orphans: list[tuple[str, tuple[int, int, int, int]]]) -> list[tuple[str, str, str]]: ...
+) -> list[tuple[str, int, float, str, tuple[int, int, int, int, int, int]]]: ...
+def _remove_orphans(
+    orphans: list[tuple[str, tuple[int, int, int, int, int, int]]],
+) -> list[tuple[str, str, str]]: ...
 def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = None) -> str | None:
     """The newest complete checkpoint in ``directory`` to resume from, or ``None``.
 

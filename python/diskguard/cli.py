@@ -17,11 +17,13 @@ from . import (
     DEFAULT_CRITICAL,
     DEFAULT_WARN,
     CheckResult,
+    DirectoryBusyError,
     KeepBest,
     KeepEvery,
     KeepLast,
     KeepWithin,
     Protect,
+    RetentionPlan,
     RetentionPolicy,
     __version__,
     apply,
@@ -31,6 +33,7 @@ from . import (
     mounts,
     plan,
 )
+from .retention import display_name
 
 
 def _percent(value: float | None) -> str:
@@ -121,7 +124,46 @@ def _policy(args: argparse.Namespace) -> RetentionPolicy:
     return RetentionPolicy(*rules)
 
 
+def _apply_announcing_waits(
+    current: RetentionPlan, args: argparse.Namespace
+) -> Sequence[tuple[str, str, str]]:
+    """Applies the plan; when another process holds the lock, says who and waits as told (never silently)."""
+    try:
+        return apply(current, wait=False)
+    except DirectoryBusyError as err:
+        if args.no_wait:
+            raise
+        bound = 'as long as it takes' if args.timeout is None else f'up to {args.timeout:g} s'
+        print(
+            f'diskguard prune: {err}; waiting {bound} (--no-wait gives up at once, --timeout SECONDS bounds the wait)',
+            file=sys.stderr,
+            flush=True,
+        )
+        return apply(current, timeout=args.timeout)
+
+
+def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]], dry_run: bool) -> str:
+    items = [
+        {
+            'name': str(i.name),
+            'action': i.action,
+            'reasons': i.reasons,
+            'step': i.step,
+            'epoch': i.epoch,
+            'metrics': dict(i.metrics),
+            'size': i.size,
+            'bytes_freed': i.bytes_freed,
+            'complete': i.complete,
+        }
+        for i in current.items
+    ]
+    done = [{'path': str(p), 'outcome': o, 'detail': d} for p, o, d in results]
+    return json.dumps({'dir': str(current.dir), 'dry_run': dry_run, 'plan': items, 'results': done}, indent=2)
+
+
 def _prune(args: argparse.Namespace) -> int:
+    """``diskguard prune``: exit 0 when done, 1 when a deletion failed; errors are main()'s (2 for
+    bad arguments, 3 otherwise: the lock is held, the directory cannot be read)."""
     policy = _policy(args)
     keeping = [r for r in policy.rules if not isinstance(r, Protect)]
     if not keeping and not args.dry_run:
@@ -131,34 +173,17 @@ def _prune(args: argparse.Namespace) -> int:
             '(or --dry-run to see what the invariant alone keeps)'
         )
     current = plan(args.dir, policy)
-    results = [] if args.dry_run else apply(current)
+    if not args.json:
+        # Printed before anything is deleted, and with names any terminal can show.
+        print(format_plan(current), flush=True)
+    results: Sequence[tuple[str, str, str]] = [] if args.dry_run else _apply_announcing_waits(current, args)
     if args.json:
-        items = [
-            {
-                'name': str(i.name),
-                'action': i.action,
-                'reasons': i.reasons,
-                'step': i.step,
-                'epoch': i.epoch,
-                'metrics': dict(i.metrics),
-                'size': i.size,
-                'bytes_freed': i.bytes_freed,
-                'complete': i.complete,
-            }
-            for i in current.items
-        ]
-        done = [{'path': str(p), 'outcome': o, 'detail': d} for p, o, d in results]
-        print(
-            json.dumps(
-                {'dir': str(current.dir), 'dry_run': args.dry_run, 'plan': items, 'results': done}, indent=2
-            )
-        )
+        print(_prune_report(current, results, args.dry_run))
+    elif args.dry_run:
+        print('dry run: nothing deleted (run without --dry-run to apply)')
     else:
-        print(format_plan(current))
-        if args.dry_run:
-            print('dry run: nothing deleted (run without --dry-run to apply)')
         for path, outcome, detail in results:
-            print(f'{outcome:<8} {path}' + (f'  ({detail})' if detail else ''))
+            print(f'{outcome:<8} {display_name(path)}' + (f'  ({detail})' if detail else ''))
     return 1 if any(o == 'failed' for _, o, _ in results) else 0
 
 
@@ -208,8 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument('--keep-every', type=int, metavar='STEPS', help='keep milestones every STEPS steps')
     prune.add_argument('--keep-within', type=float, metavar='HOURS', help='keep those saved within HOURS')
-    prune.add_argument('--protect', action='append', metavar='PATH', help='never delete PATH (repeatable)')
+    prune.add_argument(
+        '--protect',
+        action='append',
+        metavar='PATH',
+        help='never delete PATH: an entry name, or a path in DIR (repeatable)',
+    )
     prune.add_argument('--dry-run', action='store_true', help='show the plan, delete nothing')
+    waiting = prune.add_mutually_exclusive_group()
+    waiting.add_argument(
+        '--no-wait', action='store_true', help='fail (exit 3) when another process is pruning DIR'
+    )
+    waiting.add_argument(
+        '--timeout',
+        type=float,
+        metavar='SECONDS',
+        help='wait at most SECONDS for another process pruning DIR (default: as long as it takes)',
+    )
     prune.add_argument('--json', action='store_true', help='machine-readable output')
     prune.set_defaults(run=_prune)
     return parser

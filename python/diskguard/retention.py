@@ -11,7 +11,8 @@
 
 Whatever the rules, the newest complete checkpoint and every protected one (``Protect``, or the
 target of a symlink such as ``last.ckpt``) are kept; partial saves never count as kept checkpoints.
-The decisions are made in the Rust core; this module only builds the rules.
+The rules, the policy and the decisions are the Rust core's; this module adds the records that
+collect its answers and the table :func:`format_plan` prints.
 """
 
 from __future__ import annotations
@@ -19,21 +20,24 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from ._diskguard import (
+    KeepBest,
+    KeepEvery,
+    KeepLast,
+    KeepWithin,
     PlanItem,
+    Protect,
     RetentionPlan,
+    RetentionPolicy,
     _find_orphans,
     _free_space,
-    _plan,
     _remove_orphans,
     apply,
     format_size,
-    parse_size,
-    usage,
+    plan,
 )
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     'Protect',
     'RetentionPolicy',
     'apply',
+    'display_name',
     'find_orphans',
     'format_plan',
     'free_space',
@@ -53,186 +58,43 @@ __all__ = [
     'remove_orphans',
 ]
 
-StrPath = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class KeepLast:
-    """Keep the newest ``n`` complete checkpoints."""
-
-    n: int
-
-    def _rule(self) -> tuple[Any, ...]:
-        return ('last', _count('keep_last', self.n))
-
-
-@dataclass(frozen=True)
-class KeepBest:
-    """Keep the ``k`` best complete checkpoints by ``metric`` (``mode='min'`` for losses).
-
-    Values come from the names (``...-val_loss=0.1234.ckpt``) or from ``values``, a mapping of
-    checkpoint name (or path) to value, which wins.
-    """
-
-    k: int
-    metric: str
-    mode: Literal['min', 'max'] = 'min'
-    values: dict[str, float] | None = None
-
-    def _rule(self) -> tuple[Any, ...]:
-        if self.mode not in ('min', 'max'):
-            raise ValueError(f"mode={self.mode!r}: expected 'min' or 'max'")
-        values = [(os.path.basename(os.fspath(k)), float(v)) for k, v in (self.values or {}).items()]
-        return ('best', _count('keep_best', self.k), self.metric, self.mode, values)
-
-
-@dataclass(frozen=True)
-class KeepEvery:
-    """Keep every checkpoint whose step is a multiple of ``steps`` (milestones)."""
-
-    steps: int
-
-    def _rule(self) -> tuple[Any, ...]:
-        return ('every', _count('keep_every', self.steps))
-
-
-@dataclass(frozen=True)
-class KeepWithin:
-    """Keep every checkpoint modified within the last ``seconds``."""
-
-    seconds: float
-
-    def _rule(self) -> tuple[Any, ...]:
-        return ('within', float(self.seconds))
-
-
-@dataclass(frozen=True)
-class Protect:
-    """Never delete these checkpoints (the best, the last, the one resumed from). Paths outside the
-    directory are ignored: nothing outside it is ever touched."""
-
-    paths: tuple[StrPath, ...] = field(default_factory=tuple)
-
-    def __init__(self, *paths: StrPath) -> None:
-        object.__setattr__(self, 'paths', tuple(paths))
-
-    def _names_in(self, directory: str) -> list[str]:
-        here = os.path.realpath(directory)
-        names = []
-        for p in self.paths:
-            text = os.fspath(p)
-            parent = os.path.dirname(text)
-            if (
-                not parent
-                or os.path.realpath(os.path.join(directory, parent)) == here
-                or os.path.realpath(parent) == here
-            ):
-                names.append(os.path.basename(text))
-        return names
-
-
+StrPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 Rule = KeepLast | KeepBest | KeepEvery | KeepWithin | Protect
-
-
-def _count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{name}={value!r}: expected a whole number >= 1')
-    return value
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """Rules combined as "keep if any rule keeps it".
-
-    Args:
-        rules: ``KeepLast``, ``KeepBest``, ``KeepEvery``, ``KeepWithin``, ``Protect``.
-        min_partial_age: Seconds a partial save must have been left alone before the plan deletes
-            it as a crash leftover (only when older than the newest complete checkpoint, too).
-        patterns: Extra glob patterns for single-file checkpoints (``'*.npz'``).
-    """
-
-    rules: tuple[Rule, ...] = ()
-    min_partial_age: float = 3600.0
-    patterns: tuple[str, ...] = ()
-
-    def __init__(self, *rules: Rule, min_partial_age: float = 3600.0, patterns: Iterable[str] = ()) -> None:
-        for rule in rules:
-            if not isinstance(rule, KeepLast | KeepBest | KeepEvery | KeepWithin | Protect):
-                raise TypeError(
-                    f'rules: expected KeepLast, KeepBest, KeepEvery, KeepWithin or Protect, got {rule!r}'
-                )
-        object.__setattr__(self, 'rules', tuple(rules))
-        object.__setattr__(self, 'min_partial_age', float(min_partial_age))
-        object.__setattr__(self, 'patterns', tuple(patterns))
-
-    def _core_rules(self, directory: str) -> list[tuple[Any, ...]]:
-        core = []
-        for rule in self.rules:
-            if isinstance(rule, Protect):
-                core.append(('protect', rule._names_in(directory)))
-            else:
-                core.append(rule._rule())
-        return core
-
-
-def plan(
-    directory: StrPath, policy: RetentionPolicy | None = None, *, now: float | None = None
-) -> RetentionPlan:
-    """Decide every checkpoint in ``directory``; nothing is touched.
-
-    With no policy only the invariant applies: the newest complete checkpoint and protected ones
-    are kept, everything else complete is planned for deletion.
-
-    Raises:
-        ValueError: A rule is invalid, or ``directory`` is ``/``.
-        OSError: ``directory`` cannot be opened (a symlink is refused: ``ELOOP``/``ENOTDIR``).
-    """
-    policy = policy or RetentionPolicy()
-    text = os.fspath(directory)
-    return _plan(
-        text,
-        policy._core_rules(text),
-        policy.min_partial_age,
-        list(policy.patterns),
-        time.time() if now is None else now,
-    )
 
 
 @dataclass(frozen=True)
 class FreeSpaceResult:
-    """What :func:`free_space` achieved."""
+    """What :func:`free_space` achieved. When ``met`` is false, everything deletable was tried:
+    what is left is the newest complete checkpoint, protected ones, partial saves left alone, or
+    deletions that failed (see ``outcomes``)."""
 
     avail: int
     target: int
     met: bool
-    stopped_at_invariant: bool
     deleted: list[str]
     outcomes: list[tuple[str, str, str]]
 
 
 def free_space(
     directory: StrPath,
-    target: float | str,
     policy: RetentionPolicy | None = None,
     *,
+    target_bytes: int | str | None = None,
+    target_fraction: float | None = None,
     wait: bool = True,
+    timeout: float | None = None,
 ) -> FreeSpaceResult:
-    """Delete the least valuable checkpoints until the filesystem has ``target`` available.
+    """Delete the least valuable checkpoints until the filesystem has the target available.
 
-    ``target`` is bytes (``'20GiB'``) or a fraction of the filesystem (``0.1``). Deletion order:
-    what the plan deletes anyway (oldest first), then what rules keep, least valuable first
-    (recent < last N < milestones < best K). It stops before the newest complete checkpoint and
-    protected ones, and says so.
+    Give exactly one target: ``target_bytes`` (an int, or ``'20GiB'``) or ``target_fraction`` (a
+    fraction of the filesystem's size in (0, 1]); a float is never taken for a byte count.
+    Deletion order: what the plan deletes anyway (oldest first), then what rules keep, least
+    valuable first (recent < last N < milestones < best K). It stops before the newest complete
+    checkpoint and protected ones. ``wait`` / ``timeout`` are :func:`apply`'s.
     """
-    text = os.fspath(directory)
-    if isinstance(target, float) and 0 < target <= 1:
-        target_bytes = int(target * usage(text).total)
-    else:
-        target_bytes = parse_size(target)
-    current = plan(text, policy)
-    avail, goal, met, stopped, outcomes = _free_space(current, target_bytes, wait)
-    deleted = [str(path) for path, what, _ in outcomes if what == 'deleted']
-    return FreeSpaceResult(avail, goal, met, stopped, deleted, [(str(p), w, d) for p, w, d in outcomes])
+    avail, goal, met, outcomes = _free_space(directory, policy, target_bytes, target_fraction, wait, timeout)
+    rows = [(os.fsdecode(p), w, d) for p, w, d in outcomes]
+    return FreeSpaceResult(avail, goal, met, [p for p, w, _ in rows if w == 'deleted'], rows)
 
 
 @dataclass(frozen=True)
@@ -243,7 +105,7 @@ class Orphan:
     size: int
     age: float
     reason: str
-    _identity: tuple[int, int, int, int] = field(repr=False, compare=False)
+    _identity: tuple[int, int, int, int, int, int] = field(repr=False, compare=False)
 
 
 def find_orphans(
@@ -255,31 +117,39 @@ def find_orphans(
 ) -> list[Orphan]:
     """Leftovers of crashed saves, owned by the current user and older than ``min_age`` seconds:
     partial saves in ``directory`` and known staging names in ``temp_dir`` (default
-    ``tempfile.gettempdir()``: fsspec/Lightning ``tmpXXXXXXXX`` files holding a checkpoint,
-    ``tmp-checkpoint-*``, ``*.orbax-checkpoint-tmp*``, ``*.ckpt.tmp``, ``.diskguard-*``)."""
-    temp = (
-        (os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()) if include_temp_dir else None
-    )
-    found = _find_orphans(os.fspath(directory), temp, float(min_age), os.geteuid(), time.time())
-    return [Orphan(str(path), size, age, reason, identity) for path, size, age, reason, identity in found]
+    ``tempfile.gettempdir()``, followed when it is a symlink: fsspec/Lightning ``tmpXXXXXXXX``
+    files holding a checkpoint, ``tmp-checkpoint-*``, ``*.orbax-checkpoint-tmp*``, ``*.ckpt.tmp``,
+    ``.diskguard-*``)."""
+    temp = (temp_dir if temp_dir is not None else tempfile.gettempdir()) if include_temp_dir else None
+    found = _find_orphans(directory, temp, min_age, os.geteuid(), time.time())
+    return [
+        Orphan(os.fsdecode(path), size, age, reason, identity) for path, size, age, reason, identity in found
+    ]
 
 
 def remove_orphans(orphans: Sequence[Orphan]) -> list[tuple[str, str, str]]:
-    """Removes orphans from :func:`find_orphans`, each re-checked to be the same file first.
-    Returns (path, 'deleted' | 'skipped' | 'failed', detail) for each."""
+    """Removes orphans from :func:`find_orphans`, each re-checked to be the same file in the same
+    directory first. Returns (path, 'deleted' | 'skipped' | 'failed', detail) for each."""
     results = _remove_orphans([(o.path, o._identity) for o in orphans])
-    return [(str(p), w, d) for p, w, d in results]
+    return [(os.fsdecode(p), w, d) for p, w, d in results]
+
+
+def display_name(name: str | os.PathLike[str]) -> str:
+    """A name as printable text: bytes that are not UTF-8 (kept by Python as surrogates) are shown
+    as ``\\xff`` escapes instead of failing to print."""
+    return os.fsencode(name).decode('utf-8', 'backslashreplace')
 
 
 def format_plan(p: RetentionPlan) -> str:
     """The plan as a table a person can check before applying it."""
     items: list[PlanItem] = p.items
-    width = max([len(str(i.name)) for i in items] + [10])
+    names = [display_name(i.name) for i in items]
+    width = max([len(n) for n in names] + [10])
     lines = [f'{"ACTION":<7} {"CHECKPOINT":<{width}} {"STEP":>8} {"SIZE":>10}  WHY']
-    for i in items:
+    for i, name in zip(items, names, strict=True):
         step = '-' if i.step is None else str(i.step)
         lines.append(
-            f'{i.action:<7} {i.name!s:<{width}} {step:>8} {format_size(i.size):>10}  {"; ".join(i.reasons)}'
+            f'{i.action:<7} {name:<{width}} {step:>8} {format_size(i.size):>10}  {"; ".join(i.reasons)}'
         )
     counts = {a: sum(1 for i in items if i.action == a) for a in ('keep', 'delete', 'skip')}
     lines.append(
@@ -287,5 +157,8 @@ def format_plan(p: RetentionPlan) -> str:
         f'{counts["skip"]} partial save(s) left alone'
     )
     for name, target in p.links:
-        lines.append(f'symlink {name!s} -> {target!s} (never deleted; protects its target if it is here)')
+        lines.append(
+            f'symlink {display_name(name)} -> {display_name(target)} '
+            '(never deleted; protects its target if it is here)'
+        )
     return '\n'.join(lines)

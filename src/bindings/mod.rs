@@ -210,7 +210,8 @@ pub mod _diskguard {
     use super::resume::latest_complete_py;
     #[pymodule_export]
     use super::retention::{
-        apply_py, find_orphans_py, free_space_py, plan_py, remove_orphans_py, PyPlanItem, PyRetentionPlan,
+        apply_py, find_orphans_py, free_space_py, plan_py, remove_orphans_py, PyKeepBest, PyKeepEvery,
+        PyKeepLast, PyKeepWithin, PyPlanItem, PyProtect, PyRetentionPlan, PyRetentionPolicy,
     };
     #[pymodule_export]
     use super::trend::{forecast_run_py, PyRunForecast, PyTrendEstimate, PyTrendMonitor};

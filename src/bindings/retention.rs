@@ -1,109 +1,537 @@
-//! Checkpoint retention: plans, deletion, free space, orphans.
+//! Checkpoint retention: the rule classes and the policy, plans, deletion, free space, orphans.
+//!
+//! Each rule class wraps the core rule its constructor builds, so the core's validation is the only
+//! one and its messages are the ones users see. Records pickle through `__reduce__`.
 
-use std::ffi::{OsStr, OsString};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBool, PyDict, PyMapping, PyString, PyTuple, PyType};
 
-use super::{fs_path, py_repr};
-use crate::checkpoints;
-use crate::deletion::{self, LockWait, Orphan, Outcome};
+use super::{fs_path, number, opt_number, py_repr, repr_of, whole, wrong_type, Reduced};
+use crate::checkpoints::{Checkpoint, Format, Link};
+use crate::deletion::{self, LockWait, Orphan, Outcome, Target};
 use crate::error::Error;
-use crate::retention::{self, Action, Item, Mode, Plan, Policy, Rule};
+use crate::names::NameInfo;
+use crate::retention::{
+    self, Action, Item, KeepBest, KeepEvery, KeepLast, KeepWithin, Keeper, Mode, Plan, Policy, Protect, Rule,
+    DEFAULT_MIN_PARTIAL_AGE,
+};
+use crate::size;
 
-/// Converts Python-side rule tuples (built by `diskguard.retention`) into core rules.
-pub(crate) fn rules_from(py_rules: &Bound<'_, PyList>) -> PyResult<Vec<Rule>> {
-    let mut rules = Vec::new();
-    for item in py_rules.iter() {
-        let kind: String = item.get_item(0)?.extract()?;
-        let rule = match kind.as_str() {
-            "last" => Rule::Last(item.get_item(1)?.extract()?),
-            "best" => {
-                let mode: String = item.get_item(3)?.extract()?;
-                let mode = match mode.as_str() {
-                    "min" => Mode::Min,
-                    "max" => Mode::Max,
-                    other => {
-                        return Err(
-                            Error::invalid("mode", format!("'{other}'"), "expected 'min' or 'max'").into(),
-                        )
-                    }
-                };
-                let values: Vec<(PathBuf, f64)> = item.get_item(4)?.extract()?;
-                Rule::Best {
-                    k: item.get_item(1)?.extract()?,
-                    metric: item.get_item(2)?.extract()?,
-                    mode,
-                    values: values.into_iter().map(|(n, v)| (n.into_os_string(), v)).collect(),
-                }
-            }
-            "every" => Rule::Every(item.get_item(1)?.extract()?),
-            "within" => Rule::Within(item.get_item(1)?.extract()?),
-            "protect" => {
-                let names: Vec<PathBuf> = item.get_item(1)?.extract()?;
-                Rule::Protect(names.into_iter().map(PathBuf::into_os_string).collect())
-            }
-            other => return Err(PyValueError::new_err(format!("unknown retention rule {other:?}"))),
-        };
-        rules.push(rule);
+/// A `str` argument, or a `TypeError` naming it.
+fn text(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    match obj.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(wrong_type(name, obj, "a str")),
     }
-    Ok(rules)
+}
+
+/// A path argument (`str`, `bytes`, `os.PathLike`), or a `TypeError` naming it.
+fn path_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    fs_path(obj).map_err(|_| wrong_type(name, obj, "a path (str, bytes or os.PathLike)"))
+}
+
+/// A `True`/`False` argument; an int or anything else is a `TypeError` naming it.
+fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    obj.cast::<PyBool>()
+        .map(|b| b.is_true())
+        .map_err(|_| wrong_type(name, obj, "True or False"))
+}
+
+/// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
+fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
+    (obj.get_type().into_any(), args)
+}
+
+/// Keep the newest `n` complete checkpoints.
+#[pyclass(frozen, eq, hash, name = "KeepLast", module = "diskguard")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct PyKeepLast(KeepLast);
+
+#[pymethods]
+impl PyKeepLast {
+    #[new]
+    fn new(n: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self(KeepLast::new(whole("keep_last", n)?)?))
+    }
+    #[getter]
+    fn n(&self) -> usize {
+        self.0.n
+    }
+    fn __repr__(&self) -> String {
+        format!("KeepLast({})", self.0.n)
+    }
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (usize,)> {
+        rebuild(slf.as_any(), (slf.get().0.n,))
+    }
+}
+
+/// Keep the `k` best complete checkpoints by `metric`.
+#[pyclass(frozen, eq, hash, name = "KeepBest", module = "diskguard")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct PyKeepBest(KeepBest);
+
+#[pymethods]
+impl PyKeepBest {
+    #[new]
+    #[pyo3(signature = (k, metric, mode = None, values = None), text_signature = "(k, metric, mode='min', values=None)")]
+    fn new(
+        k: &Bound<'_, PyAny>,
+        metric: &Bound<'_, PyAny>,
+        mode: Option<&Bound<'_, PyAny>>,
+        values: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mode = match mode.filter(|m| !m.is_none()) {
+            Some(m) => Mode::from_name(&text("mode", m)?)?,
+            None => Mode::Min,
+        };
+        let values = match values.filter(|v| !v.is_none()) {
+            Some(v) => metric_values(v)?,
+            None => Vec::new(),
+        };
+        Ok(Self(KeepBest::new(
+            whole("keep_best", k)?,
+            text("metric", metric)?,
+            mode,
+            values,
+        )?))
+    }
+    #[getter]
+    fn k(&self) -> usize {
+        self.0.k
+    }
+    #[getter]
+    fn metric(&self) -> &str {
+        &self.0.metric
+    }
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.0.mode.name()
+    }
+    /// Values by checkpoint name, or `None`.
+    #[getter]
+    fn values(&self) -> Option<HashMap<OsString, f64>> {
+        (!self.0.values.is_empty()).then(|| self.0.values.iter().cloned().collect())
+    }
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let values = self
+            .values()
+            .map_or_else(String::new, |v| format!(", values={}", py_repr(py, v)));
+        format!(
+            "KeepBest({}, {}, mode={}{values})",
+            self.0.k,
+            py_repr(py, &self.0.metric),
+            py_repr(py, self.0.mode.name())
+        )
+    }
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, BestArgs> {
+        let rule = &slf.get().0;
+        let args = (rule.k, rule.metric.clone(), rule.mode.name(), slf.get().values());
+        rebuild(slf.as_any(), args)
+    }
+}
+
+/// `KeepBest`'s constructor arguments: (k, metric, mode, values).
+type BestArgs = (usize, String, &'static str, Option<HashMap<OsString, f64>>);
+
+/// `values=`: a mapping of checkpoint name (or path) to a number.
+fn metric_values(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
+    let mapping = obj
+        .cast::<PyMapping>()
+        .map_err(|_| wrong_type("values", obj, "a mapping of checkpoint name to number, or None"))?;
+    let mut values = Vec::new();
+    for pair in mapping.items()?.iter() {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+        let key = fs_path(&key).map_err(|_| {
+            wrong_type(
+                "values",
+                &key,
+                "checkpoint names (str, bytes or os.PathLike) as keys",
+            )
+        })?;
+        values.push((key, number("values", &value)?));
+    }
+    Ok(values)
+}
+
+/// Keep every checkpoint whose step is a multiple of `steps`.
+#[pyclass(frozen, eq, hash, name = "KeepEvery", module = "diskguard")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct PyKeepEvery(KeepEvery);
+
+#[pymethods]
+impl PyKeepEvery {
+    #[new]
+    fn new(steps: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self(KeepEvery::new(whole("keep_every", steps)?)?))
+    }
+    #[getter]
+    fn steps(&self) -> u64 {
+        self.0.steps
+    }
+    fn __repr__(&self) -> String {
+        format!("KeepEvery({})", self.0.steps)
+    }
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (u64,)> {
+        rebuild(slf.as_any(), (slf.get().0.steps,))
+    }
+}
+
+/// Keep every checkpoint modified within the last `seconds`.
+#[pyclass(frozen, eq, hash, name = "KeepWithin", module = "diskguard")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct PyKeepWithin(KeepWithin);
+
+#[pymethods]
+impl PyKeepWithin {
+    #[new]
+    fn new(seconds: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self(KeepWithin::new(number("keep_within", seconds)?)?))
+    }
+    #[getter]
+    fn seconds(&self) -> f64 {
+        self.0.seconds
+    }
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("KeepWithin({})", py_repr(py, self.0.seconds))
+    }
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (f64,)> {
+        rebuild(slf.as_any(), (slf.get().0.seconds,))
+    }
+}
+
+/// Never delete these checkpoints.
+#[pyclass(frozen, eq, hash, name = "Protect", module = "diskguard")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct PyProtect(Protect);
+
+#[pymethods]
+impl PyProtect {
+    #[new]
+    #[pyo3(signature = (*paths))]
+    fn new(paths: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        let paths = paths
+            .iter()
+            .map(|p| path_arg("protect", &p))
+            .collect::<PyResult<Vec<PathBuf>>>()?;
+        Ok(Self(Protect::new(paths)?))
+    }
+    /// The paths as given.
+    #[getter]
+    fn paths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.0.paths)
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let inner: Vec<String> = self.0.paths.iter().map(|p| py_repr(py, p)).collect();
+        Ok(format!("Protect({})", inner.join(", ")))
+    }
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
+        Ok(rebuild(slf.as_any(), slf.get().paths(slf.py())?))
+    }
+}
+
+/// The core rule of a rule object; the one place that lists the rule classes.
+fn rule_from(obj: &Bound<'_, PyAny>) -> PyResult<Rule> {
+    if let Ok(r) = obj.cast::<PyKeepLast>() {
+        return Ok(Rule::Last(r.get().0.clone()));
+    }
+    if let Ok(r) = obj.cast::<PyKeepBest>() {
+        return Ok(Rule::Best(r.get().0.clone()));
+    }
+    if let Ok(r) = obj.cast::<PyKeepEvery>() {
+        return Ok(Rule::Every(r.get().0.clone()));
+    }
+    if let Ok(r) = obj.cast::<PyKeepWithin>() {
+        return Ok(Rule::Within(r.get().0.clone()));
+    }
+    if let Ok(r) = obj.cast::<PyProtect>() {
+        return Ok(Rule::Protect(r.get().0.clone()));
+    }
+    Err(wrong_type(
+        "rules",
+        obj,
+        "KeepLast, KeepBest, KeepEvery, KeepWithin or Protect",
+    ))
+}
+
+/// The rule object of a core rule.
+fn rule_to_py<'py>(py: Python<'py>, rule: &Rule) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match rule {
+        Rule::Last(r) => Bound::new(py, PyKeepLast(r.clone()))?.into_any(),
+        Rule::Best(r) => Bound::new(py, PyKeepBest(r.clone()))?.into_any(),
+        Rule::Every(r) => Bound::new(py, PyKeepEvery(r.clone()))?.into_any(),
+        Rule::Within(r) => Bound::new(py, PyKeepWithin(r.clone()))?.into_any(),
+        Rule::Protect(r) => Bound::new(py, PyProtect(r.clone()))?.into_any(),
+    })
+}
+
+/// `patterns=`: one glob as a `str`, or an iterable of them (never a string split into characters).
+fn patterns_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if obj.is_instance_of::<PyString>() {
+        return Ok(vec![text("patterns", obj)?]);
+    }
+    let expected = "a glob such as '*.npz', or a list of them";
+    let items = obj
+        .try_iter()
+        .map_err(|_| wrong_type("patterns", obj, expected))?;
+    items
+        .map(|item| text("patterns", &item?).map_err(|_| wrong_type("patterns", obj, expected)))
+        .collect()
+}
+
+/// Rules combined as "keep if any rule keeps it".
+#[pyclass(frozen, eq, hash, name = "RetentionPolicy", module = "diskguard")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct PyRetentionPolicy(Policy);
+
+#[pymethods]
+impl PyRetentionPolicy {
+    #[new]
+    #[pyo3(
+        signature = (*rules, min_partial_age = None, patterns = None),
+        text_signature = "(*rules, min_partial_age=3600.0, patterns=())"
+    )]
+    fn new(
+        rules: &Bound<'_, PyTuple>,
+        min_partial_age: Option<&Bound<'_, PyAny>>,
+        patterns: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let rules = rules
+            .iter()
+            .map(|r| rule_from(&r))
+            .collect::<PyResult<Vec<Rule>>>()?;
+        let min_partial_age =
+            opt_number("min_partial_age", min_partial_age)?.unwrap_or(DEFAULT_MIN_PARTIAL_AGE);
+        Ok(Self(Policy::new(
+            rules,
+            min_partial_age,
+            patterns_arg(patterns)?,
+        )?))
+    }
+    #[getter]
+    fn rules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let rules = self
+            .0
+            .rules
+            .iter()
+            .map(|r| rule_to_py(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyTuple::new(py, rules)
+    }
+    #[getter]
+    fn min_partial_age(&self) -> f64 {
+        self.0.min_partial_age
+    }
+    #[getter]
+    fn patterns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.0.patterns)
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut parts: Vec<String> = Vec::new();
+        for rule in self.rules(py)?.iter() {
+            parts.push(repr_of(&rule));
+        }
+        parts.push(format!("min_partial_age={}", py_repr(py, self.0.min_partial_age)));
+        parts.push(format!("patterns={}", repr_of(self.patterns(py)?.as_any())));
+        Ok(format!("RetentionPolicy({})", parts.join(", ")))
+    }
+    /// Rebuilt with keywords through `copyreg.__newobj_ex__` (what pickle protocol 4 does).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("min_partial_age", slf.get().0.min_partial_age)?;
+        kwargs.set_item("patterns", slf.get().patterns(py)?)?;
+        let newobj = py.import("copyreg")?.getattr("__newobj_ex__")?;
+        let args = PyTuple::new(
+            py,
+            [
+                slf.get_type().into_any(),
+                slf.get().rules(py)?.into_any(),
+                kwargs.into_any(),
+            ],
+        )?;
+        Ok((newobj, args))
+    }
+}
+
+/// `policy=`: a `RetentionPolicy`, or `None` for the default (no rules: only the invariant).
+fn policy_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Policy> {
+    match obj.filter(|o| !o.is_none()) {
+        None => Ok(Policy::default()),
+        Some(o) => o
+            .cast::<PyRetentionPolicy>()
+            .map(|p| p.get().0.clone())
+            .map_err(|_| wrong_type("policy", o, "a RetentionPolicy, or None for the default")),
+    }
+}
+
+/// A checkpoint's state as plain values, for pickling: (name, format, (step, epoch, metrics),
+/// mtime, (size, apparent_size), (dev, ino, ctime, nlink), incomplete, verified).
+type CheckpointState = (
+    OsString,
+    String,
+    (Option<u64>, Option<u64>, Vec<(String, f64)>),
+    f64,
+    (u64, u64),
+    (u64, u64, (i64, i64), u64),
+    Option<String>,
+    bool,
+);
+/// An item's state: the checkpoint's, then (action, reasons, keeper rank, bytes freed).
+type ItemState = (CheckpointState, (String, Vec<String>, Option<u8>, u64));
+
+fn item_state(item: &Item) -> ItemState {
+    let c = &item.checkpoint;
+    (
+        (
+            c.name.clone(),
+            c.format.name().to_owned(),
+            (c.info.step, c.info.epoch, c.info.metrics.clone()),
+            c.mtime,
+            (c.size, c.apparent_size),
+            (c.dev, c.ino, c.ctime, c.nlink),
+            c.incomplete.clone(),
+            c.verified,
+        ),
+        (
+            item.action.name().to_owned(),
+            item.reasons.clone(),
+            item.keeper.map(Keeper::rank),
+            item.bytes_freed,
+        ),
+    )
+}
+
+fn item_from_state(state: ItemState) -> PyResult<Item> {
+    let (checkpoint, (action, reasons, keeper, bytes_freed)) = state;
+    let (name, format, (step, epoch, metrics), mtime, (size, apparent_size), identity, incomplete, verified) =
+        checkpoint;
+    let (dev, ino, ctime, nlink) = identity;
+    let bad = |what: &'static str, value: String| Error::invalid(what, value, "not from a pickled plan");
+    Ok(Item {
+        checkpoint: Checkpoint {
+            name,
+            format: Format::from_name(&format).ok_or_else(|| bad("format", format.clone()))?,
+            info: NameInfo { step, epoch, metrics },
+            mtime,
+            size,
+            apparent_size,
+            dev,
+            ino,
+            ctime,
+            nlink,
+            incomplete,
+            verified,
+        },
+        action: Action::from_name(&action).ok_or_else(|| bad("action", action.clone()))?,
+        reasons,
+        keeper: keeper
+            .map(|rank| Keeper::from_rank(rank).ok_or_else(|| bad("keeper", rank.to_string())))
+            .transpose()?,
+        bytes_freed,
+    })
 }
 
 /// One checkpoint in a retention plan.
-#[pyclass(frozen, get_all, name = "PlanItem", module = "diskguard")]
+#[pyclass(frozen, name = "PlanItem", module = "diskguard")]
 pub struct PyPlanItem {
-    name: OsString,
-    path: OsString,
-    action: &'static str,
-    reasons: Vec<String>,
-    format: &'static str,
-    step: Option<u64>,
-    epoch: Option<u64>,
-    metrics: Vec<(String, f64)>,
-    mtime: f64,
-    size: u64,
-    apparent_size: u64,
-    complete: bool,
-    incomplete_reason: Option<String>,
-    bytes_freed: u64,
-}
-
-impl PyPlanItem {
-    fn new(dir: &Path, item: &Item) -> Self {
-        let c = &item.checkpoint;
-        PyPlanItem {
-            name: c.name.clone(),
-            path: dir.join(&c.name).into_os_string(),
-            action: item.action.name(),
-            reasons: item.reasons.clone(),
-            format: c.format.name(),
-            step: c.info.step,
-            epoch: c.info.epoch,
-            metrics: c.info.metrics.clone(),
-            mtime: c.mtime,
-            size: c.size,
-            apparent_size: c.apparent_size,
-            complete: c.is_complete(),
-            incomplete_reason: c.incomplete.clone(),
-            bytes_freed: item.bytes_freed,
-        }
-    }
+    dir: PathBuf,
+    item: Item,
 }
 
 #[pymethods]
 impl PyPlanItem {
+    #[getter]
+    fn name(&self) -> OsString {
+        self.item.checkpoint.name.clone()
+    }
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.dir.join(&self.item.checkpoint.name)
+    }
+    #[getter]
+    fn action(&self) -> &'static str {
+        self.item.action.name()
+    }
+    #[getter]
+    fn reasons(&self) -> Vec<String> {
+        self.item.reasons.clone()
+    }
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.item.checkpoint.format.name()
+    }
+    #[getter]
+    fn step(&self) -> Option<u64> {
+        self.item.checkpoint.info.step
+    }
+    #[getter]
+    fn epoch(&self) -> Option<u64> {
+        self.item.checkpoint.info.epoch
+    }
+    #[getter]
+    fn metrics(&self) -> Vec<(String, f64)> {
+        self.item.checkpoint.info.metrics.clone()
+    }
+    #[getter]
+    fn mtime(&self) -> f64 {
+        self.item.checkpoint.mtime
+    }
+    #[getter]
+    fn size(&self) -> u64 {
+        self.item.checkpoint.size
+    }
+    #[getter]
+    fn apparent_size(&self) -> u64 {
+        self.item.checkpoint.apparent_size
+    }
+    #[getter]
+    fn complete(&self) -> bool {
+        self.item.checkpoint.is_complete()
+    }
+    #[getter]
+    fn incomplete_reason(&self) -> Option<String> {
+        self.item.checkpoint.incomplete.clone()
+    }
+    #[getter]
+    fn bytes_freed(&self) -> u64 {
+        self.item.bytes_freed
+    }
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "PlanItem(name={}, action={}, reasons={})",
-            py_repr(py, &self.name),
-            py_repr(py, self.action),
-            py_repr(py, &self.reasons)
+            py_repr(py, &self.item.checkpoint.name),
+            py_repr(py, self.item.action.name()),
+            py_repr(py, &self.item.reasons)
         )
     }
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (PathBuf, ItemState)>> {
+        let this = slf.get();
+        Ok((
+            slf.get_type().getattr("_restore")?,
+            (this.dir.clone(), item_state(&this.item)),
+        ))
+    }
+    /// Rebuilds a pickled item.
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, dir: PathBuf, state: ItemState) -> PyResult<Self> {
+        Ok(PyPlanItem {
+            dir,
+            item: item_from_state(state)?,
+        })
+    }
 }
+
+/// A symlink's state for pickling: (name, target, the entry it names inside the directory).
+type LinkState = (OsString, OsString, Option<OsString>);
+/// A plan's state for pickling: (dir, dev, ino, items, links).
+type PlanState = (PathBuf, u64, u64, Vec<ItemState>, Vec<LinkState>);
 
 /// A retention plan: each checkpoint with keep/delete/skip and why. Nothing has been touched.
 #[pyclass(frozen, name = "RetentionPlan", module = "diskguard")]
@@ -114,8 +542,8 @@ pub struct PyRetentionPlan {
 #[pymethods]
 impl PyRetentionPlan {
     #[getter]
-    fn dir(&self) -> OsString {
-        self.plan.dir.clone().into_os_string()
+    fn dir(&self) -> PathBuf {
+        self.plan.dir.clone()
     }
     /// Every checkpoint, oldest to newest.
     #[getter]
@@ -123,7 +551,10 @@ impl PyRetentionPlan {
         self.plan
             .items
             .iter()
-            .map(|i| PyPlanItem::new(&self.plan.dir, i))
+            .map(|item| PyPlanItem {
+                dir: self.plan.dir.clone(),
+                item: item.clone(),
+            })
             .collect()
     }
     #[getter]
@@ -153,123 +584,191 @@ impl PyRetentionPlan {
             self.plan.bytes_freed()
         )
     }
-}
-
-/// (path, 'deleted' | 'skipped' | 'failed', detail) for one attempted deletion.
-type OutcomeRow = (OsString, &'static str, String);
-/// (avail, target, met, stopped at the invariant, outcomes) of `free_space`.
-type FreeSpaceRow = (u64, u64, bool, bool, Vec<OutcomeRow>);
-/// (path, bytes, age, reason, identity) of an orphan.
-type OrphanRow = (OsString, u64, f64, String, (u64, u64, i64, i64));
-
-pub(crate) fn lock_wait(wait: bool) -> LockWait {
-    if wait {
-        LockWait::Wait
-    } else {
-        LockWait::Skip
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (PlanState,)>> {
+        let plan = &slf.get().plan;
+        let links = plan
+            .links
+            .iter()
+            .map(|l| (l.name.clone(), l.target.clone(), l.target_inside.clone()))
+            .collect();
+        let state = (
+            plan.dir.clone(),
+            plan.dev,
+            plan.ino,
+            plan.items.iter().map(item_state).collect(),
+            links,
+        );
+        Ok((slf.get_type().getattr("_restore")?, (state,)))
+    }
+    /// Rebuilds a pickled plan. Applying it re-checks the directory and every entry as usual.
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: PlanState) -> PyResult<Self> {
+        let (dir, dev, ino, items, links) = state;
+        let items = items
+            .into_iter()
+            .map(item_from_state)
+            .collect::<PyResult<Vec<Item>>>()?;
+        let links = links
+            .into_iter()
+            .map(|(name, target, target_inside)| Link {
+                name,
+                target,
+                target_inside,
+            })
+            .collect();
+        Ok(PyRetentionPlan {
+            plan: Plan {
+                dir,
+                dev,
+                ino,
+                items,
+                links,
+            },
+        })
     }
 }
 
-pub(crate) fn outcome_tuple(dir: &Path, name: &OsStr, outcome: &Outcome) -> OutcomeRow {
-    let (what, detail) = match outcome {
-        Outcome::Deleted => ("deleted", String::new()),
-        Outcome::Skipped(why) => ("skipped", why.clone()),
-        Outcome::Failed(why) => ("failed", why.clone()),
-    };
-    (dir.join(name).into_os_string(), what, detail)
+/// (path, 'deleted' | 'skipped' | 'failed', detail) for one attempted deletion.
+type OutcomeRow = (PathBuf, &'static str, String);
+/// (avail, target, met, outcomes) of `free_space`.
+type FreeSpaceRow = (u64, u64, bool, Vec<OutcomeRow>);
+/// (dev, ino, ctime s, ctime ns, dir dev, dir ino): what removing an orphan re-checks.
+type OrphanIdentity = (u64, u64, i64, i64, u64, u64);
+/// (path, bytes, age, reason, identity) of an orphan.
+type OrphanRow = (PathBuf, u64, f64, String, OrphanIdentity);
+
+fn outcome_row(dir: &Path, name: &OsString, outcome: &Outcome) -> OutcomeRow {
+    (dir.join(name), outcome.name(), outcome.detail().to_owned())
 }
 
-/// Scans `dir` and decides every checkpoint under `rules` (GIL released).
-#[pyfunction(name = "_plan")]
-#[pyo3(signature = (dir, rules, min_partial_age, patterns, now))]
+fn plan_outcomes(plan: &Plan, outcomes: &[(usize, Outcome)]) -> Vec<OutcomeRow> {
+    outcomes
+        .iter()
+        .map(|(i, o)| outcome_row(&plan.dir, &plan.items[*i].checkpoint.name, o))
+        .collect()
+}
+
+/// `wait=` and `timeout=` as the core's lock policy.
+fn lock_wait(wait: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<LockWait> {
+    Ok(LockWait::from_options(
+        flag("wait", wait)?,
+        opt_number("timeout", timeout)?,
+    )?)
+}
+
+/// Scans `directory` and decides every checkpoint under `policy` (GIL released).
+#[pyfunction(name = "plan")]
+#[pyo3(signature = (directory, policy = None, *, now = None))]
 pub(crate) fn plan_py(
     py: Python<'_>,
-    dir: &Bound<'_, PyAny>,
-    rules: &Bound<'_, PyList>,
-    min_partial_age: f64,
-    patterns: Vec<String>,
-    now: f64,
+    directory: &Bound<'_, PyAny>,
+    policy: Option<&Bound<'_, PyAny>>,
+    now: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyRetentionPlan> {
-    let dir = fs_path(dir)?;
-    let policy = Policy::new(rules_from(rules)?, min_partial_age)?;
-    let plan = py.detach(move || -> crate::error::Result<Plan> {
-        let fd = checkpoints::open_dir(&dir)?;
-        let scanned = checkpoints::scan(&dir, &patterns)?;
-        Ok(retention::plan(scanned, &policy, now, |c| {
-            checkpoints::verify_file(&fd, c)
-        }))
-    })?;
+    let dir = path_arg("directory", directory)?;
+    let policy = policy_arg(policy)?;
+    let now = opt_number("now", now)?.unwrap_or_else(retention::now);
+    let plan = py.detach(move || retention::plan_dir(&dir, &policy, now))?;
     Ok(PyRetentionPlan { plan })
 }
 
 /// Deletes what `plan` says (identity re-checked, under the directory's lock; GIL released).
 #[pyfunction(name = "apply")]
-#[pyo3(signature = (plan, *, wait=true))]
+#[pyo3(signature = (plan, *, wait = None, timeout = None), text_signature = "(plan, *, wait=True, timeout=None)")]
 pub(crate) fn apply_py(
     py: Python<'_>,
-    plan: &Bound<'_, PyRetentionPlan>,
-    wait: bool,
+    plan: &Bound<'_, PyAny>,
+    wait: Option<&Bound<'_, PyAny>>,
+    timeout: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<OutcomeRow>> {
+    let plan = plan
+        .cast::<PyRetentionPlan>()
+        .map_err(|_| wrong_type("plan", plan, "a RetentionPlan from diskguard.plan()"))?;
     let plan = &plan.get().plan;
-    let outcomes = py.detach(|| deletion::apply(plan, lock_wait(wait)))?;
-    Ok(outcomes
-        .iter()
-        .map(|(i, o)| outcome_tuple(&plan.dir, &plan.items[*i].checkpoint.name, o))
-        .collect())
+    let wait = match wait {
+        Some(w) => lock_wait(w, timeout)?,
+        None => lock_wait(PyBool::new(py, true).as_any(), timeout)?,
+    };
+    let outcomes = py.detach(|| deletion::apply(plan, wait))?;
+    Ok(plan_outcomes(plan, &outcomes))
 }
 
-/// Deletes the least valuable checkpoints until `avail >= target` bytes (GIL released).
+/// `target_bytes=`: an int of bytes or a size string; never a float (a fraction is
+/// `target_fraction=`).
+fn byte_count(name: &'static str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Some(size::parse_size(name, &s.to_cow()?)?));
+    }
+    whole::<u64>(name, obj).map(Some).map_err(|err| {
+        if err.is_instance_of::<pyo3::exceptions::PyTypeError>(obj.py()) {
+            wrong_type(
+                name,
+                obj,
+                "a whole number of bytes (int) or a size string such as '20GiB' \
+                 (a fraction of the filesystem is target_fraction=)",
+            )
+        } else {
+            err
+        }
+    })
+}
+
+/// Plans `directory` and deletes the least valuable checkpoints until the target is available
+/// (GIL released).
 #[pyfunction(name = "_free_space")]
-#[pyo3(signature = (plan, target, wait))]
+#[pyo3(signature = (directory, policy, target_bytes, target_fraction, wait, timeout))]
 pub(crate) fn free_space_py(
     py: Python<'_>,
-    plan: &Bound<'_, PyRetentionPlan>,
-    target: u64,
-    wait: bool,
+    directory: &Bound<'_, PyAny>,
+    policy: Option<&Bound<'_, PyAny>>,
+    target_bytes: Option<&Bound<'_, PyAny>>,
+    target_fraction: Option<&Bound<'_, PyAny>>,
+    wait: &Bound<'_, PyAny>,
+    timeout: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<FreeSpaceRow> {
-    let plan = &plan.get().plan;
-    let report = py.detach(|| deletion::free_space(plan, target, lock_wait(wait)))?;
-    let outcomes = report
-        .outcomes
-        .iter()
-        .map(|(i, o)| outcome_tuple(&plan.dir, &plan.items[*i].checkpoint.name, o))
-        .collect();
+    let dir = path_arg("directory", directory)?;
+    let policy = policy_arg(policy)?;
+    let target = Target::from_options(
+        byte_count("target_bytes", target_bytes)?,
+        opt_number("target_fraction", target_fraction)?,
+    )?;
+    let wait = lock_wait(wait, timeout)?;
+    let now = retention::now();
+    let (plan, report) = py.detach(move || deletion::free_space_in(&dir, &policy, target, wait, now))?;
     Ok((
         report.avail,
         report.target,
         report.met,
-        report.stopped_at_invariant,
-        outcomes,
+        plan_outcomes(&plan, &report.outcomes),
     ))
 }
 
-/// Leftovers of crashed saves as (path, bytes, age seconds, reason, dev, ino) (GIL released).
+/// Leftovers of crashed saves (GIL released).
 #[pyfunction(name = "_find_orphans")]
 #[pyo3(signature = (dir, temp_dir, min_age, uid, now))]
 pub(crate) fn find_orphans_py(
     py: Python<'_>,
     dir: &Bound<'_, PyAny>,
     temp_dir: Option<&Bound<'_, PyAny>>,
-    min_age: f64,
+    min_age: &Bound<'_, PyAny>,
     uid: u32,
     now: f64,
 ) -> PyResult<Vec<OrphanRow>> {
-    let dir = fs_path(dir)?;
-    let temp_dir = temp_dir.map(fs_path).transpose()?;
-    if !(min_age.is_finite() && min_age >= 0.0) {
-        return Err(Error::invalid("min_age", min_age, "expected seconds >= 0").into());
-    }
+    let dir = path_arg("directory", dir)?;
+    let temp_dir = temp_dir
+        .filter(|t| !t.is_none())
+        .map(|t| path_arg("temp_dir", t))
+        .transpose()?;
+    let min_age = number("min_age", min_age)?;
     let found = py.detach(move || deletion::find_orphans(&dir, temp_dir.as_deref(), min_age, uid, now))?;
     Ok(found
         .into_iter()
         .map(|o| {
-            (
-                o.dir.join(&o.name).into_os_string(),
-                o.size,
-                o.age,
-                o.reason,
-                (o.dev, o.ino, o.ctime.0, o.ctime.1),
-            )
+            let identity = (o.dev, o.ino, o.ctime.0, o.ctime.1, o.dir_id.0, o.dir_id.1);
+            (o.dir.join(&o.name), o.size, o.age, o.reason, identity)
         })
         .collect())
 }
@@ -278,29 +777,26 @@ pub(crate) fn find_orphans_py(
 #[pyfunction(name = "_remove_orphans")]
 pub(crate) fn remove_orphans_py(
     py: Python<'_>,
-    orphans: Vec<(PathBuf, (u64, u64, i64, i64))>,
+    orphans: Vec<(PathBuf, OrphanIdentity)>,
 ) -> PyResult<Vec<OutcomeRow>> {
     let list: Vec<Orphan> = orphans
         .into_iter()
-        .filter_map(|(path, (dev, ino, sec, nsec))| {
-            let dir = path.parent()?.to_path_buf();
-            let name = path.file_name()?.to_owned();
-            Some(Orphan {
-                dir,
-                name,
-                size: 0,
-                age: 0.0,
-                reason: String::new(),
-                dev,
-                ino,
-                ctime: (sec, nsec),
-            })
+        .map(|(path, (dev, ino, sec, nsec, dir_dev, dir_ino))| Orphan {
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            name: path.file_name().map(OsString::from).unwrap_or_default(),
+            dir_id: (dir_dev, dir_ino),
+            size: 0,
+            age: 0.0,
+            reason: String::new(),
+            dev,
+            ino,
+            ctime: (sec, nsec),
         })
         .collect();
     let outcomes = py.detach(|| deletion::remove_orphans(&list));
     Ok(list
         .iter()
         .zip(outcomes.iter())
-        .map(|(o, out)| outcome_tuple(&o.dir, &o.name, out))
+        .map(|(o, out)| outcome_row(&o.dir, &o.name, out))
         .collect())
 }
