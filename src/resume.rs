@@ -19,6 +19,7 @@ use crate::usage::validate_path;
 pub fn latest_complete(dir: &Path, patterns: &[String]) -> Result<Option<PathBuf>> {
     validate_path("directory", dir)?;
     let fd = open_dir(dir)?;
+    // One descriptor for the listing and the content checks: both read the same directory.
     let mut found = scan(&fd, dir, patterns)?;
     order(&mut found.checkpoints);
     // Newest first, and the contents read only until one checks out: a directory of many

@@ -7,12 +7,17 @@ core; the classes here add attributes. All of them pickle, so they cross process
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 from ._diskguard import DiskGuardError
 
 if TYPE_CHECKING:
     from ._diskguard import CheckResult
+
+# The errnos that mean "no room": a full filesystem, or a quota (which statvfs does not show).
+# Everything that survives a full disk treats them alike.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 __all__ = ['DiskFullError', 'DiskSpaceCriticalError', 'DiskSpaceWarning', 'InsufficientSpaceError']
 

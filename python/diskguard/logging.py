@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import gzip
 import locale
 import logging
@@ -37,11 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._diskguard import LogBudget, log_budget
-from .errors import DiskSpaceWarning
+from .errors import DISK_FULL_ERRNOS, DiskSpaceWarning
 
 __all__ = ['RotatingFileHandler']
 
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How far back a record cut short by a full disk is looked for (longer records stay as written).
 PARTIAL_LINE_LOOKBACK = 1024 * 1024
 

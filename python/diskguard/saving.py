@@ -31,7 +31,7 @@ import stat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._diskguard import format_size, latest_complete, usage
-from .errors import DiskFullError, InsufficientSpaceError
+from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -51,7 +51,7 @@ PER_STORAGE_OVERHEAD = 384
 # Room kept beyond the estimate when no guard decides: the pickle of non-tensor state is not counted.
 MARGIN_FRACTION = 0.02
 MARGIN_MIN = 1024 * 1024
-DISK_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
+WHAT_WAS_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
 TEMP_PREFIX = '.diskguard-'
 NAME_MAX = 255
 # Enough to gather torch's small header writes; tensor data larger than this goes straight through
@@ -326,7 +326,7 @@ def _write_and_publish(
 def _disk_full_error(errno_: int, target: str, cleanup: str) -> DiskFullError:
     return DiskFullError(
         errno_,
-        f'{os.strerror(errno_)}: {DISK_FULL[errno_]}, so the checkpoint was not saved; {cleanup} '
+        f'{os.strerror(errno_)}: {WHAT_WAS_FULL[errno_]}, so the checkpoint was not saved; {cleanup} '
         'earlier checkpoints are untouched',
         target,
     )
@@ -339,7 +339,7 @@ def _create_temp(temp: str, dir_fd: int, target: str) -> int:
             temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
         )
     except OSError as err:
-        if err.errno in DISK_FULL:  # no inode left, or the quota counts inodes
+        if err.errno in DISK_FULL_ERRNOS:  # no inode left, or the quota counts inodes
             raise _disk_full_error(err.errno, target, 'nothing was written and') from err
         directory = os.path.dirname(target) or '.'
         raise OSError(err.errno, f'{err.strerror} (creating a file in {directory})', target) from err
@@ -373,7 +373,7 @@ def _remove_quietly(temp: str, dir_fd: int) -> None:
 def _disk_full_errno(err: BaseException, write_error: OSError | None) -> int | None:
     """ENOSPC or EDQUOT if that is what failed: the writer's own error, or anywhere in the chain."""
     for candidate in (write_error, *_chain(err)):
-        if isinstance(candidate, OSError) and candidate.errno in DISK_FULL:
+        if isinstance(candidate, OSError) and candidate.errno in DISK_FULL_ERRNOS:
             return candidate.errno
     return None
 
