@@ -640,6 +640,10 @@ impl Guard {
                 }
                 Probe::Failed(err) => {
                     space.responsive = true;
+                    if space.error.is_none() {
+                        let what = format!("{}: cannot be measured: {err}", space.roles.join(", "));
+                        noticed.push(Event::new("error", true, what));
+                    }
                     space.error = Some(err.to_string());
                 }
                 Probe::Unresponsive => space.responsive = false,

@@ -6,6 +6,12 @@
 //! in time is reported as [`Probe::Unresponsive`] and is not waited on; while it is stuck, further
 //! measurements return at once without queueing another call, and the first one after it returns
 //! asks afresh. The worker ends when the prober is dropped (or, if stuck, when its call returns).
+//!
+//! Once the worker has answered that the filesystem is a local one ([`is_local`]: ext4, xfs,
+//! btrfs, tmpfs, overlay...), whose `statfs` reads counters in memory and never waits on a
+//! server, the prober measures on the calling thread instead: one `statfs` and one `stat`, without
+//! the thread handoff that would cost several times more. Network and FUSE filesystems, and any
+//! type not known to be local, always go through the worker.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -43,6 +49,23 @@ pub struct Prober {
     path: PathBuf,
     channel: Option<(Sender<()>, Receiver<Result<Measured>>)>,
     pending: bool,
+    /// The worker found a local filesystem: measure on the calling thread from now on.
+    inline: bool,
+}
+
+/// Filesystems whose `statfs` answers from memory and never waits on a server or a daemon.
+pub fn is_local(magic: i64) -> bool {
+    matches!(
+        magic,
+        0xEF53 // ext2/3/4
+            | 0x0102_1994 // tmpfs
+            | 0x5846_5342 // xfs
+            | 0x9123_683E // btrfs
+            | crate::usage::OVERLAYFS_MAGIC
+            | 0x2FC1_2FC1 // zfs
+            | 0x8584_58F6 // ramfs
+            | 0xF2F5_2010 // f2fs
+    )
 }
 
 /// `statfs` and `stat` of `path` (or its nearest existing ancestor), as the worker runs it.
@@ -63,6 +86,7 @@ impl Prober {
             path: path.to_path_buf(),
             channel: None,
             pending: false,
+            inline: false,
         }
     }
 
@@ -105,6 +129,9 @@ impl Prober {
 
     /// Measures the path, waiting at most `limit`.
     pub fn measure(&mut self, limit: Duration) -> Probe {
+        if self.inline {
+            return measure_now(&self.path).map_or_else(Probe::Failed, Probe::Ready);
+        }
         let pending = self.pending;
         let (requests, results) = match self.start() {
             Ok(channel) => channel,
@@ -124,6 +151,13 @@ impl Prober {
         match results.recv_timeout(limit) {
             Ok(answer) => {
                 self.pending = false;
+                if let Ok(measured) = &answer {
+                    if is_local(measured.stats.magic) {
+                        // The worker is no longer needed: dropping the channel ends it.
+                        self.inline = true;
+                        self.channel = None;
+                    }
+                }
                 answer.map_or_else(Probe::Failed, Probe::Ready)
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -162,8 +196,26 @@ mod tests {
             other => unreachable!("expected a measurement, got {other:?}"),
         }
         assert!(!prober.is_stuck());
-        // The worker is reused.
         assert!(matches!(prober.measure(Duration::from_secs(5)), Probe::Ready(_)));
+    }
+
+    #[test]
+    fn local_filesystems_are_measured_inline_after_the_first_answer() {
+        let mut prober = Prober::new(Path::new("/tmp"));
+        let Probe::Ready(first) = prober.measure(Duration::from_secs(5)) else {
+            unreachable!("/tmp answers")
+        };
+        assert_eq!(prober.inline, is_local(first.stats.magic));
+        assert_eq!(
+            prober.channel.is_none(),
+            prober.inline,
+            "the worker goes once it is not needed"
+        );
+        assert!(is_local(0xEF53) && is_local(0x0102_1994));
+        assert!(
+            !is_local(0x6969) && !is_local(0x6573_5546),
+            "NFS and FUSE always go off-thread"
+        );
     }
 
     #[test]

@@ -196,15 +196,26 @@ class DiskGuard:
         ``check_every_seconds``, whichever comes first; otherwise this only counts.
         """
         self._calls += 1
-        n = self._calls if step is None else step
         try:
-            if n < self._next_step and (self._calls < self._next_clock or self._clock_says_wait()):
+            # Without a step number, the step cadence is folded into _next_clock (both count calls).
+            if self._calls < self._next_clock and (step is None or step < self._next_step):
                 return self._stop
         except TypeError:
             pass  # a wrong type of step: _check names it
+        return self._step_slowly(step)
+
+    def _step_slowly(self, step: int | None) -> bool:
+        """The rest of :meth:`step`, every few calls: is a check due by steps, or by time?"""
+        n = self._calls if step is None else step
+        try:
+            due_by_steps = n >= self._next_step
+        except TypeError:
+            due_by_steps = True  # _check names the wrong type
+        if not due_by_steps and self._clock_says_wait(step):
+            return self._stop
         return self._check(step, n)
 
-    def _clock_says_wait(self) -> bool:
+    def _clock_says_wait(self, step: int | None) -> bool:
         """Reads the clock (which costs more than the rest of a step() call, so it is read only every
         ``_stride`` calls): True while no check is due by time. The stride grows while steps are
         fast, so the clock is read at least every 1% of ``check_every_seconds``, and never beyond
@@ -217,8 +228,14 @@ class DiskGuard:
             per_call = (now - self._clock_time) / calls
             self._stride = max(1, min(16, self._every_steps, int(self._every_seconds * 0.01 / per_call)))
         self._clock_calls, self._clock_time = self._calls, now
-        self._next_clock = self._calls + self._stride
+        self._plan_next_clock(step)
         return True
+
+    def _plan_next_clock(self, step: int | None) -> None:
+        """The call at which step() next leaves its fast path."""
+        self._next_clock = self._calls + self._stride
+        if step is None:
+            self._next_clock = min(self._next_clock, self._next_step)
 
     def _check(self, step: int | None, n: Any) -> bool:
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -231,7 +248,7 @@ class DiskGuard:
         self._next_step = n + self._every_steps
         self._next_time = now + self._every_seconds
         self._clock_calls, self._clock_time = self._calls, now
-        self._next_clock = self._calls + self._stride
+        self._plan_next_clock(step)
         return self._stop
 
     def _act(self, act: Callable[[_Guard], object]) -> None:
