@@ -3,6 +3,7 @@ stops with room kept for a final checkpoint, and that checkpoint loads."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -57,3 +58,24 @@ def test_the_tmpfs_demo_shows_the_crash_it_prevents() -> None:
     assert 'resume from' in guarded and 'loads with weights_only=True' in guarded
     mounted = Path('/proc/self/mounts').read_text()
     assert 'diskguard-demo-' not in mounted, 'both tmpfs unmounted'
+
+
+def test_the_demo_needs_no_root() -> None:
+    from conftest import as_user
+    from diskguard import demo as demo_module
+
+    lines: list[str] = []
+    if os.geteuid() == 0:
+        # torch imports parts of itself lazily, from a tree only root may read on this machine:
+        # load them before dropping privileges.
+        warm = demo_module._Model()
+        buffer = io.BytesIO()
+        torch.save(warm.state(0, warm.epoch(1)), buffer)
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+        with as_user():
+            code = demo_module.run(None, epochs=30, budget=None, tmpfs=False, out=lines.append)
+    else:
+        code = demo_module.run(None, epochs=30, budget=None, tmpfs=False, out=lines.append)
+    text = '\n'.join(lines)
+    assert code == 0, text
+    assert 'the guard stops the run' in text and 'loads with weights_only=True' in text

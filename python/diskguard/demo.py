@@ -64,7 +64,7 @@ class _Model:
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
-        return float(loss)
+        return float(loss.item())
 
     def state(self, epoch: int, loss: float) -> dict[str, Any]:
         return {'epoch': epoch, 'loss': loss, 'model': self.net.state_dict(), 'opt': self.opt.state_dict()}
