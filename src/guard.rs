@@ -1523,6 +1523,28 @@ mod tests {
     }
 
     #[test]
+    fn overwriting_a_checkpoint_needs_room_for_both_until_the_rename() {
+        let dir = temp_dir("overwrite");
+        write_checkpoint(&dir, "last.pt", 2 * MIB);
+        // Room for one more 2 MiB file (plus margin), not for the replacement and a final save.
+        let mut g = guard(&dir, config(5 * MIB, None));
+        let fresh = g.before_save(&dir.join("new.pt"), 2 * MIB, 1.0);
+        assert!(
+            fresh.is_ok() && g.should_stop(),
+            "a new name fits, and is the last save"
+        );
+        let mut g = guard(&dir, config(5 * MIB, None));
+        match g.before_save(&dir.join("last.pt"), 2 * MIB, 1.0) {
+            Err(Error::InsufficientSpace { needed, message, .. }) => {
+                assert!(needed >= 4 * MIB, "the old file stays until the rename: {needed}");
+                assert!(message.contains("of the file it replaces"), "{message}");
+            }
+            other => unreachable!("{other:?}"),
+        }
+        assert_eq!(names(&dir), ["last.pt"], "the only checkpoint is never deleted");
+    }
+
+    #[test]
     fn levels_change_with_hysteresis_not_at_every_crossing() {
         let dir = temp_dir("hysteresis");
         let mut cfg = config(100 * MIB, None);
