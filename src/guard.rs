@@ -21,7 +21,6 @@
 //! `statfs` runs with a time limit off the calling thread ([`crate::probe`]): a hung mount is
 //! reported, not waited on.
 
-use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -586,11 +585,6 @@ impl Guard {
     /// The validated configuration.
     pub fn config(&self) -> &GuardConfig {
         &self.config
-    }
-
-    /// The checkpoint directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Whether the run should stop (sticky once set).
@@ -1354,11 +1348,6 @@ pub fn level_named(name: &str) -> Result<Level> {
     }
 }
 
-/// True for the emergency reserve file's name (so nothing mistakes it for a checkpoint).
-pub fn is_reserve_name(name: &OsStr) -> bool {
-    name.to_string_lossy().starts_with(RESERVE_PREFIX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1575,7 +1564,8 @@ mod tests {
         let (reserve, bytes) = g.status().emergency_reserve.expect("a reserve file");
         assert_eq!(bytes, MIB);
         assert_eq!(std::fs::metadata(&reserve).expect("reserve file").len(), MIB);
-        assert!(is_reserve_name(reserve.file_name().expect("name")));
+        let name = reserve.file_name().expect("name").to_string_lossy().into_owned();
+        assert!(name.starts_with(RESERVE_PREFIX), "{name}");
         let plan = g.plan(None).expect("plan");
         assert_eq!(plan.items.len(), 1, "the reserve file is not a checkpoint");
         write_checkpoint(&dir, "step=2.pt", MIB);
