@@ -91,6 +91,15 @@ def test_one_warning_per_level_change_with_hysteresis(disk: Path, caplog: pytest
     assert len(records) == 2 and 'warn -> ok' in records[1]
 
 
+def test_warnings_point_at_the_training_loop(disk: Path) -> None:
+    write_checkpoint(disk / 'step=1.pt')
+    guard = DiskGuard(disk, budget=MiB + MiB // 2, check_every_steps=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        guard.step()
+    assert caught and all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
+
+
 def test_making_room_spares_the_newest_the_best_and_the_protected(disk: Path) -> None:
     names = [f'step={s}-val_loss={loss}.pt' for s, loss in [(1, 0.9), (2, 0.1), (3, 0.8), (4, 0.7), (5, 0.6)]]
     for name in names:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -47,6 +48,16 @@ logger = logging.getLogger('diskguard.guard')
 
 _STATE_VERSION = 1
 _monotonic = time.monotonic
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside diskguard (the user's
+    training loop, or the framework calling it), however deep inside the package it is issued."""
+    package = os.path.dirname(__file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == package:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class DiskGuard:
@@ -183,7 +194,7 @@ class DiskGuard:
         for _kind, message, is_warning in core.take_events():
             if is_warning:
                 logger.warning(message)
-                warnings.warn(message, DiskSpaceWarning, stacklevel=4)
+                warnings.warn(message, DiskSpaceWarning, stacklevel=_caller_level())
             else:
                 logger.info(message)
 
