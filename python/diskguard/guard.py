@@ -37,6 +37,7 @@ from .errors import DiskSpaceWarning
 from .retention import RetentionPolicy
 
 if TYPE_CHECKING:
+    from types import FrameType
     from typing import TypeAlias
 
     StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
@@ -54,7 +55,8 @@ def _caller_level() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside diskguard (the user's
     training loop, or the framework calling it), however deep inside the package it is issued."""
     package = os.path.dirname(__file__)
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.dirname(frame.f_code.co_filename) == package:
         frame, level = frame.f_back, level + 1
     return level
