@@ -14,6 +14,7 @@ torch is imported only when the demo runs (``pip install 'diskguard[demo]'``).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -42,13 +43,16 @@ WIDTH = 384  # hidden units: a checkpoint (weights and Adam's two moments) of ab
 LOG_GROWTH = 256 * 1024  # bytes the run's log gains per epoch
 
 
+def _torch() -> Any:
+    """torch, imported when the demo runs (by name, so type-checking works without it)."""
+    return importlib.import_module('torch')
+
+
 class _Model:
     """A small MLP learning a fixed random linear map, with its optimizer."""
 
     def __init__(self) -> None:
-        import torch
-
-        self.torch = torch
+        torch = self.torch = _torch()
         torch.manual_seed(0)
         self.net = torch.nn.Sequential(
             torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, 8)
@@ -177,9 +181,7 @@ def unguarded_run(directory: str, epochs: int, out: Print) -> None:
 
 
 def _show_resume(path: str, out: Print) -> None:
-    import torch
-
-    state = torch.load(path, weights_only=True)
+    state = _torch().load(path, weights_only=True)
     out(f'resume from {path}: epoch {state["epoch"]}, loss {state["loss"]:.4f}, loads with weights_only=True')
 
 
@@ -191,7 +193,7 @@ def _tmpfs(where: str, size: str) -> None:
 def run(directory: str | None, epochs: int, budget: str | None, tmpfs: bool, out: Print = print) -> int:
     """Runs the demo; returns the exit code."""
     try:
-        import torch  # noqa: F401
+        _torch()
     except ImportError:
         out("diskguard demo needs torch: pip install 'diskguard[demo]'")
         return 2
