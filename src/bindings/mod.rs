@@ -56,8 +56,9 @@ impl From<Error> for PyErr {
     }
 }
 
-/// Accepts `str`, `bytes` or `os.PathLike`, the way the `os` module does.
-pub(crate) fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+/// A path argument named `name`: `str`, `bytes` or `os.PathLike`, the way the `os` module takes
+/// them; anything else is a `TypeError` naming the argument.
+pub(crate) fn path_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok(PathBuf::from(OsString::from_vec(bytes.as_bytes().to_vec())));
     }
@@ -66,15 +67,14 @@ pub(crate) fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     }
     let fspath = obj.py().import("os")?.getattr("fspath")?;
     match fspath.call1((obj,)) {
-        Ok(path) => fs_path(&path),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "path={}: expected str, bytes or os.PathLike, got {}",
-            obj.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string()),
-            obj.get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string()),
-        ))),
+        Ok(path) => path_arg(name, &path),
+        Err(_) => Err(wrong_type(name, obj, "a path (str, bytes or os.PathLike)")),
     }
+}
+
+/// [`path_arg`] for the many arguments called `path`.
+pub(crate) fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    path_arg("path", obj)
 }
 
 /// A size argument: an int of bytes, a finite non-negative float, or a string such as `"20GiB"`.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyMapping, PyString, PyTuple, PyType};
 
-use super::{fs_path, number, opt_number, py_repr, repr_of, whole, wrong_type, Reduced};
+use super::{fs_path, number, opt_number, path_arg, py_repr, repr_of, whole, wrong_type, Reduced};
 use crate::checkpoints::{Checkpoint, Format, Link};
 use crate::deletion::{self, LockWait, Orphan, Outcome, Target};
 use crate::error::Error;
@@ -27,11 +27,6 @@ fn text(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
         Ok(s) => Ok(s.to_cow()?.into_owned()),
         Err(_) => Err(wrong_type(name, obj, "a str")),
     }
-}
-
-/// A path argument (`str`, `bytes`, `os.PathLike`), or a `TypeError` naming it.
-fn path_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
-    fs_path(obj).map_err(|_| wrong_type(name, obj, "a path (str, bytes or os.PathLike)"))
 }
 
 /// A `True`/`False` argument; an int or anything else is a `TypeError` naming it.
