@@ -674,6 +674,20 @@ impl TrendState {
     /// counts and ages `>= 0`, ages in order. The error names the field, the value and the rule.
     pub fn validate(&self) -> Result<()> {
         self.config.validate()?;
+        self.validate_lengths()?;
+        let newest = self.newest_age()?;
+        self.validate_samples(newest)?;
+        for &[_, offset_before] in &self.saves {
+            state_number("state['saves'] offset", offset_before, false)?;
+        }
+        ages_in_order("state['saves'] age", self.saves.iter().map(|s| s[0]), newest)?;
+        state_number("state['offset']", self.offset, false)?;
+        state_number("state['last_write_bytes']", self.last_write_bytes, true)?;
+        Ok(())
+    }
+
+    /// No more samples than the capacity, nor saves than [`SAVE_MEMORY`]: memory stays bounded.
+    fn validate_lengths(&self) -> Result<()> {
         if self.samples.len() > self.config.capacity {
             return Err(Error::invalid(
                 "state['samples']",
@@ -688,47 +702,42 @@ impl TrendState {
                 format!("expected at most {SAVE_MEMORY}"),
             ));
         }
-        let newest = match self.last_event_age {
-            Some(age) => {
-                state_number("state['last_event_age']", age, true)?;
-                age
-            }
-            None if self.samples.is_empty() && self.saves.is_empty() && self.latest.is_none() => 0.0,
-            None => {
-                return Err(Error::invalid(
-                    "state['last_event_age']",
-                    "None",
-                    "expected the age of the last event when the state holds samples or saves",
-                ))
-            }
-        };
+        Ok(())
+    }
+
+    /// The age of the last event, which every other age must be at least (0 for an empty state).
+    fn newest_age(&self) -> Result<f64> {
+        match self.last_event_age {
+            Some(age) => state_number("state['last_event_age']", age, true).map(|()| age),
+            None if self.samples.is_empty() && self.saves.is_empty() && self.latest.is_none() => Ok(0.0),
+            None => Err(Error::invalid(
+                "state['last_event_age']",
+                "None",
+                "expected the age of the last event when the state holds samples or saves",
+            )),
+        }
+    }
+
+    /// The samples and the latest measurement: byte counts `>= 0`, ages in order.
+    fn validate_samples(&self, newest: f64) -> Result<()> {
         for &[_, used, background] in &self.samples {
             state_number("state['samples'] used", used, true)?;
             state_number("state['samples'] background", background, false)?;
         }
         ages_in_order("state['samples'] age", self.samples.iter().map(|s| s[0]), newest)?;
-        for &[_, offset_before] in &self.saves {
-            state_number("state['saves'] offset", offset_before, false)?;
-        }
-        ages_in_order("state['saves'] age", self.saves.iter().map(|s| s[0]), newest)?;
         match self.latest {
             Some([age, used, avail]) => {
                 ages_in_order("state['latest'] age", std::iter::once(age), newest)?;
                 state_number("state['latest'] used", used, true)?;
-                state_number("state['latest'] avail", avail, true)?;
+                state_number("state['latest'] avail", avail, true)
             }
-            None if !self.samples.is_empty() => {
-                return Err(Error::invalid(
-                    "state['latest']",
-                    "None",
-                    "expected the latest measurement when the state holds samples",
-                ))
-            }
-            None => {}
+            None if !self.samples.is_empty() => Err(Error::invalid(
+                "state['latest']",
+                "None",
+                "expected the latest measurement when the state holds samples",
+            )),
+            None => Ok(()),
         }
-        state_number("state['offset']", self.offset, false)?;
-        state_number("state['last_write_bytes']", self.last_write_bytes, true)?;
-        Ok(())
     }
 }
 
