@@ -20,6 +20,20 @@
 //! is bounded: at most `capacity` samples (at most [`MAX_CAPACITY`]), spaced at least
 //! `window / capacity` apart, and the last [`SAVE_MEMORY`] saves.
 //!
+//! Before the long window is warmed up (`warmup`, 6 h), an **early forecast** answers from the
+//! third sample, with the same split and an uncertainty honest about how little history there is:
+//!
+//! - the untagged background is split into level shifts (a change between samples far outside the
+//!   usual one: a checkpoint the job did not tag, another tenant's file) and smooth drift;
+//! - drift counts when a recent stretch rises at every sample with a t-statistic above the
+//!   small-sample bar (Student's t at p = 0.001 for few points, `fill_significance` beyond) and has
+//!   moved usage further than it wandered before;
+//! - shifts count only as a staircase (no fall ever seen: once something is deleted, shifts come
+//!   and go, a sawtooth or other tenants), either as the cycle rate of three or more alike rises on
+//!   a schedule, or from the first step when one step alone takes a tenth of the headroom;
+//! - tagged saves count from the first free on (the saves before it built up the kept set once),
+//!   from the third save without one, or when one save takes a tenth of the headroom.
+//!
 //! [`RunPlan`] answers "will the rest of this run fit?" in closed form (no walk over the saves), and
 //! [`TrendState`] carries a monitor across a restart with times as ages.
 
@@ -44,7 +58,8 @@ pub struct TrendConfig {
     pub window: f64,
     /// Samples kept at most (bounded memory), from [`MIN_CAPACITY`] to [`MAX_CAPACITY`].
     pub capacity: usize,
-    /// Seconds of history needed before any forecast ("warmed up").
+    /// Seconds of history the long-window forecast waits for ("warmed up"); before it, the early
+    /// forecast answers from the third sample.
     pub warmup: f64,
     /// t-statistic the total rate must reach before it counts as filling. Residuals of disk usage
     /// are strongly autocorrelated (files live for hours), so the bar is high.
@@ -161,7 +176,8 @@ pub struct TrendMonitor {
     latest: Option<Reading>,
     last_write_bytes: f64,
     freed_since_write: bool,
-    ever_freed: bool,
+    /// When retention first freed a checkpoint: saves before it built up the kept set once.
+    first_free_t: Option<f64>,
 }
 
 /// Least-squares slope and its standard error over `(x, y)` points; `None` below three points or
@@ -261,6 +277,238 @@ fn steeper(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> Option<(f64, f64)> {
     }
 }
 
+/// The net rate of steps measured at the same phase of each save cycle: how much the running
+/// offset rose from just before the first of `saves` (`(time, offset just before)`) to just before
+/// the last, over the time between them. Saves that stopped stop counting: past two usual
+/// intervals, the growth is spread to `now`.
+fn cycle_rate(saves: &[(f64, f64)], now: f64) -> f64 {
+    let (Some(&(first_t, first_offset)), Some(&(last_t, last_offset))) = (saves.first(), saves.last()) else {
+        return 0.0;
+    };
+    let span = last_t - first_t;
+    if span <= 0.0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)] // a few saves
+    let interval = span / (saves.len() - 1) as f64;
+    let span = if now - last_t > 2.0 * interval {
+        now - first_t
+    } else {
+        span
+    };
+    (last_offset - first_offset) / span
+}
+
+/// One-sided Student-t critical values at p = 0.001 for 1 to 9 degrees of freedom. A fit through a
+/// handful of points must clear a far higher bar than one through many: its own residuals say
+/// little about the noise. From 10 degrees of freedom on, `fill_significance` (6) is the bar.
+const T_CRITICAL: [f64; 9] = [318.31, 22.327, 10.215, 7.173, 5.893, 5.208, 4.785, 4.501, 4.297];
+
+/// The t-statistic a fit through `points` points must reach to count as growth.
+fn significance_bar(points: usize, fill_significance: f64) -> f64 {
+    let dof = points.saturating_sub(2);
+    let small_sample = match dof {
+        0 => f64::INFINITY,
+        d => T_CRITICAL.get(d - 1).copied().unwrap_or(0.0),
+    };
+    small_sample.max(fill_significance)
+}
+
+/// A change between two samples further than this many spreads (robust standard deviations of
+/// the changes) from the usual change is a level shift: a file landing or going, not drift.
+const SHIFT_SPREADS: f64 = 8.0;
+
+/// Level shifts smaller than this fraction of the disk are never told apart from drift.
+const SHIFT_FLOOR: f64 = 1e-4;
+
+/// An untagged save that accumulates counts as soon as this many more like it would fill the
+/// disk: one step that takes a tenth of the headroom is a warning, a tenant's file is not.
+const BITE_STEPS: f64 = 10.0;
+
+/// The background of the early history split into level shifts and smooth drift.
+#[derive(Debug, Default)]
+struct Shifts {
+    /// `(time, offset of the shifts so far just before this one, size)` of each upward shift:
+    /// untagged saves, if that is what they are.
+    rises: Vec<(f64, f64, f64)>,
+    /// The largest upward shift, bytes.
+    largest_rise: f64,
+    /// The time of the first downward shift: retention (or a tenant) deleting.
+    first_fall: Option<f64>,
+    /// The net of all shifts, bytes.
+    net: f64,
+    /// The background with the shifts taken out: `(time, bytes)`.
+    smooth: Vec<(f64, f64)>,
+    /// The median time between samples.
+    spacing: f64,
+    /// The changes between consecutive samples, shifts included.
+    changes: Vec<f64>,
+}
+
+/// Splits `points` (time, background) into level shifts and smooth drift. A shift is a change
+/// between consecutive samples more than [`SHIFT_SPREADS`] robust spreads from the median change
+/// (and above `floor` bytes); the median change is drift, so a steady fill has no shifts.
+fn level_shifts(points: &[(f64, f64)], floor: f64) -> Shifts {
+    let changes: Vec<f64> = points.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let mut gaps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let mut shifts = Shifts {
+        smooth: points.to_vec(),
+        spacing: if gaps.is_empty() { 0.0 } else { median(&mut gaps) },
+        ..Shifts::default()
+    };
+    shifts.changes.clone_from(&changes);
+    #[allow(clippy::cast_precision_loss)] // sample counts
+    let count = changes.len() as f64;
+    // Below eight changes the spread of the changes says too little to tell a shift from noise.
+    if changes.len() < 8 {
+        return shifts;
+    }
+    let usual = median(&mut changes.clone());
+    let mut deviations: Vec<f64> = changes.iter().map(|c| (c - usual).abs()).collect();
+    // The median deviation, robust to the shifts themselves; half the mean deviation when that is
+    // zero (samples quantized to a few values, where the median says nothing).
+    let mean_deviation = deviations.iter().sum::<f64>() / count;
+    let spread = (1.4826 * median(&mut deviations)).max(1.2533 * mean_deviation / 2.0);
+    let threshold = (SHIFT_SPREADS * spread).max(floor);
+    for (i, change) in changes.iter().enumerate() {
+        let excess = change - usual;
+        if excess.abs() > threshold {
+            // The whole change goes: the sample that holds a shift shows no drift (it would rise by
+            // construction otherwise, and look like steady growth).
+            let excess = *change;
+            let t = points[i + 1].0;
+            if excess > 0.0 {
+                shifts.rises.push((t, shifts.net, excess));
+                shifts.largest_rise = shifts.largest_rise.max(excess);
+            } else if shifts.first_fall.is_none() {
+                shifts.first_fall = Some(t);
+            }
+            shifts.net += excess;
+        }
+        shifts.smooth[i + 1].1 -= shifts.net;
+    }
+    shifts
+}
+
+/// Rises within this fraction of each other's size are alike: a job's checkpoints are one size,
+/// other tenants' files are not.
+const ALIKE: f64 = 0.05;
+
+/// Intervals within this fraction of their median (plus half a sample spacing, as a save shows at
+/// the first sample after it) are regular: a job saves on a schedule.
+const REGULAR: f64 = 0.1;
+
+/// True when the times of `saves` are evenly spaced (within [`REGULAR`]), `spacing` being the
+/// time between samples.
+fn regular(saves: &[(f64, f64)], spacing: f64) -> bool {
+    let intervals: Vec<f64> = saves.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    if intervals.is_empty() {
+        return false;
+    }
+    let usual = median(&mut intervals.clone());
+    intervals
+        .iter()
+        .all(|i| (i - usual).abs() <= REGULAR * usual + spacing / 2.0)
+}
+
+impl Shifts {
+    /// What the shifts add, as saves: only a staircase counts (no fall ever seen: with falls, the
+    /// shifts come and go, a sawtooth or other tenants), and only rises alike in size to the
+    /// latest one; their cycle rate only when they come on a schedule.
+    fn staircase_rate(&self, start: f64, now: f64, headroom: f64) -> f64 {
+        let Some(&(_, _, latest)) = self.rises.last() else {
+            return 0.0;
+        };
+        if self.first_fall.is_some() {
+            return 0.0;
+        }
+        let alike: Vec<(f64, f64)> = self
+            .rises
+            .iter()
+            .filter(|r| (r.2 - latest).abs() <= ALIKE * latest)
+            .map(|r| (r.0, r.1))
+            .collect();
+        let saves = if regular(&alike, self.spacing) {
+            &alike[..]
+        } else {
+            &[]
+        };
+        EarlySaves {
+            saves,
+            first_free: None,
+            largest: self.largest_rise,
+            net: self.net,
+        }
+        .rate(start, now, headroom)
+    }
+}
+
+/// A drift counts once it has moved usage this many times further than usage wandered between two
+/// samples before it began (a standard deviation of those changes, shifts included).
+const WANDERS: f64 = 8.0;
+
+/// The standard deviation of `changes` (0 below two).
+fn wander(changes: &[f64]) -> f64 {
+    if changes.len() < 2 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)] // sample counts
+    let count = changes.len() as f64;
+    let mean = changes.iter().sum::<f64>() / count;
+    (changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (count - 1.0)).sqrt()
+}
+
+/// Lengths of the recent stretches the early fit tries, shortest first.
+const STRETCHES: [usize; 15] = [4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192];
+
+/// True when nearly every step of `points` rises: all of three or more, or as [`rises_steadily`]
+/// demands of a long stretch.
+fn rises_throughout(points: &[(f64, f64)]) -> bool {
+    let steps = points.len().saturating_sub(1);
+    let all_rise = points.windows(2).all(|w| w[1].1 > w[0].1);
+    (steps >= 3 && all_rise) || rises_steadily(points)
+}
+
+/// Growth from saves early in a run, in bytes per second, when the evidence allows it:
+/// - once retention has freed something, the cycle rate over the saves since (two at least);
+/// - with no free seen, the cycle rate over three saves or more (two may be one save and the one
+///   before the first prune);
+/// - with no free seen, the net growth since the start as soon as one save alone takes a tenth of
+///   the headroom ([`BITE_STEPS`]).
+struct EarlySaves<'a> {
+    /// `(time, offset just before)` of each save.
+    saves: &'a [(f64, f64)],
+    /// When the first free came.
+    first_free: Option<f64>,
+    /// Bytes of the largest save.
+    largest: f64,
+    /// Net bytes the saves and frees added since the start.
+    net: f64,
+}
+
+impl EarlySaves<'_> {
+    /// The rate the rules above allow, bytes per second (0 when none does); `start` is the first
+    /// sample's time and `headroom` the bytes left after the next save.
+    fn rate(&self, start: f64, now: f64, headroom: f64) -> f64 {
+        if let Some(since) = self.first_free {
+            let retained: Vec<(f64, f64)> = self.saves.iter().copied().filter(|&(t, _)| t >= since).collect();
+            return if retained.len() >= 2 {
+                cycle_rate(&retained, now)
+            } else {
+                0.0
+            };
+        }
+        let cycle = if self.saves.len() >= 3 {
+            cycle_rate(self.saves, now)
+        } else {
+            0.0
+        };
+        let bites = self.largest > 0.0 && headroom <= BITE_STEPS * self.largest && now > start;
+        let since_start = if bites { self.net / (now - start) } else { 0.0 };
+        cycle.max(since_start)
+    }
+}
+
 impl TrendMonitor {
     /// A monitor with `config` (validated). Memory grows with the samples added, never beyond
     /// `capacity`; nothing is reserved up front.
@@ -275,7 +523,7 @@ impl TrendMonitor {
             latest: None,
             last_write_bytes: 0.0,
             freed_since_write: false,
-            ever_freed: false,
+            first_free_t: None,
         })
     }
 
@@ -350,7 +598,7 @@ impl TrendMonitor {
         let bytes = bytes as f64;
         self.offset -= bytes;
         self.freed_since_write = true;
-        self.ever_freed = true;
+        self.first_free_t.get_or_insert(t);
         Ok(())
     }
 
@@ -413,33 +661,86 @@ impl TrendMonitor {
         best
     }
 
-    fn step_rate(&self, now: f64) -> f64 {
-        let (Some(first), Some(last)) = (self.saves.front(), self.saves.back()) else {
-            return 0.0;
-        };
-        let span = last.t - first.t;
-        if span <= 0.0 {
-            return 0.0;
-        }
-        // Saves that stopped stop counting: past two usual intervals, spread the growth to now.
-        #[allow(clippy::cast_precision_loss)] // at most SAVE_MEMORY
-        let interval = span / (self.saves.len() - 1) as f64;
-        let span = if now - last.t > 2.0 * interval {
-            now - first.t
+    /// Tagged saves as `(time, offset just before)`, those since retention started when it has:
+    /// the saves before the first free built up the kept set once, they are not a rate.
+    fn retained_saves(&self) -> Vec<(f64, f64)> {
+        let since = self.first_free_t.unwrap_or(f64::NEG_INFINITY);
+        let saves: Vec<(f64, f64)> = self.saves.iter().map(|s| (s.t, s.offset_before)).collect();
+        let retained: Vec<(f64, f64)> = saves.iter().copied().filter(|&(t, _)| t >= since).collect();
+        // Once the memory holds only saves from before the first free, all of them count.
+        if retained.is_empty() {
+            saves
         } else {
-            span
-        };
-        (last.offset_before - first.offset_before) / span
+            retained
+        }
     }
 
-    /// The current forecast, or `None` until warmed up (`warmup` seconds and six samples).
+    /// The forecast's parts before the long window is warmed up, from the first samples on:
+    /// `(background rate, its error, tagged step rate)`. The background is split into level
+    /// shifts (untagged saves, files landing) and smooth drift. Drift counts when a recent
+    /// stretch rises at nearly every sample with a t-statistic above the small-sample bar; shifts
+    /// and tagged saves count as [`EarlySaves`] allows. Needs three samples.
+    fn early_rates(&self, now: f64, headroom: f64) -> Option<(f64, f64, f64)> {
+        let points: Vec<(f64, f64)> = self.samples.iter().map(|s| (s.t, s.background)).collect();
+        let start = points.first()?.0;
+        let Reading { used, avail, .. } = self.latest?;
+        let shifts = level_shifts(&points, SHIFT_FLOOR * (used + avail));
+        let all = slope_before(&shifts.smooth, now)?;
+        let drift = self.early_drift(&shifts.smooth, &shifts.changes, now);
+        let tagged_saves = self.retained_saves();
+        let tagged = EarlySaves {
+            saves: &tagged_saves,
+            first_free: self.first_free_t,
+            largest: self.last_write_bytes,
+            net: self.offset - self.samples.front().map_or(0.0, |s| s.used - s.background),
+        };
+        let (drift_rate, error) = drift.unwrap_or((all.0.min(0.0), all.1));
+        let background = drift_rate + shifts.staircase_rate(start, now, headroom);
+        Some((background, error, tagged.rate(start, now, headroom)))
+    }
+
+    /// The steepest recent stretch of `smooth` that rises throughout with a significant slope and
+    /// has risen further than usage wandered before it ([`WANDERS`]); `changes` are the raw changes
+    /// between samples.
+    fn early_drift(&self, smooth: &[(f64, f64)], changes: &[f64], now: f64) -> Option<(f64, f64)> {
+        let lengths = STRETCHES
+            .iter()
+            .copied()
+            .filter(|&n| n < smooth.len())
+            .chain([smooth.len()]);
+        let mut best = None;
+        for length in lengths {
+            let from = smooth.len() - length;
+            let recent = &smooth[from..];
+            let before = wander(&changes[..from.min(changes.len())]);
+            if !rises_throughout(recent) {
+                continue;
+            }
+            let bar = significance_bar(length, self.config.fill_significance);
+            let duration = recent[recent.len() - 1].0 - recent[0].0;
+            let significant = slope_before(recent, now).filter(|&(slope, error)| {
+                slope > 0.0 && slope > bar * error && slope * duration > WANDERS * before
+            });
+            best = steeper(best, significant);
+        }
+        best
+    }
+
+    fn step_rate(&self, now: f64) -> f64 {
+        cycle_rate(&self.retained_saves(), now)
+    }
+
+    /// The current forecast: the long-window one once warmed up (`warmup` seconds and six samples),
+    /// the early one before; `None` below three samples.
     pub fn estimate(&self) -> Option<TrendEstimate> {
         let Reading { t: now, avail, .. } = self.latest?;
-        let (background_rate, rate_error) = self.background_rate(now)?;
-        let step_rate = self.step_rate(now);
-        let rate = background_rate + step_rate;
         let next_save = self.next_save();
         let headroom = avail - next_save;
+        let (background_rate, rate_error, step_rate) = match self.background_rate(now) {
+            Some((rate, error)) => (rate, error, self.step_rate(now)),
+            None => self.early_rates(now, headroom)?,
+        };
+        let rate = background_rate + step_rate;
         // Filling only when the rate is clearly above zero: a flat disk with other tenants' files
         // coming and going has a small positive slope half the time, and a forecast from it cries wolf.
         let filling = rate > 0.0 && rate > self.config.fill_significance * rate_error;
@@ -474,8 +775,9 @@ impl TrendMonitor {
         // The next save needs room now unless the last one is still waiting for its prune. Until
         // the pattern is known (a prune seen, or two saves without one) a save just made may be
         // about to be pruned, so it does not count yet.
-        let pattern_known = self.ever_freed || self.saves.len() >= 2;
-        let pending_prune = self.ever_freed && !self.freed_since_write;
+        let ever_freed = self.first_free_t.is_some();
+        let pattern_known = ever_freed || self.saves.len() >= 2;
+        let pending_prune = ever_freed && !self.freed_since_write;
         if pattern_known && !pending_prune {
             self.last_write_bytes
         } else {
@@ -484,7 +786,7 @@ impl TrendMonitor {
     }
 
     /// Seconds until full: 0 when the next save cannot fit (known from the first sample), `None`
-    /// when not filling or not warmed up.
+    /// when not filling (or below three samples).
     pub fn time_to_full(&self) -> Option<f64> {
         self.full_now()
             .or_else(|| self.estimate().and_then(|e| e.time_to_full))
@@ -563,7 +865,7 @@ impl TrendMonitor {
             last_event_age: self.last_t.map(age),
             last_write_bytes: self.last_write_bytes,
             freed_since_write: self.freed_since_write,
-            ever_freed: self.ever_freed,
+            first_free_age: self.first_free_t.map(age),
         })
     }
 
@@ -607,7 +909,7 @@ impl TrendMonitor {
             }),
             last_write_bytes: state.last_write_bytes,
             freed_since_write: state.freed_since_write,
-            ever_freed: state.ever_freed,
+            first_free_t: state.first_free_age.map(time),
         })
     }
 }
@@ -632,8 +934,8 @@ pub struct TrendState {
     pub last_write_bytes: f64,
     /// A free was tagged after the latest write.
     pub freed_since_write: bool,
-    /// A free was ever tagged.
-    pub ever_freed: bool,
+    /// Age of the first tagged free (`None`: none yet).
+    pub first_free_age: Option<f64>,
 }
 
 /// The check of one loaded number: `field` names where it sits in the state.
@@ -681,6 +983,7 @@ impl TrendState {
             state_number("state['saves'] offset", offset_before, false)?;
         }
         ages_in_order("state['saves'] age", self.saves.iter().map(|s| s[0]), newest)?;
+        ages_in_order("state['first_free_age']", self.first_free_age.into_iter(), newest)?;
         state_number("state['offset']", self.offset, false)?;
         state_number("state['last_write_bytes']", self.last_write_bytes, true)?;
         Ok(())
@@ -1084,14 +1387,130 @@ mod tests {
     }
 
     #[test]
-    fn no_forecast_until_warmed_up() {
+    fn early_forecast_from_three_samples_then_the_long_fit() {
         let mut m = monitor();
-        for i in 0..360 {
+        m.add_sample(0.0, 10, 10).expect("sample");
+        m.add_sample(60.0, 10, 10).expect("sample");
+        assert!(m.estimate().is_none(), "two samples give no uncertainty");
+        for i in 2..360 {
             m.add_sample(f64::from(i) * 60.0, 10, 10).expect("sample");
+            assert!(
+                m.background_rate(f64::from(i) * 60.0).is_none(),
+                "the long fit waits for warmup"
+            );
+            let e = m.estimate().expect("early forecast");
+            assert!(e.time_to_full.is_none() && e.rate.abs() < 1e-9, "flat: {e:?}");
         }
-        assert!(m.estimate().is_none(), "359 minutes is below the 6-hour warmup");
         m.add_sample(360.0 * 60.0, 10, 10).expect("sample");
-        assert!(m.estimate().is_some());
+        assert!(m.background_rate(360.0 * 60.0).is_some());
+    }
+
+    /// Samples every minute from a disk of `total` bytes starting at `start` used; `used_at(minute)`
+    /// adds to it; `tags(minute)` are the tagged writes (+) and frees (-). Returns the minutes at
+    /// which `will_fill_within(24 h)` held.
+    fn alarms_over(
+        minutes: u32,
+        used_at: impl Fn(u32) -> f64,
+        tags: impl Fn(u32) -> Option<f64>,
+        m: &mut TrendMonitor,
+    ) -> Vec<u32> {
+        let total = 1000.0 * GB;
+        let mut alarms = Vec::new();
+        for minute in 0..minutes {
+            let t = f64::from(minute) * 60.0;
+            match tags(minute) {
+                Some(b) if b > 0.0 => m.record_write(t, bytes(b)).expect("write"),
+                Some(b) => m.record_free(t, bytes(-b)).expect("free"),
+                None => {}
+            }
+            // A deterministic wobble of 0.2 GB, so the noise is not zero.
+            let wobble = 0.2 * GB * (f64::from(minute) * 2.39).sin();
+            let used = (700.0 * GB + used_at(minute) + wobble).min(total);
+            m.add_sample(t, bytes(used), bytes(total - used)).expect("sample");
+            if m.will_fill_within(24.0 * 3600.0).expect("valid") {
+                alarms.push(minute);
+            }
+        }
+        alarms
+    }
+
+    #[test]
+    fn a_fill_from_the_run_start_alarms_within_minutes() {
+        let mut m = monitor();
+        let alarms = alarms_over(60, |minute| f64::from(minute) * GB, |_| None, &mut m); // 60 GB/h
+        assert!(alarms.first().is_some_and(|&first| first <= 10), "{alarms:?}");
+        assert_eq!(alarms.len(), 60 - alarms[0] as usize, "and stays on");
+        let e = m.estimate().expect("early forecast");
+        assert!((e.rate - GB / 60.0).abs() < 0.05 * GB / 60.0, "{e:?}");
+        let expected = e.avail / (GB / 60.0);
+        assert!(
+            (e.time_to_full.expect("filling") - expected).abs() < 0.05 * expected,
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_untagged_staircase_alarms_at_its_first_step() {
+        // 30 GB every 30 minutes from 70 %, never deleted and never tagged: full in about 5 h.
+        let mut m = monitor();
+        let steps = |minute: u32| f64::from(minute / 30) * 30.0 * GB;
+        let alarms = alarms_over(120, steps, |_| None, &mut m);
+        assert_eq!(alarms.first(), Some(&30), "{alarms:?}");
+        assert_eq!(alarms.len(), 90, "on from the first step: {alarms:?}");
+        let e = m.estimate().expect("early forecast");
+        assert!(
+            (e.background_rate - 30.0 * GB / 1800.0).abs() < 0.1 * 30.0 * GB / 1800.0,
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_saves_of_a_save_then_prune_cycle_do_not_alarm() {
+        // A job keeps its newest 20 GB checkpoint: saves hourly from minute 60, deletes the one
+        // before 20 minutes after each save from the second on.
+        let on_disk = |minute: u32| {
+            let written = minute / 60;
+            let pruned = (2..=written).filter(|k| k * 60 + 20 <= minute).count();
+            f64::from(written - u32::try_from(pruned).expect("few")) * 20.0 * GB
+        };
+        let tags = |minute: u32| match (minute / 60, minute % 60) {
+            (k, 0) if k >= 1 => Some(20.0 * GB),
+            (k, 20) if k >= 2 => Some(-20.0 * GB),
+            _ => None,
+        };
+        let mut tagged = monitor();
+        assert_eq!(
+            alarms_over(24 * 60, on_disk, tags, &mut tagged),
+            Vec::<u32>::new()
+        );
+        let mut untagged = monitor();
+        assert_eq!(
+            alarms_over(24 * 60, on_disk, |_| None, &mut untagged),
+            Vec::<u32>::new()
+        );
+    }
+
+    #[test]
+    fn an_untagged_sawtooth_from_its_prune_does_not_alarm() {
+        // Steady state at t = 0: two 180 GB checkpoints, the older pruned at minute 30; a save
+        // every two hours, pruned half an hour later. 96 % full at every save.
+        let on_disk = |minute: u32| if minute % 120 < 30 { 360.0 * GB } else { 180.0 * GB };
+        let mut m = TrendMonitor::new(TrendConfig::default()).expect("valid");
+        let start = |minute: u32| on_disk(minute) - 100.0 * GB;
+        assert_eq!(alarms_over(12 * 60, start, |_| None, &mut m), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_resumed_monitor_continues_its_early_forecast() {
+        let mut m = monitor();
+        alarms_over(40, |minute| f64::from(minute) * GB, |_| None, &mut m);
+        let state = m.state(40.0 * 60.0).expect("state");
+        let resumed = TrendMonitor::from_state(&state, 10.0).expect("valid");
+        let (a, b) = (m.estimate().expect("early"), resumed.estimate().expect("early"));
+        assert!(
+            (a.rate - b.rate).abs() < 1e-6 * a.rate && b.time_to_full.is_some(),
+            "{a:?} {b:?}"
+        );
     }
 
     #[test]
@@ -1535,5 +1954,37 @@ mod tests {
             assert!(err.to_string().starts_with("state["), "{err}");
         }
         assert!(TrendMonitor::from_state(&good, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn only_a_regular_staircase_of_alike_rises_counts_as_saves() {
+        let flat_with = |rises: &[(usize, f64)]| -> Vec<(f64, f64)> {
+            let mut level = 0.0;
+            (0..130usize)
+                .map(|i| {
+                    level += rises.iter().filter(|r| r.0 == i).map(|r| r.1).sum::<f64>();
+                    #[allow(clippy::cast_precision_loss)]
+                    let t = i as f64 * 60.0;
+                    (t, level + if i % 2 == 0 { 0.1 } else { -0.1 })
+                })
+                .collect()
+        };
+        let headroom = 1000.0; // far more than ten steps: only the cycle rule can count them
+        let rate = |rises: &[(usize, f64)]| {
+            let shifts = level_shifts(&flat_with(rises), 1.0);
+            shifts.staircase_rate(0.0, 129.0 * 60.0, headroom)
+        };
+        let schedule = [(30, 20.0), (60, 20.0), (90, 20.0), (120, 20.0)];
+        assert!(
+            (rate(&schedule) - 20.0 / 1800.0).abs() < 1e-3,
+            "{}",
+            rate(&schedule)
+        );
+        let irregular = [(30, 20.0), (41, 20.0), (90, 20.0), (97, 20.0)];
+        assert_eq!(rate(&irregular), 0.0, "tenants' files land at random times");
+        let unlike = [(30, 20.0), (60, 14.0), (90, 9.0), (120, 17.0)];
+        assert_eq!(rate(&unlike), 0.0, "and come in all sizes");
+        let pruned = [(30, 20.0), (45, -20.0), (60, 20.0), (75, -20.0), (90, 20.0)];
+        assert_eq!(rate(&pruned), 0.0, "a sawtooth is not a staircase");
     }
 }

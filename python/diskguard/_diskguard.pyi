@@ -318,7 +318,13 @@ class TrendMonitor:
             (a writer that just started; another tenant's file landing is a single step).
         capacity: Samples kept at most, 8 to 100 000; faster samples are thinned. Memory grows
             with the samples held, nothing is reserved up front.
-        warmup: Seconds of history before any forecast (6 h). That the next save will not fit is
+        warmup: Seconds of history the long-window forecast waits for (6 h). Before it, an early
+            forecast answers from the third sample with a small-sample bar: smooth growth counts
+            once a recent stretch rises at every sample with a t-statistic above Student's t at
+            p = 0.001; untagged steps count only as a staircase (nothing ever deleted), from the
+            first step when one step takes a tenth of the free space, else from three alike steps
+            on a schedule; tagged saves count from the first prune on, from the third save, or
+            when one save takes a tenth of the free space. That the next save will not fit is
             known from the first sample once the save pattern is (a prune seen, or two saves).
         fill_significance: Standard errors the fill rate must clear to count as filling (6):
             usage residuals are autocorrelated, so weaker evidence cries wolf on shared disks.
@@ -343,8 +349,10 @@ class TrendMonitor:
     def record_free(self, nbytes: int, t: float | None = None) -> None:
         """Tags ``nbytes`` freed by retention (or any deletion we caused)."""
     def estimate(self) -> TrendEstimate | None:
-        """The forecast, or ``None`` until warmed up."""
-    def time_to_full(self) -> float | None: ...
+        """The forecast: the long-window one once warmed up, the early one before (from the third
+        sample); ``None`` below three samples."""
+    def time_to_full(self) -> float | None:
+        """Seconds until full; 0.0 when the next save cannot fit; ``None`` when not filling."""
     def will_fill_within(self, seconds: float) -> bool:
         """True when :attr:`TrendEstimate.time_to_full_low` is within ``seconds`` (>= 0), or the
         next save cannot fit now."""

@@ -430,7 +430,7 @@ fn state_to_dict<'py>(py: Python<'py>, state: &TrendState) -> PyResult<Bound<'py
     dict.set_item("last_event_age", state.last_event_age)?;
     dict.set_item("last_write_bytes", state.last_write_bytes)?;
     dict.set_item("freed_since_write", state.freed_since_write)?;
-    dict.set_item("ever_freed", state.ever_freed)?;
+    dict.set_item("first_free_age", state.first_free_age)?;
     Ok(dict)
 }
 
@@ -514,6 +514,6 @@ fn state_from_dict(state: &Bound<'_, PyAny>) -> PyResult<TrendState> {
         last_event_age: opt_number("last_event_age", Some(&state_item(state, "last_event_age")?))?,
         last_write_bytes: number("last_write_bytes", &state_item(state, "last_write_bytes")?)?,
         freed_since_write: state_flag(state, "freed_since_write")?,
-        ever_freed: state_flag(state, "ever_freed")?,
+        first_free_age: opt_number("first_free_age", Some(&state_item(state, "first_free_age")?))?,
     })
 }
