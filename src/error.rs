@@ -37,6 +37,9 @@ pub enum Error {
         /// Process ids holding the lock, from `/proc/locks` (empty when unknown).
         holders: Vec<u32>,
     },
+    /// The object cannot answer yet (a trend monitor with no sample); the message says what to do.
+    #[error("{0}")]
+    NotReady(String),
     /// An argument outside what is allowed; the message names the argument, the value and the rule.
     #[error("{name}={value}: {allowed}")]
     InvalidArgument {

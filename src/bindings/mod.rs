@@ -49,7 +49,7 @@ impl From<Error> for PyErr {
                 )),
                 None => PyOSError::new_err(format!("{source}: {}", path.display())),
             },
-            Error::InvalidArgument { .. } => PyValueError::new_err(err.to_string()),
+            Error::InvalidArgument { .. } | Error::NotReady(_) => PyValueError::new_err(err.to_string()),
             Error::Busy { .. } => DirectoryBusyError::new_err(err.to_string()),
             Error::Refused { .. } => DiskGuardError::new_err(err.to_string()),
         }
@@ -159,7 +159,6 @@ where
 }
 
 /// [`whole`] for an argument that may be `None`.
-#[allow(dead_code)] // for the retention and trend bindings, which move to it next
 pub(crate) fn opt_whole<'py, T>(name: &'static str, obj: Option<&Bound<'py, PyAny>>) -> PyResult<Option<T>>
 where
     T: for<'a> FromPyObject<'a, 'py> + Bounded,
