@@ -426,6 +426,20 @@ fn seen_link(shared: &Shared<'_>, st: &FileStat) -> bool {
     !lock(&shared.links[shard]).insert(key)
 }
 
+/// Whether an entry counts: not a hard link seen already, not a directory on another filesystem
+/// (when staying on one). `Some(is_dir)` when it counts.
+fn admit(shared: &Shared<'_>, st: &FileStat, tally: &mut Tally) -> Option<bool> {
+    if seen_link(shared, st) {
+        return None;
+    }
+    let dir = is_dir(st);
+    if dir && shared.options.one_filesystem && st.st_dev != shared.root_dev {
+        tally.other_filesystems += 1;
+        return None;
+    }
+    Some(dir)
+}
+
 /// Lists the root: each entry becomes a [`Child`]; directories become jobs.
 fn list_root(root: &Path, fd: OwnedFd, shared: &Shared<'_>, tally: &mut Tally) -> Result<Vec<Child>> {
     let mut children: Vec<Child> = Vec::new();
@@ -433,14 +447,9 @@ fn list_root(root: &Path, fd: OwnedFd, shared: &Shared<'_>, tally: &mut Tally) -
     let mut listed_files = 0usize;
     let mut jobs = Vec::new();
     for_each_entry(root, fd, tally, |name, st, tally| {
-        if seen_link(shared, st) {
+        let Some(dir) = admit(shared, st, tally) else {
             return;
-        }
-        let dir = is_dir(st);
-        if dir && shared.options.one_filesystem && st.st_dev != shared.root_dev {
-            tally.other_filesystems += 1;
-            return;
-        }
+        };
         let index = if dir || listed_files < MAX_LISTED_FILES {
             listed_files += usize::from(!dir);
             children.push(Child {
@@ -542,14 +551,9 @@ fn list_dir(shared: &Shared<'_>, job: &Job, tally: &mut Tally) -> Vec<Job> {
     let mut jobs = Vec::new();
     let (mut count, mut bytes) = (0u64, 0u64);
     for_each_entry(&job.path, fd, tally, |name, st, tally| {
-        if seen_link(shared, st) {
+        let Some(dir) = admit(shared, st, tally) else {
             return;
-        }
-        let dir = is_dir(st);
-        if dir && shared.options.one_filesystem && st.st_dev != shared.root_dev {
-            tally.other_filesystems += 1;
-            return;
-        }
+        };
         tally.add(Some(job.child), st);
         count += 1;
         #[allow(clippy::cast_sign_loss)] // st_blocks is never negative

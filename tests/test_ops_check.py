@@ -18,23 +18,24 @@ from diskguard.ops.check import OK, UNKNOWN, WARNING, quote_label, worst
 MIB = 1024 * 1024
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``diskguard ARGS`` in a subprocess (shared by the other operations tests)."""
     return subprocess.run(
         [sys.executable, '-m', 'diskguard', *args],
         check=False,
         capture_output=True,
         text=True,
-        timeout=120,
-        env=env,
+        timeout=timeout,
     )
 
 
-def fill_to(where: Path, fraction: float) -> None:
-    """Writes one file so that df's percent used is just above ``fraction``."""
+def fill_to(where: Path, fraction: float, slack: int = 0) -> None:
+    """Rewrites one filler file so that df's percent used is about ``fraction`` (plus ``slack`` bytes)."""
+    filler = where / 'fill'
+    filler.unlink(missing_ok=True)
     u = diskguard.usage(where)
-    need = math.ceil(fraction * (u.used + u.avail)) - u.used + 8 * 4096
-    with open(where / 'fill', 'wb') as f:
-        f.write(b'\1' * need)
+    need = max(0, math.ceil(fraction * (u.used + u.avail)) - u.used + slack)
+    filler.write_bytes(b'\1' * need)
 
 
 PERF = re.compile(r"'([^']*)'=(\d+)B;(\d*);(\d*);0;(\d+)")
@@ -50,7 +51,7 @@ def perf_of(line: str) -> dict[str, tuple[int, int, int, int]]:
 )
 def test_exit_code_status_line_and_perfdata(tmpfs: Path, fraction: float, code: int, name: str) -> None:
     if fraction:
-        fill_to(tmpfs, fraction)
+        fill_to(tmpfs, fraction, slack=8 * 4096)
     done = run('check', str(tmpfs), '-w', '40%', '-c', '70%')
     assert done.returncode == code, done.stdout + done.stderr
     first = done.stdout.splitlines()[0]
@@ -66,7 +67,7 @@ def test_exit_code_status_line_and_perfdata(tmpfs: Path, fraction: float, code: 
 
 
 def test_free_space_floors_become_used_byte_thresholds(tmpfs: Path) -> None:
-    fill_to(tmpfs, 0.5)  # about 8 MiB avail
+    fill_to(tmpfs, 0.5, slack=8 * 4096)  # about 8 MiB avail
     done = run('check', str(tmpfs), '-w', '10MiB', '-c', '2MiB')
     assert done.returncode == 1, done.stdout
     used, warn, crit, _ = perf_of(done.stdout.splitlines()[0])[str(tmpfs)]
@@ -84,7 +85,7 @@ def test_inode_thresholds(tmpfs: Path) -> None:
 
 
 def test_worst_of_several_paths_and_json(tmpfs: Path, tmp_path: Path) -> None:
-    fill_to(tmpfs, 0.5)
+    fill_to(tmpfs, 0.5, slack=8 * 4096)
     done = run('check', str(tmpfs), str(tmpfs / 'not-yet'), '-w', '40%', '-c', '90%', '--json')
     assert done.returncode == 1
     report = json.loads(done.stdout)

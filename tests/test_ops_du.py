@@ -18,18 +18,9 @@ import diskguard.ops.watch
 import pytest
 from conftest import NOBODY, as_user, mounted_tmpfs, slow_fuse
 from diskguard.cli import main
+from test_ops_check import run
 
 MIB = 1024 * 1024
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, '-m', 'diskguard', *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def coreutils_du(path: Path, *extra: str) -> int:

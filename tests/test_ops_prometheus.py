@@ -95,7 +95,9 @@ def test_rendered_text_passes_promtool_and_has_no_timestamps(tmpfs: Path) -> Non
     assert (
         f'diskguard_avail_bytes{{path="{tmpfs}",mountpoint="{tmpfs}",device="tmpfs",fstype="tmpfs"}}' in text
     )
-    assert [line.split('{')[0] for line in samples if line.endswith(' +Inf')] == ['diskguard_time_to_full_seconds']
+    assert [line.split('{')[0] for line in samples if line.endswith(' +Inf')] == [
+        'diskguard_time_to_full_seconds'
+    ]
     assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
 
 

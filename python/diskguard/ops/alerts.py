@@ -41,6 +41,11 @@ class Alert:
     def as_text(self) -> str:
         return f'{self.title}\n\n{self.text}'
 
+    @classmethod
+    def about(cls, state: str, text: str, details: dict[str, Any] | None = None) -> Alert:
+        """An alert titled ``[diskguard] STATE on HOST``."""
+        return cls(state, f'[diskguard] {state} on {socket.gethostname()}', text, details or {})
+
 
 class Channel:
     """Something an alert can be sent to. ``name`` is safe to log."""

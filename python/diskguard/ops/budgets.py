@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,11 +77,29 @@ def owner_name(uid: int) -> str:
         return str(uid)
 
 
-def measure(budget: Budget, directory: str, *, warn_fraction: float = 0.9, top: int = 5) -> BudgetResult:
-    """Scans ``directory``: CRITICAL over the limit, WARNING from ``warn_fraction`` of it."""
+class Interrupted(Exception):
+    """A scan stopped because the caller asked (the monitor is shutting down)."""
+
+
+def measure(
+    budget: Budget,
+    directory: str,
+    *,
+    warn_fraction: float = 0.9,
+    top: int = 5,
+    should_stop: Callable[[], bool] | None = None,
+) -> BudgetResult:
+    """Scans ``directory``: CRITICAL over the limit, WARNING from ``warn_fraction`` of it.
+    ``should_stop`` is asked while the scan runs; when it says so the scan is cancelled and
+    :class:`Interrupted` raised."""
+
+    def progress(_entries: int, _allocated: int) -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted(directory)
+
     try:
         owner = owner_name(os.lstat(directory).st_uid)
-        report = du(directory)
+        report = du(directory, progress=progress)
     except OSError as err:
         return BudgetResult(budget.pattern, directory, '?', budget.limit, state=UNKNOWN, error=str(err))
     used = report.allocated

@@ -111,9 +111,12 @@ def summary(r: FsResult) -> str:
     return text
 
 
-def status_line(results: list[FsResult], limits: Limits, extra: list[str] | None = None) -> str:
-    """The plugin's first line: ``DISK WARNING - ... | perfdata``."""
-    state = worst([r.state for r in results])
+def status_line(
+    results: list[FsResult], limits: Limits, extra: list[str] | None = None, state: int | None = None
+) -> str:
+    """The plugin's first line: ``DISK WARNING - ... | perfdata``. ``state`` defaults to the worst
+    of ``results`` (pass it when something else, such as a budget, counts too)."""
+    state = worst([r.state for r in results]) if state is None else state
     text = '; '.join([summary(r) for r in results] + (extra or []))
     data = ' '.join(p for r in results for p in perfdata(r, limits))
     return f'DISK {STATE_NAMES[state]} - {text}' + (f' | {data}' if data else '')

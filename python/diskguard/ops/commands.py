@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import pwd
-import socket
 import sys
 from typing import Any, NoReturn
 
@@ -218,14 +217,9 @@ def _add_check(commands: Any) -> None:
 
 
 def check_alert(results: list[FsResult], budgets: list[BudgetResult], state: int, line: str) -> Alert:
-    host = socket.gethostname()
     text = '\n'.join([line.split(' | ', 1)[0]] + [b.describe() for b in budgets if b.state != OK])
-    return Alert(
-        STATE_NAMES[state],
-        f'[diskguard] {STATE_NAMES[state]} on {host}',
-        text,
-        {'filesystems': [r.path for r in results], 'budgets': [b.to_json() for b in budgets]},
-    )
+    details = {'filesystems': [r.path for r in results], 'budgets': [b.to_json() for b in budgets]}
+    return Alert.about(STATE_NAMES[state], text, details)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -249,7 +243,7 @@ def run_check(args: argparse.Namespace) -> int:
         return UNKNOWN
     state = worst([r.state for r in results] + [b.state for b in budget_results])
     extra = [f'budget {b.describe()}' for b in budget_results if b.state != OK]
-    line = status_line(results, limits, extra)
+    line = status_line(results, limits, extra, state)
     if args.json:
         payload = {
             'state': STATE_NAMES[state],

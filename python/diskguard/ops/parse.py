@@ -55,6 +55,11 @@ def threshold(option: str, text: str) -> Threshold:
         raise _bad(option, text, 'expected a percentage used such as 85% or a free-space floor such as 20GiB')
     if text.strip().endswith('%'):
         return Threshold(fraction=percentage(option, text))
+    if re.fullmatch(r'[\d.\s]+', text):
+        # check_disk reads a bare number as MiB free, others as percent: make the user say which.
+        raise _bad(
+            option, text, 'a bare number is ambiguous: write a percentage used (85%) or a size (20GiB)'
+        )
     try:
         return Threshold(free_bytes=parse_size(text))
     except ValueError:

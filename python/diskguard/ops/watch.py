@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from .. import TrendMonitor
 from . import parse
 from .alerts import Alert, Channel, deliver
-from .budgets import Budget, BudgetResult, directories, measure
+from .budgets import Budget, BudgetResult, Interrupted, directories, measure
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
 from .parse import Threshold
@@ -256,11 +255,12 @@ class Watcher:
             return
         self.budgets_measured_at = now
         results = []
-        for b in self.s.budgets:
-            for d in directories(b.pattern):
-                if self.stop.is_set():
-                    return
-                results.append(measure(b, d))
+        try:
+            for b in self.s.budgets:
+                for d in directories(b.pattern):
+                    results.append(measure(b, d, should_stop=self.stop.is_set))
+        except Interrupted:
+            return  # shutting down: keep the previous figures
         self.budget_results = results
         for r in results:
             self.budget_tracked.setdefault(r.directory, Tracked()).level = r.state
@@ -298,8 +298,7 @@ class Watcher:
         alert = None
         if lines:
             state = worst([r.state for r in results] + [b.state for b in self.budget_results])
-            host = socket.gethostname()
-            alert = Alert(STATE_NAMES[state], f'[diskguard] {STATE_NAMES[state]} on {host}', '\n'.join(lines))
+            alert = Alert.about(STATE_NAMES[state], '\n'.join(lines))
             log.warning('%s', alert.as_text().replace('\n', ' | '))
             deliver(self.s.channels, alert)
         self._save_state()
