@@ -349,7 +349,10 @@ fn run(root: &Path, options: Options, cancel: &AtomicBool, progress: &Progress) 
             }
         });
     }
-    Ok(report(root, tally, children, cancel.load(Ordering::Relaxed)))
+    // Cancelled means cut short: directories were left unlisted (a cancel that came after the last
+    // one was listed changes nothing).
+    let cut_short = lock(&shared.queue).pending > 0;
+    Ok(report(root, tally, children, cut_short))
 }
 
 fn report(root: &Path, tally: Tally, mut children: Vec<Child>, cancelled: bool) -> Report {
@@ -669,18 +672,22 @@ mod tests {
     }
 
     #[test]
-    fn a_cancelled_scan_says_so() {
+    fn a_cancelled_scan_says_so_and_a_late_cancel_changes_nothing() {
         let t = tree();
         for i in 0..50 {
             fs::create_dir_all(t.0.join(format!("d{i}/e"))).expect("mkdir");
         }
+        let cancelled = run(&t.0, options(2), &AtomicBool::new(true), &Progress::default()).expect("scan");
+        assert!(cancelled.cancelled);
+        assert_eq!(cancelled.total.dirs, 51, "the root and its listed entries only");
         let running = Scan::start(&t.0, options(2)).expect("start");
-        running.cancel();
-        let r = running
+        let done = running
             .wait(Duration::from_secs(30))
             .expect("finishes")
             .expect("report");
-        assert!(r.cancelled);
+        running.cancel();
+        assert!(!done.cancelled);
+        assert_eq!(done.total.dirs, 101);
     }
 
     #[test]

@@ -223,3 +223,22 @@ def test_a_budget_scan_stops_when_the_monitor_does(open_dir: Path) -> None:
         with pytest.raises(Interrupted):
             measure(Budget(str(where), MIB), str(where), should_stop=lambda: True)
         assert time.monotonic() - started < 10
+
+
+def test_a_full_disk_does_not_stop_the_monitor(
+    tmpfs: Path, tmp_path: Path, hook: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state file and the textfile live on the disk that filled up: writes fail, alerts go on."""
+    (tmpfs / 'prom').mkdir()
+    w = Watcher(settings(tmpfs, tmpfs / 'state.json', hook, textfile=str(tmpfs / 'prom')))
+    w.step()
+    fill_to(tmpfs, 1.0)  # nothing left: ENOSPC for every write
+    alert = w.step()
+    assert alert is not None and alert.state == 'CRITICAL' and hook.bodies[-1]['state'] == 'CRITICAL'
+    assert 'cannot save the state file' in caplog.text or 'cannot write the textfile' in caplog.text
+    assert [p.name for p in tmpfs.iterdir() if p.name.endswith('.tmp')] == []
+
+
+def test_state_file_that_is_a_directory(tmp_path: Path) -> None:
+    done = run('watch', str(tmp_path), '--once', '--state-file', str(tmp_path))
+    assert done.returncode == 2 and 'is a directory' in done.stderr

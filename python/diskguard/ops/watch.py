@@ -12,6 +12,7 @@ trend. SIGTERM and SIGINT finish the current step and exit 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -211,11 +212,16 @@ class Watcher:
         directory = os.path.dirname(os.path.abspath(self.s.state_file))
         os.makedirs(directory, exist_ok=True)
         temporary = f'{self.s.state_file}.{os.getpid()}.tmp'
-        with open(temporary, 'w', encoding='utf-8') as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.s.state_file)
+        try:
+            with open(temporary, 'w', encoding='utf-8') as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.s.state_file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -288,7 +294,7 @@ class Watcher:
         self._measure_budgets(now)
         text = render(results, self.budget_results, {r.path: ttf for r, ttf in graded})
         if self.s.textfile:
-            write_textfile(self.s.textfile, text)
+            self._keep_going('write the textfile', lambda: write_textfile(str(self.s.textfile), text))
         if self.server is not None:
             self.server.update(text)
         lines = self._changes(self.tracked, {r.path: summary(r) for r in results}, now)
@@ -301,8 +307,17 @@ class Watcher:
             alert = Alert.about(STATE_NAMES[state], '\n'.join(lines))
             log.warning('%s', alert.as_text().replace('\n', ' | '))
             deliver(self.s.channels, alert)
-        self._save_state()
+        self._keep_going('save the state file', self._save_state)
         return alert
+
+    @staticmethod
+    def _keep_going(what: str, write: Callable[[], object]) -> None:
+        """Runs a write the monitor can live without: on a full disk (the very moment it matters)
+        a failed write is logged and the monitor goes on measuring and alerting."""
+        try:
+            write()
+        except OSError as err:
+            log.warning('cannot %s: %s', what, err)
 
     def run(self) -> int:
         """Steps every ``interval`` until SIGTERM/SIGINT (or :attr:`stop` is set)."""
@@ -363,6 +378,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if not paths or not all(isinstance(p, str) and p for p in paths):
         raise ValueError('watch: give at least one PATH (or paths = [...] in --config)')
     listen = option(args, config, 'listen')
+    state_file = str(option(args, config, 'state_file', default_state_file()))
+    if os.path.isdir(state_file):
+        raise ValueError(f'--state-file={state_file!r}: is a directory (give a file name in it)')
     return Settings(
         paths=paths,
         interval=parse.duration('--interval', option(args, config, 'interval', '60s'), minimum=1),
@@ -376,7 +394,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         budget_interval=parse.duration(
             '--budget-interval', option(args, config, 'budget_interval', '1h'), minimum=1
         ),
-        state_file=str(option(args, config, 'state_file', default_state_file())),
+        state_file=state_file,
         textfile=option(args, config, 'textfile'),
         listen=None if listen is None else parse.listen_address('--listen', str(listen)),
         proc_root=option(args, config, 'proc_root'),
