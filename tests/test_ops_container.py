@@ -78,3 +78,27 @@ def test_no_host_view_says_so(tmpfs: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     notes = json.loads(done.stdout)['notes']
     assert notes == ([CONTAINER_NOTE] if in_container() else [])
+
+
+def test_du_reports_the_host_path(tmpfs: Path, tmp_path: Path) -> None:
+    (tmpfs / 'alice').mkdir()
+    st = os.stat(tmpfs)
+    proc = fake_host_proc(
+        tmp_path / 'host_proc', [host_line(40, (os.major(st.st_dev), os.minor(st.st_dev)), '/', '/srv')]
+    )
+    done = subprocess.run(
+        [sys.executable, '-m', 'diskguard', 'du', str(tmpfs / 'alice'), '--proc-root', str(proc), '--json'],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)['host_path'] == '/srv/alice'
+    text = subprocess.run(
+        [sys.executable, '-m', 'diskguard', 'du', str(tmpfs / 'alice'), '--proc-root', str(proc)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert text.stdout.splitlines()[-1] == 'on the host: /srv/alice'
+    missing = subprocess.run(
+        [sys.executable, '-m', 'diskguard', 'du', str(tmpfs), '--proc-root', str(tmp_path / 'nope')],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr.startswith('diskguard: error: --proc-root=')

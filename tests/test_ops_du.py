@@ -187,3 +187,32 @@ def test_orphans_lists_then_deletes(tmp_path: Path) -> None:
     assert not stale.exists() and (ckpt / 'epoch=1.ckpt').exists()
     assert run('orphans', str(ckpt), '--min-age', '-1h').returncode == 2
     assert run('orphans', str(ckpt / 'epoch=1.ckpt')).returncode == 3
+    missing = run('orphans', str(tmp_path / 'missing'))
+    assert missing.returncode == 3 and 'No such file or directory' in missing.stderr
+
+
+def test_progress_goes_to_stderr_only_when_it_is_a_terminal(open_dir: Path) -> None:
+    import pty
+
+    with slow_fuse(open_dir / 'slow', statfs_delay=0.0, getattr_delay=0.5) as where:
+        leader, follower = pty.openpty()
+        try:
+            on_tty = subprocess.run(
+                [sys.executable, '-m', 'diskguard', 'du', str(where)],
+                stdout=subprocess.PIPE, stderr=follower, timeout=60, check=False,
+            )  # fmt: skip
+            os.close(follower)
+            seen = b''
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the terminal's other end is closed and drained
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(leader)
+        piped = run('du', str(where))
+    assert b'scanned 0 entries' in seen, (on_tty, seen)
+    assert 'scanned' not in piped.stderr

@@ -242,3 +242,20 @@ def test_a_full_disk_does_not_stop_the_monitor(
 def test_state_file_that_is_a_directory(tmp_path: Path) -> None:
     done = run('watch', str(tmp_path), '--once', '--state-file', str(tmp_path))
     assert done.returncode == 2 and 'is a directory' in done.stderr
+
+
+def test_a_port_already_taken_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(
+            'watch', str(tmp_path), '--listen', f'127.0.0.1:{port}', '--state-file', str(tmp_path / 's.json')
+        )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines()[-1].endswith(
+        f'--listen=127.0.0.1:{port}: cannot listen there (Address already in use)'
+    )
+    assert 'Traceback' not in done.stderr

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import pwd
+import stat
 import sys
 from typing import Any, NoReturn
 
@@ -286,6 +287,9 @@ def _add_du(commands: Any) -> None:
     p.add_argument('--apparent-size', action='store_true', help='sort by length instead of allocated size')
     p.add_argument('--cross-filesystems', action='store_true', help='descend into other mounted filesystems')
     p.add_argument('--threads', metavar='N', help='worker threads (3 per core)')
+    p.add_argument(
+        '--proc-root', metavar='DIR', help="the host's /proc mounted in a container, e.g. /host_proc"
+    )
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(run=run_du)
 
@@ -337,11 +341,23 @@ def run_du(args: argparse.Namespace) -> int:
         rows = [(os.fsdecode(c.name) + ('/' if c.is_dir else ''), c) for c in report.children]
     rows.sort(key=lambda row: getattr(row[1], key), reverse=True)
     shown = rows[:top]
+    where = view(args.dir, args.proc_root)
     if args.json:
-        print(json.dumps(_du_json(report, args.by, shown), indent=2))
+        print(json.dumps({**_du_json(report, args.by, shown), **where}, indent=2))
     else:
         _du_table(report, args.by, shown, len(rows))
+        if 'host_path' in where:
+            print(f'on the host: {where["host_path"]}')
+        for note in where.get('notes', []):
+            print(f'note: {note}', file=sys.stderr)
     return 0
+
+
+def view(path: str, proc_root: str | None) -> dict[str, Any]:
+    """``{'host_path': ...}`` with the host's /proc, else the container note when in one."""
+    if proc_root is not None:
+        return {'host_path': host_path(path, host_table(proc_root))}
+    return {'notes': [CONTAINER_NOTE]} if in_container() else {}
 
 
 def _du_json(report: Any, by: str, shown: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -417,7 +433,7 @@ def _add_orphans(commands: Any) -> None:
 
 def run_orphans(args: argparse.Namespace) -> int:
     min_age = parse.duration('--min-age', args.min_age, minimum=0)
-    if not os.path.isdir(args.dir):
+    if not stat.S_ISDIR(os.stat(args.dir).st_mode):  # a missing DIR raises FileNotFoundError here
         raise NotADirectoryError(20, 'Not a directory (orphans needs the checkpoint directory)', args.dir)
     found = find_orphans(
         args.dir, temp_dir=args.temp_dir, include_temp_dir=not args.no_temp_dir, min_age=min_age

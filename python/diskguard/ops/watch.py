@@ -322,7 +322,13 @@ class Watcher:
     def run(self) -> int:
         """Steps every ``interval`` until SIGTERM/SIGINT (or :attr:`stop` is set)."""
         if self.s.listen is not None:
-            self.server = MetricsServer(*self.s.listen)
+            host, port = self.s.listen
+            try:
+                self.server = MetricsServer(host, port)
+            except OSError as err:
+                raise OSError(
+                    err.errno, f'--listen={host}:{port}: cannot listen there ({err.strerror})'
+                ) from None
             log.info('serving /metrics on %s:%d', self.s.listen[0], self.server.port)
         try:
             while not self.stop.is_set():
