@@ -99,11 +99,24 @@ def test_a_restart_neither_realerts_nor_forgets_the_trend(
     assert len(hook.bodies) == 1
     saved = json.loads(state.read_text())
     assert saved['paths'][str(tmpfs)]['alerted_level'] == WARNING
-    assert len(saved['paths'][str(tmpfs)]['samples']) == 5
+    assert len(saved['trends'][str(tmpfs)]) == 5  # keyed by mount point
     second = Watcher(settings(tmpfs, state, hook), clock=clock)
-    assert len(second.monitors[str(tmpfs)]) == 5  # the trend's samples are back
+    assert len(second.trends[str(tmpfs)].monitor) == 5  # the trend's samples are back
     assert second.step() is None and len(hook.bodies) == 1
-    assert len(second.monitors[str(tmpfs)]) == 6
+    assert len(second.trends[str(tmpfs)].monitor) == 6
+
+
+def test_paths_on_one_filesystem_share_its_forecast(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:
+    (tmpfs / 'a').mkdir()
+    clock = Clock()
+    s = settings(tmpfs, tmp_path / 's.json', hook)
+    s.paths = [str(tmpfs / 'a'), str(tmpfs / 'b-not-yet'), str(tmp_path)]
+    w = Watcher(s, clock=clock)
+    for _ in range(3):
+        w.step()
+        clock.now += 60
+    assert len(w.trends[str(tmpfs)].monitor) == 3  # one sample per step, not one per path
+    assert len(w.trends) == 2
 
 
 def test_a_damaged_state_file_is_ignored_with_a_warning(

@@ -1,8 +1,8 @@
 """``diskguard watch``: a long-running monitor with a forecast, alerts, Prometheus output and a state file.
 
 Each interval it grades every path (the same thresholds as ``check``), samples a
-:class:`diskguard.TrendMonitor` per path for the time to full, measures budgets less often, and
-alerts only when a level changes. Levels have hysteresis: a level is entered at its threshold and
+:class:`diskguard.TrendMonitor` per filesystem (paths on one mount share it) for the time to full,
+measures budgets less often, and alerts only when a level changes. Levels have hysteresis: a level is entered at its threshold and
 left only ``hysteresis`` below it, so a disk hovering at 85% does not alert every interval; while not
 OK, a reminder goes out at most every ``reminder``. The state file (levels, when each was alerted,
 recent samples) is rewritten atomically each interval, so a restart neither re-alerts nor forgets the
@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -89,7 +89,29 @@ class Tracked:
     level: int = OK
     alerted_level: int = OK
     alerted_at: float = 0.0
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
+
+
+class Trend:
+    """One filesystem's forecast: a :class:`diskguard.TrendMonitor` and the recent samples that
+    rebuild it after a restart (the monitor's own state is not persisted yet)."""
+
+    def __init__(self, window: float, warmup: float, samples: Iterable[tuple[float, int, int]] = ()) -> None:
+        self.window, self.warmup = window, warmup
+        self.monitor = TrendMonitor(window=window, capacity=MAX_SAMPLES, warmup=warmup)
+        self.samples: list[tuple[float, int, int]] = []
+        for when, used, avail in samples:
+            self.add(when, used, avail)
+
+    def add(self, when: float, used: int, avail: int) -> None:
+        try:
+            self.monitor.add_sample(used, avail, when)
+        except ValueError:
+            # The clock went backwards (or the state file is from the future): start over.
+            log.warning('the clock went backwards; restarting a trend')
+            self.monitor = TrendMonitor(window=self.window, capacity=MAX_SAMPLES, warmup=self.warmup)
+            self.monitor.add_sample(used, avail, when)
+            self.samples = []
+        self.samples = (self.samples + [(when, used, avail)])[-MAX_SAMPLES:]
 
 
 @dataclass
@@ -149,7 +171,8 @@ class Watcher:
         self.clock = clock
         self.tracked: dict[str, Tracked] = {}
         self.budget_tracked: dict[str, Tracked] = {}
-        self.monitors: dict[str, TrendMonitor] = {}
+        # Keyed by mount point: paths on one filesystem share its forecast.
+        self.trends: dict[str, Trend] = {}
         self.budget_results: list[BudgetResult] = []
         self.budgets_measured_at = -math.inf
         self.stop = threading.Event()
@@ -159,12 +182,10 @@ class Watcher:
 
     # -- state -----------------------------------------------------------------------------------
 
-    def _monitor(self, path: str) -> TrendMonitor:
-        if path not in self.monitors:
-            self.monitors[path] = TrendMonitor(
-                window=self.s.trend_window, capacity=MAX_SAMPLES, warmup=self.s.trend_warmup
-            )
-        return self.monitors[path]
+    def _trend(self, key: str, samples: Iterable[tuple[float, int, int]] = ()) -> Trend:
+        if key not in self.trends:
+            self.trends[key] = Trend(self.s.trend_window, self.s.trend_warmup, samples)
+        return self.trends[key]
 
     def _load_state(self) -> None:
         if not self.s.state_file or not os.path.exists(self.s.state_file):
@@ -174,24 +195,15 @@ class Watcher:
                 data = json.load(f)
             for key, table in (('paths', self.tracked), ('budgets', self.budget_tracked)):
                 for name, t in data.get(key, {}).items():
-                    table[name] = Tracked(
-                        int(t['level']),
-                        int(t['alerted_level']),
-                        float(t['alerted_at']),
-                        [(float(a), int(b), int(c)) for a, b, c in t.get('samples', [])],
-                    )
+                    table[name] = Tracked(int(t['level']), int(t['alerted_level']), float(t['alerted_at']))
+            for key, samples in data.get('trends', {}).items():
+                self._trend(key, [(float(a), int(b), int(c)) for a, b, c in samples])
         except (OSError, ValueError, KeyError, TypeError) as err:
             # A damaged state file costs at most one repeated alert; never refuse to start over it.
             log.warning('ignoring the state file %s: %s', self.s.state_file, err)
             self.tracked.clear()
             self.budget_tracked.clear()
-        for path, t in self.tracked.items():
-            monitor = self._monitor(path)
-            for when, used, avail in t.samples:
-                try:
-                    monitor.add_sample(used, avail, when)
-                except ValueError:
-                    continue  # out of order (the clock went back): skip that sample
+            self.trends.clear()
 
     def _save_state(self) -> None:
         if not self.s.state_file:
@@ -203,12 +215,16 @@ class Watcher:
                     'level': t.level,
                     'alerted_level': t.alerted_level,
                     'alerted_at': t.alerted_at,
-                    'samples': t.samples[-MAX_SAMPLES:],
                 }
                 for name, t in items.items()
             }
 
-        data = {'version': 1, 'paths': table(self.tracked), 'budgets': table(self.budget_tracked)}
+        data = {
+            'version': 1,
+            'paths': table(self.tracked),
+            'budgets': table(self.budget_tracked),
+            'trends': {key: trend.samples for key, trend in self.trends.items()},
+        }
         directory = os.path.dirname(os.path.abspath(self.s.state_file))
         os.makedirs(directory, exist_ok=True)
         temporary = f'{self.s.state_file}.{os.getpid()}.tmp'
@@ -225,7 +241,8 @@ class Watcher:
 
     # -- one step --------------------------------------------------------------------------------
 
-    def _grade(self, path: str, now: float) -> tuple[FsResult, float | None]:
+    def _grade(self, path: str, now: float, sampled: set[str]) -> tuple[FsResult, float | None]:
+        """Grades one path; its filesystem's trend gets one sample per step (``sampled``)."""
         t = self.tracked.setdefault(path, Tracked())
         entering = check_path(path, self.s.limits)
         if entering.usage is None:
@@ -234,19 +251,16 @@ class Watcher:
         u = entering.usage
         staying = check_path(path, relaxed(self.s.limits, self.s.hysteresis, u.used + u.avail))
         level = with_hysteresis(t.level, entering.state, staying.state)
-        monitor = self._monitor(path)
+        key = u.mount_point or u.queried_path
+        trend = self._trend(key)
+        if key not in sampled:
+            trend.add(now, u.used, u.avail)
+            sampled.add(key)
         time_to_full: float | None = None
-        try:
-            monitor.add_sample(u.used, u.avail, now)
-            t.samples = (t.samples + [(now, u.used, u.avail)])[-MAX_SAMPLES:]
-        except ValueError:
-            log.warning('the clock went backwards; restarting the trend of %s', path)
-            self.monitors.pop(path, None)
-            t.samples = []
-        estimate = self.monitors[path].estimate() if path in self.monitors else None
+        estimate = trend.monitor.estimate()
         if estimate is not None:
             time_to_full = estimate.time_to_full
-            if self.monitors[path].will_fill_within(self.s.forecast_horizon):
+            if trend.monitor.will_fill_within(self.s.forecast_horizon):
                 level = max(level, WARNING)
                 low = estimate.time_to_full_low
                 entering.reasons.append(f'forecast: full in ~{_hours(low if low is not None else 0.0)}')
@@ -289,7 +303,8 @@ class Watcher:
     def step(self) -> Alert | None:
         """Measures everything once, publishes metrics, saves the state; returns the alert sent."""
         now = self.clock()
-        graded = [self._grade(p, now) for p in self.s.paths]
+        sampled: set[str] = set()
+        graded = [self._grade(p, now, sampled) for p in self.s.paths]
         results = [r for r, _ in graded]
         self._measure_budgets(now)
         text = render(results, self.budget_results, {r.path: ttf for r, ttf in graded})
