@@ -170,6 +170,8 @@ def test_du_of_odd_roots(tmp_path: Path) -> None:
         diskguard.du(tmp_path, threads=True)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         diskguard.du('')
+    with pytest.raises(TypeError, match=r'^dir=123: expected a path'):
+        diskguard.du(123)  # type: ignore[arg-type]
 
 
 def test_orphans_lists_then_deletes(tmp_path: Path) -> None:

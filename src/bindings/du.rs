@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use super::{fs_path, opt_whole, py_repr};
+use super::{opt_whole, path_arg, py_repr};
 use crate::du::{self, Report, Scan, Sizes};
 
 /// How often the waiting thread takes the GIL back to run signal handlers and report progress.
@@ -137,7 +137,7 @@ pub fn du_py(
     one_filesystem: bool,
     progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyDuReport> {
-    let root = fs_path(dir)?;
+    let root = path_arg("dir", dir)?;
     let options = du::Options::new(opt_whole("threads", threads)?, one_filesystem)?;
     let scan = py.detach(|| Scan::start(&root, options))?;
     loop {
