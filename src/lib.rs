@@ -8,6 +8,7 @@
 //!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
 //!   free space, orphans), [`resume`] (the newest complete checkpoint to resume from);
 //! - log budgets: [`logs`] (systemd-journald's rule).
+//! - operations: [`du`] (a parallel directory scanner for "who is eating the disk").
 //!
 //! All of these are plain Rust; `bindings` is the only place that knows Python, and [`error`] the
 //! one error type.
@@ -22,6 +23,7 @@
 pub mod check;
 pub mod checkpoints;
 pub mod deletion;
+pub mod du;
 pub mod error;
 pub mod logs;
 pub mod mounts;

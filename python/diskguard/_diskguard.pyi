@@ -11,6 +11,9 @@ __all__ = [
     'DirectoryBusyError',
     'DiskGuardError',
     'DiskUsage',
+    'DuEntry',
+    'DuOwner',
+    'DuReport',
     'KeepBest',
     'KeepEvery',
     'KeepLast',
@@ -31,6 +34,7 @@ __all__ = [
     '_remove_orphans',
     'apply',
     'check',
+    'du',
     'forecast_run',
     'format_size',
     'latest_complete',
@@ -697,3 +701,95 @@ def parse_size(value: _Size) -> int:
 
 def format_size(value: int) -> str:
     """Bytes with IEC units and one decimal: ``format_size(1536) == '1.5 KiB'``."""
+
+@final
+class DuEntry:
+    """One entry directly under the scanned directory, with everything beneath it."""
+
+    @property
+    def name(self) -> str:
+        """Its name (``'(other files)'`` gathers root-level files past the first 10,000)."""
+    @property
+    def is_dir(self) -> bool: ...
+    @property
+    def uid(self) -> int:
+        """Its owner."""
+    @property
+    def allocated(self) -> int:
+        """Bytes allocated on disk (``st_blocks * 512``), what ``du`` shows."""
+    @property
+    def apparent(self) -> int:
+        """Bytes by length (``st_size``), what ``du --apparent-size`` shows."""
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+
+@final
+class DuOwner:
+    """What one owner (uid) holds under the scanned directory."""
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def allocated(self) -> int: ...
+    @property
+    def apparent(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+
+@final
+class DuReport:
+    """What :func:`du` found. Hard links count once, symlinks are not followed."""
+
+    @property
+    def root(self) -> str: ...
+    @property
+    def allocated(self) -> int:
+        """Everything under the root, the root included, as ``du -s -B1`` counts."""
+    @property
+    def apparent(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+    @property
+    def children(self) -> list[DuEntry]:
+        """The root's entries, in no particular order."""
+    @property
+    def owners(self) -> list[DuOwner]:
+        """Sums per owner, in no particular order."""
+    @property
+    def errors(self) -> int:
+        """Entries that could not be read (permission denied, vanished, replaced during the scan)."""
+    @property
+    def error_samples(self) -> list[str]:
+        """The first few of those errors, as messages."""
+    @property
+    def other_filesystems(self) -> int:
+        """Directories skipped because they are on another filesystem."""
+    @property
+    def cancelled(self) -> bool: ...
+
+def du(
+    dir: _StrPath,
+    *,
+    threads: int | None = None,
+    one_filesystem: bool = True,
+    progress: Any | None = None,
+) -> DuReport:
+    """Sizes of ``dir``'s tree, per top-level entry and per owner, scanned on worker threads.
+
+    Like ``du -x``: allocated and apparent sizes, hard links once, symlinks never followed, other
+    filesystems skipped unless ``one_filesystem=False``; unreadable directories are counted in
+    ``errors``, not fatal. ``threads`` defaults to 3 per core (1 to 256). The GIL is released while
+    waiting; every 0.1 s Python's signal handlers run (Ctrl-C cancels the scan and raises
+    ``KeyboardInterrupt``) and ``progress(entries, allocated_bytes)`` is called if given.
+
+    Raises:
+        OSError: ``dir`` cannot be examined or listed.
+        ValueError: ``threads`` is out of range, or ``dir`` is empty or holds a NUL byte.
+        TypeError: ``threads`` is not an int.
+    """
