@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::usage::{measure, PyDiskUsage};
-use super::{number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type};
+use super::{number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced};
 use crate::error::Error;
 use crate::size::SIZE_RULE;
 use crate::trend::{Remaining, RunForecast, RunSpec, TrendConfig, TrendEstimate, TrendMonitor, TrendState};
@@ -69,7 +69,7 @@ impl PyTrendEstimate {
         })
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
         let e = slf.get();
         let fields = (
             e.rate,
@@ -144,7 +144,7 @@ impl PyRunForecast {
         })
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
         let f = slf.get();
         let fields = (
             f.peak_bytes,
