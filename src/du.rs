@@ -337,7 +337,7 @@ fn run(root: &Path, options: Options, cancel: &AtomicBool, progress: &Progress) 
     if is_dir(&st) {
         // A root that cannot be listed is an error, not an empty report.
         let fd = open_checked(root, st.st_dev, st.st_ino)?;
-        children = list_root(root, fd, &shared, &mut tally)?;
+        children = list_root(root, fd, &shared, &mut tally);
         let workers = options.threads.min(lock(&shared.queue).jobs.len()).max(1);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers).map(|_| scope.spawn(|| work(&shared))).collect();
@@ -425,8 +425,8 @@ fn seen_link(shared: &Shared<'_>, st: &FileStat) -> bool {
     }
     let key = (st.st_dev, st.st_ino);
     #[allow(clippy::cast_possible_truncation)] // only a shard index
-    let shard = (st.st_ino as usize ^ st.st_dev as usize) % LINK_SHARDS;
-    !lock(&shared.links[shard]).insert(key)
+    let index = (st.st_ino as usize ^ st.st_dev as usize) % LINK_SHARDS;
+    !lock(&shared.links[index]).insert(key)
 }
 
 /// Whether an entry counts: not a hard link seen already, not a directory on another filesystem
@@ -444,7 +444,7 @@ fn admit(shared: &Shared<'_>, st: &FileStat, tally: &mut Tally) -> Option<bool> 
 }
 
 /// Lists the root: each entry becomes a [`Child`]; directories become jobs.
-fn list_root(root: &Path, fd: OwnedFd, shared: &Shared<'_>, tally: &mut Tally) -> Result<Vec<Child>> {
+fn list_root(root: &Path, fd: OwnedFd, shared: &Shared<'_>, tally: &mut Tally) -> Vec<Child> {
     let mut children: Vec<Child> = Vec::new();
     let mut other_files: Option<usize> = None;
     let mut listed_files = 0usize;
@@ -484,7 +484,7 @@ fn list_root(root: &Path, fd: OwnedFd, shared: &Shared<'_>, tally: &mut Tally) -
         }
     });
     push_jobs(shared, jobs);
-    Ok(children)
+    children
 }
 
 fn push_jobs(shared: &Shared<'_>, jobs: Vec<Job>) {

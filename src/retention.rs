@@ -148,7 +148,7 @@ impl Checked for KeepBest {
         if let Some((name, value)) = self.values.iter().find(|(_, v)| !v.is_finite()) {
             return Err(Error::invalid(
                 "values",
-                format!("{{{:?}: {value}}}", name),
+                format!("{{{name:?}: {value}}}"),
                 "expected a finite number for each checkpoint",
             ));
         }
@@ -925,7 +925,7 @@ mod tests {
             size: 100,
             apparent_size: 100,
             dev: 1,
-            ino: mtime as u64,
+            ino: mtime.to_bits(),
             ctime: (0, 0),
             nlink: 1,
             incomplete: (!complete).then(|| "truncated".to_owned()),

@@ -211,7 +211,7 @@ fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
+        f64::midpoint(values[mid - 1], values[mid])
     } else {
         values[mid]
     }
@@ -263,7 +263,6 @@ fn rises_in_both_halves(points: &[(f64, f64)], now: f64) -> bool {
 fn rises_steadily(points: &[(f64, f64)]) -> bool {
     let steps = points.len().saturating_sub(1);
     let rising = points.windows(2).filter(|w| w[1].1 > w[0].1).count();
-    #[allow(clippy::cast_precision_loss)] // sample counts
     let (steps_f, rising_f) = (steps as f64, rising as f64);
     steps >= 8 && rising_f >= steps_f / 2.0 + 3.5 * steps_f.sqrt() / 2.0
 }
@@ -289,7 +288,6 @@ fn cycle_rate(saves: &[(f64, f64)], now: f64) -> f64 {
     if span <= 0.0 {
         return 0.0;
     }
-    #[allow(clippy::cast_precision_loss)] // a few saves
     let interval = span / (saves.len() - 1) as f64;
     let span = if now - last_t > 2.0 * interval {
         now - first_t
@@ -357,7 +355,6 @@ fn level_shifts(points: &[(f64, f64)], floor: f64) -> Shifts {
         ..Shifts::default()
     };
     shifts.changes.clone_from(&changes);
-    #[allow(clippy::cast_precision_loss)] // sample counts
     let count = changes.len() as f64;
     // Below eight changes the spread of the changes says too little to tell a shift from noise.
     if changes.len() < 8 {
@@ -452,7 +449,6 @@ fn wander(changes: &[f64]) -> f64 {
     if changes.len() < 2 {
         return 0.0;
     }
-    #[allow(clippy::cast_precision_loss)] // sample counts
     let count = changes.len() as f64;
     let mean = changes.iter().sum::<f64>() / count;
     (changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (count - 1.0)).sqrt()
@@ -551,10 +547,8 @@ impl TrendMonitor {
     /// Adds a measurement at monotonic time `t` (seconds).
     pub fn add_sample(&mut self, t: f64, used: u64, avail: u64) -> Result<()> {
         self.check_time(t)?;
-        #[allow(clippy::cast_precision_loss)] // byte counts far below 2^53 matter; beyond, f64 is fine
         let (used, avail) = (used as f64, avail as f64);
         self.latest = Some(Reading { t, used, avail });
-        #[allow(clippy::cast_precision_loss)] // at most MAX_CAPACITY
         let spacing = self.config.window / self.config.capacity as f64;
         // Thin samples that come faster than the window needs, so memory stays bounded.
         if let Some(last) = self.samples.back() {
@@ -576,7 +570,6 @@ impl TrendMonitor {
     /// Tags a checkpoint (or any write we caused) of `bytes` at time `t`.
     pub fn record_write(&mut self, t: f64, bytes: u64) -> Result<()> {
         self.check_time(t)?;
-        #[allow(clippy::cast_precision_loss)]
         let bytes = bytes as f64;
         if self.saves.len() >= SAVE_MEMORY {
             self.saves.pop_front();
@@ -594,7 +587,6 @@ impl TrendMonitor {
     /// Tags `bytes` freed by retention (or any deletion we caused) at time `t`.
     pub fn record_free(&mut self, t: f64, bytes: u64) -> Result<()> {
         self.check_time(t)?;
-        #[allow(clippy::cast_precision_loss)]
         let bytes = bytes as f64;
         self.offset -= bytes;
         self.freed_since_write = true;
@@ -632,7 +624,6 @@ impl TrendMonitor {
             return None;
         }
         // Buckets keep their width while history is short.
-        #[allow(clippy::cast_precision_loss)]
         let width = self.config.window / BUCKETS as f64;
         let points = bucket_medians(&window, now - self.config.window, width);
         let all: Vec<(f64, f64)> = window.iter().map(|s| (s.t, s.background)).collect();
@@ -1218,15 +1209,12 @@ impl RunPlan {
             Some(n) if save > 1 => grown.min(u64::from(n)),
             _ => grown,
         };
-        #[allow(clippy::cast_precision_loss)] // below 2^33
-        let kept = kept as f64;
-        kept
+        kept as f64
     }
 
     /// Bytes needed on top of what is used now while save `save` is written: the checkpoints kept
     /// then, plus the one being written, plus the background since now.
     fn need_during(&self, save: u32) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
         let size = self.checkpoint_size as f64;
         let t = f64::from(save) * self.save_interval;
         size * (self.kept_before(save) + 1.0 - f64::from(self.existing)) + self.background_rate * t
@@ -1234,7 +1222,6 @@ impl RunPlan {
 
     /// Bytes needed on top of what is used now once the last save is done and pruned.
     fn need_after(&self) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
         let size = self.checkpoint_size as f64;
         let kept_after = if self.remaining_saves == 0 {
             f64::from(self.existing)
@@ -1281,7 +1268,6 @@ impl RunPlan {
     /// the first save that does not fit is found by bisection: bounded work for any count.
     pub fn forecast(&self) -> Result<RunForecast> {
         self.validate()?;
-        #[allow(clippy::cast_precision_loss)]
         let room = self.avail.saturating_sub(self.keep_free) as f64;
         let (mut peak, mut peak_at) = (0.0f64, 0u32);
         let mut first_full = None;
@@ -1351,6 +1337,7 @@ pub fn human_duration(seconds: f64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact on purpose: the closed form must equal the walk, and state round trips
 mod tests {
     use super::*;
 
@@ -1774,7 +1761,6 @@ mod tests {
 
     /// The walk the closed form replaced: one step per save.
     fn walked(plan: &RunPlan) -> (f64, u32, Option<u32>) {
-        #[allow(clippy::cast_precision_loss)]
         let (size, room) = (
             plan.checkpoint_size as f64,
             plan.avail.saturating_sub(plan.keep_free) as f64,
@@ -1963,7 +1949,6 @@ mod tests {
             (0..130usize)
                 .map(|i| {
                     level += rises.iter().filter(|r| r.0 == i).map(|r| r.1).sum::<f64>();
-                    #[allow(clippy::cast_precision_loss)]
                     let t = i as f64 * 60.0;
                     (t, level + if i % 2 == 0 { 0.1 } else { -0.1 })
                 })

@@ -190,6 +190,21 @@ impl Bounded for usize {
     const MAX_TEXT: &'static str = "18446744073709551615 (2**64 - 1)";
 }
 
+/// A `str` argument, or a `TypeError` naming it.
+pub(crate) fn text(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    match obj.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(wrong_type(name, obj, "a str")),
+    }
+}
+
+/// A `True`/`False` argument; an int or anything else is a `TypeError` naming it.
+pub(crate) fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    obj.cast::<PyBool>()
+        .map(pyo3::types::PyBoolMethods::is_true)
+        .map_err(|_| wrong_type(name, obj, "True or False"))
+}
+
 /// What a `__reduce__` returns: the callable that rebuilds the object, and its arguments.
 pub(crate) type Reduced<'py, A> = (Bound<'py, PyAny>, A);
 

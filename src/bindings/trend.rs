@@ -5,16 +5,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::usage::{measure, PyDiskUsage};
-use super::{number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced};
+use super::{flag, number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced};
 use crate::error::Error;
 use crate::size::SIZE_RULE;
 use crate::trend::{Remaining, RunForecast, RunSpec, TrendConfig, TrendEstimate, TrendMonitor, TrendState};
 
-/// Monotonic seconds on the clock `time.monotonic()` reads (CLOCK_MONOTONIC).
+/// Monotonic seconds on the clock `time.monotonic()` reads (`CLOCK_MONOTONIC`).
 pub(crate) fn monotonic_now() -> PyResult<f64> {
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map_err(|e| PyOSError::new_err(format!("clock_gettime: {e}")))?;
-    #[allow(clippy::cast_precision_loss)]
     let seconds = now.tv_sec() as f64 + now.tv_nsec() as f64 * 1e-9;
     Ok(seconds)
 }
@@ -476,11 +475,7 @@ fn state_row<const N: usize>(key: &'static str, row: &Bound<'_, PyAny>) -> PyRes
 
 /// A `bool` under `key`.
 fn state_flag(state: &Bound<'_, PyDict>, key: &'static str) -> PyResult<bool> {
-    let value = state_item(state, key)?;
-    value
-        .cast::<pyo3::types::PyBool>()
-        .map(|b| b.is_true())
-        .map_err(|_| wrong_type(key, &value, "True or False"))
+    flag(key, &state_item(state, key)?)
 }
 
 /// Reads a `state_dict()` back into a [`TrendState`]: types here, meaning in the core.
