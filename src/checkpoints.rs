@@ -209,9 +209,7 @@ fn is_root_inode(st: &FileStat) -> bool {
 
 /// Modification time, seconds since the epoch.
 pub(crate) fn mtime_of(st: &FileStat) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let t = st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9;
-    t
+    st.st_mtime as f64 + st.st_mtime_nsec as f64 * 1e-9
 }
 
 /// `(st_ctime, st_ctime_nsec)`.

@@ -48,6 +48,9 @@ pub enum Error {
         /// Bytes that could be written.
         available: u64,
     },
+    /// The object cannot answer yet (a trend monitor with no sample); the message says what to do.
+    #[error("{0}")]
+    NotReady(String),
     /// An argument outside what is allowed; the message names the argument, the value and the rule.
     #[error("{name}={value}: {allowed}")]
     InvalidArgument {

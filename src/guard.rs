@@ -37,8 +37,8 @@ use crate::size::{format_size, parse_size, SIZE_RULE};
 use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendMonitor};
 use crate::usage::DiskUsage;
 
-/// `min_free` is left only once available space is back past it by this fraction of it.
-const BYTE_SLACK: f64 = 0.25;
+/// `min_free` is left only once available space is back past it by a quarter of it.
+const BYTE_SLACK_DIVISOR: u64 = 4;
 /// Extra bytes on top of a checkpoint's size for filesystem metadata and block rounding.
 const MARGIN_FLOOR: u64 = 64 * 1024;
 /// Name prefix of the emergency reserve file (`.diskguard-reserve-<pid>-<serial>`): a dot file
@@ -246,7 +246,7 @@ pub struct SpaceStatus {
     pub used: u64,
     /// Bytes available to non-root users (budget minus what the run holds, for the budget).
     pub avail: u64,
-    /// Bytes that can be written before a threshold (critical, min_free, budget) is reached.
+    /// Bytes that can be written before a threshold (`critical`, `min_free`, budget) is reached.
     pub room: u64,
     /// False when its `statfs` did not answer in time (then the figures are the last known).
     pub responsive: bool,
@@ -760,7 +760,7 @@ impl Guard {
         let slack = if strict { self.config.hysteresis } else { 0.0 };
         let byte_slack = |b: u64| {
             if strict {
-                b.saturating_add((b as f64 * BYTE_SLACK) as u64)
+                b.saturating_add(b / BYTE_SLACK_DIVISOR)
             } else {
                 b
             }
@@ -1535,6 +1535,7 @@ mod tests {
 
     #[test]
     fn levels_change_with_hysteresis_not_at_every_crossing() {
+        use Level::{Ok as Fine, Warn};
         let dir = temp_dir("hysteresis");
         let mut cfg = config(100 * MIB, None);
         cfg.warn = Some(0.85);
@@ -1547,7 +1548,6 @@ mod tests {
             g.check(t as f64);
             levels.push(g.level());
         }
-        use Level::{Ok as Fine, Warn};
         assert_eq!(levels, [Warn, Warn, Warn, Warn, Fine, Fine]);
         let changes = g.take_events().into_iter().filter(|e| e.kind == "level").count();
         assert_eq!(changes, 2, "one event per level change");

@@ -8,6 +8,7 @@
 //!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
 //!   free space, orphans), [`resume`] (the newest complete checkpoint to resume from);
 //! - log budgets: [`logs`] (systemd-journald's rule);
+//! - operations: [`du`] (a parallel directory scanner for "who is eating the disk");
 //! - the guard: [`guard`] (levels with hysteresis, budget, the action ladder, stop), [`probe`]
 //!   (`statfs` with a time limit, so a hung mount never blocks training).
 //!
@@ -24,6 +25,7 @@
 pub mod check;
 pub mod checkpoints;
 pub mod deletion;
+pub mod du;
 pub mod error;
 pub mod guard;
 pub mod logs;

@@ -148,7 +148,7 @@ impl Checked for KeepBest {
         if let Some((name, value)) = self.values.iter().find(|(_, v)| !v.is_finite()) {
             return Err(Error::invalid(
                 "values",
-                format!("{{{:?}: {value}}}", name),
+                format!("{{{name:?}: {value}}}"),
                 "expected a finite number for each checkpoint",
             ));
         }
@@ -402,17 +402,33 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Checks a `now` given by the caller: finite and not before the epoch.
+/// How far ahead of this machine's clock a caller's `now` may be (clock skew between hosts).
+pub const MAX_NOW_AHEAD: f64 = 3600.0;
+
+/// Checks a `now` given by the caller: finite, not before the epoch, and not far in the future. A
+/// future `now` makes every checkpoint look older than it is, so a save still being written could
+/// pass for a crash leftover and be deleted: milliseconds (`time.time() * 1000`) must not get in.
 pub fn validate_now(now: f64) -> Result<()> {
-    if now.is_finite() && now >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(
+    if !(now.is_finite() && now >= 0.0) {
+        return Err(Error::invalid(
             "now",
             now,
             "expected a finite time in seconds since the epoch (time.time())",
-        ))
+        ));
     }
+    let clock = self::now();
+    if now > clock + MAX_NOW_AHEAD {
+        return Err(Error::invalid(
+            "now",
+            now,
+            format!(
+                "{:.0} s ahead of this machine's clock; expected seconds since the epoch (time.time()), \
+                 at most {MAX_NOW_AHEAD:.0} s ahead",
+                now - clock
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What the plan does with a checkpoint.
@@ -909,7 +925,7 @@ mod tests {
             size: 100,
             apparent_size: 100,
             dev: 1,
-            ino: mtime as u64,
+            ino: mtime.to_bits(),
             ctime: (0, 0),
             nlink: 1,
             incomplete: (!complete).then(|| "truncated".to_owned()),

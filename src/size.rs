@@ -100,7 +100,6 @@ pub fn format_size(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    #[allow(clippy::cast_precision_loss)] // for display only
     let mut value = bytes as f64;
     let mut unit = "B";
     for next in UNITS {

@@ -16,8 +16,26 @@
 //!
 //! Time to full is the headroom left after the next save (`avail - next save`) divided by the sum
 //! of both rates, and only once that rate is `fill_significance` standard errors above zero:
-//! disk-usage residuals are autocorrelated, and weaker evidence cries wolf on shared disks. Memory is bounded: at most `capacity` samples, spaced at least `window / capacity`
-//! apart, and the last [`SAVE_MEMORY`] saves.
+//! disk-usage residuals are autocorrelated, and weaker evidence cries wolf on shared disks. Memory
+//! is bounded: at most `capacity` samples (at most [`MAX_CAPACITY`]), spaced at least
+//! `window / capacity` apart, and the last [`SAVE_MEMORY`] saves.
+//!
+//! Before the long window is warmed up (`warmup`, 6 h), an **early forecast** answers from the
+//! third sample, with the same split and an uncertainty honest about how little history there is:
+//!
+//! - the untagged background is split into level shifts (a change between samples far outside the
+//!   usual one: a checkpoint the job did not tag, another tenant's file) and smooth drift;
+//! - drift counts when a recent stretch rises at every sample with a t-statistic above the
+//!   small-sample bar (Student's t at p = 0.001 for few points, `fill_significance` beyond) and has
+//!   moved usage further than it wandered before;
+//! - shifts count only as a staircase (no fall ever seen: once something is deleted, shifts come
+//!   and go, a sawtooth or other tenants), either as the cycle rate of three or more alike rises on
+//!   a schedule, or from the first step when one step alone takes a tenth of the headroom;
+//! - tagged saves count from the first free on (the saves before it built up the kept set once),
+//!   from the third save without one, or when one save takes a tenth of the headroom.
+//!
+//! [`RunPlan`] answers "will the rest of this run fit?" in closed form (no walk over the saves), and
+//! [`TrendState`] carries a monitor across a restart with times as ages.
 
 use std::collections::VecDeque;
 
@@ -26,14 +44,22 @@ use crate::error::{Error, Result};
 /// How many recent saves the step rate is measured over.
 pub const SAVE_MEMORY: usize = 9;
 
+/// The most samples a monitor may keep: 100 000 samples are about 2.4 MB and an estimate over them
+/// a few milliseconds; more history than that is better had with a wider spacing.
+pub const MAX_CAPACITY: usize = 100_000;
+
+/// The fewest samples a monitor may keep: the background fit needs six, and its two halves three.
+pub const MIN_CAPACITY: usize = 8;
+
 /// Settings of a [`TrendMonitor`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrendConfig {
     /// Seconds of history the background rate is fitted over; growth must show in both halves.
     pub window: f64,
-    /// Samples kept at most (bounded memory).
+    /// Samples kept at most (bounded memory), from [`MIN_CAPACITY`] to [`MAX_CAPACITY`].
     pub capacity: usize,
-    /// Seconds of history needed before any forecast ("warmed up").
+    /// Seconds of history the long-window forecast waits for ("warmed up"); before it, the early
+    /// forecast answers from the third sample.
     pub warmup: f64,
     /// t-statistic the total rate must reach before it counts as filling. Residuals of disk usage
     /// are strongly autocorrelated (files live for hours), so the bar is high.
@@ -51,38 +77,50 @@ impl Default for TrendConfig {
     }
 }
 
+/// `Ok` when `value` is a finite number above zero, else the error naming `name`.
+fn positive(name: &'static str, value: f64, allowed: &str) -> Result<f64> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::invalid(name, value, allowed))
+    }
+}
+
+/// `Ok` when `value` is a finite number at or above zero, else the error naming `name`.
+fn non_negative(name: &'static str, value: f64, allowed: &str) -> Result<f64> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::invalid(name, value, allowed))
+    }
+}
+
 impl TrendConfig {
     /// Checks the settings; the error names the argument, its value and what is allowed.
     pub fn validate(&self) -> Result<()> {
-        if !(self.window.is_finite() && self.window > 0.0) {
-            return Err(Error::invalid(
-                "window",
-                self.window,
-                "expected a positive, finite number of seconds",
-            ));
-        }
-        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
-            return Err(Error::invalid("warmup", self.warmup, "expected seconds >= 0"));
-        }
-        if self.capacity < 8 {
+        positive(
+            "window",
+            self.window,
+            "expected a positive, finite number of seconds",
+        )?;
+        non_negative("warmup", self.warmup, "expected a finite number of seconds >= 0")?;
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(Error::invalid(
                 "capacity",
                 self.capacity,
-                "expected at least 8 samples",
+                format!("expected from {MIN_CAPACITY} to {MAX_CAPACITY} samples"),
             ));
         }
-        if !(self.fill_significance.is_finite() && self.fill_significance >= 0.0) {
-            return Err(Error::invalid(
-                "fill_significance",
-                self.fill_significance,
-                "expected a t-statistic >= 0",
-            ));
-        }
+        non_negative(
+            "fill_significance",
+            self.fill_significance,
+            "expected a finite t-statistic >= 0",
+        )?;
         Ok(())
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
     t: f64,
     /// `used` minus the running offset of tagged steps: the background.
@@ -91,10 +129,18 @@ struct Sample {
 }
 
 /// The running offset just before a tagged save.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Save {
     t: f64,
     offset_before: f64,
+}
+
+/// The latest measurement, kept even when thinning drops it from the history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    t: f64,
+    used: f64,
+    avail: f64,
 }
 
 /// A forecast from a [`TrendMonitor`].
@@ -120,17 +166,18 @@ pub struct TrendEstimate {
 }
 
 /// Growth-rate and time-to-full estimator over `(monotonic time, used, avail)` samples.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrendMonitor {
     config: TrendConfig,
     samples: VecDeque<Sample>,
     saves: VecDeque<Save>,
     offset: f64,
     last_t: Option<f64>,
-    latest: Option<(f64, f64, f64)>,
-    last_write: f64,
+    latest: Option<Reading>,
+    last_write_bytes: f64,
     freed_since_write: bool,
-    ever_freed: bool,
+    /// When retention first freed a checkpoint: saves before it built up the kept set once.
+    first_free_t: Option<f64>,
 }
 
 /// Least-squares slope and its standard error over `(x, y)` points; `None` below three points or
@@ -164,35 +211,324 @@ fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
+        f64::midpoint(values[mid - 1], values[mid])
     } else {
         values[mid]
     }
 }
 
+/// Buckets per full window of the background fit: spikes shorter than half a bucket do not move it.
+const BUCKETS: usize = 24;
+
+/// `(time, median background)` of each bucket of `window` samples, buckets `width` seconds wide
+/// from `start`: robust points for the long fit.
+fn bucket_medians(window: &[&Sample], start: f64, width: f64) -> Vec<(f64, f64)> {
+    let mut points = Vec::with_capacity(BUCKETS);
+    let (mut times, mut values): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut index = 0usize;
+    for s in window {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a small bucket number
+        let bucket = ((s.t - start).max(0.0) / width).floor() as usize;
+        if bucket != index && !values.is_empty() {
+            points.push((median(&mut times), median(&mut values)));
+            times.clear();
+            values.clear();
+        }
+        index = bucket;
+        times.push(s.t);
+        values.push(s.background);
+    }
+    if !values.is_empty() {
+        points.push((median(&mut times), median(&mut values)));
+    }
+    points
+}
+
+/// The least-squares slope (and error) of `points` with times taken relative to `now`.
+fn slope_before(points: &[(f64, f64)], now: f64) -> Option<(f64, f64)> {
+    least_squares(points.iter().map(|&(t, y)| (t - now, y)))
+}
+
+/// A real fill rises across the whole window; another tenant's files come and go within it. So
+/// growth counts only when each half of the window shows growth too (a half too short to fit
+/// does not object).
+fn rises_in_both_halves(points: &[(f64, f64)], now: f64) -> bool {
+    let rises = |part: &[(f64, f64)]| slope_before(part, now).is_none_or(|(slope, _)| slope > 0.0);
+    let half = points.len() / 2;
+    points.len() >= 6 && rises(&points[..half]) && rises(&points[half..])
+}
+
+/// A sign test: usage rose at far more steps than noise would (noise rises at half the steps; a
+/// file landing at one). Demands eight steps and 3.5 standard deviations above half.
+fn rises_steadily(points: &[(f64, f64)]) -> bool {
+    let steps = points.len().saturating_sub(1);
+    let rising = points.windows(2).filter(|w| w[1].1 > w[0].1).count();
+    let (steps_f, rising_f) = (steps as f64, rising as f64);
+    steps >= 8 && rising_f >= steps_f / 2.0 + 3.5 * steps_f.sqrt() / 2.0
+}
+
+/// Which of two candidate `(slope, error)` rates rises faster; the first wins ties.
+fn steeper(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> Option<(f64, f64)> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.0 > a.0 => Some(b),
+        (None, b) => b,
+        (a, _) => a,
+    }
+}
+
+/// The net rate of steps measured at the same phase of each save cycle: how much the running
+/// offset rose from just before the first of `saves` (`(time, offset just before)`) to just before
+/// the last, over the time between them. Saves that stopped stop counting: past two usual
+/// intervals, the growth is spread to `now`.
+fn cycle_rate(saves: &[(f64, f64)], now: f64) -> f64 {
+    let (Some(&(first_t, first_offset)), Some(&(last_t, last_offset))) = (saves.first(), saves.last()) else {
+        return 0.0;
+    };
+    let span = last_t - first_t;
+    if span <= 0.0 {
+        return 0.0;
+    }
+    let interval = span / (saves.len() - 1) as f64;
+    let span = if now - last_t > 2.0 * interval {
+        now - first_t
+    } else {
+        span
+    };
+    (last_offset - first_offset) / span
+}
+
+/// One-sided Student-t critical values at p = 0.001 for 1 to 9 degrees of freedom. A fit through a
+/// handful of points must clear a far higher bar than one through many: its own residuals say
+/// little about the noise. From 10 degrees of freedom on, `fill_significance` (6) is the bar.
+const T_CRITICAL: [f64; 9] = [318.31, 22.327, 10.215, 7.173, 5.893, 5.208, 4.785, 4.501, 4.297];
+
+/// The t-statistic a fit through `points` points must reach to count as growth.
+fn significance_bar(points: usize, fill_significance: f64) -> f64 {
+    let dof = points.saturating_sub(2);
+    let small_sample = match dof {
+        0 => f64::INFINITY,
+        d => T_CRITICAL.get(d - 1).copied().unwrap_or(0.0),
+    };
+    small_sample.max(fill_significance)
+}
+
+/// A change between two samples further than this many spreads (robust standard deviations of
+/// the changes) from the usual change is a level shift: a file landing or going, not drift.
+const SHIFT_SPREADS: f64 = 8.0;
+
+/// Level shifts smaller than this fraction of the disk are never told apart from drift.
+const SHIFT_FLOOR: f64 = 1e-4;
+
+/// An untagged save that accumulates counts as soon as this many more like it would fill the
+/// disk: one step that takes a tenth of the headroom is a warning, a tenant's file is not.
+const BITE_STEPS: f64 = 10.0;
+
+/// The background of the early history split into level shifts and smooth drift.
+#[derive(Debug, Default)]
+struct Shifts {
+    /// `(time, offset of the shifts so far just before this one, size)` of each upward shift:
+    /// untagged saves, if that is what they are.
+    rises: Vec<(f64, f64, f64)>,
+    /// The largest upward shift, bytes.
+    largest_rise: f64,
+    /// The time of the first downward shift: retention (or a tenant) deleting.
+    first_fall: Option<f64>,
+    /// The net of all shifts, bytes.
+    net: f64,
+    /// The background with the shifts taken out: `(time, bytes)`.
+    smooth: Vec<(f64, f64)>,
+    /// The median time between samples.
+    spacing: f64,
+    /// The changes between consecutive samples, shifts included.
+    changes: Vec<f64>,
+}
+
+/// Splits `points` (time, background) into level shifts and smooth drift. A shift is a change
+/// between consecutive samples more than [`SHIFT_SPREADS`] robust spreads from the median change
+/// (and above `floor` bytes); the median change is drift, so a steady fill has no shifts.
+fn level_shifts(points: &[(f64, f64)], floor: f64) -> Shifts {
+    let changes: Vec<f64> = points.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let mut gaps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let mut shifts = Shifts {
+        smooth: points.to_vec(),
+        spacing: if gaps.is_empty() { 0.0 } else { median(&mut gaps) },
+        ..Shifts::default()
+    };
+    shifts.changes.clone_from(&changes);
+    let count = changes.len() as f64;
+    // Below eight changes the spread of the changes says too little to tell a shift from noise.
+    if changes.len() < 8 {
+        return shifts;
+    }
+    let usual = median(&mut changes.clone());
+    let mut deviations: Vec<f64> = changes.iter().map(|c| (c - usual).abs()).collect();
+    // The median deviation, robust to the shifts themselves; half the mean deviation when that is
+    // zero (samples quantized to a few values, where the median says nothing).
+    let mean_deviation = deviations.iter().sum::<f64>() / count;
+    let spread = (1.4826 * median(&mut deviations)).max(1.2533 * mean_deviation / 2.0);
+    let threshold = (SHIFT_SPREADS * spread).max(floor);
+    for (i, change) in changes.iter().enumerate() {
+        let excess = change - usual;
+        if excess.abs() > threshold {
+            // The whole change goes: the sample that holds a shift shows no drift (it would rise by
+            // construction otherwise, and look like steady growth).
+            let excess = *change;
+            let t = points[i + 1].0;
+            if excess > 0.0 {
+                shifts.rises.push((t, shifts.net, excess));
+                shifts.largest_rise = shifts.largest_rise.max(excess);
+            } else if shifts.first_fall.is_none() {
+                shifts.first_fall = Some(t);
+            }
+            shifts.net += excess;
+        }
+        shifts.smooth[i + 1].1 -= shifts.net;
+    }
+    shifts
+}
+
+/// Rises within this fraction of each other's size are alike: a job's checkpoints are one size,
+/// other tenants' files are not.
+const ALIKE: f64 = 0.05;
+
+/// Intervals within this fraction of their median (plus half a sample spacing, as a save shows at
+/// the first sample after it) are regular: a job saves on a schedule.
+const REGULAR: f64 = 0.1;
+
+/// True when the times of `saves` are evenly spaced (within [`REGULAR`]), `spacing` being the
+/// time between samples.
+fn regular(saves: &[(f64, f64)], spacing: f64) -> bool {
+    let intervals: Vec<f64> = saves.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    if intervals.is_empty() {
+        return false;
+    }
+    let usual = median(&mut intervals.clone());
+    intervals
+        .iter()
+        .all(|i| (i - usual).abs() <= REGULAR * usual + spacing / 2.0)
+}
+
+impl Shifts {
+    /// What the shifts add, as saves: only a staircase counts (no fall ever seen: with falls, the
+    /// shifts come and go, a sawtooth or other tenants), and only rises alike in size to the
+    /// latest one; their cycle rate only when they come on a schedule.
+    fn staircase_rate(&self, start: f64, now: f64, headroom: f64) -> f64 {
+        let Some(&(_, _, latest)) = self.rises.last() else {
+            return 0.0;
+        };
+        if self.first_fall.is_some() {
+            return 0.0;
+        }
+        let alike: Vec<(f64, f64)> = self
+            .rises
+            .iter()
+            .filter(|r| (r.2 - latest).abs() <= ALIKE * latest)
+            .map(|r| (r.0, r.1))
+            .collect();
+        let saves = if regular(&alike, self.spacing) {
+            &alike[..]
+        } else {
+            &[]
+        };
+        EarlySaves {
+            saves,
+            first_free: None,
+            largest: self.largest_rise,
+            net: self.net,
+        }
+        .rate(start, now, headroom)
+    }
+}
+
+/// A drift counts once it has moved usage this many times further than usage wandered between two
+/// samples before it began (a standard deviation of those changes, shifts included).
+const WANDERS: f64 = 8.0;
+
+/// The standard deviation of `changes` (0 below two).
+fn wander(changes: &[f64]) -> f64 {
+    if changes.len() < 2 {
+        return 0.0;
+    }
+    let count = changes.len() as f64;
+    let mean = changes.iter().sum::<f64>() / count;
+    (changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (count - 1.0)).sqrt()
+}
+
+/// Lengths of the recent stretches the early fit tries, shortest first.
+const STRETCHES: [usize; 15] = [4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192];
+
+/// True when nearly every step of `points` rises: all of three or more, or as [`rises_steadily`]
+/// demands of a long stretch.
+fn rises_throughout(points: &[(f64, f64)]) -> bool {
+    let steps = points.len().saturating_sub(1);
+    let all_rise = points.windows(2).all(|w| w[1].1 > w[0].1);
+    (steps >= 3 && all_rise) || rises_steadily(points)
+}
+
+/// Growth from saves early in a run, in bytes per second, when the evidence allows it:
+/// - once retention has freed something, the cycle rate over the saves since (two at least);
+/// - with no free seen, the cycle rate over three saves or more (two may be one save and the one
+///   before the first prune);
+/// - with no free seen, the net growth since the start as soon as one save alone takes a tenth of
+///   the headroom ([`BITE_STEPS`]).
+struct EarlySaves<'a> {
+    /// `(time, offset just before)` of each save.
+    saves: &'a [(f64, f64)],
+    /// When the first free came.
+    first_free: Option<f64>,
+    /// Bytes of the largest save.
+    largest: f64,
+    /// Net bytes the saves and frees added since the start.
+    net: f64,
+}
+
+impl EarlySaves<'_> {
+    /// The rate the rules above allow, bytes per second (0 when none does); `start` is the first
+    /// sample's time and `headroom` the bytes left after the next save.
+    fn rate(&self, start: f64, now: f64, headroom: f64) -> f64 {
+        if let Some(since) = self.first_free {
+            let retained: Vec<(f64, f64)> = self.saves.iter().copied().filter(|&(t, _)| t >= since).collect();
+            return if retained.len() >= 2 {
+                cycle_rate(&retained, now)
+            } else {
+                0.0
+            };
+        }
+        let cycle = if self.saves.len() >= 3 {
+            cycle_rate(self.saves, now)
+        } else {
+            0.0
+        };
+        let bites = self.largest > 0.0 && headroom <= BITE_STEPS * self.largest && now > start;
+        let since_start = if bites { self.net / (now - start) } else { 0.0 };
+        cycle.max(since_start)
+    }
+}
+
 impl TrendMonitor {
-    /// A monitor with `config` (validated).
+    /// A monitor with `config` (validated). Memory grows with the samples added, never beyond
+    /// `capacity`; nothing is reserved up front.
     pub fn new(config: TrendConfig) -> Result<Self> {
         config.validate()?;
         Ok(TrendMonitor {
             config,
-            samples: VecDeque::with_capacity(config.capacity),
-            saves: VecDeque::with_capacity(SAVE_MEMORY),
+            samples: VecDeque::new(),
+            saves: VecDeque::new(),
             offset: 0.0,
             last_t: None,
             latest: None,
-            last_write: 0.0,
+            last_write_bytes: 0.0,
             freed_since_write: false,
-            ever_freed: false,
+            first_free_t: None,
         })
     }
 
     fn check_time(&mut self, t: f64) -> Result<()> {
-        if !t.is_finite() {
+        if !(t.is_finite() && t >= 0.0) {
             return Err(Error::invalid(
                 "t",
                 t,
-                "expected a finite monotonic time in seconds",
+                "expected a finite monotonic time >= 0 in seconds",
             ));
         }
         if let Some(last) = self.last_t {
@@ -211,9 +547,8 @@ impl TrendMonitor {
     /// Adds a measurement at monotonic time `t` (seconds).
     pub fn add_sample(&mut self, t: f64, used: u64, avail: u64) -> Result<()> {
         self.check_time(t)?;
-        #[allow(clippy::cast_precision_loss)] // byte counts far below 2^53 matter; beyond, f64 is fine
         let (used, avail) = (used as f64, avail as f64);
-        self.latest = Some((t, used, avail));
+        self.latest = Some(Reading { t, used, avail });
         let spacing = self.config.window / self.config.capacity as f64;
         // Thin samples that come faster than the window needs, so memory stays bounded.
         if let Some(last) = self.samples.back() {
@@ -221,7 +556,7 @@ impl TrendMonitor {
                 return Ok(());
             }
         }
-        if self.samples.len() == self.config.capacity {
+        if self.samples.len() >= self.config.capacity {
             self.samples.pop_front();
         }
         self.samples.push_back(Sample {
@@ -235,9 +570,8 @@ impl TrendMonitor {
     /// Tags a checkpoint (or any write we caused) of `bytes` at time `t`.
     pub fn record_write(&mut self, t: f64, bytes: u64) -> Result<()> {
         self.check_time(t)?;
-        #[allow(clippy::cast_precision_loss)]
         let bytes = bytes as f64;
-        if self.saves.len() == SAVE_MEMORY {
+        if self.saves.len() >= SAVE_MEMORY {
             self.saves.pop_front();
         }
         self.saves.push_back(Save {
@@ -245,7 +579,7 @@ impl TrendMonitor {
             offset_before: self.offset,
         });
         self.offset += bytes;
-        self.last_write = bytes;
+        self.last_write_bytes = bytes;
         self.freed_since_write = false;
         Ok(())
     }
@@ -253,12 +587,16 @@ impl TrendMonitor {
     /// Tags `bytes` freed by retention (or any deletion we caused) at time `t`.
     pub fn record_free(&mut self, t: f64, bytes: u64) -> Result<()> {
         self.check_time(t)?;
-        #[allow(clippy::cast_precision_loss)]
         let bytes = bytes as f64;
         self.offset -= bytes;
         self.freed_since_write = true;
-        self.ever_freed = true;
+        self.first_free_t.get_or_insert(t);
         Ok(())
+    }
+
+    /// Time of the latest sample, write or free: later times must not come before it.
+    pub fn last_event_time(&self) -> Option<f64> {
+        self.last_t
     }
 
     /// Number of samples held (bounded by the capacity).
@@ -271,103 +609,129 @@ impl TrendMonitor {
         self.samples.is_empty()
     }
 
-    fn background_rate(&self, now: f64) -> Option<(f64, f64)> {
+    /// The samples of the last `window` seconds before `now`, oldest first.
+    fn window_samples(&self, now: f64) -> Vec<&Sample> {
         let start = now - self.config.window;
-        let window: Vec<&Sample> = self.samples.iter().filter(|s| s.t >= start).collect();
+        self.samples.iter().filter(|s| s.t >= start).collect()
+    }
+
+    /// The background drift `(rate, standard error)` once warmed up: the long fit when the whole
+    /// window rises (or falls), else the steepest recent writer, else flat or falling.
+    fn background_rate(&self, now: f64) -> Option<(f64, f64)> {
+        let window = self.window_samples(now);
         let first = window.first()?;
         if now - first.t < self.config.warmup || window.len() < 6 {
             return None;
         }
-        // Long window: least squares over bucket medians (24 buckets per full window), blind to
-        // spikes shorter than half a bucket. Buckets keep their width while history is short.
-        let buckets = 24usize;
-        let width = self.config.window / buckets as f64;
-        let mut points = Vec::with_capacity(buckets);
-        let mut bucket: Vec<f64> = Vec::new();
-        let mut times: Vec<f64> = Vec::new();
-        let mut index = 0usize;
-        for s in &window {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let b = ((s.t - start).max(0.0) / width).floor() as usize;
-            if b != index && !bucket.is_empty() {
-                points.push((median(&mut times), median(&mut bucket)));
-                bucket.clear();
-                times.clear();
-            }
-            index = b;
-            bucket.push(s.background);
-            times.push(s.t);
-        }
-        if !bucket.is_empty() {
-            points.push((median(&mut times), median(&mut bucket)));
-        }
-        let long = least_squares(points.iter().map(|&(t, y)| (t - now, y)))
-            .or_else(|| least_squares(window.iter().map(|s| (s.t - now, s.background))))?;
-        // A real fill rises across the whole window; another tenant's files come and go within
-        // it. So growth counts only when each half of the window shows growth too...
-        let half = points.len() / 2;
-        let slope_of = |part: &[(f64, f64)]| least_squares(part.iter().map(|&(t, y)| (t - now, y)));
-        let rises = |part: &[(f64, f64)]| slope_of(part).is_none_or(|(slope, _)| slope > 0.0);
-        let mut best =
-            (long.0 > 0.0 && points.len() >= 6 && rises(&points[..half]) && rises(&points[half..]))
-                .then_some(long);
-        // ...unless a writer started within the window: then usage has risen at most samples since,
-        // far more than noise would (a file landing rises at one sample only). Recent stretches from a twelfth
-        // to half the window are tried; one reaching back before the writer started is diluted,
-        // so the steepest qualifying stretch gives the rate.
+        // Buckets keep their width while history is short.
+        let width = self.config.window / BUCKETS as f64;
+        let points = bucket_medians(&window, now - self.config.window, width);
+        let all: Vec<(f64, f64)> = window.iter().map(|s| (s.t, s.background)).collect();
+        let long = slope_before(&points, now).or_else(|| slope_before(&all, now))?;
+        let whole_window = (long.0 > 0.0 && rises_in_both_halves(&points, now)).then_some(long);
+        let rate = steeper(whole_window, self.recent_writer_rate(&all, now));
+        Some(rate.unwrap_or((long.0.min(0.0), long.1)))
+    }
+
+    /// The rate of a writer that started within the window: usage has risen at most samples since,
+    /// far more than noise would. Recent stretches from a twelfth to half the window are tried; one
+    /// reaching back before the writer started is diluted, so the steepest significant one counts.
+    fn recent_writer_rate(&self, all: &[(f64, f64)], now: f64) -> Option<(f64, f64)> {
+        let mut best = None;
         for fraction in [2.0, 4.0, 6.0, 12.0] {
             let start = now - self.config.window / fraction;
-            let recent: Vec<(f64, f64)> = window
-                .iter()
-                .filter(|s| s.t >= start)
-                .map(|s| (s.t - now, s.background))
-                .collect();
-            // A sign test: noise rises at half the steps; demand 3.5 standard deviations more.
-            let steps = recent.len().saturating_sub(1);
-            let rising = recent.windows(2).filter(|w| w[1].1 > w[0].1).count();
-            #[allow(clippy::cast_precision_loss)]
-            let (steps_f, rising_f) = (steps as f64, rising as f64);
-            let steady = steps >= 8 && rising_f >= steps_f / 2.0 + 3.5 * steps_f.sqrt() / 2.0;
-            if !steady {
+            let from = all.partition_point(|&(t, _)| t < start);
+            let recent = &all[from..];
+            if !rises_steadily(recent) {
                 continue;
             }
-            if let Some((slope, error)) = least_squares(recent.iter().copied()) {
-                let significant = slope > 0.0 && slope > self.config.fill_significance * error;
-                if significant && best.is_none_or(|(b, _)| slope > b) {
-                    best = Some((slope, error));
-                }
-            }
+            let significant = slope_before(recent, now)
+                .filter(|&(slope, error)| slope > 0.0 && slope > self.config.fill_significance * error);
+            best = steeper(best, significant);
         }
-        Some(best.unwrap_or((long.0.min(0.0), long.1)))
+        best
+    }
+
+    /// Tagged saves as `(time, offset just before)`, those since retention started when it has:
+    /// the saves before the first free built up the kept set once, they are not a rate.
+    fn retained_saves(&self) -> Vec<(f64, f64)> {
+        let since = self.first_free_t.unwrap_or(f64::NEG_INFINITY);
+        let saves: Vec<(f64, f64)> = self.saves.iter().map(|s| (s.t, s.offset_before)).collect();
+        let retained: Vec<(f64, f64)> = saves.iter().copied().filter(|&(t, _)| t >= since).collect();
+        // Once the memory holds only saves from before the first free, all of them count.
+        if retained.is_empty() {
+            saves
+        } else {
+            retained
+        }
+    }
+
+    /// The forecast's parts before the long window is warmed up, from the first samples on:
+    /// `(background rate, its error, tagged step rate)`. The background is split into level
+    /// shifts (untagged saves, files landing) and smooth drift. Drift counts when a recent
+    /// stretch rises at nearly every sample with a t-statistic above the small-sample bar; shifts
+    /// and tagged saves count as [`EarlySaves`] allows. Needs three samples.
+    fn early_rates(&self, now: f64, headroom: f64) -> Option<(f64, f64, f64)> {
+        let points: Vec<(f64, f64)> = self.samples.iter().map(|s| (s.t, s.background)).collect();
+        let start = points.first()?.0;
+        let Reading { used, avail, .. } = self.latest?;
+        let shifts = level_shifts(&points, SHIFT_FLOOR * (used + avail));
+        let all = slope_before(&shifts.smooth, now)?;
+        let drift = self.early_drift(&shifts.smooth, &shifts.changes, now);
+        let tagged_saves = self.retained_saves();
+        let tagged = EarlySaves {
+            saves: &tagged_saves,
+            first_free: self.first_free_t,
+            largest: self.last_write_bytes,
+            net: self.offset - self.samples.front().map_or(0.0, |s| s.used - s.background),
+        };
+        let (drift_rate, error) = drift.unwrap_or((all.0.min(0.0), all.1));
+        let background = drift_rate + shifts.staircase_rate(start, now, headroom);
+        Some((background, error, tagged.rate(start, now, headroom)))
+    }
+
+    /// The steepest recent stretch of `smooth` that rises throughout with a significant slope and
+    /// has risen further than usage wandered before it ([`WANDERS`]); `changes` are the raw changes
+    /// between samples.
+    fn early_drift(&self, smooth: &[(f64, f64)], changes: &[f64], now: f64) -> Option<(f64, f64)> {
+        let lengths = STRETCHES
+            .iter()
+            .copied()
+            .filter(|&n| n < smooth.len())
+            .chain([smooth.len()]);
+        let mut best = None;
+        for length in lengths {
+            let from = smooth.len() - length;
+            let recent = &smooth[from..];
+            let before = wander(&changes[..from.min(changes.len())]);
+            if !rises_throughout(recent) {
+                continue;
+            }
+            let bar = significance_bar(length, self.config.fill_significance);
+            let duration = recent[recent.len() - 1].0 - recent[0].0;
+            let significant = slope_before(recent, now).filter(|&(slope, error)| {
+                slope > 0.0 && slope > bar * error && slope * duration > WANDERS * before
+            });
+            best = steeper(best, significant);
+        }
+        best
     }
 
     fn step_rate(&self, now: f64) -> f64 {
-        let (Some(first), Some(last)) = (self.saves.front(), self.saves.back()) else {
-            return 0.0;
-        };
-        let span = last.t - first.t;
-        if span <= 0.0 {
-            return 0.0;
-        }
-        // Saves that stopped stop counting: past two usual intervals, spread the growth to now.
-        #[allow(clippy::cast_precision_loss)] // at most SAVE_MEMORY
-        let interval = span / (self.saves.len() - 1) as f64;
-        let span = if now - last.t > 2.0 * interval {
-            now - first.t
-        } else {
-            span
-        };
-        (last.offset_before - first.offset_before) / span
+        cycle_rate(&self.retained_saves(), now)
     }
 
-    /// The current forecast, or `None` until warmed up (`warmup` seconds and six samples).
+    /// The current forecast: the long-window one once warmed up (`warmup` seconds and six samples),
+    /// the early one before; `None` below three samples.
     pub fn estimate(&self) -> Option<TrendEstimate> {
-        let (now, _used, avail) = self.latest?;
-        let (background_rate, rate_error) = self.background_rate(now)?;
-        let step_rate = self.step_rate(now);
-        let rate = background_rate + step_rate;
+        let Reading { t: now, avail, .. } = self.latest?;
         let next_save = self.next_save();
         let headroom = avail - next_save;
+        let (background_rate, rate_error, step_rate) = match self.background_rate(now) {
+            Some((rate, error)) => (rate, error, self.step_rate(now)),
+            None => self.early_rates(now, headroom)?,
+        };
+        let rate = background_rate + step_rate;
         // Filling only when the rate is clearly above zero: a flat disk with other tenants' files
         // coming and going has a small positive slope half the time, and a forecast from it cries wolf.
         let filling = rate > 0.0 && rate > self.config.fill_significance * rate_error;
@@ -394,7 +758,7 @@ impl TrendMonitor {
 
     /// 0 when the next save already cannot fit; known from the first sample, before any trend.
     fn full_now(&self) -> Option<f64> {
-        let (_, _, avail) = self.latest?;
+        let Reading { avail, .. } = self.latest?;
         (avail - self.next_save() <= 0.0).then_some(0.0)
     }
 
@@ -402,41 +766,352 @@ impl TrendMonitor {
         // The next save needs room now unless the last one is still waiting for its prune. Until
         // the pattern is known (a prune seen, or two saves without one) a save just made may be
         // about to be pruned, so it does not count yet.
-        let pattern_known = self.ever_freed || self.saves.len() >= 2;
-        let pending_prune = self.ever_freed && !self.freed_since_write;
+        let ever_freed = self.first_free_t.is_some();
+        let pattern_known = ever_freed || self.saves.len() >= 2;
+        let pending_prune = ever_freed && !self.freed_since_write;
         if pattern_known && !pending_prune {
-            self.last_write
+            self.last_write_bytes
         } else {
             0.0
         }
     }
 
     /// Seconds until full: 0 when the next save cannot fit (known from the first sample), `None`
-    /// when not filling or not warmed up.
+    /// when not filling (or below three samples).
     pub fn time_to_full(&self) -> Option<f64> {
         self.full_now()
             .or_else(|| self.estimate().and_then(|e| e.time_to_full))
     }
 
-    /// True when the disk may be full within `seconds`: judged on the early bound of the forecast
-    /// (an alarm should err early), or at once when the next save cannot fit.
-    pub fn will_fill_within(&self, seconds: f64) -> bool {
-        self.full_now()
+    /// True when the disk may be full within `seconds` (`>= 0`): judged on the early bound of the
+    /// forecast (an alarm should err early), or at once when the next save cannot fit.
+    pub fn will_fill_within(&self, seconds: f64) -> Result<bool> {
+        let seconds = non_negative("seconds", seconds, "expected seconds >= 0 (a number, not NaN)")?;
+        Ok(self
+            .full_now()
             .or_else(|| self.estimate().and_then(|e| e.time_to_full_low))
-            .is_some_and(|t| t <= seconds)
+            .is_some_and(|t| t <= seconds))
     }
 
     /// The hand-written monitors' rule: average growth of `used` over the last `window` seconds is
     /// above `growth_threshold` bytes per second. Needs two samples in the window.
-    pub fn is_rising_fast(&self, growth_threshold: f64, window: f64) -> bool {
-        let Some((now, used, _)) = self.latest else {
-            return false;
+    pub fn is_rising_fast(&self, growth_threshold: f64, window: f64) -> Result<bool> {
+        if !growth_threshold.is_finite() {
+            return Err(Error::invalid(
+                "growth_threshold",
+                growth_threshold,
+                "expected a finite number of bytes per second",
+            ));
+        }
+        let window = positive("window", window, "expected a positive, finite number of seconds")?;
+        let Some(Reading { t: now, used, .. }) = self.latest else {
+            return Ok(false);
         };
         let start = now - window;
-        match self.samples.iter().find(|s| s.t >= start) {
+        Ok(match self.samples.iter().find(|s| s.t >= start) {
             Some(first) if now > first.t => (used - first.used) / (now - first.t) > growth_threshold,
             _ => false,
+        })
+    }
+
+    /// The plan of the rest of a run as this monitor sees the disk: its latest `avail` and its
+    /// background rate (0 until it has one; a shrinking background is not counted on). Needs one
+    /// sample.
+    pub fn run_plan(&self, spec: &RunSpec) -> Result<RunPlan> {
+        let Some(Reading { avail, .. }) = self.latest else {
+            return Err(Error::NotReady(
+                "the monitor has no sample yet: add one (sample() or add_sample()) first".to_owned(),
+            ));
+        };
+        let background = self.estimate().map_or(0.0, |e| e.background_rate.max(0.0));
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // avail came from a u64
+        spec.plan(avail.max(0.0) as u64, background)
+    }
+
+    /// The monitor's history as plain numbers, with times as ages: seconds before `now` (the
+    /// moment of saving, on the clock the samples use, not before the latest event).
+    pub fn state(&self, now: f64) -> Result<TrendState> {
+        if !now.is_finite() || self.last_t.is_some_and(|last| now < last) {
+            return Err(Error::invalid(
+                "t",
+                now,
+                format!(
+                    "expected a finite time on the samples' clock, not before the latest event ({})",
+                    self.last_t
+                        .map_or_else(|| "none yet".to_owned(), |t| t.to_string())
+                ),
+            ));
         }
+        let age = |t: f64| now - t;
+        Ok(TrendState {
+            config: self.config,
+            samples: self
+                .samples
+                .iter()
+                .map(|s| [age(s.t), s.used, s.background])
+                .collect(),
+            saves: self.saves.iter().map(|s| [age(s.t), s.offset_before]).collect(),
+            offset: self.offset,
+            latest: self.latest.map(|r| [age(r.t), r.used, r.avail]),
+            last_event_age: self.last_t.map(age),
+            last_write_bytes: self.last_write_bytes,
+            freed_since_write: self.freed_since_write,
+            first_free_age: self.first_free_t.map(age),
+        })
+    }
+
+    /// A monitor continuing from `state` (validated), its ages counted back from `now`: a job
+    /// resumed on another host, with another monotonic clock, continues its forecast.
+    pub fn from_state(state: &TrendState, now: f64) -> Result<Self> {
+        if !(now.is_finite() && now >= 0.0) {
+            return Err(Error::invalid(
+                "t",
+                now,
+                "expected a finite monotonic time >= 0 in seconds",
+            ));
+        }
+        state.validate()?;
+        let time = |age: f64| now - age;
+        Ok(TrendMonitor {
+            config: state.config,
+            samples: state
+                .samples
+                .iter()
+                .map(|&[age, used, background]| Sample {
+                    t: time(age),
+                    background,
+                    used,
+                })
+                .collect(),
+            saves: state
+                .saves
+                .iter()
+                .map(|&[age, offset_before]| Save {
+                    t: time(age),
+                    offset_before,
+                })
+                .collect(),
+            offset: state.offset,
+            last_t: state.last_event_age.map(time),
+            latest: state.latest.map(|[age, used, avail]| Reading {
+                t: time(age),
+                used,
+                avail,
+            }),
+            last_write_bytes: state.last_write_bytes,
+            freed_since_write: state.freed_since_write,
+            first_free_t: state.first_free_age.map(time),
+        })
+    }
+}
+
+/// A [`TrendMonitor`]'s history in plain numbers, for a checkpoint: times are ages (seconds before
+/// the moment the state was taken), so it means the same on any host and any monotonic clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendState {
+    /// The monitor's settings.
+    pub config: TrendConfig,
+    /// Stored samples, oldest first: `[age, used, background]` (background = used - offset then).
+    pub samples: Vec<[f64; 3]>,
+    /// Tagged saves, oldest first: `[age, running offset just before the save]`.
+    pub saves: Vec<[f64; 2]>,
+    /// The running offset of tagged writes and frees.
+    pub offset: f64,
+    /// The latest measurement, `[age, used, avail]` (it may be newer than the last stored sample).
+    pub latest: Option<[f64; 3]>,
+    /// Age of the latest sample, write or free; later times must not come before it.
+    pub last_event_age: Option<f64>,
+    /// Bytes of the latest tagged write.
+    pub last_write_bytes: f64,
+    /// A free was tagged after the latest write.
+    pub freed_since_write: bool,
+    /// Age of the first tagged free (`None`: none yet).
+    pub first_free_age: Option<f64>,
+}
+
+/// The check of one loaded number: `field` names where it sits in the state.
+fn state_number(field: &'static str, value: f64, non_negative_only: bool) -> Result<()> {
+    let fits = value.is_finite() && (!non_negative_only || value >= 0.0);
+    if fits {
+        Ok(())
+    } else {
+        let rule = if non_negative_only {
+            "expected a finite number >= 0"
+        } else {
+            "expected a finite number"
+        };
+        Err(Error::invalid(field, value, rule))
+    }
+}
+
+/// Ages must run from oldest to newest (never increasing) and be no younger than the last event.
+fn ages_in_order(field: &'static str, ages: impl Iterator<Item = f64>, newest: f64) -> Result<()> {
+    let mut previous = f64::INFINITY;
+    for age in ages {
+        state_number(field, age, true)?;
+        if age > previous || age < newest {
+            return Err(Error::invalid(
+                field,
+                age,
+                format!("expected ages oldest first, none younger than the last event ({newest})"),
+            ));
+        }
+        previous = age;
+    }
+    Ok(())
+}
+
+impl TrendState {
+    /// Checks a state (perhaps loaded from a corrupt or hostile checkpoint): settings valid, no
+    /// more samples than the capacity nor saves than [`SAVE_MEMORY`], every number finite, byte
+    /// counts and ages `>= 0`, ages in order. The error names the field, the value and the rule.
+    pub fn validate(&self) -> Result<()> {
+        self.config.validate()?;
+        self.validate_lengths()?;
+        let newest = self.newest_age()?;
+        self.validate_samples(newest)?;
+        for &[_, offset_before] in &self.saves {
+            state_number("state['saves'] offset", offset_before, false)?;
+        }
+        ages_in_order("state['saves'] age", self.saves.iter().map(|s| s[0]), newest)?;
+        ages_in_order("state['first_free_age']", self.first_free_age.into_iter(), newest)?;
+        state_number("state['offset']", self.offset, false)?;
+        state_number("state['last_write_bytes']", self.last_write_bytes, true)?;
+        Ok(())
+    }
+
+    /// No more samples than the capacity, nor saves than [`SAVE_MEMORY`]: memory stays bounded.
+    fn validate_lengths(&self) -> Result<()> {
+        if self.samples.len() > self.config.capacity {
+            return Err(Error::invalid(
+                "state['samples']",
+                format!("{} samples", self.samples.len()),
+                format!("expected at most capacity={}", self.config.capacity),
+            ));
+        }
+        if self.saves.len() > SAVE_MEMORY {
+            return Err(Error::invalid(
+                "state['saves']",
+                format!("{} saves", self.saves.len()),
+                format!("expected at most {SAVE_MEMORY}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The age of the last event, which every other age must be at least (0 for an empty state).
+    fn newest_age(&self) -> Result<f64> {
+        match self.last_event_age {
+            Some(age) => state_number("state['last_event_age']", age, true).map(|()| age),
+            None if self.samples.is_empty() && self.saves.is_empty() && self.latest.is_none() => Ok(0.0),
+            None => Err(Error::invalid(
+                "state['last_event_age']",
+                "None",
+                "expected the age of the last event when the state holds samples or saves",
+            )),
+        }
+    }
+
+    /// The samples and the latest measurement: byte counts `>= 0`, ages in order.
+    fn validate_samples(&self, newest: f64) -> Result<()> {
+        for &[_, used, background] in &self.samples {
+            state_number("state['samples'] used", used, true)?;
+            state_number("state['samples'] background", background, false)?;
+        }
+        ages_in_order("state['samples'] age", self.samples.iter().map(|s| s[0]), newest)?;
+        match self.latest {
+            Some([age, used, avail]) => {
+                ages_in_order("state['latest'] age", std::iter::once(age), newest)?;
+                state_number("state['latest'] used", used, true)?;
+                state_number("state['latest'] avail", avail, true)
+            }
+            None if !self.samples.is_empty() => Err(Error::invalid(
+                "state['latest']",
+                "None",
+                "expected the latest measurement when the state holds samples",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How much of a run is left: a number of saves, or seconds (turned into whole saves).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Remaining {
+    /// Saves still to come.
+    Saves(u32),
+    /// Seconds left in the run.
+    Seconds(f64),
+}
+
+impl Remaining {
+    /// Exactly one of a count of saves and a number of seconds.
+    pub fn from_options(saves: Option<u32>, seconds: Option<f64>) -> Result<Self> {
+        match (saves, seconds) {
+            (Some(n), None) => Ok(Remaining::Saves(n)),
+            (None, Some(s)) => Ok(Remaining::Seconds(s)),
+            (given, _) => Err(Error::invalid(
+                "remaining_saves / remaining_seconds",
+                if given.is_some() {
+                    "both given"
+                } else {
+                    "neither given"
+                },
+                "give exactly one (saves still to come, or seconds left in the run)",
+            )),
+        }
+    }
+
+    /// The saves still to come at one save every `save_interval` seconds (> 0).
+    pub fn saves(self, save_interval: f64) -> Result<u32> {
+        match self {
+            Remaining::Saves(n) => Ok(n),
+            Remaining::Seconds(s) => {
+                let s = non_negative("remaining_seconds", s, "expected a finite number of seconds >= 0")?;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to u32
+                let n = (s / save_interval).floor().min(f64::from(u32::MAX)) as u32;
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// The rest of a run as the job knows it: checkpoint size, schedule, retention. With the disk's
+/// `avail` and background rate it becomes a [`RunPlan`] ([`RunSpec::plan`],
+/// [`TrendMonitor::run_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunSpec {
+    /// Bytes one checkpoint takes.
+    pub checkpoint_size: u64,
+    /// Seconds between saves.
+    pub save_interval: f64,
+    /// How much of the run is left.
+    pub remaining: Remaining,
+    /// Checkpoints kept by retention (`None`: all are kept).
+    pub keep_last: Option<u32>,
+    /// Checkpoints on disk now.
+    pub existing: u32,
+    /// Bytes that must stay free.
+    pub keep_free: u64,
+}
+
+impl RunSpec {
+    /// The plan on a disk with `avail` bytes available, filling at `background_rate` bytes/second
+    /// besides the checkpoints (validated).
+    pub fn plan(&self, avail: u64, background_rate: f64) -> Result<RunPlan> {
+        let mut plan = RunPlan {
+            checkpoint_size: self.checkpoint_size,
+            save_interval: self.save_interval,
+            remaining_saves: 0,
+            keep_last: self.keep_last,
+            existing: self.existing,
+            background_rate,
+            avail,
+            keep_free: self.keep_free,
+        };
+        plan.validate()?;
+        plan.remaining_saves = self.remaining.saves(self.save_interval)?;
+        Ok(plan)
     }
 }
 
@@ -478,21 +1153,40 @@ pub struct RunForecast {
     pub summary: String,
 }
 
+/// The first of the saves `from..=to` whose need exceeds `room`, where `need` is linear (so
+/// monotone) over them: a binary search, so a run of 2**32 saves costs 32 evaluations.
+fn first_above(from: u32, to: u32, need: impl Fn(u32) -> f64, room: f64) -> Option<u32> {
+    if need(from) > room {
+        return Some(from);
+    }
+    if need(to) <= room {
+        return None;
+    }
+    let (mut fits, mut over) = (from, to);
+    while over - fits > 1 {
+        let mid = fits + (over - fits) / 2;
+        if need(mid) > room {
+            over = mid;
+        } else {
+            fits = mid;
+        }
+    }
+    Some(over)
+}
+
 impl RunPlan {
     /// Checks the plan; the error names the argument, its value and what is allowed.
     pub fn validate(&self) -> Result<()> {
-        if !(self.save_interval.is_finite() && self.save_interval > 0.0) {
-            return Err(Error::invalid(
-                "save_interval",
-                self.save_interval,
-                "expected positive seconds",
-            ));
-        }
+        positive(
+            "save_interval",
+            self.save_interval,
+            "expected a positive, finite number of seconds",
+        )?;
         if !self.background_rate.is_finite() {
             return Err(Error::invalid(
                 "background_rate",
                 self.background_rate,
-                "expected bytes per second",
+                "expected a finite number of bytes per second",
             ));
         }
         if self.keep_last == Some(0) {
@@ -505,39 +1199,110 @@ impl RunPlan {
         Ok(())
     }
 
-    /// Walks the remaining saves. Frameworks write the new checkpoint before deleting the oldest, so
-    /// each save momentarily holds one more than `keep_last`.
+    /// Checkpoints on disk just before save `save` (1-based); after the last save for
+    /// `remaining_saves + 1`. Retention trims to `keep_last` after each save, so the count before
+    /// the first save is whatever exists now.
+    fn kept_before(&self, save: u32) -> f64 {
+        let existing = u64::from(self.existing);
+        let grown = existing + u64::from(save.saturating_sub(1));
+        let kept = match self.keep_last {
+            Some(n) if save > 1 => grown.min(u64::from(n)),
+            _ => grown,
+        };
+        kept as f64
+    }
+
+    /// Bytes needed on top of what is used now while save `save` is written: the checkpoints kept
+    /// then, plus the one being written, plus the background since now.
+    fn need_during(&self, save: u32) -> f64 {
+        let size = self.checkpoint_size as f64;
+        let t = f64::from(save) * self.save_interval;
+        size * (self.kept_before(save) + 1.0 - f64::from(self.existing)) + self.background_rate * t
+    }
+
+    /// Bytes needed on top of what is used now once the last save is done and pruned.
+    fn need_after(&self) -> f64 {
+        let size = self.checkpoint_size as f64;
+        let kept_after = if self.remaining_saves == 0 {
+            f64::from(self.existing)
+        } else {
+            let last = self.remaining_saves;
+            // The count before a save one past the last, had there been one.
+            self.keep_last.map_or(self.kept_before(last) + 1.0, |n| {
+                (self.kept_before(last) + 1.0).min(f64::from(n))
+            })
+        };
+        let end = f64::from(self.remaining_saves) * self.save_interval;
+        size * (kept_after - f64::from(self.existing)) + self.background_rate * end
+    }
+
+    /// The saves split into stretches over which [`Self::need_during`] is linear: the first save
+    /// (whatever exists may exceed `keep_last`), the saves while the kept count grows, and those
+    /// once it holds at `keep_last`.
+    fn linear_stretches(&self) -> Vec<(u32, u32)> {
+        let last = self.remaining_saves;
+        let mut stretches = Vec::with_capacity(3);
+        if last >= 1 {
+            stretches.push((1, 1));
+        }
+        if last >= 2 {
+            let growth_ends = self.keep_last.map(|n| {
+                // The save at which `existing + save - 1` reaches `keep_last`.
+                let reach = (i64::from(n) - i64::from(self.existing) + 1).clamp(2, i64::from(last));
+                u32::try_from(reach).unwrap_or(last)
+            });
+            match growth_ends {
+                Some(kink) if kink > 2 && kink < last => {
+                    stretches.push((2, kink));
+                    stretches.push((kink, last));
+                }
+                _ => stretches.push((2, last)),
+            }
+        }
+        stretches
+    }
+
+    /// Works out the remaining saves in closed form. Frameworks write the new checkpoint before
+    /// deleting the oldest, so each save momentarily holds one more than `keep_last`. The need is
+    /// linear over each of at most three stretches of saves, so the peak is at a stretch's end and
+    /// the first save that does not fit is found by bisection: bounded work for any count.
     pub fn forecast(&self) -> Result<RunForecast> {
         self.validate()?;
-        #[allow(clippy::cast_precision_loss)]
-        let (size, room) = (
-            self.checkpoint_size as f64,
-            self.avail.saturating_sub(self.keep_free) as f64,
-        );
-        let mut kept = self.existing;
+        let room = self.avail.saturating_sub(self.keep_free) as f64;
         let (mut peak, mut peak_at) = (0.0f64, 0u32);
         let mut first_full = None;
-        for save in 1..=self.remaining_saves {
-            let t = f64::from(save) * self.save_interval;
-            let during = size * (f64::from(kept) + 1.0 - f64::from(self.existing)) + self.background_rate * t;
-            if during > peak {
-                (peak, peak_at) = (during, save);
+        for (from, to) in self.linear_stretches() {
+            for save in [from, to] {
+                let need = self.need_during(save);
+                if need > peak {
+                    (peak, peak_at) = (need, save);
+                }
             }
-            if first_full.is_none() && during > room {
-                first_full = Some((save, t));
+            if first_full.is_none() {
+                first_full = first_above(from, to, |s| self.need_during(s), room);
             }
-            kept = self.keep_last.map_or(kept + 1, |n| (kept + 1).min(n));
         }
-        let end = f64::from(self.remaining_saves) * self.save_interval;
-        let after = size * (f64::from(kept) - f64::from(self.existing)) + self.background_rate * end;
+        let after = self.need_after();
         if after > peak {
             (peak, peak_at) = (after, 0);
         }
-        let fits = peak <= room;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let first_full = first_full.map(|save| (save, f64::from(save) * self.save_interval));
+        Ok(RunForecast {
+            peak_bytes: peak,
+            peak_at_save: peak_at,
+            fits: peak <= room,
+            saves_until_full: first_full.map(|(s, _)| s),
+            seconds_until_full: first_full.map(|(_, t)| t),
+            summary: self.summary(peak, room, first_full),
+        })
+    }
+
+    /// The forecast in one sentence of training units.
+    fn summary(&self, peak: f64, room: f64, first_full: Option<(u32, f64)>) -> String {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // saturating, shown only
         let show = |b: f64| crate::size::format_size(b.max(0.0) as u64);
-        let summary = match first_full {
-            None if fits => format!(
+        match first_full {
+            None if peak <= room => format!(
                 "fits: the remaining {} saves need at most {} more of {} available",
                 self.remaining_saves,
                 show(peak),
@@ -556,15 +1321,7 @@ impl RunPlan {
                 show(peak),
                 show(room)
             ),
-        };
-        Ok(RunForecast {
-            peak_bytes: peak,
-            peak_at_save: peak_at,
-            fits,
-            saves_until_full: first_full.map(|(s, _)| s),
-            seconds_until_full: first_full.map(|(_, t)| t),
-            summary,
-        })
+        }
     }
 }
 
@@ -580,6 +1337,7 @@ pub fn human_duration(seconds: f64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact on purpose: the closed form must equal the walk, and state round trips
 mod tests {
     use super::*;
 
@@ -609,18 +1367,137 @@ mod tests {
         assert!((e.rate - rate).abs() < 1.0, "{e:?}");
         let expected = (capacity - 100.0 * GB - rate * 21600.0) / rate;
         assert!((e.time_to_full.expect("filling") - expected).abs() < 60.0);
-        assert!(m.will_fill_within(expected + 60.0) && !m.will_fill_within(expected - 600.0));
+        assert!(
+            m.will_fill_within(expected + 60.0).expect("valid")
+                && !m.will_fill_within(expected - 600.0).expect("valid")
+        );
     }
 
     #[test]
-    fn no_forecast_until_warmed_up() {
+    fn early_forecast_from_three_samples_then_the_long_fit() {
         let mut m = monitor();
-        for i in 0..360 {
+        m.add_sample(0.0, 10, 10).expect("sample");
+        m.add_sample(60.0, 10, 10).expect("sample");
+        assert!(m.estimate().is_none(), "two samples give no uncertainty");
+        for i in 2..360 {
             m.add_sample(f64::from(i) * 60.0, 10, 10).expect("sample");
+            assert!(
+                m.background_rate(f64::from(i) * 60.0).is_none(),
+                "the long fit waits for warmup"
+            );
+            let e = m.estimate().expect("early forecast");
+            assert!(e.time_to_full.is_none() && e.rate.abs() < 1e-9, "flat: {e:?}");
         }
-        assert!(m.estimate().is_none(), "359 minutes is below the 6-hour warmup");
         m.add_sample(360.0 * 60.0, 10, 10).expect("sample");
-        assert!(m.estimate().is_some());
+        assert!(m.background_rate(360.0 * 60.0).is_some());
+    }
+
+    /// Samples every minute from a disk of `total` bytes starting at `start` used; `used_at(minute)`
+    /// adds to it; `tags(minute)` are the tagged writes (+) and frees (-). Returns the minutes at
+    /// which `will_fill_within(24 h)` held.
+    fn alarms_over(
+        minutes: u32,
+        used_at: impl Fn(u32) -> f64,
+        tags: impl Fn(u32) -> Option<f64>,
+        m: &mut TrendMonitor,
+    ) -> Vec<u32> {
+        let total = 1000.0 * GB;
+        let mut alarms = Vec::new();
+        for minute in 0..minutes {
+            let t = f64::from(minute) * 60.0;
+            match tags(minute) {
+                Some(b) if b > 0.0 => m.record_write(t, bytes(b)).expect("write"),
+                Some(b) => m.record_free(t, bytes(-b)).expect("free"),
+                None => {}
+            }
+            // A deterministic wobble of 0.2 GB, so the noise is not zero.
+            let wobble = 0.2 * GB * (f64::from(minute) * 2.39).sin();
+            let used = (700.0 * GB + used_at(minute) + wobble).min(total);
+            m.add_sample(t, bytes(used), bytes(total - used)).expect("sample");
+            if m.will_fill_within(24.0 * 3600.0).expect("valid") {
+                alarms.push(minute);
+            }
+        }
+        alarms
+    }
+
+    #[test]
+    fn a_fill_from_the_run_start_alarms_within_minutes() {
+        let mut m = monitor();
+        let alarms = alarms_over(60, |minute| f64::from(minute) * GB, |_| None, &mut m); // 60 GB/h
+        assert!(alarms.first().is_some_and(|&first| first <= 10), "{alarms:?}");
+        assert_eq!(alarms.len(), 60 - alarms[0] as usize, "and stays on");
+        let e = m.estimate().expect("early forecast");
+        assert!((e.rate - GB / 60.0).abs() < 0.05 * GB / 60.0, "{e:?}");
+        let expected = e.avail / (GB / 60.0);
+        assert!(
+            (e.time_to_full.expect("filling") - expected).abs() < 0.05 * expected,
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_untagged_staircase_alarms_at_its_first_step() {
+        // 30 GB every 30 minutes from 70 %, never deleted and never tagged: full in about 5 h.
+        let mut m = monitor();
+        let steps = |minute: u32| f64::from(minute / 30) * 30.0 * GB;
+        let alarms = alarms_over(120, steps, |_| None, &mut m);
+        assert_eq!(alarms.first(), Some(&30), "{alarms:?}");
+        assert_eq!(alarms.len(), 90, "on from the first step: {alarms:?}");
+        let e = m.estimate().expect("early forecast");
+        assert!(
+            (e.background_rate - 30.0 * GB / 1800.0).abs() < 0.1 * 30.0 * GB / 1800.0,
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_saves_of_a_save_then_prune_cycle_do_not_alarm() {
+        // A job keeps its newest 20 GB checkpoint: saves hourly from minute 60, deletes the one
+        // before 20 minutes after each save from the second on.
+        let on_disk = |minute: u32| {
+            let written = minute / 60;
+            let pruned = (2..=written).filter(|k| k * 60 + 20 <= minute).count();
+            f64::from(written - u32::try_from(pruned).expect("few")) * 20.0 * GB
+        };
+        let tags = |minute: u32| match (minute / 60, minute % 60) {
+            (k, 0) if k >= 1 => Some(20.0 * GB),
+            (k, 20) if k >= 2 => Some(-20.0 * GB),
+            _ => None,
+        };
+        let mut tagged = monitor();
+        assert_eq!(
+            alarms_over(24 * 60, on_disk, tags, &mut tagged),
+            Vec::<u32>::new()
+        );
+        let mut untagged = monitor();
+        assert_eq!(
+            alarms_over(24 * 60, on_disk, |_| None, &mut untagged),
+            Vec::<u32>::new()
+        );
+    }
+
+    #[test]
+    fn an_untagged_sawtooth_from_its_prune_does_not_alarm() {
+        // Steady state at t = 0: two 180 GB checkpoints, the older pruned at minute 30; a save
+        // every two hours, pruned half an hour later. 96 % full at every save.
+        let on_disk = |minute: u32| if minute % 120 < 30 { 360.0 * GB } else { 180.0 * GB };
+        let mut m = TrendMonitor::new(TrendConfig::default()).expect("valid");
+        let start = |minute: u32| on_disk(minute) - 100.0 * GB;
+        assert_eq!(alarms_over(12 * 60, start, |_| None, &mut m), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_resumed_monitor_continues_its_early_forecast() {
+        let mut m = monitor();
+        alarms_over(40, |minute| f64::from(minute) * GB, |_| None, &mut m);
+        let state = m.state(40.0 * 60.0).expect("state");
+        let resumed = TrendMonitor::from_state(&state, 10.0).expect("valid");
+        let (a, b) = (m.estimate().expect("early"), resumed.estimate().expect("early"));
+        assert!(
+            (a.rate - b.rate).abs() < 1e-6 * a.rate && b.time_to_full.is_some(),
+            "{a:?} {b:?}"
+        );
     }
 
     #[test]
@@ -643,7 +1520,7 @@ mod tests {
                 .expect("sample");
             if minute > 60 {
                 assert!(
-                    !m.will_fill_within(24.0 * 3600.0),
+                    !m.will_fill_within(24.0 * 3600.0).expect("valid"),
                     "false alarm at minute {minute}: {:?}",
                     m.estimate()
                 );
@@ -764,8 +1641,10 @@ mod tests {
             m.add_sample(f64::from(i) * 60.0, 1000 * u64::from(i), 0)
                 .expect("sample");
         }
-        assert!(m.is_rising_fast(10.0, 300.0));
-        assert!(!m.is_rising_fast(20.0, 300.0));
+        assert!(m.is_rising_fast(10.0, 300.0).expect("valid"));
+        assert!(!m.is_rising_fast(20.0, 300.0).expect("valid"));
+        assert!(m.is_rising_fast(f64::NAN, 300.0).is_err());
+        assert!(m.is_rising_fast(10.0, 0.0).is_err());
     }
 
     fn plan() -> RunPlan {
@@ -878,5 +1757,219 @@ mod tests {
         assert!(least_squares([(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)].into_iter()).is_none());
         let (slope, error) = least_squares([(0.0, 0.0), (1.0, 2.0), (2.0, 4.0)].into_iter()).expect("fit");
         assert!((slope - 2.0).abs() < 1e-12 && error.abs() < 1e-12);
+    }
+
+    /// The walk the closed form replaced: one step per save.
+    fn walked(plan: &RunPlan) -> (f64, u32, Option<u32>) {
+        let (size, room) = (
+            plan.checkpoint_size as f64,
+            plan.avail.saturating_sub(plan.keep_free) as f64,
+        );
+        let mut kept = plan.existing;
+        let (mut peak, mut peak_at, mut first_full) = (0.0f64, 0u32, None);
+        for save in 1..=plan.remaining_saves {
+            let t = f64::from(save) * plan.save_interval;
+            let during = size * (f64::from(kept) + 1.0 - f64::from(plan.existing)) + plan.background_rate * t;
+            if during > peak {
+                (peak, peak_at) = (during, save);
+            }
+            if first_full.is_none() && during > room {
+                first_full = Some(save);
+            }
+            kept = plan.keep_last.map_or(kept + 1, |n| (kept + 1).min(n));
+        }
+        let end = f64::from(plan.remaining_saves) * plan.save_interval;
+        let after = size * (f64::from(kept) - f64::from(plan.existing)) + plan.background_rate * end;
+        if after > peak {
+            (peak, peak_at) = (after, 0);
+        }
+        (peak, peak_at, first_full)
+    }
+
+    #[test]
+    fn closed_form_matches_the_save_by_save_walk() {
+        let mut checked = 0;
+        for remaining_saves in [0, 1, 2, 3, 5, 17] {
+            for keep_last in [None, Some(1), Some(2), Some(4), Some(9)] {
+                for existing in [0, 1, 3, 12] {
+                    for background_rate in [-0.05, 0.0, 0.01, 0.2] {
+                        for avail in [0, 25, 60, 400] {
+                            let p = RunPlan {
+                                remaining_saves,
+                                keep_last,
+                                existing,
+                                background_rate,
+                                avail,
+                                ..plan()
+                            };
+                            let f = p.forecast().expect("valid");
+                            let (peak, peak_at, first_full) = walked(&p);
+                            assert!((f.peak_bytes - peak).abs() < 1e-9, "{p:?}: {f:?} vs {peak}");
+                            assert_eq!(
+                                (f.peak_at_save, f.saves_until_full),
+                                (peak_at, first_full),
+                                "{p:?}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 5 * 4 * 4 * 4);
+    }
+
+    #[test]
+    fn four_billion_saves_take_no_time() {
+        let started = std::time::Instant::now();
+        let f = RunPlan {
+            remaining_saves: u32::MAX,
+            keep_last: None,
+            existing: u32::MAX,
+            avail: 1 << 30,
+            ..plan()
+        }
+        .forecast()
+        .expect("valid");
+        assert_eq!(f.saves_until_full, Some(107_374_183), "{f:?}");
+        assert!(started.elapsed().as_millis() < 50);
+    }
+
+    #[test]
+    fn remaining_seconds_become_whole_saves() {
+        let spec = RunSpec {
+            checkpoint_size: 10,
+            save_interval: 600.0,
+            remaining: Remaining::Seconds(1799.0),
+            keep_last: None,
+            existing: 0,
+            keep_free: 0,
+        };
+        assert_eq!(spec.plan(100, 0.0).expect("valid").remaining_saves, 2);
+        let endless = RunSpec {
+            remaining: Remaining::Seconds(1e300),
+            ..spec
+        };
+        assert_eq!(endless.plan(100, 0.0).expect("valid").remaining_saves, u32::MAX);
+        for bad in [f64::NAN, f64::INFINITY, -1.0] {
+            let bad = RunSpec {
+                remaining: Remaining::Seconds(bad),
+                ..spec
+            };
+            assert!(bad.plan(100, 0.0).is_err());
+        }
+        assert!(Remaining::from_options(Some(1), Some(1.0)).is_err());
+        assert!(Remaining::from_options(None, None).is_err());
+    }
+
+    #[test]
+    fn capacity_is_bounded_and_not_reserved() {
+        for capacity in [0, 7, MAX_CAPACITY + 1, usize::MAX] {
+            let config = TrendConfig {
+                capacity,
+                ..TrendConfig::default()
+            };
+            let err = TrendMonitor::new(config).expect_err("out of range");
+            assert!(
+                err.to_string().starts_with(&format!("capacity={capacity}:")),
+                "{err}"
+            );
+        }
+        let m = TrendMonitor::new(TrendConfig {
+            capacity: MAX_CAPACITY,
+            ..TrendConfig::default()
+        })
+        .expect("valid");
+        assert_eq!(m.samples.capacity(), 0, "nothing reserved up front");
+    }
+
+    fn busy_monitor() -> TrendMonitor {
+        let mut m = monitor();
+        for minute in 0..(7 * 60) {
+            let t = 1000.0 + f64::from(minute) * 60.0;
+            if minute % 60 == 5 {
+                m.record_write(t, 5_000_000_000).expect("write");
+            }
+            if minute % 60 == 35 {
+                m.record_free(t, 5_000_000_000).expect("free");
+            }
+            m.add_sample(
+                t,
+                100_000_000_000 + 60_000_000 * u64::try_from(minute).expect("positive"),
+                400_000_000_000,
+            )
+            .expect("sample");
+        }
+        m
+    }
+
+    #[test]
+    fn state_round_trips_across_clocks() {
+        let m = busy_monitor();
+        let now = m.last_event_time().expect("events") + 30.0;
+        let state = m.state(now).expect("state");
+        assert!(state.samples.iter().all(|s| s[0] >= 30.0));
+        let moved = TrendMonitor::from_state(&state, 5.0e6).expect("valid");
+        assert_eq!(
+            moved.state(5.0e6).expect("state"),
+            state,
+            "the same ages on another clock"
+        );
+        let (a, b) = (m.estimate().expect("warm"), moved.estimate().expect("warm"));
+        assert!((a.rate - b.rate).abs() < 1e-6 * a.rate.abs() && a.next_save == b.next_save);
+        assert!(m.state(now - 60.0).is_err(), "before the latest event");
+    }
+
+    #[test]
+    fn corrupt_states_are_refused() {
+        let good = busy_monitor().state(30_000.0).expect("state");
+        let mut too_many = good.clone();
+        too_many.samples = vec![[1.0, 1.0, 1.0]; 721];
+        let mut nan = good.clone();
+        nan.samples[3][1] = f64::NAN;
+        let mut disorder = good.clone();
+        disorder.samples.swap(1, 2);
+        let mut negative = good.clone();
+        negative.latest = Some([1.0, -5.0, 1.0]);
+        let mut saves = good.clone();
+        saves.saves = vec![[1.0, 0.0]; SAVE_MEMORY + 1];
+        let mut missing = good.clone();
+        missing.last_event_age = None;
+        for bad in [too_many, nan, disorder, negative, saves, missing] {
+            let err = TrendMonitor::from_state(&bad, 1.0).expect_err("corrupt");
+            assert!(err.to_string().starts_with("state["), "{err}");
+        }
+        assert!(TrendMonitor::from_state(&good, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn only_a_regular_staircase_of_alike_rises_counts_as_saves() {
+        let flat_with = |rises: &[(usize, f64)]| -> Vec<(f64, f64)> {
+            let mut level = 0.0;
+            (0..130usize)
+                .map(|i| {
+                    level += rises.iter().filter(|r| r.0 == i).map(|r| r.1).sum::<f64>();
+                    let t = i as f64 * 60.0;
+                    (t, level + if i % 2 == 0 { 0.1 } else { -0.1 })
+                })
+                .collect()
+        };
+        let headroom = 1000.0; // far more than ten steps: only the cycle rule can count them
+        let rate = |rises: &[(usize, f64)]| {
+            let shifts = level_shifts(&flat_with(rises), 1.0);
+            shifts.staircase_rate(0.0, 129.0 * 60.0, headroom)
+        };
+        let schedule = [(30, 20.0), (60, 20.0), (90, 20.0), (120, 20.0)];
+        assert!(
+            (rate(&schedule) - 20.0 / 1800.0).abs() < 1e-3,
+            "{}",
+            rate(&schedule)
+        );
+        let irregular = [(30, 20.0), (41, 20.0), (90, 20.0), (97, 20.0)];
+        assert_eq!(rate(&irregular), 0.0, "tenants' files land at random times");
+        let unlike = [(30, 20.0), (60, 14.0), (90, 9.0), (120, 17.0)];
+        assert_eq!(rate(&unlike), 0.0, "and come in all sizes");
+        let pruned = [(30, 20.0), (45, -20.0), (60, 20.0), (75, -20.0), (90, 20.0)];
+        assert_eq!(rate(&pruned), 0.0, "a sawtooth is not a staircase");
     }
 }

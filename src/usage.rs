@@ -213,9 +213,7 @@ pub fn percent(used: u64, avail: u64) -> f64 {
     if denominator == 0 {
         return 0.0;
     }
-    #[allow(clippy::cast_precision_loss)] // a percentage needs no more than f64 precision
-    let value = (u128::from(used) * 100) as f64 / denominator as f64;
-    value
+    (u128::from(used) * 100) as f64 / denominator as f64
 }
 
 /// Rejects paths no system call could take, with a message naming the argument.

@@ -111,6 +111,12 @@ def test_mounts_pid_refuses_nonsense(pid: Any) -> None:
         diskguard.mounts(pid=pid)
 
 
+@pytest.mark.parametrize('proc_root', [5, True, ['/proc'], object()])
+def test_mounts_proc_root_names_itself(proc_root: Any) -> None:
+    with pytest.raises(TypeError, match=r'^proc_root=.*expected a path \(str, bytes or os.PathLike\)'):
+        diskguard.mounts(proc_root)
+
+
 def test_mounts_refuses_a_fifo_and_dev_zero_without_blocking(tmp_path: Path) -> None:
     fifo_root = tmp_path / 'fifo'
     (fifo_root / 'self').mkdir(parents=True)

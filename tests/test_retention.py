@@ -728,6 +728,11 @@ def test_a_time_that_is_not_finite_is_rejected_before_anything_is_planned(tmp_pa
     with pytest.raises(TypeError, match=r"^now='now'"):
         plan(tmp_path, policy, now='now')  # type: ignore[arg-type]
     assert set(actions(plan(tmp_path, policy, now=NOW)).values()) == {'keep'}
+    # Milliseconds would make a save still being written look like a crash leftover.
+    with pytest.raises(
+        ValueError, match=r's ahead of this machine.s clock; expected seconds since the epoch'
+    ):
+        plan(tmp_path, policy, now=time.time() * 1000)
 
 
 def test_a_metric_no_checkpoint_carries_is_an_error_naming_the_ones_that_do(tmp_path: Path) -> None:

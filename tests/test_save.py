@@ -340,7 +340,9 @@ def test_latest_complete_bad_arguments(tmp_path: Path) -> None:
         diskguard.latest_complete(tmp_path, patterns='*.npz')  # type: ignore[arg-type]
     with pytest.raises(TypeError, match='patterns=3: expected glob strings'):
         diskguard.latest_complete(tmp_path, patterns=['*.pt', 3])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match='directory=5: expected str, bytes or os.PathLike, got int'):
+    with pytest.raises(
+        TypeError, match=r'directory=5: expected a path \(str, bytes or os.PathLike\), got int'
+    ):
         diskguard.latest_complete(5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="directory='': expected a non-empty path"):
         diskguard.latest_complete('')

@@ -231,7 +231,7 @@ def test_unusable_paths_raise_value_error_naming_the_argument(path, kind, words)
 
 
 def test_wrong_type_raises_type_error() -> None:
-    with pytest.raises(TypeError, match='path=42: expected str, bytes or os.PathLike, got int'):
+    with pytest.raises(TypeError, match=r'path=42: expected a path \(str, bytes or os.PathLike\), got int'):
         diskguard.usage(42)  # type: ignore[arg-type]
 
 

@@ -11,6 +11,9 @@ __all__ = [
     'DirectoryBusyError',
     'DiskGuardError',
     'DiskUsage',
+    'DuEntry',
+    'DuOwner',
+    'DuReport',
     'GuardSpace',
     'GuardStatus',
     'KeepBest',
@@ -34,6 +37,7 @@ __all__ = [
     '_remove_orphans',
     'apply',
     'check',
+    'du',
     'forecast_run',
     'format_size',
     'latest_complete',
@@ -242,8 +246,23 @@ def log_budget(
 
 @final
 class TrendEstimate:
-    """A forecast from :meth:`TrendMonitor.estimate`. Rates are bytes per second."""
+    """A forecast from :meth:`TrendMonitor.estimate`. Rates are bytes per second.
 
+    Built by the monitor; the constructor (every field, in order) is what pickling uses.
+    """
+
+    def __new__(
+        cls,
+        rate: float,
+        rate_error: float,
+        background_rate: float,
+        step_rate: float,
+        next_save: float,
+        avail: float,
+        time_to_full: float | None,
+        time_to_full_low: float | None,
+    ) -> TrendEstimate: ...
+    def __reduce__(self) -> tuple[type[TrendEstimate], tuple[Any, ...]]: ...
     @property
     def rate(self) -> float:
         """Total fill rate: background plus tagged steps; negative when shrinking."""
@@ -271,8 +290,21 @@ class TrendEstimate:
 
 @final
 class RunForecast:
-    """The answer to "will the rest of this run fit?", in training units."""
+    """The answer to "will the rest of this run fit?", in training units.
 
+    Built by :func:`forecast_run`; the constructor (every field, in order) is what pickling uses.
+    """
+
+    def __new__(
+        cls,
+        peak_bytes: float,
+        peak_at_save: int,
+        fits: bool,
+        saves_until_full: int | None,
+        seconds_until_full: float | None,
+        summary: str,
+    ) -> RunForecast: ...
+    def __reduce__(self) -> tuple[type[RunForecast], tuple[Any, ...]]: ...
     @property
     def peak_bytes(self) -> float:
         """The most the run needs on top of what is used now, at its worst moment."""
@@ -290,23 +322,35 @@ class RunForecast:
     def summary(self) -> str:
         """One sentence, e.g. ``'full in ~3 checkpoints (save 3 of 10, in ~1.5 h): ...'``."""
 
+_TrendState: TypeAlias = dict[str, Any]
+
 @final
 class TrendMonitor:
     """Growth rate and time to full from periodic samples, with bounded memory.
 
     Tag the writes and frees you cause (checkpoint saves, retention) with :meth:`record_write` and
     :meth:`record_free`: the save-then-prune sawtooth then reads as flat, while saves without
-    retention read as growth. Times are ``time.monotonic()`` seconds; they default to now.
+    retention read as growth. Times are ``time.monotonic()`` seconds (>= 0); they default to now.
+    Numbers must be ints or floats (not bools); byte counts ints.
 
     Args:
         window: Seconds of history the background rate is fitted over (12 h). Growth counts when
             both halves of the window show it, or when the recent half rises at nearly every sample
             (a writer that just started; another tenant's file landing is a single step).
-        capacity: Samples kept at most; faster samples are thinned.
-        warmup: Seconds of history before any forecast (6 h). That the next save will not fit is
+        capacity: Samples kept at most, 8 to 100 000; faster samples are thinned. Memory grows
+            with the samples held, nothing is reserved up front.
+        warmup: Seconds of history the long-window forecast waits for (6 h). Before it, an early
+            forecast answers from the third sample with a small-sample bar: smooth growth counts
+            once a recent stretch rises at every sample with a t-statistic above Student's t at
+            p = 0.001; untagged steps count only as a staircase (nothing ever deleted), from the
+            first step when one step takes a tenth of the free space, else from three alike steps
+            on a schedule; tagged saves count from the first prune on, from the third save, or
+            when one save takes a tenth of the free space. That the next save will not fit is
             known from the first sample once the save pattern is (a prune seen, or two saves).
         fill_significance: Standard errors the fill rate must clear to count as filling (6):
             usage residuals are autocorrelated, so weaker evidence cries wolf on shared disks.
+
+    Pickles (through :meth:`state_dict`, ages measured from now).
     """
 
     def __new__(
@@ -326,11 +370,13 @@ class TrendMonitor:
     def record_free(self, nbytes: int, t: float | None = None) -> None:
         """Tags ``nbytes`` freed by retention (or any deletion we caused)."""
     def estimate(self) -> TrendEstimate | None:
-        """The forecast, or ``None`` until warmed up."""
-    def time_to_full(self) -> float | None: ...
+        """The forecast: the long-window one once warmed up, the early one before (from the third
+        sample); ``None`` below three samples."""
+    def time_to_full(self) -> float | None:
+        """Seconds until full; 0.0 when the next save cannot fit; ``None`` when not filling."""
     def will_fill_within(self, seconds: float) -> bool:
-        """True when :attr:`TrendEstimate.time_to_full_low` is within ``seconds``, or the next save
-        cannot fit now."""
+        """True when :attr:`TrendEstimate.time_to_full_low` is within ``seconds`` (>= 0), or the
+        next save cannot fit now."""
     def is_rising_fast(self, growth_threshold: float, window: float = 1800.0) -> bool:
         """The hand-written rule: average growth of ``used`` over the last ``window`` seconds is
         above ``growth_threshold`` bytes per second."""
@@ -345,7 +391,19 @@ class TrendMonitor:
         existing: int = 0,
         keep_free: _Size | None = None,
     ) -> RunForecast:
-        """:func:`forecast_run` with this monitor's latest ``avail`` and background rate."""
+        """:func:`forecast_run` with this monitor's latest ``avail`` and background rate (0 until it
+        has one). Works from the first sample; before it, ``ValueError``."""
+    def state_dict(self, t: float | None = None) -> _TrendState:
+        """The monitor as a dict of plain types (str, int, float, bool, list, None: it survives
+        ``torch.load(weights_only=True)``): its settings and history, with times stored as ages,
+        seconds before ``t`` (default now; not before the latest event)."""
+    def load_state_dict(self, state: _TrendState, t: float | None = None) -> None:
+        """Becomes the monitor ``state`` describes (settings and history), its ages counted back
+        from ``t`` (default now): a job resumed on another host, with another monotonic clock,
+        continues its forecast. A corrupt state raises ``TypeError``/``ValueError`` naming the
+        field."""
+    def __reduce__(self) -> tuple[type[TrendMonitor], tuple[()], _TrendState]: ...
+    def __setstate__(self, state: _TrendState) -> None: ...
     def __len__(self) -> int: ...
 
 def forecast_run(
@@ -362,9 +420,12 @@ def forecast_run(
 ) -> RunForecast:
     """Will the rest of a run fit?
 
-    Walks the remaining saves (give ``remaining_saves`` or ``remaining_seconds``). Frameworks write
-    a new checkpoint before deleting the oldest, so with ``keep_last=N`` each save briefly holds N+1.
+    Works out the remaining saves (give ``remaining_saves``, up to 2**32 - 1, or
+    ``remaining_seconds``) in closed form, so any count is instant. Frameworks write a new
+    checkpoint before deleting the oldest, so with ``keep_last=N`` each save briefly holds N+1.
     ``existing`` checkpoints are on disk now; ``background_rate`` (bytes/s) adds logs and caches.
+    Sizes are ints of bytes, floats or strings such as ``'10GiB'``; ``avail`` and
+    ``checkpoint_size`` are required (``None`` is refused).
     """
 
 @final
@@ -754,3 +815,95 @@ class _Guard:
     def state(self) -> tuple[str, int, int, str | None]: ...
     def load_state(self, level: str, largest: int, saves: int, stop_reason: str | None) -> None: ...
     def close(self) -> None: ...
+
+@final
+class DuEntry:
+    """One entry directly under the scanned directory, with everything beneath it."""
+
+    @property
+    def name(self) -> str:
+        """Its name (``'(other files)'`` gathers root-level files past the first 10,000)."""
+    @property
+    def is_dir(self) -> bool: ...
+    @property
+    def uid(self) -> int:
+        """Its owner."""
+    @property
+    def allocated(self) -> int:
+        """Bytes allocated on disk (``st_blocks * 512``), what ``du`` shows."""
+    @property
+    def apparent(self) -> int:
+        """Bytes by length (``st_size``), what ``du --apparent-size`` shows."""
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+
+@final
+class DuOwner:
+    """What one owner (uid) holds under the scanned directory."""
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def allocated(self) -> int: ...
+    @property
+    def apparent(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+
+@final
+class DuReport:
+    """What :func:`du` found. Hard links count once, symlinks are not followed."""
+
+    @property
+    def root(self) -> str: ...
+    @property
+    def allocated(self) -> int:
+        """Everything under the root, the root included, as ``du -s -B1`` counts."""
+    @property
+    def apparent(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+    @property
+    def children(self) -> list[DuEntry]:
+        """The root's entries, in no particular order."""
+    @property
+    def owners(self) -> list[DuOwner]:
+        """Sums per owner, in no particular order."""
+    @property
+    def errors(self) -> int:
+        """Entries that could not be read (permission denied, vanished, replaced during the scan)."""
+    @property
+    def error_samples(self) -> list[str]:
+        """The first few of those errors, as messages."""
+    @property
+    def other_filesystems(self) -> int:
+        """Directories skipped because they are on another filesystem."""
+    @property
+    def cancelled(self) -> bool: ...
+
+def du(
+    dir: _StrPath,
+    *,
+    threads: int | None = None,
+    one_filesystem: bool = True,
+    progress: Any | None = None,
+) -> DuReport:
+    """Sizes of ``dir``'s tree, per top-level entry and per owner, scanned on worker threads.
+
+    Like ``du -x``: allocated and apparent sizes, hard links once, symlinks never followed, other
+    filesystems skipped unless ``one_filesystem=False``; unreadable directories are counted in
+    ``errors``, not fatal. ``threads`` defaults to 3 per core (1 to 256). The GIL is released while
+    waiting; every 0.1 s Python's signal handlers run (Ctrl-C cancels the scan and raises
+    ``KeyboardInterrupt``) and ``progress(entries, allocated_bytes)`` is called if given.
+
+    Raises:
+        OSError: ``dir`` cannot be examined or listed.
+        ValueError: ``threads`` is out of range, or ``dir`` is empty or holds a NUL byte.
+        TypeError: ``threads`` is not an int.
+    """

@@ -1,7 +1,8 @@
 """The ``diskguard`` command.
 
 ``diskguard`` alone reports on the disk under the current directory. ``diskguard status PATH...``
-reports on other paths, ``diskguard mounts`` lists the mount table, ``diskguard demo`` runs a guarded
+reports on other paths, ``diskguard mounts`` lists the mount table. ``check``, ``du``, ``orphans`` and
+``watch`` are the operations commands (:mod:`diskguard.ops`); ``diskguard demo`` runs a guarded
 training demo (needs torch).
 """
 
@@ -254,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument('--json', action='store_true', help='machine-readable output')
     prune.set_defaults(run=_prune)
+    # Operations commands (check, du, orphans, watch) live in diskguard.ops.
+    from .ops.commands import add_commands
+
+    add_commands(commands)
     add_demo_parser(commands)
     return parser
 

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyString};
 
 use super::retention::opt_policy;
 use super::trend::{monotonic_now, PyRunForecast};
-use super::{fs_path, number, opt_whole, py_repr, size_arg, whole, wrong_type};
+use super::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
 use crate::guard::{level_named, Guard, GuardConfig, GuardState, OnFull, Reserve, SpaceStatus, Status};
 
 /// One watched space in a [`PyGuardStatus`].
@@ -126,13 +126,7 @@ fn watch_paths(obj: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
     let items = obj
         .try_iter()
         .map_err(|_| wrong_type("watch", obj, "a list of paths"))?;
-    items
-        .map(|item| {
-            let item = item?;
-            fs_path(&item)
-                .map_err(|_| wrong_type("watch", &item, "a list of paths (str, bytes or os.PathLike)"))
-        })
-        .collect()
+    items.map(|item| path_arg("watch", &item?)).collect()
 }
 
 /// `reserve`: `'auto'` or a size.
@@ -205,7 +199,7 @@ impl PyGuard {
         emergency_reserve: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let dir = fs_path(path)?;
-        let temp_dir = fs_path(temp_dir)?;
+        let temp_dir = path_arg("temp_dir", temp_dir)?;
         let watch = watch_paths(watch)?;
         let policy = opt_policy("retention", Some(retention))?;
         let config = GuardConfig {
@@ -261,7 +255,7 @@ impl PyGuard {
         Ok(py.detach(|| self.guard().after_save(&path, nbytes, t))?)
     }
 
-    /// Events since the last call as (kind, message, is_warning).
+    /// Events since the last call as `(kind, message, is_warning)`.
     fn take_events(&self) -> Vec<(&'static str, String, bool)> {
         self.guard()
             .take_events()

@@ -4,6 +4,7 @@
 //! (`py.detach`) when it touches the filesystem, and converts the result. Nothing else lives here. One
 //! submodule per area of the core; this file holds the shared conversions and the module itself.
 
+mod du;
 mod guard;
 mod logs;
 mod resume;
@@ -50,35 +51,36 @@ impl From<Error> for PyErr {
                 )),
                 None => PyOSError::new_err(format!("{source}: {}", path.display())),
             },
-            Error::InvalidArgument { .. } => PyValueError::new_err(err.to_string()),
+            Error::InvalidArgument { .. } | Error::NotReady(_) => PyValueError::new_err(err.to_string()),
             Error::Busy { .. } => DirectoryBusyError::new_err(err.to_string()),
             Error::Refused { .. } => DiskGuardError::new_err(err.to_string()),
             Error::InsufficientSpace {
                 message,
                 needed,
                 available,
-            } => insufficient_space(message, needed, available),
+            } => insufficient_space(&message, needed, available),
         }
     }
 }
 
 /// `diskguard.InsufficientSpaceError(message, needed=, available=)`, defined in Python (it carries
 /// attributes and pickles); a plain `DiskGuardError` if that module cannot be imported.
-fn insufficient_space(message: String, needed: u64, available: u64) -> PyErr {
+fn insufficient_space(message: &str, needed: u64, available: u64) -> PyErr {
     Python::attach(|py| {
         let build = || -> PyResult<PyErr> {
             let class = py.import("diskguard.errors")?.getattr("InsufficientSpaceError")?;
             let kwargs = pyo3::types::PyDict::new(py);
             kwargs.set_item("needed", needed)?;
             kwargs.set_item("available", available)?;
-            Ok(PyErr::from_value(class.call((message.as_str(),), Some(&kwargs))?))
+            Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
         };
-        build().unwrap_or_else(|_| DiskGuardError::new_err(message.clone()))
+        build().unwrap_or_else(|_| DiskGuardError::new_err(message.to_owned()))
     })
 }
 
-/// Accepts `str`, `bytes` or `os.PathLike`, the way the `os` module does.
-pub(crate) fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+/// A path argument named `name`: `str`, `bytes` or `os.PathLike`, the way the `os` module takes
+/// them; anything else is a `TypeError` naming the argument.
+pub(crate) fn path_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok(PathBuf::from(OsString::from_vec(bytes.as_bytes().to_vec())));
     }
@@ -87,15 +89,14 @@ pub(crate) fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     }
     let fspath = obj.py().import("os")?.getattr("fspath")?;
     match fspath.call1((obj,)) {
-        Ok(path) => fs_path(&path),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "path={}: expected str, bytes or os.PathLike, got {}",
-            obj.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string()),
-            obj.get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string()),
-        ))),
+        Ok(path) => path_arg(name, &path),
+        Err(_) => Err(wrong_type(name, obj, "a path (str, bytes or os.PathLike)")),
     }
+}
+
+/// [`path_arg`] for the many arguments called `path`.
+pub(crate) fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    path_arg("path", obj)
 }
 
 /// A size argument: an int of bytes, a finite non-negative float, or a string such as `"20GiB"`.
@@ -180,7 +181,6 @@ where
 }
 
 /// [`whole`] for an argument that may be `None`.
-#[allow(dead_code)] // for the retention and trend bindings, which move to it next
 pub(crate) fn opt_whole<'py, T>(name: &'static str, obj: Option<&Bound<'py, PyAny>>) -> PyResult<Option<T>>
 where
     T: for<'a> FromPyObject<'a, 'py> + Bounded,
@@ -211,6 +211,21 @@ impl Bounded for usize {
     const MAX_TEXT: &'static str = "18446744073709551615 (2**64 - 1)";
 }
 
+/// A `str` argument, or a `TypeError` naming it.
+pub(crate) fn text(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    match obj.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(wrong_type(name, obj, "a str")),
+    }
+}
+
+/// A `True`/`False` argument; an int or anything else is a `TypeError` naming it.
+pub(crate) fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    obj.cast::<PyBool>()
+        .map(pyo3::types::PyBoolMethods::is_true)
+        .map_err(|_| wrong_type(name, obj, "True or False"))
+}
+
 /// What a `__reduce__` returns: the callable that rebuilds the object, and its arguments.
 pub(crate) type Reduced<'py, A> = (Bound<'py, PyAny>, A);
 
@@ -225,6 +240,8 @@ pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> St
 /// The compiled core of diskguard. Import `diskguard`, not this module.
 #[pymodule]
 pub mod _diskguard {
+    #[pymodule_export]
+    use super::du::{du_py, PyDuEntry, PyDuOwner, PyDuReport};
     #[pymodule_export]
     use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]

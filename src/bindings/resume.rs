@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use super::{fs_path, wrong_type};
+use super::{path_arg, wrong_type};
 use crate::resume;
 
 const PATTERNS_ALLOWED: &str = "a list of glob strings such as ['*.npz'], or None";
@@ -39,9 +39,7 @@ pub(crate) fn latest_complete_py(
     directory: &Bound<'_, PyAny>,
     patterns: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<OsString>> {
-    // fs_path names its argument `path`; this one is `directory`.
-    let directory =
-        fs_path(directory).map_err(|_| wrong_type("directory", directory, "str, bytes or os.PathLike"))?;
+    let directory = path_arg("directory", directory)?;
     let patterns = pattern_list(patterns)?;
     let found = py.detach(move || resume::latest_complete(&directory, &patterns))?;
     Ok(found.map(std::path::PathBuf::into_os_string))

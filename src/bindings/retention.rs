@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyMapping, PyString, PyTuple, PyType};
 
-use super::{fs_path, number, opt_number, py_repr, repr_of, whole, wrong_type, Reduced};
+use super::{
+    flag, fs_path, number, opt_number, path_arg, py_repr, repr_of, text, whole, wrong_type, Reduced,
+};
 use crate::checkpoints::{Checkpoint, Format, Link};
 use crate::deletion::{self, LockWait, Orphan, Outcome, Target};
 use crate::error::Error;
@@ -20,26 +22,6 @@ use crate::retention::{
     DEFAULT_MIN_PARTIAL_AGE,
 };
 use crate::size;
-
-/// A `str` argument, or a `TypeError` naming it.
-fn text(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    match obj.cast::<PyString>() {
-        Ok(s) => Ok(s.to_cow()?.into_owned()),
-        Err(_) => Err(wrong_type(name, obj, "a str")),
-    }
-}
-
-/// A path argument (`str`, `bytes`, `os.PathLike`), or a `TypeError` naming it.
-fn path_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
-    fs_path(obj).map_err(|_| wrong_type(name, obj, "a path (str, bytes or os.PathLike)"))
-}
-
-/// A `True`/`False` argument; an int or anything else is a `TypeError` naming it.
-fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    obj.cast::<PyBool>()
-        .map(|b| b.is_true())
-        .map_err(|_| wrong_type(name, obj, "True or False"))
-}
 
 /// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
 fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
@@ -224,9 +206,9 @@ impl PyProtect {
     fn paths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(py, &self.0.paths)
     }
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let inner: Vec<String> = self.0.paths.iter().map(|p| py_repr(py, p)).collect();
-        Ok(format!("Protect({})", inner.join(", ")))
+        format!("Protect({})", inner.join(", "))
     }
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
         Ok(rebuild(slf.as_any(), slf.get().paths(slf.py())?))
@@ -376,8 +358,8 @@ pub(crate) fn opt_policy(name: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult
         .transpose()
 }
 
-/// A checkpoint's state as plain values, for pickling: (name, format, (step, epoch, metrics),
-/// mtime, (size, apparent_size), (dev, ino, ctime, nlink), incomplete, verified).
+/// A checkpoint's state as plain values, for pickling: `(name, format, (step, epoch, metrics),
+/// mtime, (size, apparent_size), (dev, ino, ctime, nlink), incomplete, verified)`.
 type CheckpointState = (
     OsString,
     String,
@@ -780,10 +762,7 @@ pub(crate) fn find_orphans_py(
 
 /// Removes orphans found by `_find_orphans`, each re-checked by identity (GIL released).
 #[pyfunction(name = "_remove_orphans")]
-pub(crate) fn remove_orphans_py(
-    py: Python<'_>,
-    orphans: Vec<(PathBuf, OrphanIdentity)>,
-) -> PyResult<Vec<OutcomeRow>> {
+pub(crate) fn remove_orphans_py(py: Python<'_>, orphans: Vec<(PathBuf, OrphanIdentity)>) -> Vec<OutcomeRow> {
     let list: Vec<Orphan> = orphans
         .into_iter()
         .map(|(path, (dev, ino, sec, nsec, dir_dev, dir_ino))| Orphan {
@@ -799,9 +778,8 @@ pub(crate) fn remove_orphans_py(
         })
         .collect();
     let outcomes = py.detach(|| deletion::remove_orphans(&list));
-    Ok(list
-        .iter()
+    list.iter()
         .zip(outcomes.iter())
         .map(|(o, out)| outcome_row(&o.dir, &o.name, out))
-        .collect())
+        .collect()
 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyType};
 
-use super::{fs_path, opt_number, py_repr, size_arg, whole, wrong_type, Reduced};
+use super::{fs_path, opt_number, path_arg, py_repr, size_arg, whole, wrong_type, Reduced};
 use crate::check::{Level, Thresholds};
 use crate::error::Error;
 use crate::mounts::{self, Mount};
@@ -517,7 +517,7 @@ pub(crate) fn mounts_py(
     proc_root: Option<&Bound<'_, PyAny>>,
     pid: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<PyMount>> {
-    let proc_root = proc_root.map_or_else(|| Ok(PathBuf::from("/proc")), fs_path)?;
+    let proc_root = proc_root.map_or_else(|| Ok(PathBuf::from("/proc")), |p| path_arg("proc_root", p))?;
     usage::validate_path("proc_root", &proc_root)?;
     let pid = match pid {
         None => None,

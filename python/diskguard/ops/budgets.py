@@ -1,0 +1,124 @@
+"""Per-user and per-project budgets: directories (or globs of them) with a byte limit, measured by
+the Rust scanner (:func:`diskguard.du`), each result naming the directory, its owner and its
+largest children, because "who filled it" is the next question."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import du, format_size
+from .check import CRITICAL, OK, STATE_NAMES, UNKNOWN, WARNING
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``pattern`` (a directory or a glob such as ``/workspace/*``) may hold ``limit`` bytes each."""
+
+    pattern: str
+    limit: int
+
+
+@dataclass
+class BudgetResult:
+    """One directory measured against its budget."""
+
+    pattern: str
+    directory: str
+    owner: str
+    limit: int
+    allocated: int = 0
+    state: int = OK
+    largest: list[tuple[str, int]] = field(default_factory=list)
+    errors: int = 0
+    error: str | None = None
+
+    def describe(self) -> str:
+        """``/workspace/alice (owner alice) 612.0 GiB of 500.0 GiB; largest: ckpt 600.0 GiB, ...``"""
+        if self.error is not None:
+            return f'{self.directory}: cannot measure: {self.error}'
+        largest = ', '.join(f'{name} {format_size(size)}' for name, size in self.largest)
+        text = (
+            f'{self.directory} (owner {self.owner}) {format_size(self.allocated)} of '
+            f'{format_size(self.limit)} budget'
+        )
+        if self.errors:
+            text += f' ({self.errors} entries unreadable)'
+        return text + (f'; largest: {largest}' if largest else '')
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            'pattern': self.pattern,
+            'directory': self.directory,
+            'owner': self.owner,
+            'limit_bytes': self.limit,
+            'allocated_bytes': self.allocated,
+            'state': STATE_NAMES[self.state],
+            'largest': [{'name': n, 'allocated_bytes': s} for n, s in self.largest],
+            'errors': self.errors,
+            'error': self.error,
+        }
+
+
+def directories(pattern: str) -> list[str]:
+    """Directories a pattern names; symlinks are never followed out, so they are left out."""
+    matches = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
+    return sorted(p for p in matches if os.path.isdir(p) and not os.path.islink(p))
+
+
+def owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+class Interrupted(Exception):
+    """A scan stopped because the caller asked (the monitor is shutting down)."""
+
+
+def measure(
+    budget: Budget,
+    directory: str,
+    *,
+    warn_fraction: float = 0.9,
+    top: int = 5,
+    should_stop: Callable[[], bool] | None = None,
+) -> BudgetResult:
+    """Scans ``directory``: CRITICAL over the limit, WARNING from ``warn_fraction`` of it.
+    ``should_stop`` is asked while the scan runs; when it says so the scan is cancelled and
+    :class:`Interrupted` raised."""
+
+    def progress(_entries: int, _allocated: int) -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted(directory)
+
+    try:
+        owner = owner_name(os.lstat(directory).st_uid)
+        report = du(directory, progress=progress)
+    except OSError as err:
+        return BudgetResult(budget.pattern, directory, '?', budget.limit, state=UNKNOWN, error=str(err))
+    used = report.allocated
+    state = CRITICAL if used > budget.limit else WARNING if used >= warn_fraction * budget.limit else OK
+    children = sorted(report.children, key=lambda c: c.allocated, reverse=True)[:top]
+    return BudgetResult(
+        budget.pattern,
+        directory,
+        owner,
+        budget.limit,
+        allocated=used,
+        state=state,
+        largest=[(os.fsdecode(c.name), c.allocated) for c in children],
+        errors=report.errors,
+    )
+
+
+def measure_all(budgets: list[Budget], *, warn_fraction: float = 0.9, top: int = 5) -> list[BudgetResult]:
+    """Every directory of every budget."""
+    return [
+        measure(b, d, warn_fraction=warn_fraction, top=top) for b in budgets for d in directories(b.pattern)
+    ]

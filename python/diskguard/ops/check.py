@@ -1,0 +1,137 @@
+"""``diskguard check``: a Nagios/Icinga plugin (and cron check) for the filesystems under paths.
+
+Follows the Monitoring Plugins guidelines (monitoring.md §5.1, §5.2): exit 0 OK, 1 WARNING,
+2 CRITICAL, 3 UNKNOWN; one status line, then ``|`` and performance data in ``check_disk``'s form,
+used bytes with the thresholds converted to used bytes: ``'label'=usedB;warn;crit;0;total``. Percent
+thresholds are of what non-root can use, as ``df`` counts (``used / (used + avail)``), and size
+thresholds are floors of available bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import DiskUsage, check, format_size
+from .parse import Threshold
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+#: Nagios state names by exit code.
+STATE_NAMES = ('OK', 'WARNING', 'CRITICAL', 'UNKNOWN')
+# Which state wins when filesystems disagree (monitoring-plugins' max_state_alt): a real problem
+# outranks not knowing, and not knowing outranks OK.
+_SEVERITY = {OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
+
+
+def worst(states: list[int]) -> int:
+    """The state to report for several: CRITICAL > WARNING > UNKNOWN > OK."""
+    return max(states, key=_SEVERITY.__getitem__, default=OK)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used)."""
+
+    warning: Threshold = field(default_factory=lambda: Threshold(fraction=0.85))
+    critical: Threshold = field(default_factory=lambda: Threshold(fraction=0.95))
+    inodes_warning: float | None = 0.85
+    inodes_critical: float | None = 0.95
+
+    def used_bytes_at(self, t: Threshold, u: DiskUsage) -> int:
+        """The used bytes at which ``t`` fires on ``u``'s filesystem (check_disk's perfdata rule)."""
+        capacity = u.used + u.avail
+        if t.fraction is not None:
+            return math.ceil(t.fraction * capacity)
+        return max(0, capacity - (t.free_bytes or 0))
+
+
+@dataclass
+class FsResult:
+    """One path's outcome."""
+
+    path: str
+    state: int
+    reasons: list[str]
+    usage: DiskUsage | None = None
+    error: str | None = None
+    host_path: str | None = None
+
+
+def check_path(path: str, limits: Limits) -> FsResult:
+    """Grades one path with the core's thresholds; an OS failure is UNKNOWN with its message."""
+    w, c = limits.warning, limits.critical
+    try:
+        result = check(
+            path,
+            w.fraction,
+            c.fraction,
+            min_free=c.free_bytes,
+            warn_free=w.free_bytes,
+            inode_warn=limits.inodes_warning,
+            inode_critical=limits.inodes_critical,
+        )
+    except OSError as err:
+        return FsResult(path, UNKNOWN, [f'cannot measure: {err.strerror or err}'], error=str(err))
+    return FsResult(path, int(result.level), list(result.reasons), usage=result.usage)
+
+
+def quote_label(label: str) -> str:
+    """A perfdata label in single quotes, quotes inside doubled (the plugin guidelines' rule)."""
+    cleaned = label.replace('\n', ' ').replace('|', '/').replace('=', '_')
+    return "'" + cleaned.replace("'", "''") + "'"
+
+
+def perfdata(r: FsResult, limits: Limits) -> list[str]:
+    """``'label'=usedB;warn;crit;0;total`` and, where inodes are counted, the inode figures."""
+    u = r.usage
+    if u is None:
+        return []
+    warn, crit = limits.used_bytes_at(limits.warning, u), limits.used_bytes_at(limits.critical, u)
+    items = [f'{quote_label(r.path)}={u.used}B;{warn};{crit};0;{u.total}']
+    if u.inodes_total is not None and u.inodes_used is not None:
+        iw = _inode_at(limits.inodes_warning, u.inodes_total)
+        ic = _inode_at(limits.inodes_critical, u.inodes_total)
+        items.append(f'{quote_label(r.path + " inodes")}={u.inodes_used};{iw};{ic};0;{u.inodes_total}')
+    return items
+
+
+def _inode_at(fraction: float | None, total: int) -> str:
+    return '' if fraction is None else str(math.ceil(fraction * total))
+
+
+def summary(r: FsResult) -> str:
+    """``/data 91.2% used, 3.1 GiB avail`` plus the reasons when not OK."""
+    if r.usage is None:
+        return f'{r.path}: {"; ".join(r.reasons)}'
+    u = r.usage
+    text = f'{r.path} {u.percent_used:.1f}% used, {format_size(u.avail)} avail'
+    if r.state != OK and r.reasons:
+        text += f' ({"; ".join(r.reasons)})'
+    return text
+
+
+def status_line(
+    results: list[FsResult], limits: Limits, extra: list[str] | None = None, state: int | None = None
+) -> str:
+    """The plugin's first line: ``DISK WARNING - ... | perfdata``. ``state`` defaults to the worst
+    of ``results`` (pass it when something else, such as a budget, counts too)."""
+    state = worst([r.state for r in results]) if state is None else state
+    text = '; '.join([summary(r) for r in results] + (extra or []))
+    data = ' '.join(p for r in results for p in perfdata(r, limits))
+    return f'DISK {STATE_NAMES[state]} - {text}' + (f' | {data}' if data else '')
+
+
+def to_json(r: FsResult, limits: Limits) -> dict[str, Any]:
+    """One path's outcome as plain data (usage fields, state, thresholds in used bytes)."""
+    out: dict[str, Any] = {'path': r.path, 'state': STATE_NAMES[r.state], 'exit_code': r.state}
+    out['reasons'] = r.reasons
+    if r.error is not None:
+        out['error'] = r.error
+    if r.usage is not None:
+        out['usage'] = r.usage.to_dict()
+        out['warning_used_bytes'] = limits.used_bytes_at(limits.warning, r.usage)
+        out['critical_used_bytes'] = limits.used_bytes_at(limits.critical, r.usage)
+    if r.host_path is not None:
+        out['host_path'] = r.host_path
+    return out

@@ -1,0 +1,472 @@
+"""The operations subcommands of ``diskguard``: ``check``, ``du``, ``orphans`` and ``watch``.
+
+:func:`add_commands` registers them on the main parser; each handler returns the exit code and
+raises ``ValueError`` for a bad argument (the main entry point prints it on one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import stat
+import sys
+from typing import Any, NoReturn
+
+from .. import DuEntry, DuOwner, find_orphans, format_size, remove_orphans
+from . import parse
+from .alerts import (
+    SMTP_SECURITY,
+    WEBHOOK_FORMATS,
+    Alert,
+    Channel,
+    Email,
+    SmtpSettings,
+    Webhook,
+    deliver,
+    smtp_login,
+)
+from .budgets import Budget, BudgetResult, measure_all
+from .check import OK, STATE_NAMES, UNKNOWN, FsResult, Limits, check_path, status_line, to_json, worst
+from .container import CONTAINER_NOTE, host_path, host_table, in_container
+from .prometheus import render, write_textfile
+
+#: The exit code of a command interrupted by Ctrl-C (128 + SIGINT), as shells use.
+EXIT_INTERRUPTED = 130
+
+
+def add_commands(commands: Any) -> None:
+    """Adds ``check``, ``du``, ``orphans`` and ``watch`` to the ``diskguard`` subparsers."""
+    from .watch import add_watch_command
+
+    _add_check(commands)
+    _add_du(commands)
+    _add_orphans(commands)
+    add_watch_command(commands)
+
+
+# -- shared options -------------------------------------------------------------------------------
+
+
+def add_threshold_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        '-w', '--warning', metavar='PCT%|SIZE', help='warn at this %% used or below this much avail (85%%)'
+    )
+    p.add_argument(
+        '-c', '--critical', metavar='PCT%|SIZE', help='critical at this %% used or below this avail (95%%)'
+    )
+    p.add_argument('--inodes-warn', metavar='PCT%', help='warn at this %% of inodes used (85%%)')
+    p.add_argument('--inodes-critical', metavar='PCT%', help='critical at this %% of inodes used (95%%)')
+    p.add_argument(
+        '--budget',
+        action='append',
+        metavar='DIR_OR_GLOB=SIZE',
+        help="a per-user/per-project budget, e.g. '/workspace/*=500GiB' (repeatable)",
+    )
+    p.add_argument(
+        '--proc-root', metavar='DIR', help="the host's /proc mounted in a container, e.g. /host_proc"
+    )
+    p.add_argument(
+        '--textfile', metavar='DIR', help='write DIR/diskguard.prom for node_exporter (atomically)'
+    )
+
+
+def add_alert_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--webhook', metavar='URL', help='POST alerts as JSON to URL (kept out of logs)')
+    p.add_argument(
+        '--webhook-format', choices=WEBHOOK_FORMATS, help='payload: generic JSON, wecom or slack robot'
+    )
+    p.add_argument('--email', action='append', metavar='TO', help='e-mail alerts to TO (repeatable)')
+    p.add_argument('--smtp-host', metavar='HOST', help='SMTP server (localhost)')
+    p.add_argument(
+        '--smtp-port', metavar='PORT', help='SMTP port (587 with starttls, 465 with tls, 25 with none)'
+    )
+    p.add_argument('--smtp-security', choices=SMTP_SECURITY, help='starttls (default), tls or none')
+    p.add_argument('--smtp-from', metavar='ADDRESS', help='sender address (diskguard@this host)')
+    p.add_argument(
+        '--smtp-login-file',
+        metavar='FILE',
+        help='user on line 1, password on line 2 (else DISKGUARD_SMTP_USER/DISKGUARD_SMTP_PASSWORD)',
+    )
+
+
+def option(args: argparse.Namespace, config: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A flag's value, else the config file's (same name with underscores), else ``default``."""
+    value = getattr(args, name, None)
+    if value is None:
+        value = config.get(name, default)
+    return value
+
+
+def limits_from(args: argparse.Namespace, config: dict[str, Any]) -> Limits:
+    warning = parse.threshold('--warning', str(option(args, config, 'warning', '85%')))
+    critical = parse.threshold('--critical', str(option(args, config, 'critical', '95%')))
+    inodes_warn = parse.percentage('--inodes-warn', str(option(args, config, 'inodes_warn', '85%')))
+    inodes_critical = parse.percentage(
+        '--inodes-critical', str(option(args, config, 'inodes_critical', '95%'))
+    )
+    # The core checks these orders too, but names its own arguments; say it in the flags' words.
+    if inodes_warn > inodes_critical:
+        raise ValueError(
+            f'--inodes-warn={inodes_warn:.0%}: must not exceed --inodes-critical={inodes_critical:.0%}'
+        )
+    if (
+        warning.fraction is not None
+        and critical.fraction is not None
+        and warning.fraction > critical.fraction
+    ):
+        raise ValueError(f'--warning={warning}: must not exceed --critical={critical}')
+    if (
+        warning.free_bytes is not None
+        and critical.free_bytes is not None
+        and warning.free_bytes < critical.free_bytes
+    ):
+        raise ValueError(
+            f'--warning={format_size(warning.free_bytes)} free: must be at least --critical='
+            f'{format_size(critical.free_bytes)} free (a warning comes before the critical floor)'
+        )
+    return Limits(warning, critical, inodes_warn, inodes_critical)
+
+
+def budgets_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Budget]:
+    found = [Budget(*parse.budget('--budget', text)) for text in getattr(args, 'budget', None) or []]
+    table = config.get('budgets', {})
+    if not isinstance(table, dict):
+        raise TypeError("config: [budgets] must be a table of 'DIR_OR_GLOB' = 'SIZE'")
+    found += [
+        Budget(pattern, parse.size(f'budgets.{pattern}', str(limit))) for pattern, limit in table.items()
+    ]
+    return found
+
+
+def channels_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Channel]:
+    channels: list[Channel] = []
+    url = option(args, config, 'webhook')
+    if url:
+        channels.append(Webhook(str(url), str(option(args, config, 'webhook_format', 'generic'))))
+    to = option(args, config, 'email')
+    if to:
+        user, password = smtp_login(option(args, config, 'smtp_login_file'))
+        port = option(args, config, 'smtp_port')
+        settings = SmtpSettings(
+            host=str(option(args, config, 'smtp_host', 'localhost')),
+            port=None if port is None else parse.count('--smtp-port', port, maximum=65535),
+            security=str(option(args, config, 'smtp_security', 'starttls')),
+            sender=option(args, config, 'smtp_from'),
+            user=user,
+            password=password,
+        )
+        channels.append(Email([to] if isinstance(to, str) else list(to), settings))
+    return channels
+
+
+def measure(paths: list[str], limits: Limits, proc_root: str | None) -> tuple[list[FsResult], list[str]]:
+    """Checks every path; with ``proc_root`` each result carries its host path. Returns the results
+    and notes about the view (a container without the host's /proc)."""
+    results = [check_path(p, limits) for p in paths]
+    notes: list[str] = []
+    if proc_root is not None:
+        table = host_table(proc_root)
+        for r in results:
+            if r.usage is not None:
+                r.host_path = host_path(r.path, table)
+    elif in_container():
+        notes.append(CONTAINER_NOTE)
+    return results, notes
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
+    """A plugin's bad command line is UNKNOWN (3), not argparse's 2 (monitoring.md §5.1)."""
+
+    def error(message: str) -> NoReturn:
+        # Nagios reads the first line of stdout.
+        print(f'DISK UNKNOWN - diskguard check: {message}')
+        sys.exit(UNKNOWN)
+
+    parse_known = parser.parse_known_args
+
+    def strict(args: Any = None, namespace: Any = None) -> Any:
+        # Unknown options would otherwise reach the main parser, whose error exits 2.
+        known, extras = parse_known(args, namespace)
+        if extras:
+            error(f'unrecognized arguments: {" ".join(extras)}')
+        return known, extras
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_known_args = strict  # type: ignore[method-assign]
+
+
+def _add_check(commands: Any) -> None:
+    p = commands.add_parser(
+        'check',
+        help='Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with perfdata',
+        description='Check the filesystems under PATHs and any budgets, in the Monitoring Plugins '
+        "conventions: one status line with perfdata ('label'=usedB;warn;crit;0;total), exit 0/1/2/3. "
+        'Percentages are of what non-root can use, as df counts; sizes are floors of available space.',
+    )
+    p.add_argument('paths', nargs='+', metavar='PATH')
+    add_threshold_options(p)
+    add_alert_options(p)
+    p.add_argument('--json', action='store_true', help='machine-readable output (same exit codes)')
+    p.add_argument('--config', metavar='FILE', help='a TOML file with the same settings (see examples/)')
+    p.set_defaults(run=run_check)
+    _unknown_on_bad_arguments(p)
+
+
+def check_alert(results: list[FsResult], budgets: list[BudgetResult], state: int, line: str) -> Alert:
+    text = '\n'.join([line.split(' | ', 1)[0]] + [b.describe() for b in budgets if b.state != OK])
+    details = {'filesystems': [r.path for r in results], 'budgets': [b.to_json() for b in budgets]}
+    return Alert.about(STATE_NAMES[state], text, details)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        from .watch import load_config
+
+        config = load_config(args.config)
+        limits = limits_from(args, config)
+        budgets = budgets_from(args, config)
+        channels = channels_from(args, config)
+        textfile = option(args, config, 'textfile')
+        if textfile is not None and not os.path.isdir(str(textfile)):
+            raise ValueError(
+                f"--textfile={textfile!r}: not a directory (give node_exporter's textfile directory)"
+            )
+        results, notes = measure(args.paths, limits, option(args, config, 'proc_root'))
+        budget_results = measure_all(budgets)
+    except (ValueError, TypeError, OSError) as err:
+        # Monitoring Plugins: a bad argument or a failure of the plugin itself is UNKNOWN.
+        print(f'DISK UNKNOWN - {" ".join(str(err).split())}')
+        return UNKNOWN
+    state = worst([r.state for r in results] + [b.state for b in budget_results])
+    extra = [f'budget {b.describe()}' for b in budget_results if b.state != OK]
+    line = status_line(results, limits, extra, state)
+    if args.json:
+        payload = {
+            'state': STATE_NAMES[state],
+            'exit_code': state,
+            'filesystems': [to_json(r, limits) for r in results],
+            'budgets': [b.to_json() for b in budget_results],
+            'notes': notes,
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(line)
+        # Long output (lines after the first): whatever the one line could not hold.
+        for r in results:
+            if r.host_path is not None:
+                print(f'{r.path}: host mount point {r.host_path}')
+        for b in budget_results:
+            print(f'budget {STATE_NAMES[b.state]}: {b.describe()}')
+        for note in notes:
+            print(f'note: {note}')
+    if textfile:
+        write_textfile(str(textfile), render(results, budget_results))
+    if channels and state != OK:
+        deliver(channels, check_alert(results, budget_results, state, line))
+    return state
+
+
+# -- du ---------------------------------------------------------------------------------------------
+
+
+def _add_du(commands: Any) -> None:
+    p = commands.add_parser(
+        'du',
+        help='who is eating the disk: a parallel scan of DIR by entry or by owner',
+        description='Scan DIR on several threads (hard links once, symlinks not followed, one filesystem '
+        'unless --cross-filesystems) and list its largest entries or owners. Ctrl-C stops the scan.',
+    )
+    p.add_argument('dir', metavar='DIR')
+    p.add_argument('--top', default='20', metavar='N', help='show the N largest (20)')
+    p.add_argument('--by', choices=('dir', 'user'), default='dir', help="group by DIR's entries or by owner")
+    p.add_argument('--apparent-size', action='store_true', help='sort by length instead of allocated size')
+    p.add_argument('--cross-filesystems', action='store_true', help='descend into other mounted filesystems')
+    p.add_argument('--threads', metavar='N', help='worker threads (3 per core)')
+    p.add_argument(
+        '--proc-root', metavar='DIR', help="the host's /proc mounted in a container, e.g. /host_proc"
+    )
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(run=run_du)
+
+
+class _ProgressLine:
+    """``scanned 120,000 entries, 4.1 GiB`` on stderr, at most a few times a second."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, entries: int, allocated: int) -> None:
+        sys.stderr.write(f'\rscanned {entries:,} entries, {format_size(allocated)}   ')
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write('\r' + ' ' * 60 + '\r')
+            sys.stderr.flush()
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def run_du(args: argparse.Namespace) -> int:
+    from .. import du
+
+    top = parse.count('--top', args.top)
+    threads = None if args.threads is None else parse.count('--threads', args.threads, maximum=256)
+    progress = _ProgressLine() if sys.stderr.isatty() else None
+    try:
+        report = du(args.dir, threads=threads, one_filesystem=not args.cross_filesystems, progress=progress)
+    except KeyboardInterrupt:
+        if progress:
+            progress.clear()
+        print('diskguard: du: interrupted', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if progress:
+        progress.clear()
+    key = 'apparent' if args.apparent_size else 'allocated'
+    rows: list[tuple[str, DuEntry | DuOwner]]
+    if args.by == 'user':
+        rows = [(user_name(o.uid), o) for o in report.owners]
+    else:
+        rows = [(os.fsdecode(c.name) + ('/' if c.is_dir else ''), c) for c in report.children]
+    rows.sort(key=lambda row: getattr(row[1], key), reverse=True)
+    shown = rows[:top]
+    where = view(args.dir, args.proc_root)
+    if args.json:
+        print(json.dumps({**_du_json(report, args.by, shown), **where}, indent=2))
+    else:
+        _du_table(report, args.by, shown, len(rows))
+        if 'host_path' in where:
+            print(f'on the host: {where["host_path"]}')
+        for note in where.get('notes', []):
+            print(f'note: {note}', file=sys.stderr)
+    return 0
+
+
+def view(path: str, proc_root: str | None) -> dict[str, Any]:
+    """``{'host_path': ...}`` with the host's /proc, else the container note when in one."""
+    if proc_root is not None:
+        return {'host_path': host_path(path, host_table(proc_root))}
+    return {'notes': [CONTAINER_NOTE]} if in_container() else {}
+
+
+def _du_json(report: Any, by: str, shown: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {
+        'dir': os.fsdecode(report.root),
+        'allocated_bytes': report.allocated,
+        'apparent_bytes': report.apparent,
+        'files': report.files,
+        'dirs': report.dirs,
+        'by': by,
+        'top': [
+            {
+                'name': name,
+                'allocated_bytes': e.allocated,
+                'apparent_bytes': e.apparent,
+                'files': e.files,
+                'dirs': e.dirs,
+                **({'owner': user_name(e.uid)} if by == 'dir' else {}),
+            }
+            for name, e in shown
+        ],
+        'errors': report.errors,
+        'error_samples': report.error_samples,
+        'other_filesystems_skipped': report.other_filesystems,
+    }
+
+
+def _du_table(report: Any, by: str, shown: list[tuple[str, Any]], total_rows: int) -> None:
+    label = 'USER' if by == 'user' else 'ENTRY'
+    print(
+        f'{"SIZE":>10} {"APPARENT":>10} {"FILES":>10}  {"OWNER" if by == "dir" else "":<10} {label}'.rstrip()
+    )
+    for name, e in shown:
+        owner = user_name(e.uid) if by == 'dir' else ''
+        print(
+            f'{format_size(e.allocated):>10} {format_size(e.apparent):>10} {e.files:>10,}  {owner:<10} {name}'
+        )
+    if total_rows > len(shown):
+        print(f'... and {total_rows - len(shown)} more')
+    print(
+        f'{format_size(report.allocated):>10} {format_size(report.apparent):>10} {report.files:>10,}  '
+        f'{"":<10} total of {os.fsdecode(report.root)}'
+    )
+    if report.other_filesystems:
+        print(
+            f'note: {report.other_filesystems} directories on other filesystems skipped (--cross-filesystems)'
+        )
+    if report.errors:
+        print(
+            f'note: {report.errors} entries could not be read, e.g. {report.error_samples[0]}',
+            file=sys.stderr,
+        )
+
+
+# -- orphans ----------------------------------------------------------------------------------------
+
+
+def _add_orphans(commands: Any) -> None:
+    p = commands.add_parser(
+        'orphans',
+        help='list (or --delete) leftovers of crashed checkpoint saves',
+        description='Partial saves in DIR and known staging files in the temp directory, owned by you and '
+        'older than --min-age. Nothing is deleted without --delete; each is re-checked before deletion.',
+    )
+    p.add_argument('dir', metavar='DIR')
+    p.add_argument('--delete', action='store_true', help='remove what is listed')
+    p.add_argument('--min-age', default='1h', metavar='DURATION', help='only leftovers older than this (1h)')
+    p.add_argument('--temp-dir', metavar='DIR', help='where saves are staged (the system temp dir)')
+    p.add_argument('--no-temp-dir', action='store_true', help='look in DIR only')
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(run=run_orphans)
+
+
+def run_orphans(args: argparse.Namespace) -> int:
+    min_age = parse.duration('--min-age', args.min_age, minimum=0)
+    if not stat.S_ISDIR(os.stat(args.dir).st_mode):  # a missing DIR raises FileNotFoundError here
+        raise NotADirectoryError(20, 'Not a directory (orphans needs the checkpoint directory)', args.dir)
+    found = find_orphans(
+        args.dir, temp_dir=args.temp_dir, include_temp_dir=not args.no_temp_dir, min_age=min_age
+    )
+    results = remove_orphans(found) if args.delete else []
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    'orphans': [
+                        {'path': o.path, 'size': o.size, 'age_seconds': o.age, 'reason': o.reason}
+                        for o in found
+                    ],
+                    'results': [{'path': p, 'outcome': w, 'detail': d} for p, w, d in results],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for o in found:
+            print(f'{format_size(o.size):>10}  {_age(o.age):>8}  {o.path}  ({o.reason})')
+        total = sum(o.size for o in found)
+        print(
+            f'{len(found)} orphan(s), {format_size(total)}'
+            + ('' if args.delete or not found else ' (--delete removes them)')
+        )
+        for path, outcome, detail in results:
+            print(f'{outcome:<8} {path}' + (f'  ({detail})' if detail else ''))
+    return 1 if any(w == 'failed' for _, w, _ in results) else 0
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
+        if seconds >= size:
+            return f'{seconds / size:.1f}{unit}'
+    return f'{seconds:.0f}s'

@@ -1,0 +1,455 @@
+"""``diskguard watch``: a long-running monitor with a forecast, alerts, Prometheus output and a state file.
+
+Each interval it grades every path (the same thresholds as ``check``), samples a
+:class:`diskguard.TrendMonitor` per filesystem (paths on one mount share it) for the time to full,
+measures budgets less often, and alerts only when a level changes. Levels have hysteresis: a level is entered at its threshold and
+left only ``hysteresis`` below it, so a disk hovering at 85% does not alert every interval; while not
+OK, a reminder goes out at most every ``reminder``. The state file (levels, when each was alerted,
+recent samples) is rewritten atomically each interval, so a restart neither re-alerts nor forgets the
+trend. SIGTERM and SIGINT finish the current step and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import TrendMonitor
+from . import parse
+from .alerts import Alert, Channel, deliver
+from .budgets import Budget, BudgetResult, Interrupted, directories, measure
+from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
+from .container import CONTAINER_NOTE, host_path, host_table, in_container
+from .parse import Threshold
+from .prometheus import MetricsServer, render, write_textfile
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+log = logging.getLogger('diskguard.watch')
+
+#: Settings a config file may hold (the long flags, with underscores), plus ``paths`` and ``[budgets]``.
+CONFIG_KEYS = frozenset(
+    {
+        'paths', 'interval', 'warning', 'critical', 'inodes_warn', 'inodes_critical', 'hysteresis',
+        'reminder', 'forecast_horizon', 'budget_interval', 'budgets', 'state_file', 'textfile', 'listen',
+        'proc_root', 'webhook', 'webhook_format', 'email', 'smtp_host', 'smtp_port', 'smtp_security',
+        'smtp_from', 'smtp_login_file', 'trend_window', 'trend_warmup',
+    }
+)  # fmt: skip
+#: Samples kept per path in the state file.
+MAX_SAMPLES = 720
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """The TOML config file as a dict (empty without one); unknown keys are refused, so a typo is
+    not silently ignored, and secrets have no key (logins come from a file or the environment)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, 'rb') as f:
+            config = tomllib.load(f)
+    except OSError as err:
+        raise ValueError(f'--config={path!r}: cannot read it ({err.strerror})') from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f'--config={path!r}: not valid TOML ({err})') from None
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise ValueError(
+            f'--config={path!r}: unknown setting(s) {", ".join(unknown)}; known: {", ".join(sorted(CONFIG_KEYS))}'
+        )
+    return config
+
+
+def default_state_file() -> str:
+    """``$STATE_DIRECTORY/watch.json`` under systemd (``StateDirectory=``), else the XDG state dir."""
+    base = os.environ.get('STATE_DIRECTORY') or os.path.join(
+        os.environ.get('XDG_STATE_HOME') or os.path.expanduser('~/.local/state'), 'diskguard'
+    )
+    return os.path.join(base.split(':')[0], 'watch.json')
+
+
+@dataclass
+class Tracked:
+    """What the monitor remembers about one path or budgeted directory."""
+
+    level: int = OK
+    alerted_level: int = OK
+    alerted_at: float = 0.0
+
+
+class Trend:
+    """One filesystem's forecast: a :class:`diskguard.TrendMonitor` and the recent samples that
+    rebuild it after a restart (the monitor's own state is not persisted yet)."""
+
+    def __init__(self, window: float, warmup: float, samples: Iterable[tuple[float, int, int]] = ()) -> None:
+        self.window, self.warmup = window, warmup
+        self.monitor = TrendMonitor(window=window, capacity=MAX_SAMPLES, warmup=warmup)
+        self.samples: list[tuple[float, int, int]] = []
+        for when, used, avail in samples:
+            self.add(when, used, avail)
+
+    def add(self, when: float, used: int, avail: int) -> None:
+        try:
+            self.monitor.add_sample(used, avail, when)
+        except ValueError:
+            # The clock went backwards (or the state file is from the future): start over.
+            log.warning('the clock went backwards; restarting a trend')
+            self.monitor = TrendMonitor(window=self.window, capacity=MAX_SAMPLES, warmup=self.warmup)
+            self.monitor.add_sample(used, avail, when)
+            self.samples = []
+        self.samples = (self.samples + [(when, used, avail)])[-MAX_SAMPLES:]
+
+
+@dataclass
+class Settings:
+    """Everything ``watch`` needs, validated."""
+
+    paths: list[str]
+    interval: float = 60.0
+    limits: Limits = field(default_factory=Limits)
+    hysteresis: float = 0.05
+    reminder: float = 24 * 3600.0
+    forecast_horizon: float = 24 * 3600.0
+    budgets: list[Budget] = field(default_factory=list)
+    budget_interval: float = 3600.0
+    state_file: str | None = None
+    textfile: str | None = None
+    listen: tuple[str, int] | None = None
+    proc_root: str | None = None
+    channels: list[Channel] = field(default_factory=list)
+    trend_window: float = 12 * 3600.0
+    trend_warmup: float = 6 * 3600.0
+
+
+def relaxed(limits: Limits, hysteresis: float, capacity: int) -> Limits:
+    """The thresholds a level must fall below to be left: ``hysteresis`` (a fraction of the
+    filesystem) lower for percentages, that much more free space for floors."""
+
+    def lower(t: Threshold) -> Threshold:
+        if t.fraction is not None:
+            return Threshold(fraction=max(t.fraction - hysteresis, 1e-6))
+        return Threshold(free_bytes=(t.free_bytes or 0) + math.ceil(hysteresis * capacity))
+
+    def lower_inodes(f: float | None) -> float | None:
+        return None if f is None else max(f - hysteresis, 1e-6)
+
+    return replace(
+        limits,
+        warning=lower(limits.warning),
+        critical=lower(limits.critical),
+        inodes_warning=lower_inodes(limits.inodes_warning),
+        inodes_critical=lower_inodes(limits.inodes_critical),
+    )
+
+
+def with_hysteresis(previous: int, entering: int, staying: int) -> int:
+    """Rising takes effect at once; falling only as far as the relaxed thresholds allow."""
+    if entering >= previous or previous > CRITICAL:
+        return entering
+    return max(entering, min(previous, staying))
+
+
+class Watcher:
+    """One monitor: :meth:`step` measures, decides and alerts once; :meth:`run` repeats it."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.s = settings
+        self.clock = clock
+        self.tracked: dict[str, Tracked] = {}
+        self.budget_tracked: dict[str, Tracked] = {}
+        # Keyed by mount point: paths on one filesystem share its forecast.
+        self.trends: dict[str, Trend] = {}
+        self.budget_results: list[BudgetResult] = []
+        self.budgets_measured_at = -math.inf
+        self.stop = threading.Event()
+        self.server: MetricsServer | None = None
+        self.host_table = host_table(settings.proc_root) if settings.proc_root else None
+        self._load_state()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _trend(self, key: str, samples: Iterable[tuple[float, int, int]] = ()) -> Trend:
+        if key not in self.trends:
+            self.trends[key] = Trend(self.s.trend_window, self.s.trend_warmup, samples)
+        return self.trends[key]
+
+    def _load_state(self) -> None:
+        if not self.s.state_file or not os.path.exists(self.s.state_file):
+            return
+        try:
+            with open(self.s.state_file, encoding='utf-8') as f:
+                data = json.load(f)
+            for key, table in (('paths', self.tracked), ('budgets', self.budget_tracked)):
+                for name, t in data.get(key, {}).items():
+                    table[name] = Tracked(int(t['level']), int(t['alerted_level']), float(t['alerted_at']))
+            for key, samples in data.get('trends', {}).items():
+                self._trend(key, [(float(a), int(b), int(c)) for a, b, c in samples])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            # A damaged state file costs at most one repeated alert; never refuse to start over it.
+            log.warning('ignoring the state file %s: %s', self.s.state_file, err)
+            self.tracked.clear()
+            self.budget_tracked.clear()
+            self.trends.clear()
+
+    def _save_state(self) -> None:
+        if not self.s.state_file:
+            return
+
+        def table(items: dict[str, Tracked]) -> dict[str, Any]:
+            return {
+                name: {
+                    'level': t.level,
+                    'alerted_level': t.alerted_level,
+                    'alerted_at': t.alerted_at,
+                }
+                for name, t in items.items()
+            }
+
+        data = {
+            'version': 1,
+            'paths': table(self.tracked),
+            'budgets': table(self.budget_tracked),
+            'trends': {key: trend.samples for key, trend in self.trends.items()},
+        }
+        directory = os.path.dirname(os.path.abspath(self.s.state_file))
+        os.makedirs(directory, exist_ok=True)
+        temporary = f'{self.s.state_file}.{os.getpid()}.tmp'
+        try:
+            with open(temporary, 'w', encoding='utf-8') as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.s.state_file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def _grade(self, path: str, now: float, sampled: set[str]) -> tuple[FsResult, float | None]:
+        """Grades one path; its filesystem's trend gets one sample per step (``sampled``)."""
+        t = self.tracked.setdefault(path, Tracked())
+        entering = check_path(path, self.s.limits)
+        if entering.usage is None:
+            t.level = entering.state
+            return entering, None
+        u = entering.usage
+        staying = check_path(path, relaxed(self.s.limits, self.s.hysteresis, u.used + u.avail))
+        level = with_hysteresis(t.level, entering.state, staying.state)
+        key = u.mount_point or u.queried_path
+        trend = self._trend(key)
+        if key not in sampled:
+            trend.add(now, u.used, u.avail)
+            sampled.add(key)
+        time_to_full: float | None = None
+        estimate = trend.monitor.estimate()
+        if estimate is not None:
+            time_to_full = estimate.time_to_full
+            if trend.monitor.will_fill_within(self.s.forecast_horizon):
+                level = max(level, WARNING)
+                low = estimate.time_to_full_low
+                entering.reasons.append(f'forecast: full in ~{_hours(low if low is not None else 0.0)}')
+        if self.host_table is not None:
+            entering.host_path = host_path(path, self.host_table)
+        entering.state = level
+        t.level = level
+        return entering, time_to_full
+
+    def _measure_budgets(self, now: float) -> None:
+        if not self.s.budgets or now - self.budgets_measured_at < self.s.budget_interval:
+            return
+        self.budgets_measured_at = now
+        results = []
+        try:
+            for b in self.s.budgets:
+                for d in directories(b.pattern):
+                    results.append(measure(b, d, should_stop=self.stop.is_set))
+        except Interrupted:
+            return  # shutting down: keep the previous figures
+        self.budget_results = results
+        for r in results:
+            self.budget_tracked.setdefault(r.directory, Tracked()).level = r.state
+
+    def _changes(self, items: dict[str, Tracked], describe: dict[str, str], now: float) -> list[str]:
+        lines = []
+        for name, t in items.items():
+            if name not in describe:
+                continue
+            if t.level != t.alerted_level:
+                was = STATE_NAMES[t.alerted_level]
+                lines.append(f'{STATE_NAMES[t.level]} (was {was}): {describe[name]}')
+            elif t.level != OK and now - t.alerted_at >= self.s.reminder:
+                lines.append(f'still {STATE_NAMES[t.level]}: {describe[name]}')
+            else:
+                continue
+            t.alerted_level, t.alerted_at = t.level, now
+        return lines
+
+    def step(self) -> Alert | None:
+        """Measures everything once, publishes metrics, saves the state; returns the alert sent."""
+        now = self.clock()
+        sampled: set[str] = set()
+        graded = [self._grade(p, now, sampled) for p in self.s.paths]
+        results = [r for r, _ in graded]
+        self._measure_budgets(now)
+        text = render(results, self.budget_results, {r.path: ttf for r, ttf in graded})
+        if self.s.textfile:
+            self._keep_going('write the textfile', lambda: write_textfile(str(self.s.textfile), text))
+        if self.server is not None:
+            self.server.update(text)
+        lines = self._changes(self.tracked, {r.path: summary(r) for r in results}, now)
+        lines += self._changes(
+            self.budget_tracked, {b.directory: 'budget ' + b.describe() for b in self.budget_results}, now
+        )
+        alert = None
+        if lines:
+            state = worst([r.state for r in results] + [b.state for b in self.budget_results])
+            alert = Alert.about(STATE_NAMES[state], '\n'.join(lines))
+            log.warning('%s', alert.as_text().replace('\n', ' | '))
+            deliver(self.s.channels, alert)
+        self._keep_going('save the state file', self._save_state)
+        return alert
+
+    @staticmethod
+    def _keep_going(what: str, write: Callable[[], object]) -> None:
+        """Runs a write the monitor can live without: on a full disk (the very moment it matters)
+        a failed write is logged and the monitor goes on measuring and alerting."""
+        try:
+            write()
+        except OSError as err:
+            log.warning('cannot %s: %s', what, err)
+
+    def run(self) -> int:
+        """Steps every ``interval`` until SIGTERM/SIGINT (or :attr:`stop` is set)."""
+        if self.s.listen is not None:
+            host, port = self.s.listen
+            try:
+                self.server = MetricsServer(host, port)
+            except OSError as err:
+                raise OSError(
+                    err.errno, f'--listen={host}:{port}: cannot listen there ({err.strerror})'
+                ) from None
+            log.info('serving /metrics on %s:%d', self.s.listen[0], self.server.port)
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.step()
+                self.stop.wait(max(0.0, self.s.interval - (time.monotonic() - started)))
+        finally:
+            if self.server is not None:
+                self.server.close()
+        log.info('stopped')
+        return 0
+
+
+def _hours(seconds: float) -> str:
+    return f'{seconds / 3600:.1f} h' if seconds >= 3600 else f'{seconds / 60:.0f} min'
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def add_watch_command(commands: Any) -> None:
+    from .commands import add_alert_options, add_threshold_options
+
+    p = commands.add_parser(
+        'watch',
+        help='monitor paths: forecast, alerts on level changes, Prometheus metrics',
+        description='Measure PATHs every --interval: levels with hysteresis, a time-to-full forecast, '
+        'budgets, alerts (webhook, e-mail) on level changes with a reminder period, and Prometheus '
+        'output. SIGTERM/SIGINT exit cleanly; the state file survives restarts.',
+    )
+    p.add_argument('paths', nargs='*', metavar='PATH', help='paths to watch (or `paths` in --config)')
+    p.add_argument('--interval', metavar='DURATION', help='how often to measure (60s)')
+    p.add_argument('--hysteresis', metavar='PCT%', help='how far below a threshold a level is left (5%%)')
+    p.add_argument('--reminder', metavar='DURATION', help='repeat an unresolved alert this often (24h)')
+    p.add_argument('--forecast-horizon', metavar='DURATION', help='warn when full within this (24h)')
+    p.add_argument('--budget-interval', metavar='DURATION', help='how often to scan budgets (1h)')
+    p.add_argument(
+        '--state-file', metavar='FILE', help=f'where to remember levels and samples ({default_state_file()})'
+    )
+    p.add_argument('--listen', metavar='HOST:PORT', help='serve /metrics, e.g. 127.0.0.1:9101')
+    p.add_argument('--config', metavar='FILE', help='a TOML file with these settings (see examples/)')
+    p.add_argument('--once', action='store_true', help='one measurement, then exit (for tests and cron)')
+    add_threshold_options(p)
+    add_alert_options(p)
+    p.set_defaults(run=run_watch)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    from .commands import budgets_from, channels_from, limits_from, option
+
+    config = load_config(args.config)
+    paths = list(args.paths) or list(config.get('paths', []))
+    if not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ValueError('watch: give at least one PATH (or paths = [...] in --config)')
+    listen = option(args, config, 'listen')
+    state_file = str(option(args, config, 'state_file', default_state_file()))
+    if os.path.isdir(state_file):
+        raise ValueError(f'--state-file={state_file!r}: is a directory (give a file name in it)')
+    return Settings(
+        paths=paths,
+        interval=parse.duration('--interval', option(args, config, 'interval', '60s'), minimum=1),
+        limits=limits_from(args, config),
+        hysteresis=parse.percentage('--hysteresis', str(option(args, config, 'hysteresis', '5%'))),
+        reminder=parse.duration('--reminder', option(args, config, 'reminder', '24h'), minimum=60),
+        forecast_horizon=parse.duration(
+            '--forecast-horizon', option(args, config, 'forecast_horizon', '24h')
+        ),
+        budgets=budgets_from(args, config),
+        budget_interval=parse.duration(
+            '--budget-interval', option(args, config, 'budget_interval', '1h'), minimum=1
+        ),
+        state_file=state_file,
+        textfile=option(args, config, 'textfile'),
+        listen=None if listen is None else parse.listen_address('--listen', str(listen)),
+        proc_root=option(args, config, 'proc_root'),
+        channels=channels_from(args, config),
+        trend_window=parse.duration('trend_window', config.get('trend_window', '12h'), minimum=60),
+        trend_warmup=parse.duration('trend_warmup', config.get('trend_warmup', '6h'), minimum=0),
+    )
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format='diskguard watch: %(message)s', stream=sys.stderr)
+    settings = settings_from(args)
+    if settings.textfile and not os.path.isdir(settings.textfile):
+        raise ValueError(f'--textfile={settings.textfile!r}: not a directory')
+    watcher = Watcher(settings)
+    if settings.proc_root is None and in_container():
+        log.warning('%s', CONTAINER_NOTE)
+    if args.once:
+        watcher.step()
+        return 0
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info('%s received: finishing', signal.Signals(signum).name)
+        watcher.stop.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info(
+            'watching %s every %s',
+            ', '.join(settings.paths),
+            _hours(settings.interval) if settings.interval >= 60 else f'{settings.interval:g} s',
+        )
+        return watcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

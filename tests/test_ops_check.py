@@ -1,0 +1,183 @@
+"""``diskguard check``: Nagios exit codes, the status line and perfdata, JSON, budgets, and UNKNOWN
+for every bad argument, on real size-limited tmpfs mounts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import diskguard
+import pytest
+from diskguard.ops.check import OK, UNKNOWN, WARNING, quote_label, worst
+
+MIB = 1024 * 1024
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``diskguard ARGS`` in a subprocess (shared by the other operations tests)."""
+    return subprocess.run(
+        [sys.executable, '-m', 'diskguard', *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def fill_to(where: Path, fraction: float, slack: int = 0) -> None:
+    """Rewrites one filler file so that df's percent used is about ``fraction`` (plus ``slack`` bytes)."""
+    filler = where / 'fill'
+    filler.unlink(missing_ok=True)
+    u = diskguard.usage(where)
+    need = max(0, math.ceil(fraction * (u.used + u.avail)) - u.used + slack)
+    filler.write_bytes(b'\1' * need)
+
+
+PERF = re.compile(r"'([^']*)'=(\d+)B;(\d*);(\d*);0;(\d+)")
+
+
+def perf_of(line: str) -> dict[str, tuple[int, int, int, int]]:
+    data = line.split(' | ', 1)[1]
+    return {m[1]: (int(m[2]), int(m[3]), int(m[4]), int(m[5])) for m in PERF.finditer(data)}
+
+
+@pytest.mark.parametrize(
+    ('fraction', 'code', 'name'), [(0.0, 0, 'OK'), (0.5, 1, 'WARNING'), (0.8, 2, 'CRITICAL')]
+)
+def test_exit_code_status_line_and_perfdata(tmpfs: Path, fraction: float, code: int, name: str) -> None:
+    if fraction:
+        fill_to(tmpfs, fraction, slack=8 * 4096)
+    done = run('check', str(tmpfs), '-w', '40%', '-c', '70%')
+    assert done.returncode == code, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f'DISK {name} - {tmpfs} ')
+    used, warn, crit, total = perf_of(first)[str(tmpfs)]
+    u = diskguard.usage(tmpfs)
+    assert total == u.total == 16 * MIB
+    assert abs(used - u.used) <= 64 * 1024
+    # Thresholds in used bytes of what non-root can use (df's denominator).
+    assert warn == math.ceil(0.4 * (u.used + u.avail)) and crit == math.ceil(0.7 * (u.used + u.avail))
+    inodes = re.search(rf"'{re.escape(str(tmpfs))} inodes'=(\d+);(\d+);(\d+);0;64", first)
+    assert inodes is not None, first
+
+
+def test_free_space_floors_become_used_byte_thresholds(tmpfs: Path) -> None:
+    fill_to(tmpfs, 0.5, slack=8 * 4096)  # about 8 MiB avail
+    done = run('check', str(tmpfs), '-w', '10MiB', '-c', '2MiB')
+    assert done.returncode == 1, done.stdout
+    used, warn, crit, _ = perf_of(done.stdout.splitlines()[0])[str(tmpfs)]
+    u = diskguard.usage(tmpfs)
+    assert warn == u.used + u.avail - 10 * MIB and crit == u.used + u.avail - 2 * MIB
+    assert warn < used < crit
+
+
+def test_inode_thresholds(tmpfs: Path) -> None:
+    for i in range(40):  # 41 of 64 inodes: 64%
+        (tmpfs / f'f{i}').touch()
+    assert run('check', str(tmpfs), '--inodes-warn', '50%', '--inodes-critical', '90%').returncode == 1
+    assert run('check', str(tmpfs), '--inodes-warn', '50%', '--inodes-critical', '60%').returncode == 2
+    assert run('check', str(tmpfs)).returncode == 0
+
+
+def test_worst_of_several_paths_and_json(tmpfs: Path, tmp_path: Path) -> None:
+    fill_to(tmpfs, 0.5, slack=8 * 4096)
+    done = run('check', str(tmpfs), str(tmpfs / 'not-yet'), '-w', '40%', '-c', '90%', '--json')
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report['state'] == 'WARNING' and report['exit_code'] == 1
+    first, second = report['filesystems']
+    assert first['state'] == 'WARNING' and first['reasons']
+    assert second['usage']['queried_path'] == str(tmpfs) and second['usage']['path_exists'] is False
+    assert first['warning_used_bytes'] < first['usage']['used'] < first['critical_used_bytes']
+
+
+def test_label_quoting() -> None:
+    assert quote_label("it's") == "'it''s'"
+    assert quote_label('a=b|c') == "'a_b/c'"
+
+
+def test_unknown_outranks_ok_but_not_a_real_problem() -> None:
+    assert worst([OK, UNKNOWN]) == UNKNOWN
+    assert worst([UNKNOWN, WARNING]) == WARNING
+    assert worst([]) == OK
+
+
+def test_an_unmeasurable_path_is_unknown(open_dir: Path) -> None:
+    from conftest import as_user
+
+    locked = open_dir / 'locked'
+    locked.mkdir(mode=0o700)
+    with as_user():
+        from diskguard.ops.check import Limits, check_path
+
+        r = check_path(str(locked / 'x'), Limits())
+    assert r.state == UNKNOWN and r.usage is None and 'Permission denied' in r.reasons[0]
+
+
+@pytest.mark.parametrize(
+    'args',
+    [
+        ['-w', '150%'],
+        ['-w', 'nan%'],
+        ['-w', 'inf%'],
+        ['-w', '0%'],
+        ['-c', '-5%'],
+        ['-w', 'lots'],
+        ['-w', ''],
+        ['-w', '90%', '-c', '80%'],
+        ['-w', '1GiB', '-c', '2GiB'],
+        ['--inodes-warn', '101%'],
+        ['--inodes-warn', '96%'],
+        ['--budget', '/tmp'],
+        ['--budget', '/tmp=0'],
+        ['--budget', '/tmp=-1GiB'],
+        ['--textfile', '/nonexistent-dir'],
+        ['--proc-root', '/nonexistent-proc'],
+        ['--config', '/nonexistent.toml'],
+        ['--bogus'],
+        ['-w'],
+        ['--webhook', 'ftp://x'],
+        ['--email', 'not-an-address'],
+        ['--email', 'ops@example.com', '--smtp-port', '70000'],
+        ['--email', 'ops@example.com', '--smtp-login-file', '/nonexistent'],
+    ],
+)
+def test_bad_arguments_are_unknown_in_one_line(args: list[str]) -> None:
+    done = run('check', '/', *args)
+    assert done.returncode == UNKNOWN, done.stdout + done.stderr
+    assert done.stdout.startswith('DISK UNKNOWN - ') and len(done.stdout.splitlines()) == 1
+    assert 'Traceback' not in done.stderr
+
+
+def test_a_fifo_path_is_measured_not_read(tmpfs: Path) -> None:
+    os.mkfifo(tmpfs / 'pipe')
+    done = run('check', str(tmpfs / 'pipe'))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith(f'DISK OK - {tmpfs / "pipe"} ')
+
+
+def test_budget_over_its_limit_is_critical_and_names_dir_owner_and_largest(tmpfs: Path) -> None:
+    alice = tmpfs / 'alice'
+    (alice / 'ckpt').mkdir(parents=True)
+    (alice / 'ckpt' / 'model.pt').write_bytes(b'\1' * 3 * MIB)
+    (alice / 'logs').mkdir()
+    (alice / 'logs' / 'x.log').write_bytes(b'\1' * 100_000)
+    (tmpfs / 'bob').mkdir()
+    os.chown(tmpfs / 'bob', 65534, 65534)
+    done = run('check', str(tmpfs), '--budget', f'{tmpfs}/*=2MiB', '--json')
+    report = json.loads(done.stdout)
+    assert done.returncode == 2
+    budgets = {b['directory']: b for b in report['budgets']}
+    a = budgets[str(alice)]
+    assert a['state'] == 'CRITICAL' and a['owner'] == 'root' and a['limit_bytes'] == 2 * MIB
+    assert a['allocated_bytes'] >= 3 * MIB
+    assert [c['name'] for c in a['largest']] == ['ckpt', 'logs']
+    assert budgets[str(tmpfs / 'bob')]['state'] == 'OK' and budgets[str(tmpfs / 'bob')]['owner'] == 'nobody'
+    text = run('check', str(tmpfs), '--budget', f'{tmpfs}/*=2MiB')
+    assert f'budget {alice} (owner root)' in text.stdout.splitlines()[0]
+    assert 'largest: ckpt 3.0 MiB' in text.stdout

@@ -1,0 +1,274 @@
+"""``diskguard watch``: alerts only on level changes (with hysteresis and a reminder period), a state
+file that survives restarts (no re-alert, the trend kept), budgets alerting with directory, owner and
+largest children, the TOML config, clean exit on SIGINT, and one-line errors for bad settings."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from diskguard.ops.alerts import Webhook
+from diskguard.ops.budgets import Budget
+from diskguard.ops.check import CRITICAL, OK, WARNING, Limits
+from diskguard.ops.parse import Threshold
+from diskguard.ops.watch import Settings, Watcher, with_hysteresis
+from test_ops_alerts import Recorder
+from test_ops_check import fill_to, run
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def hook() -> Iterator[Recorder]:
+    recorder = Recorder()
+    yield recorder
+    recorder.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings(path: Path, state: Path, hook: Recorder, **more: object) -> Settings:
+    return Settings(
+        paths=[str(path)],
+        limits=Limits(Threshold(fraction=0.5), Threshold(fraction=0.8)),
+        hysteresis=0.1,
+        reminder=3600.0,
+        state_file=str(state),
+        channels=[Webhook(hook.url)],
+        **more,  # type: ignore[arg-type]
+    )
+
+
+def test_alerts_on_changes_only_with_hysteresis_and_reminders(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    clock = Clock()
+    w = Watcher(settings(tmpfs, tmp_path / 'state.json', hook), clock=clock)
+    assert w.step() is None and hook.bodies == []  # OK from the start: nothing to say
+    fill_to(tmpfs, 0.6)
+    clock.now += 60
+    alert = w.step()
+    assert alert is not None and alert.state == 'WARNING' and 'WARNING (was OK)' in alert.text
+    clock.now += 60
+    assert w.step() is None  # still WARNING: no repeat
+    fill_to(tmpfs, 0.45)  # below the threshold but within the hysteresis band
+    clock.now += 60
+    assert w.step() is None and w.tracked[str(tmpfs)].level == WARNING
+    clock.now += 3600
+    reminder = w.step()
+    assert reminder is not None and 'still WARNING' in reminder.text
+    fill_to(tmpfs, 0.9)
+    clock.now += 60
+    assert 'CRITICAL (was WARNING)' in (w.step() or pytest.fail('no alert')).text
+    fill_to(tmpfs, 0.1)
+    clock.now += 60
+    assert 'OK (was CRITICAL)' in (w.step() or pytest.fail('no alert')).text
+    assert [b['state'] for b in hook.bodies] == ['WARNING', 'WARNING', 'CRITICAL', 'OK']
+
+
+def test_with_hysteresis_rules() -> None:
+    assert with_hysteresis(OK, WARNING, OK) == WARNING  # rising: at once
+    assert with_hysteresis(WARNING, OK, WARNING) == WARNING  # inside the band: stays
+    assert with_hysteresis(WARNING, OK, OK) == OK
+    assert with_hysteresis(CRITICAL, OK, WARNING) == WARNING
+    assert with_hysteresis(3, OK, OK) == OK  # from UNKNOWN, no band
+
+
+def test_a_restart_neither_realerts_nor_forgets_the_trend(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    clock = Clock()
+    state = tmp_path / 'state.json'
+    fill_to(tmpfs, 0.6)
+    first = Watcher(settings(tmpfs, state, hook), clock=clock)
+    for _ in range(5):
+        first.step()
+        clock.now += 60
+    assert len(hook.bodies) == 1
+    saved = json.loads(state.read_text())
+    assert saved['paths'][str(tmpfs)]['alerted_level'] == WARNING
+    assert len(saved['trends'][str(tmpfs)]) == 5  # keyed by mount point
+    second = Watcher(settings(tmpfs, state, hook), clock=clock)
+    assert len(second.trends[str(tmpfs)].monitor) == 5  # the trend's samples are back
+    assert second.step() is None and len(hook.bodies) == 1
+    assert len(second.trends[str(tmpfs)].monitor) == 6
+
+
+def test_paths_on_one_filesystem_share_its_forecast(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:
+    (tmpfs / 'a').mkdir()
+    clock = Clock()
+    s = settings(tmpfs, tmp_path / 's.json', hook)
+    s.paths = [str(tmpfs / 'a'), str(tmpfs / 'b-not-yet'), str(tmp_path)]
+    w = Watcher(s, clock=clock)
+    for _ in range(3):
+        w.step()
+        clock.now += 60
+    assert len(w.trends[str(tmpfs)].monitor) == 3  # one sample per step, not one per path
+    assert len(w.trends) == 2
+
+
+def test_a_damaged_state_file_is_ignored_with_a_warning(
+    tmpfs: Path, tmp_path: Path, hook: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / 'state.json'
+    state.write_text('{"paths": {"x": {"level": "high"}}}')
+    w = Watcher(settings(tmpfs, state, hook))
+    assert w.tracked == {} and 'ignoring the state file' in caplog.text
+    w.step()
+    assert json.loads(state.read_text())['version'] == 1
+
+
+def test_forecast_time_to_full_is_published(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:
+    clock = Clock()
+    textfile = tmp_path / 'prom'
+    textfile.mkdir()
+    w = Watcher(
+        settings(
+            tmpfs, tmp_path / 's.json', hook, textfile=str(textfile), trend_warmup=0.0, trend_window=600.0
+        ),
+        clock=clock,
+    )
+    for i in range(12):  # a steady writer: 256 KiB a minute
+        (tmpfs / f'grow{i}').write_bytes(b'\1' * 256 * 1024)
+        w.step()
+        clock.now += 60
+    text = (textfile / 'diskguard.prom').read_text()
+    line = next(x for x in text.splitlines() if x.startswith('diskguard_time_to_full_seconds{'))
+    seconds = float(line.rsplit(' ', 1)[1])
+    assert 0 < seconds < 4 * 3600, line  # about 12 MiB left at 256 KiB/min: under an hour
+
+
+def test_budgets_alert_naming_directory_owner_and_largest(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    (tmpfs / 'alice' / 'big').mkdir(parents=True)
+    (tmpfs / 'alice' / 'big' / 'x.pt').write_bytes(b'\1' * 3 * MIB)
+    (tmpfs / 'alice' / 'small').mkdir()
+    w = Watcher(settings(tmpfs, tmp_path / 's.json', hook, budgets=[Budget(f'{tmpfs}/*', 2 * MIB)]))
+    alert = w.step()
+    assert alert is not None
+    assert f'CRITICAL (was OK): budget {tmpfs}/alice (owner root) 3.0 MiB of 2.0 MiB budget' in alert.text
+    assert 'largest: big 3.0 MiB, small 0 B' in alert.text or 'largest: big 3.0 MiB' in alert.text
+    assert hook.bodies[0]['state'] == 'CRITICAL'
+
+
+def test_config_file_and_clean_exit_on_sigint(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:
+    config = tmp_path / 'diskguard.toml'
+    state = tmp_path / 'state.json'
+    config.write_text(
+        f'paths = ["{tmpfs}"]\ninterval = "1s"\nwarning = "10%"\ncritical = "99%"\n'
+        f'webhook = "{hook.url}"\nwebhook_format = "slack"\nstate_file = "{state}"\n'
+        f'[budgets]\n"{tmpfs}/*" = "1GiB"\n'
+    )
+    fill_to(tmpfs, 0.3)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'diskguard', 'watch', '--config', str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert 'SIGINT received' in err and 'Traceback' not in err
+    assert len(hook.bodies) == 1 and hook.bodies[0]['text'].startswith('[diskguard] WARNING on ')
+
+
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        (['--interval=-5s'], "--interval='-5s'"),
+        (['--interval', '0'], "--interval='0'"),
+        (['--interval', 'nan'], "--interval='nan'"),
+        (['--interval', '2y'], "--interval='2y'"),
+        (['--listen', '127.0.0.1:70000'], "--listen='127.0.0.1:70000'"),
+        (['--listen', 'localhost'], "--listen='localhost'"),
+        (['--hysteresis', '200%'], "--hysteresis='200%'"),
+        (['--reminder', '1s'], "--reminder='1s'"),
+        (['--warning', '85'], "--warning='85'"),
+        (['--textfile', '/nonexistent'], "--textfile='/nonexistent'"),
+    ],
+)
+def test_bad_watch_settings_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    done = run('watch', str(tmp_path), '--once', '--state-file', str(tmp_path / 's.json'), *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f'diskguard: error: {message}') and len(done.stderr.splitlines()) == 1
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    config = tmp_path / 'c.toml'
+    config.write_text('paths = ["/"]\nintervall = "1m"\n')
+    done = run('watch', '--config', str(config), '--once')
+    assert done.returncode == 2 and 'unknown setting(s) intervall' in done.stderr
+    config.write_text('paths = [\n')
+    assert 'not valid TOML' in run('watch', '--config', str(config), '--once').stderr
+    config.write_text('paths = ["/"]\nbudgets = 5\n')
+    assert 'must be a table' in run('watch', '--config', str(config), '--once').stderr
+    assert 'give at least one PATH' in run('watch', '--once').stderr
+
+
+def test_a_budget_scan_stops_when_the_monitor_does(open_dir: Path) -> None:
+    from conftest import slow_fuse
+    from diskguard.ops.budgets import Interrupted, measure
+
+    with slow_fuse(open_dir / 'slow', statfs_delay=0.0, getattr_delay=1.0) as where:
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            measure(Budget(str(where), MIB), str(where), should_stop=lambda: True)
+        assert time.monotonic() - started < 10
+
+
+def test_a_full_disk_does_not_stop_the_monitor(
+    tmpfs: Path, tmp_path: Path, hook: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state file and the textfile live on the disk that filled up: writes fail, alerts go on."""
+    (tmpfs / 'prom').mkdir()
+    w = Watcher(settings(tmpfs, tmpfs / 'state.json', hook, textfile=str(tmpfs / 'prom')))
+    w.step()
+    fill_to(tmpfs, 1.0)  # nothing left: ENOSPC for every write
+    alert = w.step()
+    assert alert is not None and alert.state == 'CRITICAL' and hook.bodies[-1]['state'] == 'CRITICAL'
+    assert 'cannot save the state file' in caplog.text or 'cannot write the textfile' in caplog.text
+    assert [p.name for p in tmpfs.iterdir() if p.name.endswith('.tmp')] == []
+
+
+def test_state_file_that_is_a_directory(tmp_path: Path) -> None:
+    done = run('watch', str(tmp_path), '--once', '--state-file', str(tmp_path))
+    assert done.returncode == 2 and 'is a directory' in done.stderr
+
+
+def test_a_port_already_taken_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(
+            'watch', str(tmp_path), '--listen', f'127.0.0.1:{port}', '--state-file', str(tmp_path / 's.json')
+        )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines()[-1].endswith(
+        f'--listen=127.0.0.1:{port}: cannot listen there (Address already in use)'
+    )
+    assert 'Traceback' not in done.stderr
