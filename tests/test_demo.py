@@ -79,3 +79,10 @@ def test_the_demo_needs_no_root() -> None:
     text = '\n'.join(lines)
     assert code == 0, text
     assert 'the guard stops the run' in text and 'loads with weights_only=True' in text
+
+
+def test_bad_demo_arguments_are_one_line() -> None:
+    for args, words in [(('--epochs', '0'), 'expected at least 1'), (('--budget', 'lots'), 'budget')]:
+        done = demo(*args)
+        assert done.returncode != 0 and 'Traceback' not in done.stderr, done.stderr
+        assert words in done.stdout + done.stderr

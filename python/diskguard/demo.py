@@ -126,8 +126,12 @@ def guarded_run(directory: str, budget: int | None, epochs: int, out: Print) -> 
         if guard.step(epoch):
             out(f'  the guard stops the run: {guard.stop_reason}')
             final = os.path.join(directory, f'epoch={epoch}-final.pt')
-            guard.save(model.state(epoch, loss), final)
-            out(f'  final checkpoint {os.path.basename(final)} written in the room kept for it')
+            try:
+                guard.save(model.state(epoch, loss), final)
+            except InsufficientSpaceError as refused:  # another writer took the room kept for it
+                out(f'  final checkpoint not saved: {refused}')
+            else:
+                out(f'  final checkpoint {os.path.basename(final)} written in the room kept for it')
             break
     else:
         out(f'  the run finished all {epochs} epochs')
@@ -197,6 +201,14 @@ def run(directory: str | None, epochs: int, budget: str | None, tmpfs: bool, out
     except ImportError:
         out("diskguard demo needs torch: pip install 'diskguard[demo]'")
         return 2
+    if epochs < 1:
+        out(f'--epochs {epochs}: expected at least 1')
+        return 2
+    try:
+        limit = parse_size(budget) if budget else None
+    except ValueError as err:
+        out(f'--budget {budget}: {err}')
+        return 2
     if tmpfs and os.geteuid() != 0:
         out('--tmpfs mounts small tmpfs filesystems: run it as root (the plain demo needs no root)')
         return 2
@@ -213,8 +225,8 @@ def run(directory: str | None, epochs: int, budget: str | None, tmpfs: bool, out
                 return _tmpfs_demo(base, epochs, out)
             run_dir = os.path.join(base, 'run')
             os.makedirs(run_dir, exist_ok=True)
-            size = _Model().checkpoint_bytes()
-            limit = parse_size(budget) if budget else int(size * 6.5)
+            if limit is None:
+                limit = int(_Model().checkpoint_bytes() * 6.5)
             out(f'guarded training in {run_dir}')
             newest = guarded_run(run_dir, limit, epochs, out)
             _show_resume(newest, out)
