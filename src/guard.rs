@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::probe::{Measured, Probe, Prober};
 use crate::retention::{self, free_space_order, Action, Keeper, Plan, Policy, Rule};
 use crate::size::{format_size, parse_size, SIZE_RULE};
-use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendMonitor};
+use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendMonitor, TrendState};
 use crate::usage::DiskUsage;
 
 /// `min_free` is left only once available space is back past it by a quarter of it.
@@ -351,7 +351,7 @@ impl Status {
 }
 
 /// What survives a restart: plain values only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuardState {
     /// The level when saved (hysteresis carries over).
     pub level: Level,
@@ -361,6 +361,8 @@ pub struct GuardState {
     pub saves: u64,
     /// Why the earlier run stopped, if it did (for the record: a resumed run decides afresh).
     pub stop_reason: Option<String>,
+    /// The trend monitor's history, its times as ages (a resumed run continues its forecast).
+    pub trend: TrendState,
 }
 
 /// The emergency reserve file: preallocated room only the final checkpoint may use.
@@ -1283,22 +1285,27 @@ impl Guard {
         plan.forecast()
     }
 
-    /// The state worth keeping across a restart.
-    pub fn state(&self) -> GuardState {
-        GuardState {
+    /// The state worth keeping across a restart, trend times as ages before `t` (monotonic).
+    pub fn state(&self, t: f64) -> Result<GuardState> {
+        // The monitor's clock may have run ahead of `t` by a tagged event in the same instant.
+        let now = self.trend.last_event_time().map_or(t, |last| t.max(last));
+        Ok(GuardState {
             level: self.level,
             largest: self.largest,
             saves: self.saves,
             stop_reason: self.stop_reason.clone(),
-        }
+            trend: self.trend.state(now)?,
+        })
     }
 
-    /// Restores [`Guard::state`]. The stop is not restored: a resumed run decides afresh (space may
-    /// have been freed in between).
-    pub fn load_state(&mut self, state: &GuardState) {
+    /// Restores [`Guard::state`] at monotonic time `t`. The stop is not restored: a resumed run
+    /// decides afresh (space may have been freed in between).
+    pub fn load_state(&mut self, state: &GuardState, t: f64) -> Result<()> {
+        self.trend = TrendMonitor::from_state(&state.trend, t)?;
         self.level = state.level;
         self.largest = self.largest.max(state.largest);
         self.saves = state.saves;
+        Ok(())
     }
 
     /// Deletes the emergency reserve file now (the guard is done).

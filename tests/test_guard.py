@@ -221,11 +221,20 @@ def test_state_dict_survives_torch_load_weights_only(disk: Path, tmp_path: Path)
         guard.step(step)
     torch.save({'guard': guard.state_dict()}, tmp_path / 'state.pt')
     state = torch.load(tmp_path / 'state.pt', weights_only=True)['guard']
-    assert state == guard.state_dict()
+    assert without_trend_ages(state) == without_trend_ages(guard.state_dict())
     resumed = DiskGuard(disk, budget='64MiB')
     resumed.load_state_dict(state)
-    assert resumed.state_dict() == guard.state_dict()
+    assert without_trend_ages(resumed.state_dict()) == without_trend_ages(guard.state_dict())
     assert resumed.status().largest_checkpoint == 2 * MiB
+    assert len(state['trend']['samples']) >= 1, 'the trend history travels with the state'
+
+
+def without_trend_ages(state: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict without the trend's ages (seconds before the moment of saving, which moves)."""
+    trend = state['trend']
+    kept = {k: v for k, v in trend.items() if 'age' not in k and k not in ('samples', 'saves', 'latest')}
+    counts = (len(trend['samples']), len(trend['saves']))
+    return {**{k: v for k, v in state.items() if k != 'trend'}, 'trend': kept, 'counts': counts}
 
 
 def test_the_guard_pickles_and_works_after(disk: Path) -> None:
@@ -233,7 +242,7 @@ def test_the_guard_pickles_and_works_after(disk: Path) -> None:
     guard = DiskGuard(disk, budget='12MiB', retention=RetentionPolicy(KeepLast(2)), emergency_reserve='1MiB')
     guard.after_save(disk / 'step=1.pt', MiB)
     copy = pickle.loads(pickle.dumps(guard))
-    assert copy.state_dict() == guard.state_dict()
+    assert without_trend_ages(copy.state_dict()) == without_trend_ages(guard.state_dict())
     for step in range(2, 5):
         write_checkpoint(disk / f'step={step}.pt')
         copy.after_save(disk / f'step={step}.pt', MiB)
@@ -378,19 +387,25 @@ def test_bad_paths(path: Any, tmp_path: Path) -> None:
                     'saves': 0,
                     'calls': 0,
                     'last_step': 'x',
+                    'trend': {},
                 },
             ),
             'last_step',
         ),
         (
             'load_state_dict',
-            ({'version': 1, 'level': 'bad', 'largest_checkpoint': 0, 'saves': 0, 'calls': 0},),
+            ({'version': 1, 'level': 'bad', 'largest_checkpoint': 0, 'saves': 0, 'calls': 0, 'trend': {}},),
             'level',
         ),
         (
             'load_state_dict',
-            ({'version': 1, 'level': 'ok', 'largest_checkpoint': 0, 'saves': -1, 'calls': 0},),
+            ({'version': 1, 'level': 'ok', 'largest_checkpoint': 0, 'saves': -1, 'calls': 0, 'trend': {}},),
             'saves',
+        ),
+        (
+            'load_state_dict',
+            ({'version': 1, 'level': 'ok', 'largest_checkpoint': 0, 'saves': 0, 'calls': 0, 'trend': 'x'},),
+            'state',
         ),
         ('load_state_dict', ({'version': 2},), 'version'),
     ],

@@ -340,7 +340,7 @@ class DiskGuard:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain values only (survives ``torch.load(weights_only=True)``)."""
-        level, largest, saves, stop_reason = self._engine.state()
+        level, largest, saves, stop_reason, trend = self._engine.state()
         return {
             'version': _STATE_VERSION,
             'level': level,
@@ -349,15 +349,18 @@ class DiskGuard:
             'stop_reason': stop_reason,
             'calls': self._calls,
             'last_step': self._last_step,
+            'trend': trend,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict`. A stop is not restored: a resumed run decides afresh."""
+        """Restores :meth:`state_dict`, the trend monitor's history included (its times are ages, so
+        a run resumed on another host continues its forecast). A stop is not restored: a resumed run
+        decides afresh."""
         if not isinstance(state, dict):
             raise TypeError(f'state={state!r}: expected the dict DiskGuard.state_dict() returned')
         if state.get('version') != _STATE_VERSION:
             raise ValueError(f'state version={state.get("version")!r}: expected {_STATE_VERSION}')
-        missing = {'level', 'largest_checkpoint', 'saves', 'calls'} - state.keys()
+        missing = {'level', 'largest_checkpoint', 'saves', 'calls', 'trend'} - state.keys()
         if missing:
             raise ValueError(
                 f'state: missing {sorted(missing)}; expected what DiskGuard.state_dict() returned'
@@ -374,7 +377,9 @@ class DiskGuard:
         last_step = state.get('last_step')
         if last_step is not None and (isinstance(last_step, bool) or not isinstance(last_step, int)):
             raise TypeError(f'last_step={last_step!r}: expected an int or None')
-        core.load_state(state['level'], state['largest_checkpoint'], state['saves'], stop_reason)
+        core.load_state(
+            state['level'], state['largest_checkpoint'], state['saves'], stop_reason, state['trend']
+        )
         self._calls = calls
         self._last_step = last_step
 

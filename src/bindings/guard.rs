@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::retention::opt_policy;
-use super::trend::{monotonic_now, PyRunForecast};
+use super::trend::{monotonic_now, state_from_dict, state_to_dict, PyRunForecast};
 use super::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
 use crate::guard::{level_named, Guard, GuardConfig, GuardState, OnFull, Reserve, SpaceStatus, Status};
 
@@ -156,6 +156,10 @@ fn opt_fraction(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f
         number(name, obj).map(Some)
     }
 }
+
+/// `(level, largest checkpoint, saves, stop reason, trend state)`: what `DiskGuard.state_dict()`
+/// is built from.
+type StateRow<'py> = (&'static str, u64, u64, Option<String>, Bound<'py, PyDict>);
 
 /// The guard's decision engine (internal; use `diskguard.DiskGuard`).
 #[pyclass(frozen, name = "_Guard", module = "diskguard._diskguard")]
@@ -310,19 +314,26 @@ impl PyGuard {
             .into())
     }
 
-    /// (level, largest checkpoint, saves, stop reason).
-    fn state(&self) -> (&'static str, u64, u64, Option<String>) {
-        let state = self.guard().state();
-        (state.level.name(), state.largest, state.saves, state.stop_reason)
+    /// (level, largest checkpoint, saves, stop reason, trend monitor state as a dict).
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<StateRow<'py>> {
+        let state = self.guard().state(monotonic_now()?)?;
+        Ok((
+            state.level.name(),
+            state.largest,
+            state.saves,
+            state.stop_reason,
+            state_to_dict(py, &state.trend)?,
+        ))
     }
 
-    #[pyo3(signature = (level, largest, saves, stop_reason))]
+    #[pyo3(signature = (level, largest, saves, stop_reason, trend))]
     fn load_state(
         &self,
         level: &Bound<'_, PyAny>,
         largest: &Bound<'_, PyAny>,
         saves: &Bound<'_, PyAny>,
         stop_reason: Option<String>,
+        trend: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let level = level
             .cast::<PyString>()
@@ -332,9 +343,9 @@ impl PyGuard {
             largest: opt_whole("largest_checkpoint", Some(largest))?.unwrap_or(0),
             saves: whole("saves", saves)?,
             stop_reason,
+            trend: state_from_dict(trend)?,
         };
-        self.guard().load_state(&state);
-        Ok(())
+        Ok(self.guard().load_state(&state, monotonic_now()?)?)
     }
 
     /// Deletes the emergency reserve file (the run is over).

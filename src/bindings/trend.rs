@@ -408,7 +408,7 @@ const STATE_VERSION: u32 = 1;
 
 /// A [`TrendState`] as a dict of str, int, float, bool, list and None (what `torch.load(...,
 /// weights_only=True)` accepts).
-fn state_to_dict<'py>(py: Python<'py>, state: &TrendState) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn state_to_dict<'py>(py: Python<'py>, state: &TrendState) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let config = state.config;
     dict.set_item("version", STATE_VERSION)?;
@@ -479,7 +479,7 @@ fn state_flag(state: &Bound<'_, PyDict>, key: &'static str) -> PyResult<bool> {
 }
 
 /// Reads a `state_dict()` back into a [`TrendState`]: types here, meaning in the core.
-fn state_from_dict(state: &Bound<'_, PyAny>) -> PyResult<TrendState> {
+pub(crate) fn state_from_dict(state: &Bound<'_, PyAny>) -> PyResult<TrendState> {
     let state = state
         .cast::<PyDict>()
         .map_err(|_| wrong_type("state", state, "a dict from TrendMonitor.state_dict()"))?;
