@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -57,6 +58,23 @@ def test_totals_match_coreutils_du(tree: Path) -> None:
     assert r.allocated < 4 * MIB + 64 * 1024
     assert children['bob'].apparent >= 50 * MIB  # sparse: long but not allocated
     assert children['bob'].uid == NOBODY
+
+
+def test_reports_pickle(tree: Path) -> None:
+    report = diskguard.du(tree)
+    back = pickle.loads(pickle.dumps(report))
+    fields = ['root', 'allocated', 'apparent', 'files', 'dirs', 'errors', 'error_samples']
+    fields += ['other_filesystems', 'cancelled']
+    assert [getattr(back, f) for f in fields] == [getattr(report, f) for f in fields]
+    entry = ['name', 'is_dir', 'uid', 'allocated', 'apparent', 'files', 'dirs']
+    assert report.children, 'the tree has entries'
+    assert [[getattr(c, f) for f in entry] for c in back.children] == [
+        [getattr(c, f) for f in entry] for c in report.children
+    ]
+    owner = ['uid', 'allocated', 'apparent', 'files', 'dirs']
+    assert [[getattr(o, f) for f in owner] for o in back.owners] == [
+        [getattr(o, f) for f in owner] for o in report.owners
+    ]
 
 
 def test_other_filesystems_are_skipped_unless_asked(tree: Path) -> None:

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use super::{opt_whole, path_arg, py_repr};
+use pyo3::types::PyType;
+
+use super::{opt_whole, path_arg, py_repr, Reduced};
 use crate::du::{self, Report, Scan, Sizes};
 
 /// How often the waiting thread takes the GIL back to run signal handlers and report progress.
@@ -23,8 +25,41 @@ pub struct PyDuEntry {
     dirs: u64,
 }
 
+/// What pickling a [`PyDuEntry`] carries: its fields in order.
+type EntryState = (OsString, bool, u32, u64, u64, u64, u64);
+/// What pickling a [`PyDuOwner`] carries: its fields in order.
+type OwnerState = (u32, u64, u64, u64, u64);
+
 #[pymethods]
 impl PyDuEntry {
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: EntryState) -> Self {
+        let (name, is_dir, uid, allocated, apparent, files, dirs) = state;
+        PyDuEntry {
+            name,
+            is_dir,
+            uid,
+            allocated,
+            apparent,
+            files,
+            dirs,
+        }
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (EntryState,)>> {
+        let e = slf.get();
+        let state = (
+            e.name.clone(),
+            e.is_dir,
+            e.uid,
+            e.allocated,
+            e.apparent,
+            e.files,
+            e.dirs,
+        );
+        Ok((slf.getattr("_restore")?, (state,)))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "DuEntry(name={}, allocated={}, apparent={}, uid={})",
@@ -46,6 +81,39 @@ pub struct PyDuOwner {
     dirs: u64,
 }
 
+#[pymethods]
+impl PyDuOwner {
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: OwnerState) -> Self {
+        let (uid, allocated, apparent, files, dirs) = state;
+        PyDuOwner {
+            uid,
+            allocated,
+            apparent,
+            files,
+            dirs,
+        }
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (OwnerState,)>> {
+        let o = slf.get();
+        Ok((
+            slf.getattr("_restore")?,
+            ((o.uid, o.allocated, o.apparent, o.files, o.dirs),),
+        ))
+    }
+}
+
+/// What pickling a [`PyDuReport`] carries: root, totals, children, owners, then the error and
+/// cancellation fields.
+type ReportState = (
+    OsString,
+    (u64, u64, u64, u64),
+    Vec<Py<PyDuEntry>>,
+    Vec<Py<PyDuOwner>>,
+    (u64, Vec<String>, u64, bool),
+);
+
 /// The result of [`du_py`].
 #[pyclass(frozen, get_all, name = "DuReport", module = "diskguard")]
 pub struct PyDuReport {
@@ -64,6 +132,43 @@ pub struct PyDuReport {
 
 #[pymethods]
 impl PyDuReport {
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, state: ReportState) -> Self {
+        let (root, (allocated, apparent, files, dirs), children, owners, rest) = state;
+        let (errors, error_samples, other_filesystems, cancelled) = rest;
+        PyDuReport {
+            root,
+            allocated,
+            apparent,
+            files,
+            dirs,
+            children,
+            owners,
+            errors,
+            error_samples,
+            other_filesystems,
+            cancelled,
+        }
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (ReportState,)>> {
+        let py = slf.py();
+        let r = slf.get();
+        let state = (
+            r.root.clone(),
+            (r.allocated, r.apparent, r.files, r.dirs),
+            r.children.iter().map(|c| c.clone_ref(py)).collect(),
+            r.owners.iter().map(|o| o.clone_ref(py)).collect(),
+            (
+                r.errors,
+                r.error_samples.clone(),
+                r.other_filesystems,
+                r.cancelled,
+            ),
+        );
+        Ok((slf.getattr("_restore")?, (state,)))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "DuReport(root={}, allocated={}, apparent={}, files={}, dirs={}, errors={})",
