@@ -14,9 +14,7 @@ How full is the disk under a path, exactly as ``df`` computes it, and is it past
 from __future__ import annotations
 
 import logging as _logging
-import os
 import warnings
-from typing import TypeAlias
 
 from ._diskguard import (
     DEFAULT_CRITICAL,
@@ -50,6 +48,7 @@ from ._diskguard import (
     usage,
 )
 from ._diskguard import check as _check
+from ._types import Size, StrPath
 from .errors import DiskFullError, DiskSpaceCriticalError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard
 from .retention import (
@@ -123,9 +122,6 @@ __all__ = [
 
 # Rust log records arrive under this logger (pyo3-log); the application decides where they go.
 _logging.getLogger('diskguard').addHandler(_logging.NullHandler())
-
-StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
-Size: TypeAlias = 'int | float | str'
 
 
 def check(

@@ -1,8 +1,10 @@
 """The compiled core of diskguard. Import ``diskguard``, not this module."""
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, TypeAlias, final
+
+from diskguard._types import Size as _Size
+from diskguard._types import StrPath as _StrPath
 
 __all__ = [
     'DEFAULT_CRITICAL',
@@ -53,9 +55,6 @@ DEFAULT_WARN: float
 """The default fraction used at which to warn (bytes and inodes)."""
 DEFAULT_CRITICAL: float
 """The default fraction used that is critical (bytes and inodes)."""
-
-_StrPath: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
-_Size: TypeAlias = int | float | str
 
 class DiskGuardError(Exception):
     """Base class of diskguard's own errors."""

@@ -38,10 +38,8 @@ from .retention import RetentionPolicy
 
 if TYPE_CHECKING:
     from types import FrameType
-    from typing import TypeAlias
 
-    StrPath: TypeAlias = 'str | bytes | os.PathLike[str] | os.PathLike[bytes]'
-    Size: TypeAlias = 'int | float | str'
+    from ._types import Size, StrPath
 
 __all__ = ['DiskGuard']
 

@@ -31,6 +31,7 @@ import stat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._diskguard import format_size, latest_complete, usage
+from ._types import StrPath
 from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class SaveGuard(Protocol):
 
 def save(
     obj: object,
-    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    path: StrPath,
     guard: SaveGuard | None = None,
     *,
     preallocate: bool = False,
