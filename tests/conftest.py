@@ -227,3 +227,15 @@ def slow_statfs_mount(open_dir: Path) -> Iterator[Path]:
     """A FUSE mount whose statfs blocks for one second (tests/slow_fuse.py)."""
     with slow_fuse(open_dir / 'slow', 1.0) as where:
         yield where
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``diskguard ARGS`` in a subprocess of this interpreter, as a user would run the command."""
+    return subprocess.run(
+        [sys.executable, '-m', 'diskguard', *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )

@@ -9,17 +9,7 @@ import sys
 from pathlib import Path
 
 import diskguard
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, '-m', 'diskguard', *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-    )
+from conftest import run
 
 
 def test_default_job_reports_the_current_directory(tmpfs: Path) -> None:

@@ -7,26 +7,14 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import diskguard
 import pytest
+from conftest import run
 from diskguard.ops.check import OK, UNKNOWN, WARNING, quote_label, worst
 
 MIB = 1024 * 1024
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``diskguard ARGS`` in a subprocess (shared by the other operations tests)."""
-    return subprocess.run(
-        [sys.executable, '-m', 'diskguard', *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def fill_to(where: Path, fraction: float, slack: int = 0) -> None:

@@ -17,9 +17,8 @@ import diskguard
 import diskguard.ops.commands  # imported as root: the unprivileged user cannot read the stdlib here
 import diskguard.ops.watch
 import pytest
-from conftest import NOBODY, as_user, mounted_tmpfs, slow_fuse
+from conftest import NOBODY, as_user, mounted_tmpfs, run, slow_fuse
 from diskguard.cli import main
-from test_ops_check import run
 
 MIB = 1024 * 1024
 

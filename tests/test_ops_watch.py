@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run
 from diskguard.ops.alerts import Webhook
 from diskguard.ops.budgets import Budget
 from diskguard.ops.check import CRITICAL, OK, WARNING, Limits
 from diskguard.ops.parse import Threshold
 from diskguard.ops.watch import Settings, Watcher, with_hysteresis
 from test_ops_alerts import Recorder
-from test_ops_check import fill_to, run
+from test_ops_check import fill_to
 
 MIB = 1024 * 1024
 
