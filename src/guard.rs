@@ -370,6 +370,8 @@ pub struct GuardState {
 struct EmergencyReserve {
     path: PathBuf,
     bytes: u64,
+    /// The process that created the file.
+    owner: u32,
 }
 
 impl EmergencyReserve {
@@ -378,22 +380,32 @@ impl EmergencyReserve {
         use nix::sys::stat::Mode;
         // One per guard: a process may hold several (an unpickled copy, two directories).
         static COUNT: AtomicU64 = AtomicU64::new(0);
+        // Checked before the file exists, so a refused size leaves nothing behind.
+        let length = i64::try_from(bytes)
+            .map_err(|_| Error::invalid("emergency_reserve", bytes, "expected a size below 2**63"))?;
         let serial = COUNT.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{RESERVE_PREFIX}{}-{serial}", std::process::id()));
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd: OwnedFd =
             open(&path, flags, Mode::from_bits_truncate(0o600)).map_err(|e| Error::os("create", &path, e))?;
-        let length = i64::try_from(bytes)
-            .map_err(|_| Error::invalid("emergency_reserve", bytes, "expected a size below 2**63"))?;
         if let Err(errno) = posix_fallocate(&fd, 0, length) {
             drop(fd);
             let _ = std::fs::remove_file(&path);
             return Err(Error::os("posix_fallocate", &path, errno));
         }
-        Ok(EmergencyReserve { path, bytes })
+        Ok(EmergencyReserve {
+            path,
+            bytes,
+            owner: std::process::id(),
+        })
     }
 
+    /// Removes the file, only in the process that created it: a forked child (a data-loader
+    /// worker) that exits must not take its parent's reserve with it.
     fn release(self) -> Option<u64> {
+        if std::process::id() != self.owner {
+            return None;
+        }
         std::fs::remove_file(&self.path).ok().map(|()| self.bytes)
     }
 }
@@ -416,6 +428,8 @@ pub struct Guard {
     checks: u64,
     emergency: Option<EmergencyReserve>,
     events: Vec<Event>,
+    /// The file `before_save` saw at the path being saved (it is replaced by the rename).
+    replacing: Option<(PathBuf, u64)>,
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
@@ -470,24 +484,29 @@ fn check_dir(dir: &Path) -> Result<()> {
     ))
 }
 
+/// `p` made absolute against the working directory of this moment, with `.`, `..` and a trailing
+/// slash resolved by name. The guard keeps its directory in this form, so a later `chdir` (or an
+/// unpickled guard in another working directory) can never point it at another run's checkpoints,
+/// and `link/` is refused like `link`.
+fn lexical_absolute(p: &Path) -> PathBuf {
+    let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// `path` lexically inside `dir` (both made absolute, `.` and `..` resolved by name): only there
 /// does the guard account and make room.
 fn inside(dir: &Path, path: &Path) -> bool {
-    fn normal(p: &Path) -> PathBuf {
-        let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let mut out = PathBuf::new();
-        for part in absolute.components() {
-            match part {
-                Component::ParentDir => {
-                    out.pop();
-                }
-                Component::CurDir => {}
-                other => out.push(other),
-            }
-        }
-        out
-    }
-    let (dir, path) = (normal(dir), normal(path));
+    let (dir, path) = (lexical_absolute(dir), lexical_absolute(path));
     path != dir && path.starts_with(&dir)
 }
 
@@ -496,6 +515,8 @@ impl Guard {
     /// and `watch`. Measures each, scans what the run holds, creates the emergency reserve file if
     /// configured. `t` is monotonic seconds.
     pub fn new(dir: &Path, temp_dir: &Path, watch: &[PathBuf], config: GuardConfig, t: f64) -> Result<Self> {
+        crate::usage::validate_path("path", dir)?;
+        let dir = &lexical_absolute(dir);
         check_dir(dir)?;
         for path in watch {
             crate::usage::validate_path("watch", path)?;
@@ -503,7 +524,7 @@ impl Guard {
         config.validate()?;
         let trend = TrendMonitor::new(TrendConfig::default())?;
         let mut guard = Guard {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             config,
             spaces: Vec::new(),
             held: 0,
@@ -518,6 +539,7 @@ impl Guard {
             checks: 0,
             emergency: None,
             events: Vec::new(),
+            replacing: None,
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
@@ -718,7 +740,10 @@ impl Guard {
             // The budget is graded as a space of its own (below); the directory's room is the
             // smaller of the two.
             let room = u.avail.saturating_sub(self.floor(size));
-            let (level, reason) = self.grade_space(u.used, u.avail, room, target, strict, true);
+            // Only where checkpoints land must the next save fit; the temp directory and other
+            // watched paths (a 16 MiB /dev/shm) are graded by the thresholds alone.
+            let needed = if space.holds_dir { target } else { 0 };
+            let (level, reason) = self.grade_space(u.used, u.avail, room, needed, strict, true);
             out.push(SpaceStatus {
                 name: space.roles.join(", "),
                 total: size,
@@ -749,7 +774,7 @@ impl Guard {
         out
     }
 
-    #[allow(clippy::cast_precision_loss, clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn grade_space(
         &self,
         used: u64,
@@ -885,7 +910,8 @@ impl Guard {
     }
 
     /// Deletes one checkpoint under the lock; accounts for it and reports it.
-    fn delete_one(&mut self, locked: &LockedDir, c: &Checkpoint, t: f64, why: &str, forced: bool) {
+    /// Deletes one checkpoint (identity re-checked) and accounts for it; returns the bytes freed.
+    fn delete_one(&mut self, locked: &LockedDir, c: &Checkpoint, t: f64, why: &str, forced: bool) -> u64 {
         match locked.delete(&c.name, c.dev, c.ino, c.ctime) {
             Outcome::Deleted => {
                 let freed = if c.nlink > 1 { 0 } else { c.size };
@@ -906,17 +932,24 @@ impl Guard {
                         format_size(c.size)
                     ),
                 ));
+                freed
             }
-            Outcome::Skipped(reason) => self.events.push(Event::new(
-                "retention",
-                false,
-                format!("left {} alone: {reason}", self.dir.join(&c.name).display()),
-            )),
-            Outcome::Failed(reason) => self.events.push(Event::new(
-                "error",
-                true,
-                format!("could not delete {}: {reason}", self.dir.join(&c.name).display()),
-            )),
+            Outcome::Skipped(reason) => {
+                self.events.push(Event::new(
+                    "retention",
+                    false,
+                    format!("left {} alone: {reason}", self.dir.join(&c.name).display()),
+                ));
+                0
+            }
+            Outcome::Failed(reason) => {
+                self.events.push(Event::new(
+                    "error",
+                    true,
+                    format!("could not delete {}: {reason}", self.dir.join(&c.name).display()),
+                ));
+                0
+            }
         }
     }
 
@@ -944,7 +977,7 @@ impl Guard {
         let Some(policy) = self.config.policy.clone() else {
             return;
         };
-        if !self.dir.is_dir() {
+        if !self.dir_responsive() || !self.dir.is_dir() {
             return;
         }
         let plan = match self.plan(Some(&policy)) {
@@ -984,7 +1017,8 @@ impl Guard {
     /// Deletes kept checkpoints, least valuable first, until the directory's spaces have
     /// `target` bytes of room.
     fn force_room(&mut self, target: u64, t: f64) {
-        if self.config.on_full != OnFull::Prune || !self.dir.is_dir() {
+        // A directory on a mount that does not answer is not touched: even its lstat could hang.
+        if self.config.on_full != OnFull::Prune || !self.dir_responsive() || !self.dir.is_dir() {
             return;
         }
         let policy = self.config.policy.clone();
@@ -1002,6 +1036,8 @@ impl Guard {
         }
         let Some(locked) = self.lock(&plan) else { return };
         let short = self.short_reason(target);
+        let before = self.dir_usage().map(|u| (u.used, u.avail));
+        let mut freed = 0u64;
         for i in order {
             // Only back to the threshold, not past its hysteresis margin: the level stays where it
             // is while the run works at its limit, so neither warnings nor deletions flap.
@@ -1016,8 +1052,25 @@ impl Guard {
                 ),
                 None => format!("to make room ({short}); {}", item.reasons.join("; ")),
             };
-            self.delete_one(&locked, &item.checkpoint, t, &why, true);
+            freed = freed.saturating_add(self.delete_one(&locked, &item.checkpoint, t, &why, true));
             self.remeasure_dir();
+            self.credit_dir(before, freed);
+        }
+    }
+
+    /// Counts `freed` bytes as free even before `statfs` shows them: btrfs (and others that free
+    /// asynchronously) report them only at the next transaction commit, and re-measuring alone
+    /// would make room by deleting every deletable checkpoint.
+    fn credit_dir(&mut self, before: Option<(u64, u64)>, freed: u64) {
+        let Some((used, avail)) = before else { return };
+        if let Some(u) = self
+            .spaces
+            .iter_mut()
+            .find(|s| s.holds_dir)
+            .and_then(|s| s.usage.as_mut())
+        {
+            u.avail = u.avail.max(avail.saturating_add(freed));
+            u.used = u.used.min(used.saturating_sub(freed));
         }
     }
 
@@ -1104,6 +1157,7 @@ impl Guard {
             .filter(std::fs::Metadata::is_file)
             .map_or(0, |m| m.blocks().saturating_mul(512));
         let need = Self::with_margin(nbytes).saturating_add(replaced);
+        self.replacing = Some((lexical_absolute(path), replaced));
         let target = if self.should_stop() {
             need
         } else {
@@ -1112,7 +1166,15 @@ impl Guard {
         self.measure(t);
         self.update_level(target);
         self.make_room(target, t);
-        let room = self.dir_room();
+        let mut room = self.dir_room();
+        if room.is_some_and(|r| r < need) && self.emergency.is_some() {
+            // The reserve exists for exactly this save: release it (the run stops) before refusing.
+            self.stop(format!(
+                "no room for the next checkpoint ({}) without the emergency reserve",
+                format_size(need)
+            ));
+            room = self.dir_room();
+        }
         if let Some(room) = room.filter(|r| *r < need) {
             let tried = self.tried();
             let message = format!(
@@ -1164,7 +1226,12 @@ impl Guard {
         self.check_inside(path)?;
         self.saves += 1;
         self.largest = self.largest.max(nbytes);
-        self.held = self.held.saturating_add(nbytes);
+        // A save over an existing file replaced it: the run holds the difference, not both.
+        let replaced = match self.replacing.take() {
+            Some((target, bytes)) if target == lexical_absolute(path) => bytes,
+            _ => 0,
+        };
+        self.held = self.held.saturating_add(nbytes).saturating_sub(replaced);
         let _ = self.trend.record_write(t, nbytes);
         self.apply_retention(t);
         self.check(t);

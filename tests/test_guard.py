@@ -208,6 +208,25 @@ def test_other_threads_run_while_a_check_waits_for_statfs(slow_statfs_mount: Pat
     assert_runs_alongside(guard.check)
 
 
+def test_reading_the_status_during_a_slow_check_holds_no_other_thread(
+    slow_statfs_mount: Path, open_dir: Path
+) -> None:
+    """status() waits for the engine's lock while another thread's check waits on statfs: it must
+    wait without the GIL, or every Python thread would freeze with it."""
+    import threading
+
+    from test_gil import assert_runs_alongside
+
+    guard = DiskGuard(open_dir / 'ckpt', watch=[slow_statfs_mount], statfs_timeout=5.0)
+    checking = threading.Thread(target=guard.check)
+    checking.start()
+    time.sleep(0.05)  # the check now holds the engine, waiting on the slow statfs
+    try:
+        assert_runs_alongside(lambda: (guard.status(), guard.should_stop, guard.level))
+    finally:
+        checking.join()
+
+
 # ----- state and pickling -----
 
 
@@ -554,3 +573,124 @@ def test_a_budget_smaller_than_the_filesystem_is_honoured(tmp_path: Path) -> Non
         assert peak <= budget, f'held {peak} under a budget of {budget}'
         steps = run.check_every_checkpoint_loads()
         assert steps[-1] == 15 and len(steps) >= budget // size - 3
+
+
+# ----- found by review: each deleted or stopped where it must not -----
+
+
+def test_a_relative_directory_stays_put_after_chdir_and_unpickling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for run in ('runA', 'runB'):
+        (tmp_path / run / 'ckpt').mkdir(parents=True)
+    for step in (1, 2, 3):
+        write_checkpoint(tmp_path / 'runB' / 'ckpt' / f'step={step}.pt', 64 * 1024)
+    monkeypatch.chdir(tmp_path / 'runA')
+    guard = DiskGuard(
+        'ckpt',
+        warn=None,
+        critical=None,
+        budget='1MiB',
+        reserve='600KiB',
+        retention=RetentionPolicy(KeepLast(1)),
+    )
+    pickled = pickle.dumps(guard)
+    monkeypatch.chdir(tmp_path / 'runB')  # a library or hydra changes the working directory
+    quietly(guard.check)
+    quietly(pickle.loads(pickled).check)
+    assert sorted(os.listdir(tmp_path / 'runB' / 'ckpt')) == ['step=1.pt', 'step=2.pt', 'step=3.pt']
+    assert guard.status().dir == str(tmp_path / 'runA' / 'ckpt')
+
+
+def test_a_trailing_slash_does_not_get_a_symlink_past_the_refusal(tmp_path: Path) -> None:
+    (tmp_path / 'real').mkdir()
+    (tmp_path / 'link').symlink_to(tmp_path / 'real')
+    for spelling in (f'{tmp_path}/link/', f'{tmp_path}/link/.', f'{tmp_path}/link'):
+        with pytest.raises(ValueError, match='got a symlink'):
+            DiskGuard(spelling)
+
+
+def test_overwriting_a_checkpoint_is_not_counted_twice(disk: Path) -> None:
+    for step in (1, 2, 3):
+        write_checkpoint(disk / f'step={step}.pt')
+    guard = DiskGuard(disk, warn=None, critical=None, budget='12MiB', retention=RetentionPolicy(KeepLast(4)))
+    last = disk / 'last.pt'
+    for _ in range(12):
+        guard.before_save(last, MiB)
+        write_checkpoint(last)
+        quietly(guard.after_save, last, MiB)
+    assert guard.status().held <= used_under(disk) + MiB // 4, 'the run holds what is on disk'
+    assert sorted(os.listdir(disk)) == ['last.pt', 'step=1.pt', 'step=2.pt', 'step=3.pt']
+    assert not guard.should_stop
+
+
+def test_a_small_watched_tmpfs_is_graded_by_thresholds_not_by_checkpoint_size(tmp_path: Path) -> None:
+    with (
+        mounted_tmpfs(tmp_path / 'disk', size='64m', nr_inodes=256) as disk,
+        mounted_tmpfs(tmp_path / 'shm', size='8m', nr_inodes=64) as shm,
+    ):
+        guard = DiskGuard(disk, watch=[shm])
+        guard.before_save(disk / 'step=1.pt', 10 * MiB)  # 10 MiB would never fit in the 8 MiB /dev/shm
+        write_checkpoint(disk / 'step=1.pt', 10 * MiB)
+        assert quietly(guard.after_save, disk / 'step=1.pt', 10 * MiB) == []
+        assert not guard.should_stop, guard.stop_reason
+
+
+def test_a_refused_emergency_reserve_leaves_no_file(disk: Path) -> None:
+    for size in (2**63, 2**64 - 1, '8EiB'):
+        with pytest.raises(ValueError, match='emergency_reserve='):
+            DiskGuard(disk, emergency_reserve=size)
+    assert os.listdir(disk) == []
+
+
+def test_a_forked_child_leaves_the_parents_reserve_alone(disk: Path) -> None:
+    script = (
+        'import os, sys, diskguard\n'
+        f'g = diskguard.DiskGuard({str(disk)!r}, emergency_reserve="1MiB")\n'
+        'pid = os.fork()\n'
+        'if pid == 0:\n'
+        '    sys.exit(0)  # a data-loader worker ending normally: its finalizers run\n'
+        'os.waitpid(pid, 0)\n'
+        'print(sorted(os.listdir(sys.argv[1])))\n'
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', script, str(disk)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert '.diskguard-reserve-' in done.stdout, done.stdout + done.stderr
+    assert os.listdir(disk) == [], 'and the parent removes it on exit'
+
+
+def test_making_room_on_btrfs_deletes_only_what_is_needed(btrfs_quota: Path) -> None:
+    """btrfs shows freed space only at its next commit: the guard credits what it deleted instead
+    of deleting every deletable checkpoint while statfs still reads full."""
+    ckpt = btrfs_quota / 'ckpt'
+    ckpt.mkdir()
+    for step in range(1, 7):
+        write_checkpoint(ckpt / f'step={step}.pt', 6 * MiB)
+    os.sync()
+    avail = diskguard.usage(ckpt).avail
+    filler = btrfs_quota.parent / 'other-job.bin'  # outside the quota'd subvolume
+    with open(filler, 'wb') as f:
+        f.truncate(0)
+        f.write(b'\1' * (avail - 40 * MiB))
+        os.fsync(f.fileno())
+    os.sync()
+    avail = diskguard.usage(ckpt).avail
+    # No room above min_free: the next save and a final one (about 13 MiB) need three deletions.
+    guard = DiskGuard(ckpt, warn=None, critical=None, min_free=avail, retention=RetentionPolicy(KeepLast(6)))
+    quietly(guard.check)
+    left = sorted(os.listdir(ckpt))
+    assert 'step=6.pt' in left
+    assert len(left) == 3, f'three 6 MiB deletions make the room, not five: {left}'
+
+
+def test_the_emergency_reserve_is_released_before_a_save_is_refused(disk: Path) -> None:
+    guard = DiskGuard(
+        disk, warn=None, critical=None, budget='10MiB', emergency_reserve='5MiB', on_full='stop'
+    )
+    write_checkpoint(disk / 'step=1.pt')
+    quietly(guard.after_save, disk / 'step=1.pt', MiB)
+    messages = quietly(guard.before_save, disk / 'step=2.pt', 5 * MiB)  # fits only without the reserve
+    assert guard.should_stop and 'without the emergency reserve' in (guard.stop_reason or '')
+    assert not [n for n in os.listdir(disk) if n.startswith('.diskguard-reserve-')]
+    assert any('released the emergency reserve' in m for m in messages), messages

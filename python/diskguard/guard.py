@@ -43,6 +43,19 @@ if TYPE_CHECKING:
 
 __all__ = ['DiskGuard']
 
+
+def _absolute(path: Any) -> Any:
+    """A path argument made absolute now (a later chdir, or unpickling elsewhere, must not move the
+    guard to another directory); anything else goes to the core as given, to be refused by name."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if isinstance(path, str) and path and '\0' not in path:
+        return os.path.abspath(path)
+    if isinstance(path, bytes) and path and b'\0' not in path:
+        return os.path.abspath(path)
+    return path
+
+
 logger = logging.getLogger('diskguard.guard')
 
 _STATE_VERSION = 1
@@ -118,7 +131,7 @@ class DiskGuard:
         if isinstance(watch, str | bytes) or not isinstance(watch, Iterable):
             raise TypeError(f'watch={watch!r}: expected a list of paths, got {type(watch).__name__}')
         self._config: dict[str, Any] = {
-            'path': os.fspath(path) if isinstance(path, os.PathLike) else path,
+            'path': _absolute(path),
             'warn': warn,
             'critical': critical,
             'min_free': min_free,

@@ -172,6 +172,12 @@ impl PyGuard {
         // A panic cannot happen while the lock is held (no unwrap in the core); stay usable anyway.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Runs `f` on the engine with the GIL released: another thread's check may hold the lock
+    /// while it waits on `statfs`, and every other Python thread must run meanwhile.
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Guard) -> R + Send) -> R {
+        py.detach(|| f(&mut self.guard()))
+    }
 }
 
 #[pymethods]
@@ -260,41 +266,40 @@ impl PyGuard {
     }
 
     /// Events since the last call as `(kind, message, is_warning)`.
-    fn take_events(&self) -> Vec<(&'static str, String, bool)> {
-        self.guard()
-            .take_events()
+    fn take_events(&self, py: Python<'_>) -> Vec<(&'static str, String, bool)> {
+        self.with(py, Guard::take_events)
             .into_iter()
             .map(|e| (e.kind, e.message, e.warning))
             .collect()
     }
 
     #[getter]
-    fn should_stop(&self) -> bool {
-        self.guard().should_stop()
+    fn should_stop(&self, py: Python<'_>) -> bool {
+        self.with(py, |g| g.should_stop())
     }
 
     #[getter]
-    fn stop_reason(&self) -> Option<String> {
-        self.guard().stop_reason().map(str::to_owned)
+    fn stop_reason(&self, py: Python<'_>) -> Option<String> {
+        self.with(py, |g| g.stop_reason().map(str::to_owned))
     }
 
     #[getter]
-    fn level(&self) -> &'static str {
-        self.guard().level().name()
+    fn level(&self, py: Python<'_>) -> &'static str {
+        self.with(py, |g| g.level().name())
     }
 
     #[getter]
-    fn check_every_steps(&self) -> u64 {
-        self.guard().config().check_every_steps
+    fn check_every_steps(&self, py: Python<'_>) -> u64 {
+        self.with(py, |g| g.config().check_every_steps)
     }
 
     #[getter]
-    fn check_every_seconds(&self) -> f64 {
-        self.guard().config().check_every_seconds
+    fn check_every_seconds(&self, py: Python<'_>) -> f64 {
+        self.with(py, |g| g.config().check_every_seconds)
     }
 
     fn status(&self, py: Python<'_>) -> PyResult<PyGuardStatus> {
-        let status = self.guard().status();
+        let status = self.with(py, |g| g.status());
         PyGuardStatus::new(py, status)
     }
 
@@ -316,7 +321,8 @@ impl PyGuard {
 
     /// (level, largest checkpoint, saves, stop reason, trend monitor state as a dict).
     fn state<'py>(&self, py: Python<'py>) -> PyResult<StateRow<'py>> {
-        let state = self.guard().state(monotonic_now()?)?;
+        let now = monotonic_now()?;
+        let state = self.with(py, |g| g.state(now))?;
         Ok((
             state.level.name(),
             state.largest,
@@ -329,6 +335,7 @@ impl PyGuard {
     #[pyo3(signature = (level, largest, saves, stop_reason, trend))]
     fn load_state(
         &self,
+        py: Python<'_>,
         level: &Bound<'_, PyAny>,
         largest: &Bound<'_, PyAny>,
         saves: &Bound<'_, PyAny>,
@@ -345,11 +352,12 @@ impl PyGuard {
             stop_reason,
             trend: state_from_dict(trend)?,
         };
-        Ok(self.guard().load_state(&state, monotonic_now()?)?)
+        let now = monotonic_now()?;
+        Ok(self.with(py, |g| g.load_state(&state, now))?)
     }
 
     /// Deletes the emergency reserve file (the run is over).
-    fn close(&self) {
-        self.guard().close();
+    fn close(&self, py: Python<'_>) {
+        self.with(py, Guard::close);
     }
 }
