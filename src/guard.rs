@@ -1224,6 +1224,10 @@ impl Guard {
     /// (save, then prune), and re-checks.
     pub fn after_save(&mut self, path: &Path, nbytes: u64, t: f64) -> Result<()> {
         self.check_inside(path)?;
+        // What is on disk, when it can be measured, rather than what the caller says: a wrong
+        // figure would inflate what the run holds and the reserve, and force needless deletions.
+        let on_disk = held_bytes(path);
+        let nbytes = if on_disk > 0 { on_disk } else { nbytes };
         self.saves += 1;
         self.largest = self.largest.max(nbytes);
         // A save over an existing file replaced it: the run holds the difference, not both.

@@ -694,3 +694,26 @@ def test_the_emergency_reserve_is_released_before_a_save_is_refused(disk: Path) 
     assert guard.should_stop and 'without the emergency reserve' in (guard.stop_reason or '')
     assert not [n for n in os.listdir(disk) if n.startswith('.diskguard-reserve-')]
     assert any('released the emergency reserve' in m for m in messages), messages
+
+
+def test_a_refusal_is_not_replaced_by_a_warning_turned_into_an_error(
+    disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_checkpoint(disk / 'step=1.pt')
+    guard = DiskGuard(disk, budget=2 * MiB)
+    caplog.set_level(logging.INFO, logger='diskguard')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DiskSpaceWarning)
+        with pytest.raises(InsufficientSpaceError):
+            guard.before_save(disk / 'step=2.pt', 3 * MiB)
+    assert any('stopping the run' in r.getMessage() for r in caplog.records), 'every event still logged'
+
+
+def test_after_save_measures_the_file_rather_than_trusting_the_caller(disk: Path) -> None:
+    for step in (1, 2):
+        write_checkpoint(disk / f'step={step}.pt')
+    guard = DiskGuard(disk, warn=None, critical=None, budget='8MiB', retention=RetentionPolicy(KeepLast(3)))
+    write_checkpoint(disk / 'step=3.pt')
+    assert quietly(guard.after_save, disk / 'step=3.pt', 2**60) == []
+    assert sorted(os.listdir(disk)) == ['step=1.pt', 'step=2.pt', 'step=3.pt']
+    assert not guard.should_stop and guard.status().held <= used_under(disk)

@@ -22,6 +22,7 @@ turns the core's events into :class:`DiskSpaceWarning` warnings and log records.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -204,12 +205,14 @@ class DiskGuard:
 
     @staticmethod
     def _emit(core: _Guard) -> None:
-        for _kind, message, is_warning in core.take_events():
+        # Every event is logged before any warning is issued: a warning turned into an error
+        # (-W error) must not lose the records of what else was done.
+        events = core.take_events()
+        for _kind, message, is_warning in events:
+            logger.log(logging.WARNING if is_warning else logging.INFO, message)
+        for _kind, message, is_warning in events:
             if is_warning:
-                logger.warning(message)
                 warnings.warn(message, DiskSpaceWarning, stacklevel=_caller_level())
-            else:
-                logger.info(message)
 
     # ----- the plain loop -----
 
@@ -280,9 +283,15 @@ class DiskGuard:
         core = self._engine
         try:
             act(core)
-        finally:
+        except BaseException:
             self._stop = core.should_stop
-            self._emit(core)
+            # The engine's error (InsufficientSpaceError) is what the caller must see, even when a
+            # DiskSpaceWarning about the same events is turned into an error.
+            with contextlib.suppress(Exception):
+                self._emit(core)
+            raise
+        self._stop = core.should_stop
+        self._emit(core)
 
     def check(self) -> bool:
         """Checks now, whatever the cadence; returns :attr:`should_stop`."""
