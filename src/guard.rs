@@ -136,8 +136,8 @@ pub struct GuardConfig {
 impl Default for GuardConfig {
     fn default() -> Self {
         GuardConfig {
-            warn: Some(0.85),
-            critical: Some(0.95),
+            warn: Some(crate::check::DEFAULT_WARN),
+            critical: Some(crate::check::DEFAULT_CRITICAL),
             min_free: None,
             budget: None,
             reserve: Reserve::Auto,

@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._diskguard import GuardStatus, RunForecast, _Guard
+from ._diskguard import DEFAULT_CRITICAL, DEFAULT_WARN, GuardStatus, RunForecast, _Guard
 from .errors import DiskSpaceWarning
 from .retention import RetentionPolicy
 
@@ -101,7 +101,7 @@ class DiskGuard:
             the level drops (byte thresholds: a quarter of the threshold), so it does not flap.
         rescan_interval: Seconds between rescans of what the run holds under ``path``.
         emergency_reserve: Bytes to preallocate in a hidden file in ``path``
-            (``.diskguard-reserve-<pid>``), released when the run must stop so the final checkpoint
+            (``.diskguard-reserve-<pid>-<n>``), released when the run must stop so the final checkpoint
             can still be written, and removed on exit; ``None`` for none.
 
     Raises:
@@ -114,8 +114,8 @@ class DiskGuard:
         self,
         path: StrPath,
         *,
-        warn: float | None = 0.85,
-        critical: float | None = 0.95,
+        warn: float | None = DEFAULT_WARN,
+        critical: float | None = DEFAULT_CRITICAL,
         min_free: Size | None = None,
         budget: Size | None = None,
         retention: RetentionPolicy | None = None,

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import DiskUsage, check, format_size
+from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DiskUsage, check, format_size
 from .parse import Threshold
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -33,10 +33,10 @@ def worst(states: list[int]) -> int:
 class Limits:
     """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used)."""
 
-    warning: Threshold = field(default_factory=lambda: Threshold(fraction=0.85))
-    critical: Threshold = field(default_factory=lambda: Threshold(fraction=0.95))
-    inodes_warning: float | None = 0.85
-    inodes_critical: float | None = 0.95
+    warning: Threshold = field(default_factory=lambda: Threshold(fraction=DEFAULT_WARN))
+    critical: Threshold = field(default_factory=lambda: Threshold(fraction=DEFAULT_CRITICAL))
+    inodes_warning: float | None = DEFAULT_WARN
+    inodes_critical: float | None = DEFAULT_CRITICAL
 
     def used_bytes_at(self, t: Threshold, u: DiskUsage) -> int:
         """The used bytes at which ``t`` fires on ``u``'s filesystem (check_disk's perfdata rule)."""

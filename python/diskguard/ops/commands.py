@@ -14,7 +14,7 @@ import stat
 import sys
 from typing import Any, NoReturn
 
-from .. import DuEntry, DuOwner, find_orphans, format_size, remove_orphans
+from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DuEntry, DuOwner, find_orphans, format_size, remove_orphans
 from . import parse
 from .alerts import (
     SMTP_SECURITY,
@@ -49,15 +49,28 @@ def add_commands(commands: Any) -> None:
 # -- shared options -------------------------------------------------------------------------------
 
 
+# The core's defaults as the options spell them ('85%'); '%%' in argparse help, one '%' in values.
+WARN = f'{DEFAULT_WARN:.0%}'
+CRITICAL = f'{DEFAULT_CRITICAL:.0%}'
+
+
 def add_threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        '-w', '--warning', metavar='PCT%|SIZE', help='warn at this %% used or below this much avail (85%%)'
+        '-w',
+        '--warning',
+        metavar='PCT%|SIZE',
+        help=f'warn at this %% used or below this much avail ({WARN}%)',
     )
     p.add_argument(
-        '-c', '--critical', metavar='PCT%|SIZE', help='critical at this %% used or below this avail (95%%)'
+        '-c',
+        '--critical',
+        metavar='PCT%|SIZE',
+        help=f'critical at this %% used or below this avail ({CRITICAL}%)',
     )
-    p.add_argument('--inodes-warn', metavar='PCT%', help='warn at this %% of inodes used (85%%)')
-    p.add_argument('--inodes-critical', metavar='PCT%', help='critical at this %% of inodes used (95%%)')
+    p.add_argument('--inodes-warn', metavar='PCT%', help=f'warn at this %% of inodes used ({WARN}%)')
+    p.add_argument(
+        '--inodes-critical', metavar='PCT%', help=f'critical at this %% of inodes used ({CRITICAL}%)'
+    )
     p.add_argument(
         '--budget',
         action='append',
@@ -100,11 +113,11 @@ def option(args: argparse.Namespace, config: dict[str, Any], name: str, default:
 
 
 def limits_from(args: argparse.Namespace, config: dict[str, Any]) -> Limits:
-    warning = parse.threshold('--warning', str(option(args, config, 'warning', '85%')))
-    critical = parse.threshold('--critical', str(option(args, config, 'critical', '95%')))
-    inodes_warn = parse.percentage('--inodes-warn', str(option(args, config, 'inodes_warn', '85%')))
+    warning = parse.threshold('--warning', str(option(args, config, 'warning', WARN)))
+    critical = parse.threshold('--critical', str(option(args, config, 'critical', CRITICAL)))
+    inodes_warn = parse.percentage('--inodes-warn', str(option(args, config, 'inodes_warn', WARN)))
     inodes_critical = parse.percentage(
-        '--inodes-critical', str(option(args, config, 'inodes_critical', '95%'))
+        '--inodes-critical', str(option(args, config, 'inodes_critical', CRITICAL))
     )
     # The core checks these orders too, but names its own arguments; say it in the flags' words.
     if inodes_warn > inodes_critical:
