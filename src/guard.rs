@@ -21,6 +21,8 @@
 //! `statfs` runs with a time limit off the calling thread ([`crate::probe`]): a hung mount is
 //! reported, not waited on.
 
+use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -32,7 +34,7 @@ use crate::checkpoints::{Checkpoint, DirLink};
 use crate::deletion::{LockWait, LockedDir, Outcome};
 use crate::error::{Error, Result};
 use crate::probe::{Measured, Probe, Prober};
-use crate::retention::{self, free_space_order, Action, Keeper, Plan, Policy, Rule};
+use crate::retention::{self, free_space_order, Action, Keeper, Plan, Policy, Protect, Rule};
 use crate::size::{format_size, parse_size, SIZE_RULE};
 use crate::trend::{RunForecast, RunPlan, TrendConfig, TrendMonitor, TrendState};
 use crate::usage::DiskUsage;
@@ -102,6 +104,58 @@ impl Reserve {
     }
 }
 
+/// Where this process sits in a distributed run (torchrun's `RANK`, `LOCAL_RANK`, `WORLD_SIZE`).
+///
+/// Each filesystem is measured by one process: a node-local one by local rank 0 of each node, a
+/// shared one (NFS, Lustre, ...) by global rank 0 only. The process that measures the checkpoint
+/// directory's filesystem is the only one that deletes there. The others still join the reduced
+/// stop decision, with nothing of their own to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranks {
+    /// Global rank.
+    pub rank: u64,
+    /// Rank on this node.
+    pub local_rank: u64,
+    /// Processes in the run.
+    pub world_size: u64,
+}
+
+impl Default for Ranks {
+    fn default() -> Self {
+        Ranks {
+            rank: 0,
+            local_rank: 0,
+            world_size: 1,
+        }
+    }
+}
+
+impl Ranks {
+    /// Checks that the ranks fit the world size.
+    pub fn validate(&self) -> Result<()> {
+        if self.world_size == 0 {
+            return Err(Error::invalid("world_size", 0, "expected at least 1"));
+        }
+        let below = format!("expected a rank below world_size={}", self.world_size);
+        if self.rank >= self.world_size {
+            return Err(Error::invalid("rank", self.rank, below));
+        }
+        if self.local_rank >= self.world_size {
+            return Err(Error::invalid("local_rank", self.local_rank, below));
+        }
+        Ok(())
+    }
+
+    /// Whether this process measures a filesystem (`shared`: one all nodes see).
+    pub fn measures(&self, shared: bool) -> bool {
+        if shared {
+            self.rank == 0
+        } else {
+            self.local_rank == 0
+        }
+    }
+}
+
 /// Settings of a [`Guard`], validated by [`GuardConfig::validate`].
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
@@ -131,6 +185,8 @@ pub struct GuardConfig {
     pub policy: Option<Policy>,
     /// Bytes of the emergency reserve file, if one is wanted.
     pub emergency_reserve: Option<u64>,
+    /// This process's place in a distributed run.
+    pub ranks: Ranks,
 }
 
 impl Default for GuardConfig {
@@ -149,6 +205,7 @@ impl Default for GuardConfig {
             check_every_seconds: 10.0,
             policy: None,
             emergency_reserve: None,
+            ranks: Ranks::default(),
         }
     }
 }
@@ -189,6 +246,7 @@ impl GuardConfig {
         if self.check_every_steps == 0 {
             return Err(Error::invalid("check_every_steps", 0, "expected at least 1"));
         }
+        self.ranks.validate()?;
         if self.emergency_reserve == Some(0) {
             return Err(Error::invalid(
                 "emergency_reserve",
@@ -233,6 +291,9 @@ struct Watched {
     error: Option<String>,
     /// The checkpoint directory's filesystem: deleting checkpoints frees room here.
     holds_dir: bool,
+    /// This process measures it (see [`Ranks`]); other processes' spaces are neither measured
+    /// nor graded here.
+    owned: bool,
 }
 
 /// A space as graded: a filesystem or the budget.
@@ -256,6 +317,17 @@ pub struct SpaceStatus {
     pub reason: Option<String>,
     /// Deleting checkpoints frees room here.
     pub holds_dir: bool,
+}
+
+/// The checkpoint directory's filesystem for a training logger ([`Guard::metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metrics {
+    /// Bytes available (`df` Avail).
+    pub free: u64,
+    /// Percent used (`df`'s convention, unrounded).
+    pub used_percent: f64,
+    /// Seconds until full at the measured rate, once the trend monitor has an answer.
+    pub seconds_to_full: Option<f64>,
 }
 
 /// Everything [`Guard::status`] reports.
@@ -430,6 +502,9 @@ pub struct Guard {
     events: Vec<Event>,
     /// The file `before_save` saw at the path being saved (it is replaced by the rename).
     replacing: Option<(PathBuf, u64)>,
+    /// Entries of the directory a framework references (its best and last checkpoints): never
+    /// deleted, whatever the rules say.
+    referenced: Vec<OsString>,
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
@@ -540,13 +615,14 @@ impl Guard {
             emergency: None,
             events: Vec::new(),
             replacing: None,
+            referenced: Vec::new(),
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
         for path in watch {
             guard.add_space(format!("watched {}", path.display()), path, false);
         }
-        if guard.dir.is_dir() {
+        if guard.dir.is_dir() && guard.deletes() {
             guard.held = held_bytes(&guard.dir);
             let plan = guard.plan(None)?;
             guard.largest = plan
@@ -561,7 +637,7 @@ impl Guard {
                 guard.held = guard.held.saturating_add(bytes);
                 guard.emergency = Some(reserve);
             }
-        } else if guard.config.emergency_reserve.is_some() {
+        } else if guard.config.emergency_reserve.is_some() && guard.deletes() {
             return Err(Error::invalid(
                 "emergency_reserve",
                 crate::error::show_path(dir),
@@ -571,17 +647,23 @@ impl Guard {
         Ok(guard)
     }
 
-    /// Measures `path` once; joins the space already watching its filesystem, if any.
+    /// Measures `path` once; joins the space already watching its filesystem, if any. Every
+    /// process measures each path once, to learn whether it is shared (see [`Ranks`]); from then
+    /// on only the process that owns it does.
     fn add_space(&mut self, role: String, path: &Path, holds_dir: bool) {
         let mut prober = Prober::new(path);
         let (device, usage, responsive, error) = match prober.measure(self.limit()) {
             Probe::Ready(m) => (Some(m.device), Some(usage_of(path, &m)), true, None),
             Probe::Failed(err) => (None, None, true, Some(err.to_string())),
-            Probe::Unresponsive => {
-                self.events.push(unresponsive(&role, self.limit()));
-                (None, None, false, None)
-            }
+            Probe::Unresponsive => (None, None, false, None),
         };
+        let shared = usage
+            .as_ref()
+            .is_some_and(|u| crate::usage::is_network_magic(u.fs_magic));
+        let owned = self.config.ranks.measures(shared);
+        if owned && !responsive {
+            self.events.push(unresponsive(&role, self.limit()));
+        }
         if let Some(existing) = self
             .spaces
             .iter_mut()
@@ -599,6 +681,7 @@ impl Guard {
             responsive,
             error,
             holds_dir,
+            owned,
         });
     }
 
@@ -609,6 +692,34 @@ impl Guard {
     /// The validated configuration.
     pub fn config(&self) -> &GuardConfig {
         &self.config
+    }
+
+    /// Whether this process deletes in the directory: the one that measures its filesystem.
+    pub fn deletes(&self) -> bool {
+        self.spaces
+            .iter()
+            .find(|s| s.holds_dir)
+            .map_or(self.config.ranks.local_rank == 0, |s| s.owned)
+    }
+
+    /// Replaces the paths a framework references (best, last, resumed-from checkpoints): the
+    /// entries of the directory they are in or under are never deleted. Paths outside the
+    /// directory are ignored: nothing there is ever touched.
+    pub fn set_referenced(&mut self, paths: &[PathBuf]) -> Result<()> {
+        let mut names = Vec::new();
+        for path in paths {
+            crate::usage::validate_path("paths", path)?;
+            let (dir, path) = (lexical_absolute(&self.dir), lexical_absolute(path));
+            if let Ok(rest) = path.strip_prefix(&dir) {
+                if let Some(Component::Normal(first)) = rest.components().next() {
+                    names.push(first.to_owned());
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        self.referenced = names;
+        Ok(())
     }
 
     /// Whether the run should stop (sticky once set).
@@ -647,7 +758,7 @@ impl Guard {
     fn measure(&mut self, t: f64) {
         let limit = self.limit();
         let mut noticed = Vec::new();
-        for space in &mut self.spaces {
+        for space in self.spaces.iter_mut().filter(|s| s.owned) {
             let was_responsive = space.responsive;
             match space.prober.measure(limit) {
                 Probe::Ready(m) => {
@@ -682,14 +793,18 @@ impl Guard {
             let (used, avail) = (u.used, u.avail);
             let _ = self.trend.add_sample(t, used, avail);
         }
-        if t - self.last_rescan >= self.config.rescan_interval && self.dir_responsive() && self.dir.is_dir() {
+        if t - self.last_rescan >= self.config.rescan_interval
+            && self.dir_responsive()
+            && self.deletes()
+            && self.dir.is_dir()
+        {
             self.held = held_bytes(&self.dir);
             self.last_rescan = t;
         }
     }
 
     fn dir_space(&self) -> Option<&Watched> {
-        self.spaces.iter().find(|s| s.holds_dir)
+        self.spaces.iter().find(|s| s.holds_dir && s.owned)
     }
 
     fn dir_usage(&self) -> Option<&DiskUsage> {
@@ -705,7 +820,11 @@ impl Guard {
     /// Re-measures only the checkpoint directory's filesystem (after a deletion).
     fn remeasure_dir(&mut self) {
         let limit = self.limit();
-        if let Some(space) = self.spaces.iter_mut().find(|s| s.holds_dir && s.responsive) {
+        if let Some(space) = self
+            .spaces
+            .iter_mut()
+            .find(|s| s.holds_dir && s.responsive && s.owned)
+        {
             match space.prober.measure(limit) {
                 Probe::Ready(m) => space.usage = Some(usage_of(space.prober.path(), &m)),
                 Probe::Failed(err) => space.error = Some(err.to_string()),
@@ -734,7 +853,7 @@ impl Guard {
     /// grades with the hysteresis margin (the bar for leaving a level, or for enough room).
     fn grade(&self, target: u64, strict: bool) -> Vec<SpaceStatus> {
         let mut out = Vec::new();
-        for space in &self.spaces {
+        for space in self.spaces.iter().filter(|s| s.owned) {
             let Some(u) = &space.usage else { continue };
             let size = u.used.saturating_add(u.avail);
             // The budget is graded as a space of its own (below); the directory's room is the
@@ -756,7 +875,7 @@ impl Guard {
                 holds_dir: space.holds_dir,
             });
         }
-        if let Some(budget) = self.config.budget {
+        if let Some(budget) = self.config.budget.filter(|_| self.deletes()) {
             let avail = budget.saturating_sub(self.held);
             let (level, reason) = self.grade_space(self.held, avail, avail, target, strict, false);
             out.push(SpaceStatus {
@@ -905,8 +1024,12 @@ impl Guard {
 
     /// Scans and plans the directory under `policy` (`None`: the invariant only).
     fn plan(&self, policy: Option<&Policy>) -> Result<Plan> {
-        let default = Policy::default();
-        retention::plan_dir(&self.dir, policy.unwrap_or(&default), retention::now())
+        let mut policy = policy.cloned().unwrap_or_default();
+        if !self.referenced.is_empty() {
+            let names = self.referenced.iter().map(PathBuf::from).collect();
+            policy.rules.push(Rule::Protect(Protect::new(names)?));
+        }
+        retention::plan_dir(&self.dir, &policy, retention::now())
     }
 
     /// Deletes one checkpoint under the lock; accounts for it and reports it.
@@ -977,7 +1100,7 @@ impl Guard {
         let Some(policy) = self.config.policy.clone() else {
             return;
         };
-        if !self.dir_responsive() || !self.dir.is_dir() {
+        if !self.deletes() || !self.dir_responsive() || !self.dir.is_dir() {
             return;
         }
         let plan = match self.plan(Some(&policy)) {
@@ -1018,7 +1141,11 @@ impl Guard {
     /// `target` bytes of room.
     fn force_room(&mut self, target: u64, t: f64) {
         // A directory on a mount that does not answer is not touched: even its lstat could hang.
-        if self.config.on_full != OnFull::Prune || !self.dir_responsive() || !self.dir.is_dir() {
+        if self.config.on_full != OnFull::Prune
+            || !self.deletes()
+            || !self.dir_responsive()
+            || !self.dir.is_dir()
+        {
             return;
         }
         let policy = self.config.policy.clone();
@@ -1066,7 +1193,7 @@ impl Guard {
         if let Some(u) = self
             .spaces
             .iter_mut()
-            .find(|s| s.holds_dir)
+            .find(|s| s.holds_dir && s.owned)
             .and_then(|s| s.usage.as_mut())
         {
             u.avail = u.avail.max(avail.saturating_add(freed));
@@ -1267,23 +1394,26 @@ impl Guard {
     /// so a status report names every watched filesystem.
     fn graded_and_unknown(&self) -> Vec<SpaceStatus> {
         let mut spaces = self.grade(self.reserve().saturating_mul(2), false);
-        spaces.extend(self.spaces.iter().filter(|s| s.usage.is_none()).map(|s| {
-            SpaceStatus {
-                name: s.roles.join(", "),
-                total: 0,
-                used: 0,
-                avail: 0,
-                room: 0,
-                responsive: s.responsive,
-                level: Level::Ok,
-                reason: Some(
-                    s.error
-                        .clone()
-                        .unwrap_or_else(|| "not measured yet: statfs has not answered".to_owned()),
-                ),
-                holds_dir: s.holds_dir,
-            }
-        }));
+        spaces.extend(
+            self.spaces
+                .iter()
+                .filter(|s| s.owned && s.usage.is_none())
+                .map(|s| SpaceStatus {
+                    name: s.roles.join(", "),
+                    total: 0,
+                    used: 0,
+                    avail: 0,
+                    room: 0,
+                    responsive: s.responsive,
+                    level: Level::Ok,
+                    reason: Some(
+                        s.error
+                            .clone()
+                            .unwrap_or_else(|| "not measured yet: statfs has not answered".to_owned()),
+                    ),
+                    holds_dir: s.holds_dir,
+                }),
+        );
         spaces
     }
 
@@ -1304,6 +1434,128 @@ impl Guard {
             checks: self.checks,
             emergency_reserve: self.emergency.as_ref().map(|e| (e.path.clone(), e.bytes)),
         }
+    }
+
+    /// The checkpoint directory's filesystem as of the last check, for a training logger; `None`
+    /// in a process that does not measure it.
+    pub fn metrics(&self) -> Option<Metrics> {
+        let u = self.dir_usage()?;
+        Some(Metrics {
+            free: u.avail,
+            used_percent: crate::usage::percent(u.used, u.avail),
+            seconds_to_full: self.trend.estimate().and_then(|e| e.time_to_full),
+        })
+    }
+
+    /// What to tell a user whose run failed with `errno` (`ENOSPC` or `EDQUOT`) writing `path`:
+    /// which filesystem, what the run holds there, what to change. Measures afresh; never fails.
+    pub fn diagnose(&self, errno: i32, path: Option<&Path>) -> String {
+        let (what, quota) = if errno == nix::errno::Errno::EDQUOT as i32 {
+            ("disk quota exceeded (EDQUOT)", true)
+        } else {
+            ("no space left on device (ENOSPC)", false)
+        };
+        let mut lines = vec![match path {
+            Some(p) => format!("{what} writing {}", p.display()),
+            None => what.to_owned(),
+        }];
+        let target = path.unwrap_or(&self.dir);
+        let device = crate::usage::statfs_nearest_existing(target)
+            .ok()
+            .and_then(|(queried, _)| std::fs::metadata(queried).ok())
+            .map(|m| m.dev());
+        let roles: Vec<&str> = self
+            .spaces
+            .iter()
+            .filter(|s| device.is_some() && s.device == device)
+            .flat_map(|s| s.roles.iter().map(String::as_str))
+            .collect();
+        match crate::usage::usage(target) {
+            Ok(u) => {
+                let mount = crate::mounts::mount_of(&u.queried_path, Path::new("/proc")).ok();
+                let at = mount.as_ref().map_or_else(String::new, |m| {
+                    format!(" mounted at {}", m.mount_point.display())
+                });
+                lines.push(format!(
+                    "filesystem: {}{at}, {} of {} used, {} available ({})",
+                    u.fs_type(mount.as_ref()),
+                    format_size(u.used),
+                    format_size(u.total),
+                    format_size(u.avail),
+                    if roles.is_empty() {
+                        "not watched by this guard".to_owned()
+                    } else {
+                        roles.join(", ")
+                    },
+                ));
+            }
+            Err(err) => lines.push(format!("filesystem: cannot be measured now ({err})")),
+        }
+        lines.push(self.holdings());
+        let on_dir = roles.iter().any(|r| r.starts_with("checkpoint directory"));
+        let on_temp = roles.iter().any(|r| r.starts_with("temp directory"));
+        if on_temp && !on_dir {
+            lines.push(
+                "change: this is the temp directory's filesystem, where frameworks stage whole \
+                 checkpoints (Lightning's fsspec writes each one there, then copies it): point \
+                 TMPDIR at a larger filesystem, or save through diskguard (its callbacks write \
+                 next to the destination and rename)"
+                    .to_owned(),
+            );
+        }
+        if quota {
+            lines.push(
+                "change: a quota limits this user or project here, and statfs does not show it: \
+                 set DiskGuard(budget=...) below the quota, or raise the quota"
+                    .to_owned(),
+            );
+        }
+        if on_dir || roles.is_empty() {
+            lines.push(format!(
+                "change: keep fewer checkpoints (RetentionPolicy(KeepLast(n))), stop earlier \
+                 (critical=, min_free=, reserve= the checkpoint size, now {}), or write checkpoints \
+                 to a larger filesystem{}",
+                format_size(self.reserve()),
+                if roles.is_empty() {
+                    "; this filesystem is not watched: add it to watch=[...]"
+                } else {
+                    ""
+                }
+            ));
+        }
+        lines.join("\n")
+    }
+
+    /// What the run holds in its directory, for a diagnosis.
+    fn holdings(&self) -> String {
+        let dir = self.dir.display();
+        let Ok(plan) = self.plan(None) else {
+            return format!("the run holds nothing readable in {dir}");
+        };
+        let (complete, partial): (Vec<_>, Vec<_>) = plan
+            .items
+            .iter()
+            .map(|i| &i.checkpoint)
+            .partition(|c| c.is_complete());
+        let sum = |v: &[&Checkpoint]| v.iter().map(|c| c.size).fold(0u64, u64::saturating_add);
+        let mut text = format!(
+            "the run holds {} in {dir}: {} complete checkpoint{} ({}, the largest {})",
+            format_size(held_bytes(&self.dir)),
+            complete.len(),
+            if complete.len() == 1 { "" } else { "s" },
+            format_size(sum(&complete)),
+            format_size(complete.iter().map(|c| c.size).max().unwrap_or(0)),
+        );
+        if !partial.is_empty() {
+            let _ = write!(
+                text,
+                ", and {} partial save{} ({}): `diskguard prune` removes them",
+                partial.len(),
+                if partial.len() == 1 { "" } else { "s" },
+                format_size(sum(&partial))
+            );
+        }
+        text
     }
 
     /// Will the rest of the run fit: `remaining_saves` more saves every `save_interval` seconds,

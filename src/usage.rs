@@ -272,6 +272,15 @@ pub fn statfs_nearest_existing(path: &Path) -> Result<(PathBuf, FsStats)> {
     Err(first_error)
 }
 
+/// Whether a `statfs` magic number is a filesystem shared between hosts (NFS, SMB, Ceph, Lustre,
+/// GPFS, BeeGFS): in a distributed run one process measures it for every node, not one per node.
+pub fn is_network_magic(magic: i64) -> bool {
+    matches!(
+        magic,
+        0x6969 | 0xFF53_4D42 | 0xFE53_4D42 | 0x00C3_6400 | 0x0BD0_0BD0 | 0x4750_4653 | 0x1983_0326
+    )
+}
+
 /// A readable name for a `statfs` magic number, for when the mount table is unavailable.
 pub fn magic_name(magic: i64) -> Option<&'static str> {
     Some(match magic {

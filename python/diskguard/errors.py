@@ -19,6 +19,20 @@ if TYPE_CHECKING:
 # Everything that survives a full disk treats them alike.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
+
+def disk_full_cause(err: BaseException) -> OSError | None:
+    """The ENOSPC or EDQUOT error ``err`` is, or was caused by (its ``__cause__`` and
+    ``__context__`` chain, as frameworks wrap the original error), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 __all__ = ['DiskFullError', 'DiskSpaceCriticalError', 'DiskSpaceWarning', 'InsufficientSpaceError']
 
 

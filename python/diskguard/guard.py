@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._diskguard import DEFAULT_CRITICAL, DEFAULT_WARN, GuardStatus, RunForecast, _Guard
-from .errors import DiskSpaceWarning
+from ._dist import Reduce, resolve_ranks, resolve_sync
+from .errors import DiskSpaceWarning, disk_full_cause
 from .retention import RetentionPolicy
 
 if TYPE_CHECKING:
@@ -103,6 +104,17 @@ class DiskGuard:
         emergency_reserve: Bytes to preallocate in a hidden file in ``path``
             (``.diskguard-reserve-<pid>-<n>``), released when the run must stop so the final checkpoint
             can still be written, and removed on exit; ``None`` for none.
+        rank, local_rank, world_size: This process's place in a distributed run; ``None`` reads
+            torchrun's ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (absent: 0, 0, 1). A node-local
+            filesystem is measured on local rank 0, a shared one (NFS, Lustre...) on global rank 0,
+            and only the process measuring the directory's filesystem deletes there
+            (:attr:`deletes`).
+        sync: How the ranks agree on the stop when ``world_size > 1``: ``'auto'`` all-reduces over
+            ``torch.distributed`` when it is initialized; a callable takes this rank's flag and
+            returns the agreed one (Lightning: ``trainer.strategy.reduce_boolean_decision``);
+            ``None`` never reduces. The reduction is a collective, made every
+            ``check_every_steps`` calls of :meth:`step` (and by :meth:`sync_stop`), so every rank
+            must call them equally often.
 
     Raises:
         TypeError, ValueError: An argument is of the wrong type or out of range (the message names
@@ -128,6 +140,10 @@ class DiskGuard:
         hysteresis: float = 0.02,
         rescan_interval: float = 60.0,
         emergency_reserve: Size | None = None,
+        rank: int | None = None,
+        local_rank: int | None = None,
+        world_size: int | None = None,
+        sync: Literal['auto'] | Reduce | None = 'auto',
     ) -> None:
         if isinstance(watch, str | bytes) or not isinstance(watch, Iterable):
             raise TypeError(f'watch={watch!r}: expected a list of paths, got {type(watch).__name__}')
@@ -147,7 +163,12 @@ class DiskGuard:
             'hysteresis': hysteresis,
             'rescan_interval': rescan_interval,
             'emergency_reserve': emergency_reserve,
+            'rank': rank,
+            'local_rank': local_rank,
+            'world_size': world_size,
+            'sync': sync,
         }
+        self._reduce = resolve_sync(sync)
         self._core: _Guard | None = None
         self._pending_state: dict[str, Any] | None = None
         self._reset_cadence()
@@ -160,13 +181,16 @@ class DiskGuard:
         '_clock_time',
         '_config',
         '_core',
+        '_distributed',
         '_every_seconds',
         '_every_steps',
         '_last_step',
         '_next_clock',
         '_next_step',
+        '_next_sync',
         '_next_time',
         '_pending_state',
+        '_reduce',
         '_stop',
         '_stride',
     )
@@ -181,6 +205,8 @@ class DiskGuard:
         self._clock_time = 0.0
         self._stop = False
         self._last_step: int | None = None
+        self._distributed = False  # set once the engine knows the world size
+        self._next_sync = 0
 
     @property
     def _engine(self) -> _Guard:
@@ -190,6 +216,8 @@ class DiskGuard:
             core = self._core = self._build()
             self._every_steps = core.check_every_steps
             self._every_seconds = core.check_every_seconds
+            self._distributed = core.world_size > 1 and self._reduce is not None
+            self._next_sync = self._calls + self._every_steps
             # The reserve file goes when the guard is collected or the interpreter exits.
             weakref.finalize(self, core.close)
             if self._pending_state is not None:
@@ -200,8 +228,19 @@ class DiskGuard:
 
     def _build(self) -> _Guard:
         # Every setting is passed as given: the core validates it and names it in errors.
-        settings = {k: v for k, v in self._config.items() if k != 'path'}
-        return _Guard(self._config['path'], temp_dir=tempfile.gettempdir(), **settings)
+        settings = {k: v for k, v in self._config.items() if k not in ('path', 'sync')}
+        # Read from the environment now, not at construction: a guard pickled into a spawned
+        # worker takes that worker's ranks.
+        ranks = resolve_ranks(settings.pop('rank'), settings.pop('local_rank'), settings.pop('world_size'))
+        rank, local_rank, world_size = ranks
+        return _Guard(
+            self._config['path'],
+            temp_dir=tempfile.gettempdir(),
+            rank=rank,
+            local_rank=local_rank,
+            world_size=world_size,
+            **settings,
+        )
 
     @staticmethod
     def _emit(core: _Guard) -> None:
@@ -238,9 +277,36 @@ class DiskGuard:
             due_by_steps = n >= self._next_step
         except TypeError:
             due_by_steps = True  # _check names the wrong type
+        if self._distributed and self._calls >= self._next_sync:
+            # A collective: due on the same call on every rank, whatever each one's clock says.
+            self._check(step, n)
+            return self._sync_now(step)
         if not due_by_steps and self._clock_says_wait(step):
             return self._stop
         return self._check(step, n)
+
+    def _sync_now(self, step: int | None) -> bool:
+        """Every rank's flag reduced into the one they all act on (sticky once True)."""
+        reduce = self._reduce
+        assert reduce is not None  # _distributed implies it
+        local = self._engine.should_stop
+        agreed = reduce(local)
+        if not isinstance(agreed, bool | int):
+            raise TypeError(f'sync returned {agreed!r}: expected a bool (the agreed stop flag)')
+        self._stop = self._stop or bool(agreed)
+        self._next_sync = self._calls + self._every_steps
+        self._plan_next_clock(step)
+        return self._stop
+
+    def sync_stop(self) -> bool:
+        """Checks now and reduces the stop flag across ranks now: a collective every rank must
+        call at the same point (before a save the framework makes at an epoch's end). Without a
+        distributed run it is :meth:`check`."""
+        self._engine  # noqa: B018 -- knows the world size once built
+        if not self._distributed:
+            return self.check()
+        self._check(None, self._calls)
+        return self._sync_now(None)
 
     def _clock_says_wait(self, step: int | None) -> bool:
         """Reads the clock (which costs more than the rest of a step() call, so it is read only every
@@ -263,6 +329,8 @@ class DiskGuard:
         self._next_clock = self._calls + self._stride
         if step is None:
             self._next_clock = min(self._next_clock, self._next_step)
+        if self._distributed:
+            self._next_clock = min(self._next_clock, self._next_sync)
 
     def _check(self, step: int | None, n: Any) -> bool:
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -284,13 +352,15 @@ class DiskGuard:
         try:
             act(core)
         except BaseException:
-            self._stop = core.should_stop
+            if not self._distributed:
+                self._stop = core.should_stop
             # The engine's error (InsufficientSpaceError) is what the caller must see, even when a
             # DiskSpaceWarning about the same events is turned into an error.
             with contextlib.suppress(Exception):
                 self._emit(core)
             raise
-        self._stop = core.should_stop
+        if not self._distributed:  # there, the flag changes only when the ranks agree
+            self._stop = core.should_stop
         self._emit(core)
 
     def check(self) -> bool:
@@ -299,8 +369,52 @@ class DiskGuard:
 
     @property
     def should_stop(self) -> bool:
-        """True once the run should stop (there is still room for one final checkpoint)."""
-        return self._engine.should_stop
+        """True once the run should stop (there is still room for one final checkpoint); in a
+        distributed run, once the ranks agreed on it (the same on every rank)."""
+        core = self._engine
+        return self._stop if self._distributed else core.should_stop
+
+    @property
+    def deletes(self) -> bool:
+        """Whether this process deletes in the directory: the one process that measures its
+        filesystem (see ``rank``)."""
+        return self._engine.deletes
+
+    def protect(self, paths: Iterable[StrPath]) -> None:
+        """Replaces the set of checkpoints a framework references (its best and last ones, the
+        one the run resumed from): retention and making room never delete them. Paths outside
+        the directory are ignored (nothing there is touched); a path inside a checkpoint folder
+        protects the folder."""
+        if isinstance(paths, str | bytes) or not isinstance(paths, Iterable):
+            raise TypeError(f'paths={paths!r}: expected a list of paths, got {type(paths).__name__}')
+        self._engine.set_referenced([os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths])
+
+    def metrics(self) -> dict[str, float]:
+        """The checkpoint directory's filesystem as of the last check, for a training logger:
+        ``disk/free_bytes``, ``disk/used_percent`` and, once the trend has an answer,
+        ``disk/hours_to_full``. Empty in a process that does not measure it."""
+        measured = self._engine.metrics()
+        if measured is None:
+            return {}
+        free, used_percent, seconds_to_full = measured
+        out = {'disk/free_bytes': float(free), 'disk/used_percent': used_percent}
+        if seconds_to_full is not None:
+            out['disk/hours_to_full'] = seconds_to_full / 3600.0
+        return out
+
+    def diagnose(self, error: BaseException) -> str | None:
+        """For a run that failed with ENOSPC or EDQUOT (``error`` or anything in its chain): which
+        filesystem, what the run holds there and what to change, in a few lines; None for any
+        other error."""
+        if not isinstance(error, BaseException):
+            raise TypeError(f'error={error!r}: expected an exception, got {type(error).__name__}')
+        found = disk_full_cause(error)
+        if found is None:
+            return None
+        path = found.filename
+        if not isinstance(path, str | bytes | os.PathLike) or not path:
+            path = None
+        return self._engine.diagnose(found.errno or 0, path)
 
     @property
     def stop_reason(self) -> str | None:
@@ -408,6 +522,7 @@ class DiskGuard:
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
         self._config = pickled['config']
+        self._reduce = resolve_sync(self._config['sync'])
         self._core = None
         self._reset_cadence()
         self._pending_state = pickled['state']

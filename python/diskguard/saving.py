@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._diskguard import format_size, latest_complete, usage
 from ._types import StrPath
-from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError
+from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError, disk_full_cause
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 __all__ = ['SaveGuard', 'estimate_size', 'save']
 
@@ -373,16 +373,7 @@ def _remove_quietly(temp: str, dir_fd: int) -> None:
 
 def _disk_full_errno(err: BaseException, write_error: OSError | None) -> int | None:
     """ENOSPC or EDQUOT if that is what failed: the writer's own error, or anywhere in the chain."""
-    for candidate in (write_error, *_chain(err)):
-        if isinstance(candidate, OSError) and candidate.errno in DISK_FULL_ERRNOS:
-            return candidate.errno
-    return None
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
+    if write_error is not None and write_error.errno in DISK_FULL_ERRNOS:
+        return write_error.errno
+    found = disk_full_cause(err)
+    return None if found is None else found.errno

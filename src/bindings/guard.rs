@@ -11,7 +11,9 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use super::retention::opt_policy;
 use super::trend::{monotonic_now, state_from_dict, state_to_dict, PyRunForecast};
 use super::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
-use crate::guard::{level_named, Guard, GuardConfig, GuardState, OnFull, Reserve, SpaceStatus, Status};
+use crate::guard::{
+    level_named, Guard, GuardConfig, GuardState, OnFull, Ranks, Reserve, SpaceStatus, Status,
+};
 
 /// One watched space in a [`PyGuardStatus`].
 #[pyclass(frozen, get_all, name = "GuardSpace", module = "diskguard")]
@@ -118,15 +120,15 @@ impl PyGuardStatus {
     }
 }
 
-/// `watch`: a list or tuple of paths (a single string is a mistake, not a list of characters).
-fn watch_paths(obj: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
+/// Argument `name`: an iterable of paths, never a single string.
+fn path_list(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
     if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
-        return Err(wrong_type("watch", obj, "a list of paths"));
+        return Err(wrong_type(name, obj, "a list of paths"));
     }
     let items = obj
         .try_iter()
-        .map_err(|_| wrong_type("watch", obj, "a list of paths"))?;
-    items.map(|item| path_arg("watch", &item?)).collect()
+        .map_err(|_| wrong_type(name, obj, "a list of paths"))?;
+    items.map(|item| path_arg(name, &item?)).collect()
 }
 
 /// `reserve`: `'auto'` or a size.
@@ -186,7 +188,7 @@ impl PyGuard {
     #[pyo3(signature = (
         path, *, temp_dir, watch, warn, critical, min_free, budget, reserve, on_full, hysteresis,
         statfs_timeout, rescan_interval, check_every_steps, check_every_seconds, retention,
-        emergency_reserve
+        emergency_reserve, rank, local_rank, world_size
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -207,10 +209,13 @@ impl PyGuard {
         check_every_seconds: &Bound<'_, PyAny>,
         retention: &Bound<'_, PyAny>,
         emergency_reserve: &Bound<'_, PyAny>,
+        rank: &Bound<'_, PyAny>,
+        local_rank: &Bound<'_, PyAny>,
+        world_size: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let dir = fs_path(path)?;
         let temp_dir = path_arg("temp_dir", temp_dir)?;
-        let watch = watch_paths(watch)?;
+        let watch = path_list("watch", watch)?;
         let policy = opt_policy("retention", Some(retention))?;
         let config = GuardConfig {
             warn: opt_fraction("warn", warn)?,
@@ -226,6 +231,11 @@ impl PyGuard {
             check_every_seconds: number("check_every_seconds", check_every_seconds)?,
             policy,
             emergency_reserve: size_arg("emergency_reserve", Some(emergency_reserve))?,
+            ranks: Ranks {
+                rank: whole("rank", rank)?,
+                local_rank: whole("local_rank", local_rank)?,
+                world_size: whole("world_size", world_size)?,
+            },
         };
         let t = monotonic_now()?;
         let guard = py.detach(move || Guard::new(&dir, &temp_dir, &watch, config, t))?;
@@ -354,6 +364,44 @@ impl PyGuard {
         };
         let now = monotonic_now()?;
         Ok(self.with(py, |g| g.load_state(&state, now))?)
+    }
+
+    /// Processes in the run.
+    #[getter]
+    fn world_size(&self, py: Python<'_>) -> u64 {
+        self.with(py, |g| g.config().ranks.world_size)
+    }
+
+    /// Whether this process deletes in the directory (it measures the directory's filesystem).
+    #[getter]
+    fn deletes(&self, py: Python<'_>) -> bool {
+        self.with(py, |g| g.deletes())
+    }
+
+    /// Replaces the paths the framework references; they are never deleted.
+    fn set_referenced(&self, py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<()> {
+        let paths = path_list("paths", paths)?;
+        Ok(self.with(py, |g| g.set_referenced(&paths))?)
+    }
+
+    /// `(free bytes, percent used, seconds to full or None)` of the directory's filesystem, or
+    /// None in a process that does not measure it.
+    fn metrics(&self, py: Python<'_>) -> Option<(u64, f64, Option<f64>)> {
+        self.with(py, |g| g.metrics())
+            .map(|m| (m.free, m.used_percent, m.seconds_to_full))
+    }
+
+    /// A diagnosis of a failed write (`errno` ENOSPC or EDQUOT) to `path`.
+    #[pyo3(signature = (errno, path=None))]
+    fn diagnose(
+        &self,
+        py: Python<'_>,
+        errno: &Bound<'_, PyAny>,
+        path: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
+        let errno = i32::try_from(whole::<u32>("errno", errno)?).unwrap_or(i32::MAX);
+        let path = path.map(fs_path).transpose()?;
+        Ok(self.with(py, |g| g.diagnose(errno, path.as_deref())))
     }
 
     /// Deletes the emergency reserve file (the run is over).
