@@ -1,0 +1,351 @@
+"""The Hugging Face ``Trainer`` integration: one line keeps a run's disk from filling.
+
+::
+
+    from diskguard.transformers import DiskGuardCallback, get_last_checkpoint
+
+    trainer = Trainer(..., callbacks=[DiskGuardCallback(min_free='20GiB')])
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(args.output_dir))
+
+The callback is a thin adapter over :class:`diskguard.DiskGuard` (built when training begins, for
+``args.output_dir`` unless a path is given, with the Trainer's ranks): every decision (room, the
+ladder, retention, the stop) is the guard's. What the callback adds is where the Trainer asks:
+
+- ``on_step_end`` / ``on_epoch_end``: the guard's step cadence and stop flag (agreed across ranks);
+  before a save the Trainer is about to make, the guard makes room for a ``checkpoint-N`` folder the
+  size of the largest complete one (or of the model's and optimizer's tensors); when it refuses,
+  the save is vetoed (``control.should_save = False``) on every rank, with a warning, and the run
+  stops. A stop under ``save_strategy='steps'`` asks for one final save, for which the guard kept
+  room.
+- ``on_save``: retention, after the Trainer's own ``save_total_limit`` rotation (which runs first, so
+  the two never delete concurrently), never deleting ``state.best_model_checkpoint``.
+- ``on_log``: the disk next to the loss (``disk/free_bytes``, ``disk/used_percent``,
+  ``disk/hours_to_full``) in every log record: ``state.log_history``, TensorBoard, W&B...
+
+Importing this module needs ``transformers``; ``import diskguard`` does not import it.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import os
+import re
+import warnings
+from typing import TYPE_CHECKING, Any
+
+try:
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import DefaultFlowCallback
+except ImportError as err:  # pragma: no cover - exercised in a subprocess without transformers
+    raise ImportError(
+        f'diskguard.transformers needs the transformers package (pip install transformers): {err}',
+        name='transformers',
+    ) from err
+
+try:
+    from transformers.trainer_callback import ExportableState
+except ImportError:  # pragma: no cover - transformers before 4.42 stores no callback state
+
+    class ExportableState:  # type: ignore[no-redef]
+        """Stand-in where transformers has no callback state: ``state()`` is then never asked."""
+
+
+from ._diskguard import plan
+from ._dist import resolve_sync
+from .errors import DiskSpaceWarning, InsufficientSpaceError
+from .guard import DiskGuard
+from .saving import estimate_size
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+__all__ = ['DiskGuardCallback', 'get_last_checkpoint']
+
+# transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and its _re_checkpoint, which get_last_checkpoint uses.
+CHECKPOINT_PREFIX = 'checkpoint'
+_CHECKPOINT_NAME = re.compile(r'^' + CHECKPOINT_PREFIX + r'\-(\d+)$')
+# Set from the Trainer's arguments, never by the user: the Trainer knows its ranks.
+_RANK_ARGUMENTS = ('rank', 'local_rank', 'world_size')
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def get_last_checkpoint(folder: str | os.PathLike[str]) -> str | None:
+    """The newest complete ``checkpoint-N`` folder in ``folder``, or ``None`` when there is none.
+
+    A drop-in for ``transformers.trainer_utils.get_last_checkpoint``, which returns the folder with
+    the highest step even when a crash left it partial (no ``trainer_state.json``, truncated files),
+    so the resume fails. Only ``checkpoint-N`` folders are considered, as there: a final model
+    that ``trainer.save_model()`` wrote into ``folder`` itself is not a checkpoint to resume from.
+    Completeness is decided as :func:`diskguard.latest_complete` decides it.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist (as the transformers function).
+    """
+    complete = [
+        item
+        for item in plan(folder).items
+        if item.action != 'skip' and _CHECKPOINT_NAME.match(item.name) and os.path.isdir(item.path)
+    ]
+    if not complete:
+        return None
+    newest = max(complete, key=lambda item: int(_CHECKPOINT_NAME.match(item.name).group(1)))  # type: ignore[union-attr]
+    return os.path.join(folder, newest.name)
+
+
+def _output_dir(args: TrainingArguments) -> str:
+    """``args.output_dir``, which ``TrainingArguments`` has set (to ``'trainer_output'`` if not given)."""
+    return str(args.output_dir)
+
+
+def _evaluation(logs: dict[str, Any]) -> bool:
+    """Whether a log record holds evaluation metrics (``eval_*``/``test_*``): the dict the Trainer
+    also returns from ``evaluate()`` and reads ``metric_for_best_model`` from, kept as it is."""
+    return any(key.startswith(('eval_', 'test_')) for key in logs)
+
+
+def _check_guard_arguments(guard_kwargs: dict[str, Any]) -> None:
+    """Refuses, when the callback is made, what DiskGuard would refuse by name only when training
+    begins: an argument it does not take, or one the Trainer sets."""
+    given = sorted(set(guard_kwargs) & set(_RANK_ARGUMENTS))
+    if given:
+        raise TypeError(
+            f'DiskGuardCallback: {", ".join(given)} come from the Trainer '
+            '(args.process_index, args.local_process_index, args.world_size); do not pass them'
+        )
+    parameters = inspect.signature(DiskGuard).parameters
+    unknown = sorted(set(guard_kwargs) - set(parameters))
+    if unknown or 'path' in guard_kwargs:
+        taken = ', '.join(name for name in parameters if name != 'path')
+        raise TypeError(
+            f'DiskGuardCallback got unexpected keyword argument(s) {", ".join(unknown or ["path"])}: '
+            f"it takes path (first), log_metrics and DiskGuard's {taken}"
+        )
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as JSON can store it (paths as text), or ``...`` when it cannot be stored."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, _JSON_SCALARS) and not isinstance(value, bytes):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str | os.PathLike) for v in value):
+        return [os.fspath(v) for v in value]
+    return ...
+
+
+class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc, unused-ignore]  # Any without transformers
+    """Keeps a ``Trainer`` run's disk from filling: makes room, vetoes saves that cannot fit, stops.
+
+    Args:
+        path: The directory to guard; by default the Trainer's ``args.output_dir``, where its
+            ``checkpoint-N`` folders go.
+        log_metrics: Add the guard's :meth:`~diskguard.DiskGuard.metrics` to every log record
+            (``state.log_history`` and the reporting integrations: TensorBoard, W&B...). To be
+            ahead of those integrations, which the Trainer calls first, the callback moves itself
+            right after the Trainer's ``DefaultFlowCallback`` when training begins.
+        guard_kwargs: :class:`diskguard.DiskGuard`'s arguments (``min_free``, ``budget``,
+            ``retention``, ``check_every_steps``, ``sync``...), except the ranks, which come from the
+            Trainer's arguments. ``sync='auto'`` agrees the stop flag through ``torch.distributed``.
+
+    The guard is built when training begins (``on_train_begin``) and is then :attr:`guard`.
+    With ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` the Trainer rebuilds
+    the callback from ``trainer_state.json``: from the arguments JSON can hold (paths, sizes,
+    thresholds, cadences; not a ``retention`` policy or a ``sync`` callable, which then take their
+    defaults) and the guard's state (largest checkpoint, the trend forecast's history).
+
+    Raises:
+        TypeError: An argument DiskGuard does not take, or a rank (the Trainer sets those).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, log_metrics: bool = True, **guard_kwargs: Any
+    ) -> None:
+        if not isinstance(log_metrics, bool):
+            raise TypeError(f'log_metrics={log_metrics!r}: expected True or False')
+        _check_guard_arguments(guard_kwargs)
+        self.path = path
+        self.log_metrics = log_metrics
+        self.guard_kwargs = guard_kwargs
+        self.guard: DiskGuard | None = None
+        self.guard_state: dict[str, Any] | None = None  # set by the Trainer's restore, applied once
+
+    # ----- building the guard -----
+
+    def _build(self, args: TrainingArguments) -> DiskGuard:
+        guard = DiskGuard(
+            self.path if self.path is not None else _output_dir(args),
+            rank=args.process_index,
+            local_rank=args.local_process_index,
+            world_size=args.world_size,
+            **self.guard_kwargs,
+        )
+        if self.guard_state is not None:
+            guard.load_state_dict(self.guard_state)
+            self.guard_state = None
+        return guard
+
+    def _guard_for(self, args: TrainingArguments) -> DiskGuard:
+        if self.guard is None:
+            self.guard = self._build(args)
+        return self.guard
+
+    def _run_before_reporters(self) -> None:
+        """Moves this callback right after the Trainer's ``DefaultFlowCallback``, so the disk figures
+        it adds in ``on_log`` reach the reporting integrations, which the Trainer puts ahead of user
+        callbacks and which send each record on as soon as they see it.
+
+        The Trainer hands callbacks no reference to its callback list, so the list is found among
+        the objects referring to this callback: the one that holds it and starts with a
+        ``DefaultFlowCallback``. Moving an earlier-running callback backwards keeps the Trainer's
+        iteration over the list intact (the ones it already called shift into slots it passed).
+        """
+        for holder in gc.get_referrers(self):
+            if not (isinstance(holder, list) and holder and isinstance(holder[0], DefaultFlowCallback)):
+                continue
+            mine = next(i for i, cb in enumerate(holder) if cb is self)
+            first_other = next(i for i, cb in enumerate(holder) if not isinstance(cb, DefaultFlowCallback))
+            if first_other < mine:
+                holder.insert(first_other, holder.pop(mine))
+
+    # ----- the Trainer's events -----
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Builds the guard (once), for ``args.output_dir`` unless a path was given."""
+        self._guard_for(args)
+        if self.log_metrics:
+            self._run_before_reporters()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """The guard's step (a check when due, the stop agreed across ranks); makes room for a save
+        the Trainer is about to make, or vetoes it."""
+        guard = self._guard_for(args)
+        stop = guard.step(state.global_step)
+        if stop and args.save_strategy == 'steps':
+            # The final save the guard kept room for: the progress since the last one is not lost.
+            control.should_save = True
+        if control.should_save:
+            stop = self._make_room_or_veto(args, state, control, kwargs)
+        if stop:
+            control.should_training_stop = True
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Before an epoch-end save: the stop agreed now, and room made for the save, or a veto."""
+        if control.should_save and self._make_room_or_veto(args, state, control, kwargs):
+            control.should_training_stop = True
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Records the ``checkpoint-N`` folder just written and applies retention (after the
+        Trainer's own rotation), never deleting what the Trainer references."""
+        guard = self._guard_for(args)
+        folder = self._checkpoint_folder(args, state)
+        guard.protect(self._referenced(state))
+        if self._inside(guard, folder):
+            guard.after_save(folder, self._estimate(guard, args, kwargs))
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Adds the disk figures to the record being logged (and to ``state.log_history``, where the
+        Trainer put a copy of it just before)."""
+        if not self.log_metrics or self.guard is None or not logs or _evaluation(logs):
+            return
+        figures = self.guard.metrics()
+        logs.update(figures)
+        if state.log_history and isinstance(state.log_history[-1], dict):
+            state.log_history[-1].update(figures)
+
+    # ----- saving -----
+
+    def _make_room_or_veto(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, kwargs: dict[str, Any]
+    ) -> bool:
+        """Asks the guard for room for the save about to be made; every rank then agrees on the
+        stop and, when stopping, on whether any rank was refused: a refused save is skipped on
+        every rank (a rank saving alone would leave a partial folder, or wait at a barrier).
+
+        Returns the agreed stop flag.
+        """
+        guard = self._guard_for(args)
+        folder = self._checkpoint_folder(args, state)
+        refusal: InsufficientSpaceError | None = None
+        guard.protect(self._referenced(state))
+        if self._inside(guard, folder):
+            try:
+                guard.before_save(folder, self._estimate(guard, args, kwargs))
+            except InsufficientSpaceError as err:
+                refusal = err
+        stop = guard.sync_stop()
+        # A refusal stops the guard, so the veto is agreed only when the run stops: a rank-invariant
+        # condition, so every rank makes the same collective calls.
+        if stop and self._agree(refusal is not None, args):
+            control.should_save = False
+            if refusal is not None:
+                warnings.warn(
+                    f'{refusal}; the Trainer skips this save (it would be left partial) and stops',
+                    DiskSpaceWarning,
+                    stacklevel=2,
+                )
+        return stop
+
+    def _agree(self, flag: bool, args: TrainingArguments) -> bool:
+        """``flag`` agreed across ranks (any rank's True wins) the way the guard agrees its stop:
+        through its ``sync`` (``'auto'``: ``torch.distributed``; a callable; ``None``: never)."""
+        reduce = resolve_sync(self.guard_kwargs.get('sync', 'auto'))
+        if args.world_size <= 1 or reduce is None:
+            return flag
+        return bool(reduce(flag))
+
+    @staticmethod
+    def _checkpoint_folder(args: TrainingArguments, state: TrainerState) -> str:
+        """Where the Trainer writes the checkpoint of this step (``Trainer._save_checkpoint``)."""
+        return os.path.join(_output_dir(args), f'{CHECKPOINT_PREFIX}-{state.global_step}')
+
+    @staticmethod
+    def _inside(guard: DiskGuard, folder: str) -> bool:
+        """Whether ``folder`` is in the guarded directory (a guard given another path only watches)."""
+        root = os.fsdecode(guard.path)
+        return os.path.commonpath([root, os.path.abspath(folder)]) == root
+
+    @staticmethod
+    def _referenced(state: TrainerState) -> list[str]:
+        """What the Trainer will load again: its best checkpoint (``load_best_model_at_end``)."""
+        best = state.best_model_checkpoint
+        return [best] if best else []
+
+    @staticmethod
+    def _estimate(guard: DiskGuard, args: TrainingArguments, kwargs: dict[str, Any]) -> int:
+        """Bytes the next ``checkpoint-N`` needs: the largest complete one the guard has seen, or
+        the model's (and, unless ``save_only_model``, the optimizer's) tensors if that is more."""
+        saved = (
+            [kwargs.get('model')] if args.save_only_model else [kwargs.get('model'), kwargs.get('optimizer')]
+        )
+        tensors = estimate_size([part for part in saved if part is not None])
+        return max(guard.status().largest_checkpoint, tensors)
+
+    # ----- state in trainer_state.json -----
+
+    def state(self) -> dict[str, Any]:
+        """What ``trainer_state.json`` stores (JSON only): the arguments JSON can hold, and the
+        guard's state."""
+        stored = {'path': self.path, 'log_metrics': self.log_metrics, **self.guard_kwargs}
+        json_args = {name: _json_value(value) for name, value in stored.items()}
+        return {
+            'args': {name: value for name, value in json_args.items() if value is not ...},
+            'attributes': {
+                'guard_state': self.guard.state_dict() if self.guard is not None else self.guard_state
+            },
+        }

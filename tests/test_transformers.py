@@ -1,0 +1,369 @@
+"""The Hugging Face ``Trainer`` integration with the real Trainer on CPU, on real, small filesystems.
+
+A tiny model defined here (no downloads) writes ``checkpoint-N`` folders of about 3 MB into a tmpfs
+that holds a few of them. Without diskguard the Trainer crashes mid-folder when the disk fills and
+``transformers.trainer_utils.get_last_checkpoint`` then picks the partial folder; with the callback
+the run never crashes, never leaves a partial folder, and resumes from what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import diskguard
+import pytest
+from conftest import mounted_tmpfs
+
+pytestmark = [pytest.mark.torch, pytest.mark.timeout(240)]
+torch = pytest.importorskip('torch', reason='the Trainer tests need torch: pip install -e .[test]')
+transformers = pytest.importorskip('transformers', reason='pip install -e .[test]')
+
+from diskguard.transformers import DiskGuardCallback, get_last_checkpoint
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint as hf_get_last_checkpoint
+
+MiB = 1024 * 1024
+FEATURES = 64
+HIDDEN = 4096  # 64*4096 + 4096*1 weights: 1.1 MB of float32; with Adam's two moments ~3.2 MB a checkpoint
+
+
+class TinyRegressor(torch.nn.Module):
+    """A two-layer MLP that returns ``{'loss': ...}`` as the Trainer expects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(FEATURES, HIDDEN)
+        self.out = torch.nn.Linear(HIDDEN, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        prediction = self.out(torch.relu(self.hidden(x))).squeeze(-1)
+        return {'loss': torch.nn.functional.mse_loss(prediction, y)}
+
+
+def dataset(n: int = 64) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, FEATURES, generator=generator)
+    y = x.sum(dim=1)
+    return [{'x': x[i], 'y': y[i]} for i in range(n)]
+
+
+def arguments(output_dir: Path, **overrides: Any) -> TrainingArguments:
+    settings: dict[str, Any] = {
+        'output_dir': str(output_dir),
+        'per_device_train_batch_size': 8,
+        'max_steps': 24,
+        'save_strategy': 'steps',
+        'save_steps': 2,
+        'logging_steps': 2,
+        'report_to': 'none',
+        'use_cpu': True,
+        'disable_tqdm': True,
+        'seed': 0,
+    }
+    settings.update(overrides)
+    return TrainingArguments(**settings)
+
+
+def trainer(output_dir: Path, callbacks: list[TrainerCallback], **overrides: Any) -> Trainer:
+    torch.manual_seed(0)
+    return Trainer(
+        model=TinyRegressor(),
+        args=arguments(output_dir, **overrides),
+        train_dataset=dataset(),
+        callbacks=callbacks,
+    )
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders, by step."""
+    found = [p for p in output_dir.iterdir() if p.name.startswith('checkpoint-')]
+    return sorted(found, key=lambda p: int(p.name.split('-')[1]))
+
+
+def assert_all_complete(output_dir: Path) -> None:
+    """Every checkpoint folder has its trainer_state.json, and every file in it loads."""
+    for folder in checkpoints(output_dir):
+        assert (folder / 'trainer_state.json').is_file(), f'partial checkpoint {folder.name}'
+        json.loads((folder / 'trainer_state.json').read_text())
+        torch.load(folder / 'optimizer.pt', weights_only=True)
+    assert not [p for p in output_dir.iterdir() if p.name.startswith(('.diskguard-', 'tmp-'))]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs: about four checkpoints."""
+    with mounted_tmpfs(tmp_path / 'disk', size='16m', nr_inodes=None) as where:
+        yield where
+
+
+def test_control_without_diskguard_the_trainer_crashes_and_leaves_a_partial_folder(small_disk: Path) -> None:
+    """The failure the callback exists for, measured on this disk: a crash mid-checkpoint, and
+    transformers' get_last_checkpoint picks the partial folder."""
+    out = small_disk / 'out'
+    with pytest.raises(Exception, match='No space left on device|unexpected pos') as crash:
+        trainer(out, []).train()
+    assert 'No space left on device' in str(crash.value) or 'No space' in repr(crash.value.__context__)
+    last = hf_get_last_checkpoint(str(out))
+    assert last is not None
+    assert not (Path(last) / 'trainer_state.json').exists(), 'the newest folder is partial'
+    ours = get_last_checkpoint(str(out))
+    assert ours is not None and ours != last
+    assert (Path(ours) / 'trainer_state.json').is_file()
+
+
+def train_on_a_full_disk(run: Trainer, **train_kwargs: Any) -> list[str]:
+    """``run.train()`` where the guard is expected to warn (and act); returns what it warned."""
+    with pytest.warns(diskguard.DiskSpaceWarning) as warned:
+        run.train(**train_kwargs)
+    return [str(w.message) for w in warned if issubclass(w.category, diskguard.DiskSpaceWarning)]
+
+
+def guard_callback(**kwargs: Any) -> DiskGuardCallback:
+    """The callback as the tests attach it: a check at every step, so each test's disk events are
+    seen at the step they happen."""
+    return DiskGuardCallback(check_every_steps=1, **kwargs)
+
+
+def resume(output_dir: Path, max_steps: int, **overrides: Any) -> Trainer:
+    """A new Trainer continuing from our get_last_checkpoint, the way a restarted job does."""
+    last = get_last_checkpoint(str(output_dir))
+    assert last is not None
+    resumed = trainer(output_dir, [guard_callback()], max_steps=max_steps, **overrides)
+    train_on_a_full_disk(resumed, resume_from_checkpoint=last)
+    assert resumed.state.global_step == max_steps
+    return resumed
+
+
+def test_without_save_total_limit_the_guard_makes_room_and_the_run_finishes(small_disk: Path) -> None:
+    out = small_disk / 'out'
+    run = trainer(out, [guard_callback()])
+    warned = train_on_a_full_disk(run)
+    assert run.state.global_step == 24
+    assert [w for w in warned if 'delet' in w], warned
+    assert_all_complete(out)
+    kept = [p.name for p in checkpoints(out)]
+    assert kept[-1] == 'checkpoint-24', kept
+    assert len(kept) < 12, f'twelve checkpoints cannot fit on 16 MiB: {kept}'
+    assert get_last_checkpoint(str(out)) == str(out / 'checkpoint-24') == diskguard.latest_complete(out)
+    resume(out, max_steps=28)
+    assert_all_complete(out)
+    assert checkpoints(out)[-1].name == 'checkpoint-28'
+
+
+def test_with_save_total_limit_both_rotations_coexist(tmp_path: Path) -> None:
+    """save_total_limit=3 peaks at four checkpoints, which a 12 MiB disk cannot hold: the guard makes
+    room before the fourth, the Trainer's rotation finds nothing more to delete."""
+    with mounted_tmpfs(tmp_path / 'disk', size='12m', nr_inodes=None) as disk:
+        out = disk / 'out'
+        run = trainer(out, [guard_callback()], save_total_limit=3)
+        train_on_a_full_disk(run)
+        assert run.state.global_step == 24
+        assert_all_complete(out)
+        kept = [p.name for p in checkpoints(out)]
+        assert kept[-1] == 'checkpoint-24' and len(kept) <= 3, kept
+        resume(out, max_steps=28, save_total_limit=3)
+        assert_all_complete(out)
+
+
+def test_a_save_that_cannot_fit_is_vetoed_and_the_run_stops(small_disk: Path) -> None:
+    out = small_disk / 'out'
+    out.mkdir()
+    # Someone else's 13 MiB: not a checkpoint, so nothing the guard may delete; 3 MB do not fit.
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    callback = guard_callback()
+    run = trainer(out, [callback])
+    warned = train_on_a_full_disk(run)
+    vetoes = [w for w in warned if 'the Trainer skips this save' in w]
+    assert len(vetoes) == 1 and vetoes[0].startswith(f'not saving {out / "checkpoint-2"}:'), warned
+    assert run.state.global_step == 2, 'the run stops at the vetoed save'
+    assert checkpoints(out) == [], 'nothing written, so nothing partial'
+    assert callback.guard is not None and callback.guard.stop_reason is not None
+
+
+class FillAtStep(TrainerCallback):
+    """At one step, another process writes a file that leaves ``leave`` bytes free."""
+
+    def __init__(self, disk: Path, step: int, leave: int) -> None:
+        self.disk, self.step, self.leave = disk, step, leave
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step != self.step:
+            return
+        stat = os.statvfs(self.disk)
+        nbytes = stat.f_bavail * stat.f_frsize - self.leave
+        code = 'import sys; open(sys.argv[1], "wb").write(b"\\1" * int(sys.argv[2]))'
+        subprocess.run(
+            [sys.executable, '-c', code, str(self.disk / 'other-job.bin'), str(nbytes)],
+            check=True,
+            timeout=60,
+        )
+
+
+def test_a_second_process_fills_the_disk_mid_run(small_disk: Path) -> None:
+    """Another job takes all but 5 MB between two saves: the guard deletes older checkpoints to
+    make room, or vetoes and stops; the run never crashes and what is left resumes."""
+    out = small_disk / 'out'
+    callback = guard_callback()
+    run = trainer(out, [FillAtStep(small_disk, step=7, leave=5 * MiB), callback])
+    warned = train_on_a_full_disk(run)
+    made_room = [w for w in warned if w.startswith('deleted') and 'to make room' in w]
+    stopped = run.state.global_step < 24 and callback.guard is not None and callback.guard.stop_reason
+    assert made_room or stopped, warned
+    assert (small_disk / 'other-job.bin').stat().st_size > 0
+    assert_all_complete(out)
+    assert checkpoints(out), 'the newest complete checkpoint is never deleted'
+    resume(out, max_steps=run.state.global_step + 2)
+    assert_all_complete(out)
+
+
+def simulate_crash_mid_save(complete: Path, step: int) -> Path:
+    """checkpoint-``step`` as a crash leaves it: the files written so far, truncated, and no
+    trainer_state.json (the Trainer writes it last)."""
+    partial = complete.parent / f'checkpoint-{step}'
+    partial.mkdir()
+    for source in complete.iterdir():
+        if source.name != 'trainer_state.json':
+            data = source.read_bytes()
+            (partial / source.name).write_bytes(data[: len(data) // 2])
+    return partial
+
+
+def test_get_last_checkpoint_skips_the_partial_folder_that_transformers_returns(tmp_path: Path) -> None:
+    out = tmp_path / 'out'
+    first = trainer(out, [], max_steps=4)
+    first.train()
+    first.save_model()  # a final model in output_dir itself: not a checkpoint to resume from
+    partial = simulate_crash_mid_save(out / 'checkpoint-4', step=6)
+
+    assert hf_get_last_checkpoint(str(out)) == str(partial)
+    assert get_last_checkpoint(str(out)) == str(out / 'checkpoint-4')
+    assert isinstance(get_last_checkpoint(out), str)
+    with pytest.raises(Exception):  # noqa: B017 -- what transformers' pick leads to, whatever it raises
+        trainer(out, [], max_steps=8).train(resume_from_checkpoint=hf_get_last_checkpoint(str(out)))
+    resumed = trainer(out, [], max_steps=8)
+    resumed.train(resume_from_checkpoint=get_last_checkpoint(str(out)))
+    assert resumed.state.global_step == 8
+
+
+def test_get_last_checkpoint_has_the_none_and_error_semantics_of_transformers(tmp_path: Path) -> None:
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'checkpoint-x').mkdir()  # not a step: transformers ignores it too
+    assert hf_get_last_checkpoint(str(empty)) is None
+    assert get_last_checkpoint(str(empty)) is None
+    only_partial = tmp_path / 'partial'
+    (only_partial / 'checkpoint-3').mkdir(parents=True)
+    assert get_last_checkpoint(str(only_partial)) is None
+    for function in (hf_get_last_checkpoint, get_last_checkpoint):
+        with pytest.raises(FileNotFoundError):
+            function(str(tmp_path / 'missing'))
+
+
+def test_the_disk_figures_are_in_the_log_history(tmp_path: Path) -> None:
+    run = trainer(tmp_path / 'out', [guard_callback()], max_steps=4)
+    run.train()
+    step_records = [r for r in run.state.log_history if 'loss' in r]
+    assert step_records
+    for record in step_records:
+        assert record['disk/free_bytes'] > 0
+        assert 0 < record['disk/used_percent'] < 100
+    silent = trainer(tmp_path / 'silent', [guard_callback(log_metrics=False)], max_steps=4)
+    silent.train()
+    assert not [k for r in silent.state.log_history for k in r if k.startswith('disk/')]
+
+
+def test_the_disk_figures_reach_tensorboard(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = trainer(tmp_path / 'out', [guard_callback()], max_steps=4, report_to='tensorboard')
+    run.train()
+    (events,) = {p.parent for p in tmp_path.rglob('events.out.tfevents.*')}
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    tags = accumulator.Tags()['scalars']
+    assert 'train/disk/free_bytes' in tags, tags
+    assert {event.step for event in accumulator.Scalars('train/disk/used_percent')} == {2, 4}
+
+
+def test_the_callback_state_is_json_in_trainer_state_and_restores(tmp_path: Path) -> None:
+    out = tmp_path / 'out'
+    trainer(out, [guard_callback(min_free='1MiB')], max_steps=4).train()
+    stored = json.loads((out / 'checkpoint-4' / 'trainer_state.json').read_text())
+    state = stored['stateful_callbacks']['DiskGuardCallback']
+    assert state['args'] == {'path': None, 'log_metrics': True, 'check_every_steps': 1, 'min_free': '1MiB'}
+    assert state['attributes']['guard_state']['saves'] >= 1
+
+    fresh = guard_callback(min_free='1MiB')
+    resumed = trainer(out, [fresh], max_steps=6, restore_callback_states_from_checkpoint=True)
+    resumed.train(resume_from_checkpoint=str(out / 'checkpoint-4'))
+    (restored,) = [cb for cb in resumed.callback_handler.callbacks if isinstance(cb, DiskGuardCallback)]
+    assert restored is not fresh, 'the Trainer rebuilt it from trainer_state.json'
+    assert (
+        restored.guard is not None
+        and restored.guard.state_dict()['saves'] > state['attributes']['guard_state']['saves']
+    )
+
+
+def test_the_best_checkpoint_is_never_deleted_to_make_room(small_disk: Path) -> None:
+    out = small_disk / 'out'
+    run = Trainer(
+        model=TinyRegressor(),
+        args=arguments(
+            out,
+            eval_strategy='steps',
+            eval_steps=2,
+            metric_for_best_model='loss',
+            label_names=['y'],
+            load_best_model_at_end=True,
+        ),
+        train_dataset=dataset(),
+        eval_dataset=dataset(16),
+        callbacks=[guard_callback()],
+    )
+    train_on_a_full_disk(run)  # load_best_model_at_end loads the best folder: it must still be there
+    assert run.state.best_model_checkpoint is not None
+    assert (Path(run.state.best_model_checkpoint) / 'trainer_state.json').is_file()
+    assert_all_complete(out)
+
+
+def test_bad_arguments_are_refused_when_the_callback_is_made() -> None:
+    with pytest.raises(TypeError, match='chek_every_steps'):
+        DiskGuardCallback(chek_every_steps=5)
+    with pytest.raises(TypeError, match='rank.*args.process_index'):
+        DiskGuardCallback(rank=1)
+    with pytest.raises(TypeError, match='log_metrics=1'):
+        DiskGuardCallback(log_metrics=1)  # type: ignore[arg-type]
+
+
+def test_import_needs_transformers_and_import_diskguard_does_not_import_it() -> None:
+    code = (
+        'import sys; sys.modules["transformers"] = None\n'
+        'import diskguard\n'
+        'assert "torch" not in sys.modules\n'
+        'try:\n'
+        '    import diskguard.transformers\n'
+        'except ImportError as err:\n'
+        '    print(err)\n'
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert 'diskguard.transformers needs the transformers package' in result.stdout
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            'import sys, diskguard; print(sorted({"transformers", "torch"} & set(sys.modules)))',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert loaded.stdout.strip() == '[]'
