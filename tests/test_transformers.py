@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -133,7 +135,7 @@ def guard_callback(**kwargs: Any) -> DiskGuardCallback:
 def resume(output_dir: Path, max_steps: int, **overrides: Any) -> Trainer:
     """A new Trainer continuing from our get_last_checkpoint, the way a restarted job does."""
     last = get_last_checkpoint(str(output_dir))
-    assert last is not None
+    assert last is not None and last == diskguard.latest_complete(output_dir)
     resumed = trainer(output_dir, [guard_callback()], max_steps=max_steps, **overrides)
     train_on_a_full_disk(resumed, resume_from_checkpoint=last)
     assert resumed.state.global_step == max_steps
@@ -162,7 +164,8 @@ def test_with_save_total_limit_both_rotations_coexist(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / 'disk', size='12m', nr_inodes=None) as disk:
         out = disk / 'out'
         run = trainer(out, [guard_callback()], save_total_limit=3)
-        train_on_a_full_disk(run)
+        warned = train_on_a_full_disk(run)
+        assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
         assert run.state.global_step == 24
         assert_all_complete(out)
         kept = [p.name for p in checkpoints(out)]
@@ -367,3 +370,73 @@ def test_import_needs_transformers_and_import_diskguard_does_not_import_it() -> 
         check=True,
     )
     assert loaded.stdout.strip() == '[]'
+
+
+WORKER = Path(__file__).with_name('hf_ddp_worker.py')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def train_on_two_ranks(output_dir: Path, results: Path) -> list[dict[str, Any]]:
+    """The worker under torchrun, 2 CPU processes over gloo; each rank's report."""
+    results.mkdir()
+    command = [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--nproc_per_node',
+        '2',
+        '--master_port',
+        str(free_port()),
+        str(WORKER),
+        str(output_dir),
+        str(results),
+    ]
+    environment = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(WORKER.parent)}
+    # A session of its own, so a hang is ended with every rank, not just torchrun.
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    ) as launcher:
+        try:
+            stdout, stderr = launcher.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            stdout, stderr = launcher.communicate()
+            pytest.fail(f'the ranks hung (killed after 150 s):\n{stdout[-2000:]}\n{stderr[-4000:]}')
+    assert launcher.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    return [json.loads((results / f'rank-{rank}.json').read_text()) for rank in (0, 1)]
+
+
+def test_two_ranks_veto_the_same_save_and_stop_at_the_same_step(small_disk: Path, tmp_path: Path) -> None:
+    """Only rank 0 measures the (node-local) disk and is refused; rank 1, which would have written
+    its rng_state_1.pth into the folder, skips the save too, and both stop at step 2."""
+    out = small_disk / 'out'
+    out.mkdir()
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    ranks = train_on_two_ranks(out, tmp_path / 'results')
+    assert [r['world_size'] for r in ranks] == [2, 2]
+    assert [r['global_step'] for r in ranks] == [2, 2]
+    assert [r['deletes'] for r in ranks] == [True, False], 'one deleter'
+    assert checkpoints(out) == [], 'no rank wrote a partial checkpoint-2'
+    assert [w for w in ranks[0]['warnings'] if 'the Trainer skips this save' in w]
+    assert not [w for w in ranks[1]['warnings'] if 'DiskSpaceWarning' in w or 'disk level' in w]
+
+
+def test_two_ranks_on_a_full_disk_finish_with_complete_checkpoints(small_disk: Path, tmp_path: Path) -> None:
+    out = small_disk / 'out'
+    ranks = train_on_two_ranks(out, tmp_path / 'results')
+    assert [r['global_step'] for r in ranks] == [24, 24]
+    assert_all_complete(out)
+    kept = checkpoints(out)
+    assert kept[-1].name == 'checkpoint-24' and len(kept) < 12
+    assert all((folder / 'rng_state_1.pth').is_file() for folder in kept)
