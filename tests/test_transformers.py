@@ -129,7 +129,7 @@ def train_on_a_full_disk(run: Trainer, **train_kwargs: Any) -> list[str]:
 def guard_callback(**kwargs: Any) -> DiskGuardCallback:
     """The callback as the tests attach it: a check at every step, so each test's disk events are
     seen at the step they happen."""
-    return DiskGuardCallback(check_every_steps=1, **kwargs)
+    return DiskGuardCallback(**{'check_every_steps': 1, **kwargs})
 
 
 def resume(output_dir: Path, max_steps: int, **overrides: Any) -> Trainer:
@@ -440,3 +440,29 @@ def test_two_ranks_on_a_full_disk_finish_with_complete_checkpoints(small_disk: P
     kept = checkpoints(out)
     assert kept[-1].name == 'checkpoint-24' and len(kept) < 12
     assert all((folder / 'rng_state_1.pth').is_file() for folder in kept)
+
+
+def test_an_epoch_end_save_that_cannot_fit_is_vetoed(small_disk: Path) -> None:
+    out = small_disk / 'out'
+    out.mkdir()
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    callback = guard_callback(check_every_steps=1000)  # only the epoch-end sync_stop checks
+    run = trainer(out, [callback], max_steps=-1, num_train_epochs=3, save_strategy='epoch')
+    warned = train_on_a_full_disk(run)
+    assert run.state.global_step == 8, 'stopped after the first epoch (64 samples, batches of 8)'
+    assert [w for w in warned if 'the Trainer skips this save' in w], warned
+    assert checkpoints(out) == []
+
+
+def test_a_stop_between_saves_makes_one_final_save_at_that_step(small_disk: Path) -> None:
+    """save_steps=5, the disk fills at step 6: the guard (on_full='stop': it deletes nothing) stops
+    at step 7 and the Trainer saves checkpoint-7 in the room kept for it, so steps 6 and 7 are not
+    lost."""
+    out = small_disk / 'out'
+    callback = guard_callback(on_full='stop')
+    run = trainer(out, [callback, FillAtStep(small_disk, step=6, leave=5 * MiB)], save_steps=5)
+    train_on_a_full_disk(run)
+    assert callback.guard is not None and callback.guard.stop_reason is not None
+    assert run.state.global_step == 7
+    assert [p.name for p in checkpoints(out)] == ['checkpoint-5', 'checkpoint-7']
+    assert_all_complete(out)
