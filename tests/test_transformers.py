@@ -322,6 +322,7 @@ def test_the_best_checkpoint_is_never_deleted_to_make_room(small_disk: Path) -> 
             eval_strategy='steps',
             eval_steps=2,
             metric_for_best_model='loss',
+            greater_is_better=True,  # the worst loss: an early checkpoint, under pressure later
             label_names=['y'],
             load_best_model_at_end=True,
         ),
@@ -330,8 +331,12 @@ def test_the_best_checkpoint_is_never_deleted_to_make_room(small_disk: Path) -> 
         callbacks=[guard_callback()],
     )
     train_on_a_full_disk(run)  # load_best_model_at_end loads the best folder: it must still be there
-    assert run.state.best_model_checkpoint is not None
-    assert (Path(run.state.best_model_checkpoint) / 'trainer_state.json').is_file()
+    best = run.state.best_model_checkpoint
+    assert best is not None
+    kept = [p.name for p in checkpoints(out)]
+    # The oldest would go first to make room; the best one stays however old it is.
+    assert Path(best).name in kept and Path(best).name != 'checkpoint-24' and len(kept) < 12, (best, kept)
+    assert (Path(best) / 'trainer_state.json').is_file()
     assert_all_complete(out)
 
 
@@ -466,3 +471,11 @@ def test_a_stop_between_saves_makes_one_final_save_at_that_step(small_disk: Path
     assert run.state.global_step == 7
     assert [p.name for p in checkpoints(out)] == ['checkpoint-5', 'checkpoint-7']
     assert_all_complete(out)
+
+
+def test_a_callback_reused_for_another_output_dir_guards_that_one(tmp_path: Path) -> None:
+    callback = guard_callback()
+    trainer(tmp_path / 'first', [callback], max_steps=2).train()
+    assert callback.guard is not None and callback.guard.path == str(tmp_path / 'first')
+    trainer(tmp_path / 'second', [callback], max_steps=2).train()
+    assert callback.guard.path == str(tmp_path / 'second')

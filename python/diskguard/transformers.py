@@ -213,7 +213,11 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Builds the guard (once), for ``args.output_dir`` unless a path was given."""
+        """Builds the guard, for ``args.output_dir`` unless a path was given (again when the
+        callback is reused by a Trainer with another ``output_dir``)."""
+        guard = self.guard
+        if guard is not None and self.path is None and guard.path != os.path.abspath(_output_dir(args)):
+            self.guard = None
         self._guard_for(args)
         if self.log_metrics:
             self._run_before_reporters()
