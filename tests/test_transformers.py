@@ -479,3 +479,32 @@ def test_a_callback_reused_for_another_output_dir_guards_that_one(tmp_path: Path
     assert callback.guard is not None and callback.guard.path == str(tmp_path / 'first')
     trainer(tmp_path / 'second', [callback], max_steps=2).train()
     assert callback.guard.path == str(tmp_path / 'second')
+
+
+def test_attached_to_a_run_resumed_from_a_checkpoint_written_without_it(tmp_path: Path) -> None:
+    """The Trainer loads the checkpoint's state, which names no DiskGuardCallback; its first save
+    looks the callback's entry up there (a KeyError if nothing added it)."""
+    out = tmp_path / 'out'
+    trainer(out, [], max_steps=2).train()
+    resumed = trainer(out, [guard_callback()], max_steps=4)
+    resumed.train(resume_from_checkpoint=str(out / 'checkpoint-2'))
+    assert resumed.state.global_step == 4
+    stored = json.loads((out / 'checkpoint-4' / 'trainer_state.json').read_text())
+    # Taken before on_save records checkpoint-4: the resumed guard had recorded no save yet.
+    assert stored['stateful_callbacks']['DiskGuardCallback']['attributes']['guard_state']['saves'] == 0
+
+
+def test_the_final_model_of_an_earlier_run_is_never_taken_for_an_old_checkpoint(small_disk: Path) -> None:
+    """``trainer.save_model()`` writes the final model into output_dir itself; a later run there
+    on a full disk makes room by deleting old checkpoint folders, never that model."""
+    out = small_disk / 'out'
+    first = trainer(out, [], max_steps=2)
+    first.train()
+    first.save_model()
+    finals = {name: (out / name).read_bytes() for name in ('model.safetensors', 'training_args.bin')}
+    warned = train_on_a_full_disk(
+        trainer(out, [guard_callback()]), resume_from_checkpoint=str(out / 'checkpoint-2')
+    )
+    assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
+    assert {name: (out / name).read_bytes() for name in finals} == finals
+    assert_all_complete(out)

@@ -219,6 +219,11 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         if guard is not None and self.path is None and guard.path != os.path.abspath(_output_dir(args)):
             self.guard = None
         self._guard_for(args)
+        # A run resumed from a checkpoint written without this callback has no entry for it in the
+        # state the Trainer loaded, and its first save would fail looking it up (KeyError).
+        stored: Any = state.stateful_callbacks  # typed as the list given, a dict once built
+        if isinstance(stored, dict):
+            stored.setdefault(type(self).__name__, self.state())
         if self.log_metrics:
             self._run_before_reporters()
 
@@ -251,7 +256,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         Trainer's own rotation), never deleting what the Trainer references."""
         guard = self._guard_for(args)
         folder = self._checkpoint_folder(args, state)
-        guard.protect(self._referenced(state))
+        guard.protect(self._referenced(args, state))
         if self._inside(guard, folder):
             guard.after_save(folder, self._estimate(guard, args, kwargs))
 
@@ -286,7 +291,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         guard = self._guard_for(args)
         folder = self._checkpoint_folder(args, state)
         refusal: InsufficientSpaceError | None = None
-        guard.protect(self._referenced(state))
+        guard.protect(self._referenced(args, state))
         if self._inside(guard, folder):
             try:
                 guard.before_save(folder, self._estimate(guard, args, kwargs))
@@ -325,10 +330,19 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         return os.path.commonpath([root, os.path.abspath(folder)]) == root
 
     @staticmethod
-    def _referenced(state: TrainerState) -> list[str]:
-        """What the Trainer will load again: its best checkpoint (``load_best_model_at_end``)."""
+    def _referenced(args: TrainingArguments, state: TrainerState) -> list[str]:
+        """What the guard must never delete: the Trainer's best checkpoint (``load_best_model_at_end``)
+        and everything in ``output_dir`` that is not a ``checkpoint-N`` folder: the final model
+        ``trainer.save_model()`` writes there (``model.safetensors``, ``training_args.bin``, the
+        tokenizer...), which a scan of the directory would otherwise take for old checkpoints."""
+        output_dir = _output_dir(args)
+        try:
+            names = os.listdir(output_dir)
+        except FileNotFoundError:
+            names = []
+        finals = [os.path.join(output_dir, name) for name in names if not _CHECKPOINT_NAME.match(name)]
         best = state.best_model_checkpoint
-        return [best] if best else []
+        return [*finals, best] if best else finals
 
     @staticmethod
     def _estimate(guard: DiskGuard, args: TrainingArguments, kwargs: dict[str, Any]) -> int:
