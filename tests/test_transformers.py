@@ -508,3 +508,18 @@ def test_the_final_model_of_an_earlier_run_is_never_taken_for_an_old_checkpoint(
     assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
     assert {name: (out / name).read_bytes() for name in finals} == finals
     assert_all_complete(out)
+
+
+def test_an_output_dir_that_is_a_symlink_is_guarded_where_it_leads(small_disk: Path, tmp_path: Path) -> None:
+    """``output_dir`` a link to scratch space, as on many clusters: the guard (which follows no
+    symlink) guards the real directory, and get_last_checkpoint answers as transformers' does."""
+    real = small_disk / 'out'
+    real.mkdir()
+    link = tmp_path / 'out'
+    link.symlink_to(real)
+    callback = guard_callback()
+    warned = train_on_a_full_disk(trainer(link, [callback]))
+    assert callback.guard is not None and callback.guard.path == str(real)
+    assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
+    assert_all_complete(real)
+    assert get_last_checkpoint(str(link)) == hf_get_last_checkpoint(str(link)) == str(link / 'checkpoint-24')

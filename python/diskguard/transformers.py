@@ -77,14 +77,15 @@ def get_last_checkpoint(folder: str | os.PathLike[str]) -> str | None:
     the highest step even when a crash left it partial (no ``trainer_state.json``, truncated files),
     so the resume fails. Only ``checkpoint-N`` folders are considered, as there: a final model
     that ``trainer.save_model()`` wrote into ``folder`` itself is not a checkpoint to resume from.
-    Completeness is decided as :func:`diskguard.latest_complete` decides it.
+    Completeness is decided as :func:`diskguard.latest_complete` decides it. A ``folder`` that is
+    a symlink is followed (as the Trainer follows it); the path returned starts with ``folder``.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist (as the transformers function).
     """
     complete = [
         item
-        for item in plan(folder).items
+        for item in plan(os.path.realpath(folder)).items
         if item.action != 'skip' and _CHECKPOINT_NAME.match(item.name) and os.path.isdir(item.path)
     ]
     if not complete:
@@ -94,8 +95,10 @@ def get_last_checkpoint(folder: str | os.PathLike[str]) -> str | None:
 
 
 def _output_dir(args: TrainingArguments) -> str:
-    """``args.output_dir``, which ``TrainingArguments`` has set (to ``'trainer_output'`` if not given)."""
-    return str(args.output_dir)
+    """Where the Trainer's writes land: ``args.output_dir`` (``TrainingArguments`` sets it, to
+    ``'trainer_output'`` if not given) with symlinks resolved, as the Trainer's writes resolve
+    them (the guard itself follows none, so it is given the real directory)."""
+    return os.path.realpath(str(args.output_dir))
 
 
 def _evaluation(logs: dict[str, Any]) -> bool:
@@ -216,7 +219,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         """Builds the guard, for ``args.output_dir`` unless a path was given (again when the
         callback is reused by a Trainer with another ``output_dir``)."""
         guard = self.guard
-        if guard is not None and self.path is None and guard.path != os.path.abspath(_output_dir(args)):
+        if guard is not None and self.path is None and guard.path != _output_dir(args):
             self.guard = None
         self._guard_for(args)
         # A run resumed from a checkpoint written without this callback has no entry for it in the
@@ -342,7 +345,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
             names = []
         finals = [os.path.join(output_dir, name) for name in names if not _CHECKPOINT_NAME.match(name)]
         best = state.best_model_checkpoint
-        return [*finals, best] if best else finals
+        return [*finals, os.path.realpath(best)] if best else finals
 
     @staticmethod
     def _estimate(guard: DiskGuard, args: TrainingArguments, kwargs: dict[str, Any]) -> int:
