@@ -1746,6 +1746,66 @@ mod tests {
     }
 
     #[test]
+    fn ranks_decide_who_measures_and_are_validated() {
+        let ranks = |rank, local_rank, world_size| Ranks {
+            rank,
+            local_rank,
+            world_size,
+        };
+        assert!(ranks(0, 0, 1).measures(true) && ranks(0, 0, 1).measures(false));
+        assert!(ranks(4, 0, 8).measures(false) && !ranks(4, 0, 8).measures(true));
+        assert!(!ranks(1, 1, 8).measures(false) && !ranks(1, 1, 8).measures(true));
+        assert!(ranks(0, 0, 0).validate().is_err());
+        assert!(ranks(2, 0, 2).validate().is_err());
+        assert!(ranks(1, 2, 2).validate().is_err());
+        assert!(ranks(1, 1, 2).validate().is_ok());
+    }
+
+    #[test]
+    fn only_the_measuring_rank_deletes() {
+        let dir = temp_dir("ranks");
+        for step in 1..=3 {
+            write_checkpoint(&dir, &format!("step={step}.pt"), MIB);
+        }
+        let short = |rank, local_rank| GuardConfig {
+            ranks: Ranks {
+                rank,
+                local_rank,
+                world_size: 2,
+            },
+            ..config(MIB, None)
+        };
+        let mut other = guard(&dir, short(1, 1));
+        other.check(1.0);
+        assert!(!other.deletes() && !other.should_stop() && other.metrics().is_none());
+        assert_eq!(names(&dir).len(), 3);
+        let mut owner = guard(&dir, short(0, 0));
+        owner.check(1.0);
+        assert!(owner.deletes() && owner.metrics().is_some());
+        assert_eq!(names(&dir), ["step=3.pt"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn referenced_entries_are_never_deleted() {
+        let dir = temp_dir("referenced");
+        for step in 1..=3 {
+            write_checkpoint(&dir, &format!("step={step}.pt"), MIB);
+        }
+        let mut g = guard(&dir, config(MIB, None));
+        g.set_referenced(&[
+            dir.join("step=1.pt"),
+            dir.join("../elsewhere.pt"),
+            PathBuf::from("/etc"),
+        ])
+        .expect("paths");
+        g.check(1.0);
+        assert_eq!(names(&dir), ["step=1.pt", "step=3.pt"]);
+        assert!(g.set_referenced(&[PathBuf::new()]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn making_room_deletes_least_valuable_first_and_never_newest_best_or_protected() {
         let dir = temp_dir("ladder");
         for (step, loss) in [(1, 0.9), (2, 0.1), (3, 0.8), (4, 0.7), (5, 0.6), (6, 0.5)] {
