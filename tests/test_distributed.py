@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _guard(path: Path, **kwargs: object) -> diskguard.DiskGuard:
+    if 'world_size' in kwargs:
+        kwargs = {'rank': 0, 'local_rank': 0, **kwargs}  # rank 0 of a run of world_size
     return diskguard.DiskGuard(path, check_every_seconds=3600, **kwargs)  # type: ignore[arg-type]
 
 
@@ -245,3 +247,128 @@ def test_diagnosis_points_at_a_full_temp_directory(tmp_path: Path, monkeypatch: 
     assert f'temp directory {tmp}' in text
     assert 'point TMPDIR at a larger filesystem' in text
     assert 'keep fewer checkpoints' not in text
+
+
+def _sync_calls(guard: diskguard.DiskGuard, calls: int) -> list[int]:
+    """The step() call numbers at which ``guard`` reduced (its sync records them)."""
+    done: list[int] = []
+    for i in range(1, calls + 1):
+        with contextlib.suppress(diskguard.DiskSpaceWarning):
+            guard.step()
+        done.extend([i] * (len(_SEEN) - len(done)))
+    return done
+
+
+_SEEN: list[bool] = []
+
+
+def _recording_sync(flag: bool) -> bool:
+    _SEEN.append(flag)
+    return flag
+
+
+def test_a_warning_turned_into_an_error_does_not_skip_the_collective(tmpfs: Path) -> None:
+    """Only the measuring rank warns; under -W error it must still join every reduction."""
+    fill_until_enospc(tmpfs)
+    _SEEN.clear()
+    measuring = _guard(tmpfs, world_size=2, sync=_recording_sync, check_every_steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', diskguard.DiskSpaceWarning)
+        assert _sync_calls(measuring, 16) == [4, 8, 12, 16]
+    assert measuring.should_stop is True
+    _SEEN.clear()
+    other = _guard(tmpfs, rank=1, local_rank=1, world_size=2, sync=_recording_sync, check_every_steps=4)
+    assert _sync_calls(other, 16) == [4, 8, 12, 16]
+
+
+def test_unpickled_guards_reduce_on_the_same_calls_however_they_are_touched(tmp_path: Path) -> None:
+    import pickle
+
+    guard = _guard(tmp_path, world_size=2, sync=_recording_sync, check_every_steps=5)
+    for _ in range(3):
+        guard.step()
+    blob = pickle.dumps(guard)
+    schedules = []
+    for touch_first in (False, True):
+        copy = pickle.loads(blob)
+        if touch_first:
+            assert copy.deletes is True  # builds the engine before the first step()
+        _SEEN.clear()
+        schedules.append(_sync_calls(copy, 12))
+        assert copy.state_dict()['calls'] == 15  # the pickled 3 and these 12
+    assert schedules[0] == schedules[1] == [2, 7, 12]  # calls 5, 10, 15 of the run
+
+
+def test_sync_results_with_one_truth_value_are_accepted(tmp_path: Path) -> None:
+    class NumpyLikeBool:
+        def __bool__(self) -> bool:
+            return True
+
+    guard = _guard(tmp_path, world_size=2, sync=lambda flag: NumpyLikeBool(), check_every_steps=1)
+    assert guard.step() is True
+    refuses = _guard(tmp_path, world_size=2, sync=lambda flag: None, check_every_steps=1)
+    with pytest.raises(TypeError, match=r'sync returned None'):
+        refuses.step()
+
+
+def test_a_guard_with_an_unpicklable_sync_says_so(tmp_path: Path) -> None:
+    import pickle
+
+    guard = _guard(tmp_path, world_size=2, sync=lambda flag: flag)
+    with pytest.raises(TypeError, match=r'sync=<function .*<lambda>.* cannot be pickled'):
+        pickle.dumps(guard)
+    assert pickle.loads(pickle.dumps(_guard(tmp_path, world_size=2, sync=_recording_sync))).deletes
+
+
+@pytest.mark.parametrize(
+    ('env', 'match'),
+    [
+        ({'WORLD_SIZE': '2', 'LOCAL_RANK': '1'}, r'rank: WORLD_SIZE=2 but RANK is not set'),
+        ({'WORLD_SIZE': '2', 'RANK': '1'}, r'local_rank: WORLD_SIZE=2 but LOCAL_RANK is not set'),
+        ({'LOCAL_RANK': '1'}, r'world_size: .*LOCAL_RANK=1 without WORLD_SIZE'),
+    ],
+)
+def test_a_launcher_that_set_only_some_ranks_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], match: str
+) -> None:
+    for name in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE'):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=match):
+        _guard(tmp_path)
+
+
+def test_auto_sync_without_a_process_group_is_an_error_not_a_lone_stop(tmp_path: Path) -> None:
+    guard = _guard(tmp_path, rank=0, local_rank=0, world_size=2, check_every_steps=1)
+    with pytest.raises(RuntimeError, match=r"sync='auto'.*not initialized"):
+        guard.step()
+
+
+def test_protect_sees_through_a_symlinked_directory_and_takes_bare_names(tmpfs: Path) -> None:
+    """The guard's path goes through a symlinked parent (a symlinked /scratch); Lightning names
+    its checkpoints by realpath."""
+    real = tmpfs / 'real' / 'ckpts'
+    real.mkdir(parents=True)
+    (tmpfs / 'link').symlink_to(tmpfs / 'real')
+    for i in range(1, 5):
+        _checkpoint(real / f'step={i}.pt')
+    seen = tmpfs / 'link' / 'ckpts'
+    guard = _guard(seen, retention=diskguard.RetentionPolicy(diskguard.KeepLast(1)))
+    guard.protect([real / 'step=1.pt', 'step=2.pt'])
+    guard.before_save(seen / 'step=5.pt', 1 << 20)
+    _checkpoint(real / 'step=5.pt')
+    guard.after_save(seen / 'step=5.pt', 1 << 20)
+    assert sorted(os.listdir(real)) == ['step=1.pt', 'step=2.pt', 'step=5.pt']
+
+
+def test_diagnosis_names_inode_exhaustion(tmpfs: Path) -> None:
+    guard = _guard(tmpfs)
+    made = 0
+    with contextlib.suppress(OSError):
+        for made in range(1000):
+            (tmpfs / f'f{made}').touch()
+    assert made < 999
+    text = guard.diagnose(OSError(errno.ENOSPC, 'No space left on device', str(tmpfs / 'new')))
+    assert text is not None
+    assert 'no free inodes: all 64 are used' in text
