@@ -295,12 +295,15 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         folder = self._checkpoint_folder(args, state)
         refusal: InsufficientSpaceError | None = None
         guard.protect(self._referenced(args, state))
-        if self._inside(guard, folder):
-            try:
+        try:
+            if self._inside(guard, folder):
                 guard.before_save(folder, self._estimate(guard, args, kwargs))
-            except InsufficientSpaceError as err:
-                refusal = err
-        stop = guard.sync_stop()
+        except InsufficientSpaceError as err:
+            refusal = err
+        finally:
+            # A collective: made even when before_save raised something else (a DiskSpaceWarning
+            # turned into an error, issued only where the disk is measured), or the others hang.
+            stop = guard.sync_stop()
         # A refusal stops the guard, so the veto is agreed only when the run stops: a rank-invariant
         # condition, so every rank makes the same collective calls.
         if stop and self._agree(refusal is not None, args):
