@@ -341,10 +341,14 @@ def test_the_best_checkpoint_is_never_deleted_to_make_room(small_disk: Path) -> 
 
 
 def test_bad_arguments_are_refused_when_the_callback_is_made() -> None:
-    with pytest.raises(TypeError, match='chek_every_steps'):
+    with pytest.raises(
+        TypeError, match='chek_every_steps: it takes path, log_metrics and .*check_every_steps'
+    ):
         DiskGuardCallback(chek_every_steps=5)
     with pytest.raises(TypeError, match='rank.*args.process_index'):
         DiskGuardCallback(rank=1)
+    with pytest.raises(TypeError, match='path=5: expected None .*output_dir.* got int'):
+        DiskGuardCallback(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match='log_metrics=1'):
         DiskGuardCallback(log_metrics=1)  # type: ignore[arg-type]
 

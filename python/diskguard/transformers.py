@@ -113,16 +113,16 @@ def _check_guard_arguments(guard_kwargs: dict[str, Any]) -> None:
     given = sorted(set(guard_kwargs) & set(_RANK_ARGUMENTS))
     if given:
         raise TypeError(
-            f'DiskGuardCallback: {", ".join(given)} come from the Trainer '
+            f'DiskGuardCallback got {", ".join(given)}: the ranks come from the Trainer '
             '(args.process_index, args.local_process_index, args.world_size); do not pass them'
         )
     parameters = inspect.signature(DiskGuard).parameters
     unknown = sorted(set(guard_kwargs) - set(parameters))
-    if unknown or 'path' in guard_kwargs:
-        taken = ', '.join(name for name in parameters if name != 'path')
+    if unknown:
+        taken = ', '.join(name for name in parameters if name not in ('path', *_RANK_ARGUMENTS))
         raise TypeError(
-            f'DiskGuardCallback got unexpected keyword argument(s) {", ".join(unknown or ["path"])}: '
-            f"it takes path (first), log_metrics and DiskGuard's {taken}"
+            f'DiskGuardCallback got unexpected keyword argument(s) {", ".join(unknown)}: '
+            f"it takes path, log_metrics and DiskGuard's {taken}"
         )
 
 
@@ -164,6 +164,11 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, log_metrics: bool = True, **guard_kwargs: Any
     ) -> None:
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                f"path={path!r}: expected None (the Trainer's output_dir) or a directory path, "
+                f'got {type(path).__name__}'
+            )
         if not isinstance(log_metrics, bool):
             raise TypeError(f'log_metrics={log_metrics!r}: expected True or False')
         _check_guard_arguments(guard_kwargs)
