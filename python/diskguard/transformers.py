@@ -18,9 +18,16 @@ ladder, retention, the stop) is the guard's. What the callback adds is where the
   stops. A stop under ``save_strategy='steps'`` asks for one final save, for which the guard kept
   room.
 - ``on_save``: retention, after the Trainer's own ``save_total_limit`` rotation (which runs first, so
-  the two never delete concurrently), never deleting ``state.best_model_checkpoint``.
+  the two never delete concurrently), never deleting ``state.best_model_checkpoint`` nor what is in
+  ``output_dir`` besides the ``checkpoint-N`` folders (the final model ``trainer.save_model()``
+  wrote there).
 - ``on_log``: the disk next to the loss (``disk/free_bytes``, ``disk/used_percent``,
-  ``disk/hours_to_full``) in every log record: ``state.log_history``, TensorBoard, W&B...
+  ``disk/hours_to_full``) in the training log records: ``state.log_history``, TensorBoard, W&B...
+  (evaluation records, which ``evaluate()`` returns, are left as they are).
+
+``save_strategy='best'`` decides a save after evaluation, where no callback is asked: such saves
+are recorded and retention applies, but they are not checked beforehand. An ``output_dir`` that is
+a symlink is guarded where it leads.
 
 Importing this module needs ``transformers``; ``import diskguard`` does not import it.
 """
