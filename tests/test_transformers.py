@@ -527,3 +527,22 @@ def test_an_output_dir_that_is_a_symlink_is_guarded_where_it_leads(small_disk: P
     assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
     assert_all_complete(real)
     assert get_last_checkpoint(str(link)) == hf_get_last_checkpoint(str(link)) == str(link / 'checkpoint-24')
+
+
+def test_training_again_after_room_was_made_decides_afresh(small_disk: Path) -> None:
+    """A run stopped for lack of room; the user deletes what filled the disk and calls train()
+    again on the same Trainer: it runs to max_steps instead of stopping at once."""
+    out = small_disk / 'out'
+    out.mkdir()
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    callback = guard_callback()
+    run = trainer(out, [callback])
+    train_on_a_full_disk(run)
+    assert run.state.global_step == 2
+    first_guard = callback.guard
+    (small_disk / 'dataset.bin').unlink()
+    train_on_a_full_disk(run)
+    assert run.state.global_step == 24
+    assert callback.guard is not first_guard and callback.guard is not None
+    assert callback.guard.stop_reason is None
+    assert_all_complete(out)

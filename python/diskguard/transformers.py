@@ -228,10 +228,18 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Builds the guard, for ``args.output_dir`` unless a path was given (again when the
-        callback is reused by a Trainer with another ``output_dir``)."""
-        guard = self.guard
-        if guard is not None and self.path is None and guard.path != _output_dir(args):
+        """Builds the guard for this training, for ``args.output_dir`` unless a path was given.
+
+        Each ``train()`` gets a guard of its own that decides afresh (a run stopped for lack of
+        room and trained again once room was made must not stop at its first step); what the
+        previous one learned about the same directory (checkpoint sizes, the trend) carries over.
+        """
+        previous = self.guard
+        if previous is not None:
+            same_directory = self.path is not None or previous.path == _output_dir(args)
+            if same_directory and self.guard_state is None:
+                self.guard_state = previous.state_dict()  # a stop is not carried over
+            previous.close()
             self.guard = None
         self._guard_for(args)
         # A run resumed from a checkpoint written without this callback has no entry for it in the
