@@ -546,3 +546,31 @@ def test_training_again_after_room_was_made_decides_afresh(small_disk: Path) -> 
     assert callback.guard is not first_guard and callback.guard is not None
     assert callback.guard.stop_reason is None
     assert_all_complete(out)
+
+
+class SaveAtStep(TrainerCallback):
+    """A user's own save rule: a save at one step, whatever save_steps says."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step:
+            control.should_save = True
+
+
+def test_a_save_a_user_callback_asks_for_is_checked_too(small_disk: Path) -> None:
+    """User callbacks listed before the guard's set should_save before it is asked; putting the
+    disk figures ahead of the reporting integrations must not change that order."""
+    out = small_disk / 'out'
+    out.mkdir()
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    callback = guard_callback()
+    run = trainer(out, [SaveAtStep(3), callback], save_steps=10, report_to='tensorboard')
+    warned = train_on_a_full_disk(run)
+    names = [type(cb).__name__ for cb in run.callback_handler.callbacks]
+    assert names.index('_FiguresBeforeReporters') < names.index('TensorBoardCallback')
+    assert names.index('SaveAtStep') < names.index('DiskGuardCallback'), names
+    assert run.state.global_step == 3
+    assert [w for w in warned if 'checkpoint-3' in w and 'the Trainer skips this save' in w], warned
+    assert checkpoints(out) == []

@@ -151,9 +151,9 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         path: The directory to guard; by default the Trainer's ``args.output_dir``, where its
             ``checkpoint-N`` folders go.
         log_metrics: Add the guard's :meth:`~diskguard.DiskGuard.metrics` to every log record
-            (``state.log_history`` and the reporting integrations: TensorBoard, W&B...). To be
-            ahead of those integrations, which the Trainer calls first, the callback moves itself
-            right after the Trainer's ``DefaultFlowCallback`` when training begins.
+            (``state.log_history`` and the reporting integrations: TensorBoard, W&B...; for those,
+            which the Trainer calls first, a small companion callback is put ahead of them at the
+            first step).
         guard_kwargs: :class:`diskguard.DiskGuard`'s arguments (``min_free``, ``budget``,
             ``retention``, ``check_every_steps``, ``sync``...), except the ranks, which come from the
             Trainer's arguments. ``sync='auto'`` agrees the stop flag through ``torch.distributed``.
@@ -184,6 +184,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         self.guard_kwargs = guard_kwargs
         self.guard: DiskGuard | None = None
         self.guard_state: dict[str, Any] | None = None  # set by the Trainer's restore, applied once
+        self._figures_placed = False
 
     # ----- building the guard -----
 
@@ -205,23 +206,28 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
             self.guard = self._build(args)
         return self.guard
 
-    def _run_before_reporters(self) -> None:
-        """Moves this callback right after the Trainer's ``DefaultFlowCallback``, so the disk figures
-        it adds in ``on_log`` reach the reporting integrations, which the Trainer puts ahead of user
-        callbacks and which send each record on as soon as they see it.
+    def _place_figures_before_reporters(self) -> None:
+        """Puts a :class:`_FiguresBeforeReporters` for this callback ahead of the reporting
+        integrations (TensorBoard, W&B...), which the Trainer calls before user callbacks and
+        which send each record on as soon as they see it. This callback itself stays where the
+        user put it, so user callbacks before it still set ``should_save`` before it is asked.
 
         The Trainer hands callbacks no reference to its callback list, so the list is found among
         the objects referring to this callback: the one that holds it and starts with a
-        ``DefaultFlowCallback``. Moving an earlier-running callback backwards keeps the Trainer's
-        iteration over the list intact (the ones it already called shift into slots it passed).
+        ``DefaultFlowCallback``. Inserting ahead of the callback the Trainer is calling makes it
+        call this one again next (``on_step_begin``, which does nothing the second time), and
+        skips no other.
         """
         for holder in gc.get_referrers(self):
             if not (isinstance(holder, list) and holder and isinstance(holder[0], DefaultFlowCallback)):
                 continue
+            if any(isinstance(cb, _FiguresBeforeReporters) and cb.owner is self for cb in holder):
+                return
             mine = next(i for i, cb in enumerate(holder) if cb is self)
-            first_other = next(i for i, cb in enumerate(holder) if not isinstance(cb, DefaultFlowCallback))
-            if first_other < mine:
-                holder.insert(first_other, holder.pop(mine))
+            reporter = next((i for i, cb in enumerate(holder[:mine]) if _reports(cb)), None)
+            if reporter is not None:
+                holder.insert(reporter, _FiguresBeforeReporters(self))
+            return
 
     # ----- the Trainer's events -----
 
@@ -242,13 +248,20 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
             previous.close()
             self.guard = None
         self._guard_for(args)
+        self._figures_placed = False
         # A run resumed from a checkpoint written without this callback has no entry for it in the
         # state the Trainer loaded, and its first save would fail looking it up (KeyError).
         stored: Any = state.stateful_callbacks  # typed as the list given, a dict once built
         if isinstance(stored, dict):
             stored.setdefault(type(self).__name__, self.state())
-        if self.log_metrics:
-            self._run_before_reporters()
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Once per training: the disk figures ahead of the reporting integrations."""
+        if self.log_metrics and not self._figures_placed:
+            self._figures_placed = True
+            self._place_figures_before_reporters()
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -292,7 +305,8 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         **kwargs: Any,
     ) -> None:
         """Adds the disk figures to the record being logged (and to ``state.log_history``, where the
-        Trainer put a copy of it just before)."""
+        Trainer put a copy of it just before); also called, earlier, by the
+        :class:`_FiguresBeforeReporters` ahead of the reporting integrations (the same figures)."""
         if not self.log_metrics or self.guard is None or not logs or _evaluation(logs):
             return
         figures = self.guard.metrics()
@@ -393,3 +407,27 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
                 'guard_state': self.guard.state_dict() if self.guard is not None else self.guard_state
             },
         }
+
+
+def _reports(callback: object) -> bool:
+    """Whether ``callback`` is one of transformers' reporting integrations (``report_to``)."""
+    return type(callback).__module__.startswith('transformers.integrations')
+
+
+class _FiguresBeforeReporters(TrainerCallback):  # type: ignore[misc, unused-ignore]  # Any without transformers
+    """Adds a :class:`DiskGuardCallback`'s disk figures to each training log record, placed ahead of
+    the reporting integrations so that they send the figures on with the record."""
+
+    def __init__(self, owner: DiskGuardCallback) -> None:
+        self.owner = owner
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The owner's figures, now."""
+        self.owner.on_log(args, state, control, logs)
