@@ -18,7 +18,7 @@ import inspect
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
@@ -129,6 +129,8 @@ class DiskGuardCallbackMixin:
         self._path: str | None = path
         self._log_metrics = log_metrics
         self._options = guard_options
+        # Lightning reads state_key at every hook (its profiler's label): computed once.
+        self._state_key: str = self._generate_state_key(path=path)  # type: ignore[attr-defined]
         self._log_every: int = guard_options.get('check_every_steps', _default('check_every_steps'))
         self._pending_state: dict[str, Any] | None = None
         self._reset_fit()
@@ -148,7 +150,7 @@ class DiskGuardCallbackMixin:
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(path=self._path)  # type: ignore[attr-defined,no-any-return]
+        return self._state_key
 
     @property
     def guard(self) -> DiskGuard | None:
@@ -177,7 +179,9 @@ class DiskGuardCallbackMixin:
         path, others = self._directories(trainer)
         if path is None:
             return
-        watch = [*self._options.get('watch', ()), *others]
+        watch = self._options.get('watch', ())
+        if isinstance(watch, Iterable) and not isinstance(watch, str | bytes):
+            watch = [*watch, *others]  # else DiskGuard refuses it by name
         self._guard = DiskGuard(
             path,
             **{**self._options, 'watch': watch},
