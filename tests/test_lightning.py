@@ -191,6 +191,53 @@ def test_save_top_k_all_on_a_small_disk(name: str, on_full: str, tmp_path: Path,
         assert_nothing_partial(ckpt, small_tmpdir)
 
 
+@pytest.mark.timeout(240)
+def test_a_last_link_keeps_its_target(tmp_path: Path) -> None:
+    """``save_last='link'``: last.ckpt is a symlink to the newest checkpoint, which pruning keeps."""
+    pl, callback_class = framework('lightning')
+    with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as ckpt:
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=-1, every_n_train_steps=1, save_last='link'
+        )
+        fit = trainer(pl, tmp_path, [callback_class(check_every_steps=1), checkpoint], max_steps=20)
+        fit.fit(tiny_model(pl))
+        last = ckpt / 'last.ckpt'
+        assert fit.global_step == 20 and last.is_symlink()
+        assert torch.load(last, weights_only=False)['global_step'] == 20  # the target is there
+        assert len(list(ckpt.glob('epoch=*.ckpt'))) < 20, 'older checkpoints were pruned'
+        assert_references_exist(checkpoint)
+
+
+def test_without_a_model_checkpoint_the_path_must_be_given(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    fit = trainer(pl, tmp_path, [callback_class()], max_steps=2, enable_checkpointing=False)
+    with pytest.raises(ValueError, match='pass path='):
+        fit.fit(tiny_model(pl))
+    assert fit.global_step == 0
+
+
+def test_a_remote_directory_is_left_alone(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    callback = callback_class('s3://bucket/checkpoints')
+    fit = trainer(pl, tmp_path, [callback], max_steps=2, enable_checkpointing=False)
+    with pytest.warns(DiskSpaceWarning, match='local filesystems only'):
+        fit.fit(tiny_model(pl))
+    assert fit.global_step == 2 and callback.guard is None
+
+
+def test_fast_dev_run_builds_no_guard(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    seen: list[object] = []
+
+    class Look(pl.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            seen.append(callback.guard)
+
+    callback = callback_class(tmp_path / 'ckpt')
+    trainer(pl, tmp_path, [callback, Look()], fast_dev_run=2).fit(tiny_model(pl))
+    assert seen == [None, None]
+
+
 @pytest.mark.timeout(120)
 def test_without_the_callback_a_small_tmpdir_fails_the_first_save(tmp_path: Path, small_tmpdir: Path) -> None:
     """The control: Lightning's own publish stages the checkpoint in $TMPDIR."""

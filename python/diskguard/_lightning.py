@@ -176,6 +176,8 @@ class DiskGuardCallbackMixin:
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._reset_fit()
+        if trainer.fast_dev_run:
+            return  # a smoke test of the code: Lightning saves no checkpoint either
         path, others = self._directories(trainer)
         if path is None:
             return
