@@ -578,6 +578,14 @@ fn lexical_absolute(p: &Path) -> PathBuf {
     out
 }
 
+/// The entry of `dir` that `path` is or is under (both absolute), if it is inside.
+fn entry_under(dir: &Path, path: &Path) -> Option<OsString> {
+    match path.strip_prefix(dir).ok()?.components().next()? {
+        Component::Normal(name) => Some(name.to_owned()),
+        _ => None,
+    }
+}
+
 /// `path` lexically inside `dir` (both made absolute, `.` and `..` resolved by name): only there
 /// does the guard account and make room.
 fn inside(dir: &Path, path: &Path) -> bool {
@@ -657,10 +665,10 @@ impl Guard {
             Probe::Failed(err) => (None, None, true, Some(err.to_string())),
             Probe::Unresponsive => (None, None, false, None),
         };
-        let shared = usage
-            .as_ref()
-            .is_some_and(|u| crate::usage::is_network_magic(u.fs_magic));
-        let owned = self.config.ranks.measures(shared);
+        let owned = self
+            .config
+            .ranks
+            .measures(shared_filesystem(path, device, usage.as_ref()));
         if owned && !responsive {
             self.events.push(unresponsive(&role, self.limit()));
         }
@@ -703,17 +711,36 @@ impl Guard {
     }
 
     /// Replaces the paths a framework references (best, last, resumed-from checkpoints): the
-    /// entries of the directory they are in or under are never deleted. Paths outside the
-    /// directory are ignored: nothing there is ever touched.
+    /// entries of the directory they are in or under are never deleted. A bare name is an entry
+    /// of the directory (as in [`Protect`]); other paths are matched by name, then through
+    /// symlinks (the directory may be reached by another path than the guard's). Paths outside
+    /// the directory are ignored: nothing there is ever touched.
     pub fn set_referenced(&mut self, paths: &[PathBuf]) -> Result<()> {
+        let dir = lexical_absolute(&self.dir);
+        let real_dir = std::fs::canonicalize(&self.dir).ok();
         let mut names = Vec::new();
         for path in paths {
             crate::usage::validate_path("paths", path)?;
-            let (dir, path) = (lexical_absolute(&self.dir), lexical_absolute(path));
-            if let Ok(rest) = path.strip_prefix(&dir) {
-                if let Some(Component::Normal(first)) = rest.components().next() {
-                    names.push(first.to_owned());
+            let mut parts = path.components();
+            if let (Some(Component::Normal(name)), None) = (parts.next(), parts.next()) {
+                names.push(name.to_owned());
+                continue;
+            }
+            let absolute = lexical_absolute(path);
+            if let Some(name) = entry_under(&dir, &absolute) {
+                names.push(name);
+                continue;
+            }
+            let Some(real_dir) = &real_dir else { continue };
+            // The entry itself may be a symlink (last.ckpt): its own name through its resolved
+            // directory, and its target.
+            if let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name()) {
+                if let Ok(real_parent) = std::fs::canonicalize(parent) {
+                    names.extend(entry_under(real_dir, &real_parent.join(name)));
                 }
+            }
+            if let Ok(real) = std::fs::canonicalize(&absolute) {
+                names.extend(entry_under(real_dir, &real));
             }
         }
         names.sort();
@@ -1460,25 +1487,34 @@ impl Guard {
             None => what.to_owned(),
         }];
         let target = path.unwrap_or(&self.dir);
-        let device = crate::usage::statfs_nearest_existing(target)
-            .ok()
-            .and_then(|(queried, _)| std::fs::metadata(queried).ok())
-            .map(|m| m.dev());
+        // Through a prober with the guard's time limit: a hung mount must not hang the report
+        // (it is asked from an exception hook, on the way out of a failed run).
+        let measured = match Prober::new(target).measure(self.limit()) {
+            Probe::Ready(m) => Ok(m),
+            Probe::Failed(err) => Err(format!("cannot be measured now ({err})")),
+            Probe::Unresponsive => Err(format!(
+                "statfs did not answer within {:.1} s (a hung mount?)",
+                self.limit().as_secs_f64()
+            )),
+        };
+        let device = measured.as_ref().ok().map(|m| m.device);
         let roles: Vec<&str> = self
             .spaces
             .iter()
             .filter(|s| device.is_some() && s.device == device)
             .flat_map(|s| s.roles.iter().map(String::as_str))
             .collect();
-        match crate::usage::usage(target) {
-            Ok(u) => {
-                let mount = crate::mounts::mount_of(&u.queried_path, Path::new("/proc")).ok();
-                let at = mount.as_ref().map_or_else(String::new, |m| {
+        match &measured {
+            Ok(m) => {
+                let u = usage_of(target, m);
+                let mounts = crate::mounts::read_mounts(Path::new("/proc"), None).unwrap_or_default();
+                let mount = crate::mounts::find_mount(&mounts, &lexical_absolute(&m.queried), m.device);
+                let at = mount.map_or_else(String::new, |m| {
                     format!(" mounted at {}", m.mount_point.display())
                 });
                 lines.push(format!(
                     "filesystem: {}{at}, {} of {} used, {} available ({})",
-                    u.fs_type(mount.as_ref()),
+                    u.fs_type(mount),
                     format_size(u.used),
                     format_size(u.total),
                     format_size(u.avail),
@@ -1488,10 +1524,19 @@ impl Guard {
                         roles.join(", ")
                     },
                 ));
+                if let Some(inodes) = u.inodes.filter(|i| i.free == 0) {
+                    lines.push(format!(
+                        "no free inodes: all {} are used, so no file can be created whatever the free \
+                         bytes (many small files: logs, dataset shards, sharded checkpoint folders)",
+                        inodes.total
+                    ));
+                }
             }
-            Err(err) => lines.push(format!("filesystem: cannot be measured now ({err})")),
+            Err(why) => lines.push(format!("filesystem of {}: {why}", target.display())),
         }
-        lines.push(self.holdings());
+        if self.deletes() && self.dir_responsive() {
+            lines.push(self.holdings());
+        }
         let on_dir = roles.iter().any(|r| r.starts_with("checkpoint directory"));
         let on_temp = roles.iter().any(|r| r.starts_with("temp directory"));
         if on_temp && !on_dir {
@@ -1647,6 +1692,24 @@ impl Drop for Guard {
     }
 }
 
+/// Whether the filesystem of `path` is shared between hosts: by its mount-table type (the mount
+/// with its device id when `statfs` answered, else the one its name falls under), else by the
+/// `statfs` magic number. With nothing known it counts as shared: then only global rank 0
+/// measures and deletes there, never one process per node in one directory.
+fn shared_filesystem(path: &Path, device: Option<u64>, usage: Option<&DiskUsage>) -> bool {
+    let mounts = crate::mounts::read_mounts(Path::new("/proc"), None).unwrap_or_default();
+    let absolute = lexical_absolute(path);
+    let mount = match device {
+        Some(device) => crate::mounts::find_mount(&mounts, &absolute, device),
+        None => crate::mounts::mount_by_name(&mounts, &absolute),
+    };
+    match (mount.filter(|m| !m.fs_type.is_empty()), usage) {
+        (Some(m), _) => crate::mounts::is_network_type(&m.fs_type),
+        (None, Some(u)) => crate::usage::is_network_magic(u.fs_magic),
+        (None, None) => true,
+    }
+}
+
 /// The warning for a filesystem whose `statfs` did not answer within `limit`.
 fn unresponsive(name: &str, limit: Duration) -> Event {
     Event::new(
@@ -1743,6 +1806,66 @@ mod tests {
                     .to_owned()
             })
             .collect()
+    }
+
+    #[test]
+    fn ranks_decide_who_measures_and_are_validated() {
+        let ranks = |rank, local_rank, world_size| Ranks {
+            rank,
+            local_rank,
+            world_size,
+        };
+        assert!(ranks(0, 0, 1).measures(true) && ranks(0, 0, 1).measures(false));
+        assert!(ranks(4, 0, 8).measures(false) && !ranks(4, 0, 8).measures(true));
+        assert!(!ranks(1, 1, 8).measures(false) && !ranks(1, 1, 8).measures(true));
+        assert!(ranks(0, 0, 0).validate().is_err());
+        assert!(ranks(2, 0, 2).validate().is_err());
+        assert!(ranks(1, 2, 2).validate().is_err());
+        assert!(ranks(1, 1, 2).validate().is_ok());
+    }
+
+    #[test]
+    fn only_the_measuring_rank_deletes() {
+        let dir = temp_dir("ranks");
+        for step in 1..=3 {
+            write_checkpoint(&dir, &format!("step={step}.pt"), MIB);
+        }
+        let short = |rank, local_rank| GuardConfig {
+            ranks: Ranks {
+                rank,
+                local_rank,
+                world_size: 2,
+            },
+            ..config(MIB, None)
+        };
+        let mut other = guard(&dir, short(1, 1));
+        other.check(1.0);
+        assert!(!other.deletes() && !other.should_stop() && other.metrics().is_none());
+        assert_eq!(names(&dir).len(), 3);
+        let mut owner = guard(&dir, short(0, 0));
+        owner.check(1.0);
+        assert!(owner.deletes() && owner.metrics().is_some());
+        assert_eq!(names(&dir), ["step=3.pt"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn referenced_entries_are_never_deleted() {
+        let dir = temp_dir("referenced");
+        for step in 1..=3 {
+            write_checkpoint(&dir, &format!("step={step}.pt"), MIB);
+        }
+        let mut g = guard(&dir, config(MIB, None));
+        g.set_referenced(&[
+            dir.join("step=1.pt"),
+            dir.join("../elsewhere.pt"),
+            PathBuf::from("/etc"),
+        ])
+        .expect("paths");
+        g.check(1.0);
+        assert_eq!(names(&dir), ["step=1.pt", "step=3.pt"]);
+        assert!(g.set_referenced(&[PathBuf::new()]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

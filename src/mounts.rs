@@ -248,6 +248,46 @@ fn is_path_prefix(prefix: &Path, path: &Path) -> bool {
     path.starts_with(prefix)
 }
 
+/// The mount that holds `path` judged by its name alone (longest mount-point prefix, the one on
+/// top among equals): for a path whose filesystem does not answer, so it cannot be examined.
+pub fn mount_by_name<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| is_path_prefix(&m.mount_point, path))
+        .max_by_key(|m| (m.mount_point.as_os_str().len(), !m.is_dummy()))
+}
+
+/// Filesystems shared between hosts, by mount-table type: `nfs`, `cifs`, `ceph`, `lustre`, `gpfs`,
+/// `beegfs`, `9p`, `gfs2`, `ocfs2`, `afs`, `glusterfs`, `panfs`, `orangefs`, `davfs`, and FUSE
+/// filesystems other than `fuse-overlayfs` (`gcsfuse`, `s3fs`, `juicefs`, `blobfuse`, `sshfs`...).
+pub fn is_network_type(fs_type: &str) -> bool {
+    const NETWORK: &[&str] = &[
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ceph",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "9p",
+        "gfs2",
+        "ocfs2",
+        "afs",
+        "glusterfs",
+        "panfs",
+        "pvfs2",
+        "orangefs",
+        "davfs",
+        "fuse",
+    ];
+    if let Some(subtype) = fs_type.strip_prefix("fuse.") {
+        return !subtype.contains("overlay");
+    }
+    NETWORK.contains(&fs_type)
+}
+
 /// The mount that holds `canonical` (an absolute path with symlinks resolved) whose `st_dev` is
 /// `device`. Follows `df`: longest mount-point prefix confirmed by device id, else the longest
 /// prefix among mounts with that device id, else `None` (the caller then climbs parents).
@@ -319,6 +359,42 @@ pub fn mount_of(path: &Path, proc_root: &Path) -> Result<Mount> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_filesystems_by_type() {
+        for shared in [
+            "nfs4",
+            "cifs",
+            "lustre",
+            "fuse.gcsfuse",
+            "fuse.s3fs",
+            "fuse",
+            "9p",
+            "gpfs",
+        ] {
+            assert!(is_network_type(shared), "{shared}");
+        }
+        for local in [
+            "ext4",
+            "xfs",
+            "tmpfs",
+            "overlay",
+            "fuse.fuse-overlayfs",
+            "btrfs",
+            "zfs",
+        ] {
+            assert!(!is_network_type(local), "{local}");
+        }
+    }
+
+    #[test]
+    fn a_mount_by_name_is_the_longest_prefix() {
+        let mounts = parse_mountinfo(SAMPLE);
+        let found = mount_by_name(&mounts, Path::new("/tmp/m t/x")).expect("a mount");
+        assert_eq!(found.mount_point, Path::new("/tmp/m t"));
+        let root = mount_by_name(&mounts, Path::new("/tmp/m tx")).expect("a mount");
+        assert_eq!(root.mount_point, Path::new("/"));
+    }
 
     const SAMPLE: &[u8] = b"22 27 0:21 / /proc rw,relatime - proc proc rw
 27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard

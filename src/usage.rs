@@ -272,12 +272,25 @@ pub fn statfs_nearest_existing(path: &Path) -> Result<(PathBuf, FsStats)> {
     Err(first_error)
 }
 
-/// Whether a `statfs` magic number is a filesystem shared between hosts (NFS, SMB, Ceph, Lustre,
-/// GPFS, BeeGFS): in a distributed run one process measures it for every node, not one per node.
+/// Whether a `statfs` magic number is a filesystem shared between hosts (`nfs`, `cifs`, `ceph`,
+/// `lustre`, `gpfs`, `beegfs`, `9p`, `gfs2`, `ocfs2`, `afs`, and FUSE, mostly remote storage), for when the
+/// mount table has no type for it: in a distributed run one process measures it for every node.
 pub fn is_network_magic(magic: i64) -> bool {
     matches!(
         magic,
-        0x6969 | 0xFF53_4D42 | 0xFE53_4D42 | 0x00C3_6400 | 0x0BD0_0BD0 | 0x4750_4653 | 0x1983_0326
+        0x6969
+            | 0xFF53_4D42
+            | 0xFE53_4D42
+            | 0x00C3_6400
+            | 0x0BD0_0BD0
+            | 0x4750_4653
+            | 0x1983_0326
+            | 0x6573_5546
+            | 0x0102_1997
+            | 0x0116_1970
+            | 0x7461_636F
+            | 0x5346_414F
+            | 0x6B41_4653
     )
 }
 

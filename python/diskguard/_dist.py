@@ -13,18 +13,18 @@ from typing import Any
 
 __all__ = ['Reduce', 'resolve_ranks', 'resolve_sync', 'torch_reduce_any']
 
+
 #: Takes this rank's stop flag, returns the flag every rank agrees on (a collective).
 Reduce = Callable[[bool], bool]
 
 _ENV = {'rank': 'RANK', 'local_rank': 'LOCAL_RANK', 'world_size': 'WORLD_SIZE'}
-_DEFAULT = {'rank': 0, 'local_rank': 0, 'world_size': 1}
 
 
-def _from_env(name: str) -> int:
+def _from_env(name: str) -> int | None:
     variable = _ENV[name]
     text = os.environ.get(variable)
     if text is None or not text.strip():
-        return _DEFAULT[name]
+        return None
     try:
         value = int(text)
     except ValueError:
@@ -37,12 +37,48 @@ def _from_env(name: str) -> int:
     return value
 
 
+def _initialized_group() -> Any:
+    """``torch.distributed`` when torch is imported and its default group is initialized."""
+    torch = sys.modules.get('torch')
+    if torch is None:
+        return None
+    dist = torch.distributed
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
 def resolve_ranks(rank: Any, local_rank: Any, world_size: Any) -> tuple[Any, Any, Any]:
-    """The ranks as given, each ``None`` read from torchrun's environment variable (``RANK``,
-    ``LOCAL_RANK``, ``WORLD_SIZE``; absent: 0, 0, 1). The core validates the values."""
+    """The ranks as given; each ``None`` from the initialized ``torch.distributed`` group (rank,
+    world size), else from torchrun's ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``; a single process
+    when none says otherwise. A distributed run whose launcher set only some of them is refused:
+    guessing rank 0 would make several processes delete in one directory. The core validates the
+    values."""
+    dist = _initialized_group()
     given = {'rank': rank, 'local_rank': local_rank, 'world_size': world_size}
-    resolved = {name: _from_env(name) if value is None else value for name, value in given.items()}
-    return resolved['rank'], resolved['local_rank'], resolved['world_size']
+    if dist is not None:
+        group = {'rank': dist.get_rank(), 'world_size': dist.get_world_size()}
+        given = {name: group.get(name) if value is None else value for name, value in given.items()}
+    env = {name: _from_env(name) for name, value in given.items() if value is None}
+    ranks = {**given, **env}
+    if ranks['world_size'] is None:
+        if env.get('rank') or env.get('local_rank'):
+            raise ValueError(
+                f'world_size: RANK={ranks["rank"]} / LOCAL_RANK={ranks["local_rank"]} without '
+                'WORLD_SIZE (pass world_size= explicitly, or fix the launcher)'
+            )
+        ranks['world_size'] = 1
+    world_size = ranks['world_size']
+    if isinstance(world_size, int) and not isinstance(world_size, bool) and world_size > 1:
+        for name in ('rank', 'local_rank'):
+            if ranks[name] is None:
+                raise ValueError(
+                    f'{name}: WORLD_SIZE={world_size} but {_ENV[name]} is not set (pass {name}= '
+                    'explicitly: guessing 0 would make several processes delete in one directory)'
+                )
+    return (
+        0 if ranks['rank'] is None else ranks['rank'],
+        0 if ranks['local_rank'] is None else ranks['local_rank'],
+        world_size,
+    )
 
 
 def resolve_sync(sync: Any) -> Reduce | None:
@@ -60,21 +96,36 @@ def resolve_sync(sync: Any) -> Reduce | None:
     )
 
 
+#: The guard's own gloo group per default group: its reductions never pair with the training's
+#: collectives (a guard built on one rank only then hangs in the guard, visibly, instead of
+#: corrupting a gradient all-reduce), and gloo reduces a CPU tensor whatever the training's backend.
+_groups: dict[int, Any] = {}
+
+
+def _guard_group(dist: Any) -> Any:
+    world = dist.group.WORLD
+    group = _groups.get(id(world))
+    if group is None:
+        group = _groups[id(world)] = dist.new_group(backend='gloo')
+    return group
+
+
 def torch_reduce_any(flag: bool) -> bool:
-    """True on every rank when it is True on any: ``all_reduce(MAX)`` over the default process
-    group (a CPU tensor for gloo, a CUDA one for NCCL, which reduces only CUDA tensors). Without
-    an initialized process group the flag is returned as it is."""
-    torch = sys.modules.get('torch')
-    if torch is None:
-        return flag
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    device = (
-        torch.device('cuda', torch.cuda.current_device())
-        if dist.get_backend() == 'nccl'
-        else torch.device('cpu')
-    )
-    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    """True on every rank when it is True on any: ``all_reduce(MAX)`` of a CPU tensor over a gloo
+    group of the guard's own, created (a collective too) at the first reduction.
+
+    Raises:
+        RuntimeError: ``torch.distributed`` is not initialized, though the run has more than one
+            process (each would decide alone, and one would stop while the others hang).
+    """
+    dist = _initialized_group()
+    if dist is None:
+        raise RuntimeError(
+            "sync='auto': the run has more than one process but torch.distributed is not "
+            'initialized; call torch.distributed.init_process_group() first, pass sync= a '
+            'reduction of your own, or sync=None to let each process decide alone'
+        )
+    torch = sys.modules['torch']
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_guard_group(dist))
     return bool(tensor.item())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -217,12 +218,13 @@ class DiskGuard:
             self._every_steps = core.check_every_steps
             self._every_seconds = core.check_every_seconds
             self._distributed = core.world_size > 1 and self._reduce is not None
-            self._next_sync = self._calls + self._every_steps
             # The reserve file goes when the guard is collected or the interpreter exits.
             weakref.finalize(self, core.close)
             if self._pending_state is not None:
-                self._restore(core, self._pending_state)
+                # Unpickled: the calls made since count on top of the pickled ones.
+                self._restore(core, self._pending_state, calls_since=self._calls)
                 self._pending_state = None
+            self._plan_next_sync()
             self._emit(core)
         return core
 
@@ -277,10 +279,16 @@ class DiskGuard:
             due_by_steps = n >= self._next_step
         except TypeError:
             due_by_steps = True  # _check names the wrong type
+        self._engine  # noqa: B018 -- whether the run is distributed is known once it is built
         if self._distributed and self._calls >= self._next_sync:
-            # A collective: due on the same call on every rank, whatever each one's clock says.
-            self._check(step, n)
-            return self._sync_now(step)
+            # A collective: due on the same call on every rank, whatever each one's clock says,
+            # and made even when the check raised (a DiskSpaceWarning turned into an error, which
+            # only the measuring rank issues): a rank that skipped it would hang the others.
+            try:
+                self._check(step, n)
+            finally:
+                self._sync_now(step)
+            return self._stop
         if not due_by_steps and self._clock_says_wait(step):
             return self._stop
         return self._check(step, n)
@@ -289,14 +297,20 @@ class DiskGuard:
         """Every rank's flag reduced into the one they all act on (sticky once True)."""
         reduce = self._reduce
         assert reduce is not None  # _distributed implies it
-        local = self._engine.should_stop
-        agreed = reduce(local)
-        if not isinstance(agreed, bool | int):
-            raise TypeError(f'sync returned {agreed!r}: expected a bool (the agreed stop flag)')
-        self._stop = self._stop or bool(agreed)
-        self._next_sync = self._calls + self._every_steps
+        # Planned first: a reduction that raises is not retried at every following call.
+        self._plan_next_sync()
         self._plan_next_clock(step)
+        agreed = reduce(self._engine.should_stop)
+        if agreed is None or isinstance(agreed, str | bytes):
+            raise TypeError(f'sync returned {agreed!r}: expected a bool (the agreed stop flag)')
+        self._stop = self._stop or bool(agreed)  # a numpy bool or a 1-element tensor will do
         return self._stop
+
+    def _plan_next_sync(self) -> None:
+        """The next reduction falls on the next multiple of ``check_every_steps`` calls: the same
+        call on every rank, however and whenever each built, unpickled or restored its guard."""
+        every = self._every_steps
+        self._next_sync = (self._calls // every + 1) * every
 
     def sync_stop(self) -> bool:
         """Checks now and reduces the stop flag across ranks now: a collective every rank must
@@ -305,8 +319,11 @@ class DiskGuard:
         self._engine  # noqa: B018 -- knows the world size once built
         if not self._distributed:
             return self.check()
-        self._check(None, self._calls)
-        return self._sync_now(None)
+        try:
+            self._check(None, self._calls)
+        finally:
+            self._sync_now(None)
+        return self._stop
 
     def _clock_says_wait(self, step: int | None) -> bool:
         """Reads the clock (which costs more than the rest of a step() call, so it is read only every
@@ -500,8 +517,10 @@ class DiskGuard:
                 f'state: missing {sorted(missing)}; expected what DiskGuard.state_dict() returned'
             )
         self._restore(self._engine, state)
+        if self._distributed:
+            self._plan_next_sync()
 
-    def _restore(self, core: _Guard, state: dict[str, Any]) -> None:
+    def _restore(self, core: _Guard, state: dict[str, Any], calls_since: int = 0) -> None:
         calls = state['calls']
         if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
             raise ValueError(f'calls={calls!r}: expected a whole number >= 0')
@@ -514,10 +533,20 @@ class DiskGuard:
         core.load_state(
             state['level'], state['largest_checkpoint'], state['saves'], stop_reason, state['trend']
         )
-        self._calls = calls
+        self._calls = calls + calls_since
+        self._next_clock = 0  # planned against the old count: leave the fast path next call
         self._last_step = last_step
 
     def __getstate__(self) -> dict[str, Any]:
+        sync = self._config['sync']
+        if callable(sync):
+            try:
+                pickle.dumps(sync)
+            except Exception as err:
+                raise TypeError(
+                    f'sync={sync!r} cannot be pickled ({err}), and a guard is pickled for spawned '
+                    'workers: pass a module-level function, or build the guard in the worker'
+                ) from err
         return {'config': self._config, 'state': self.state_dict()}
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
