@@ -288,6 +288,7 @@ class DiskGuardCallbackMixin:
             lightning_save(checkpoint, path)
             return
         os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        self._keep_next_removal = False  # each save is followed by at most its own removal
         self._protect(self._trainer, saving=True)
         directory = os.fsdecode(guard.path)
         try:
@@ -329,9 +330,7 @@ class DiskGuardCallbackMixin:
         guard = self._guard
         if guard is None:
             return
-        self._repair(trainer)
-        self._snapshot(trainer)
-        self._protect(trainer)
+        self._before_hook(trainer)
         self._calls += 1
         # Every rank calls this once per batch: the guard reduces its flag on the same calls.
         if guard.step():
@@ -350,17 +349,20 @@ class DiskGuardCallbackMixin:
         checks now, on every rank, and stops together if the agreed flag says so."""
         if self._guard is None or trainer.sanity_checking:
             return
-        self._repair(trainer)
-        self._snapshot(trainer)
-        self._protect(trainer)
+        self._before_hook(trainer)
         self._stop_if(trainer, self._guard.sync_stop())
         self._log(trainer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self._guard is not None:
-            self._repair(trainer)
-            self._snapshot(trainer)
-            self._protect(trainer)
+            self._before_hook(trainer)
+
+    def _before_hook(self, trainer: Any) -> None:
+        """At each hook where ModelCheckpoint may save after this callback: finish repairing
+        after a refused save, remember what ModelCheckpoint references now, and protect it."""
+        self._repair(trainer)
+        self._snapshot(trainer)
+        self._protect(trainer)
 
     def _stop_if(self, trainer: Any, stop: bool) -> None:
         if stop and not trainer.should_stop:
