@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import statistics
 import tempfile
 import time
@@ -83,11 +84,14 @@ def main() -> int:
     torch.set_num_threads(1)
     data = DataLoader(TensorDataset(torch.randn(args.steps * 32, args.width)), batch_size=32)
     root = tempfile.mkdtemp(prefix='diskguard-bench-lightning-')
-    fit_seconds(data, args.width, 20, root, {'check_every_steps': 1})  # warm-up: imports, caches
     samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    for _ in range(args.rounds):
-        for name, options in CONTENDERS.items():
-            samples[name].append(fit_seconds(data, args.width, args.steps, root, options))
+    try:
+        fit_seconds(data, args.width, 20, root, {'check_every_steps': 1})  # warm-up: imports, caches
+        for _ in range(args.rounds):
+            for name, options in CONTENDERS.items():
+                samples[name].append(fit_seconds(data, args.width, args.steps, root, options))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     plain = medians['without the callback']
     print(f'Lightning fit, {args.steps} steps, MLP width {args.width}, {args.rounds} interleaved rounds')
