@@ -301,7 +301,7 @@ def test_rust_logs_reach_the_diskguard_logger(caplog: pytest.LogCaptureFixture, 
 
 
 def test_import_pulls_in_no_heavy_frameworks() -> None:
-    code = 'import sys, diskguard; print(sorted(m for m in ("torch", "lightning", "transformers") if m in sys.modules))'
+    code = 'import sys, diskguard; print(sorted(m for m in ("torch", "lightning", "pytorch_lightning", "lightning_fabric", "transformers") if m in sys.modules))'
     out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == '[]'
 

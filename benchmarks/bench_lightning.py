@@ -1,0 +1,106 @@
+"""Cost of DiskGuardCallback on a Lightning fit, checking the disk at every step.
+
+Run: ``python benchmarks/bench_lightning.py [--steps N] [--rounds R] [--width W]``. The same fit (an
+MLP of width W on CPU, N optimizer steps, logging through a CSVLogger, no checkpoints so that only
+the callback's per-step cost is measured) runs without the callback, with
+``DiskGuardCallback(check_every_steps=1)`` (a check and the metrics logged at every step) and with
+the default cadence, in one process, rounds interleaved so drift hits all alike. Prints the median
+seconds per fit of each and the ratios to the fit without; the target is at most 1.02x for
+``check_every_steps=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from diskguard.lightning import DiskGuardCallback
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class MLP(pl.LightningModule):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(width, width), torch.nn.ReLU(), torch.nn.Linear(width, width)
+        )
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        (x,) = batch
+        loss = self.net(x).pow(2).mean()
+        self.log('train_loss', loss)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=1e-3)
+
+
+# The contenders: DiskGuardCallback's options, or None for the fit without it.
+CONTENDERS: dict[str, dict[str, Any] | None] = {
+    'without the callback': None,
+    'DiskGuardCallback(check_every_steps=1)': {'check_every_steps': 1},
+    'DiskGuardCallback() (a check every 50 steps)': {},
+}
+
+
+def fit_seconds(
+    data: DataLoader[Any], width: int, steps: int, root: str, options: dict[str, Any] | None
+) -> float:
+    """Wall time of one fit (the Trainer's construction excluded)."""
+    torch.manual_seed(0)
+    callbacks = [] if options is None else [DiskGuardCallback(root, **options)]
+    trainer = pl.Trainer(
+        accelerator='cpu',
+        devices=1,
+        max_steps=steps,
+        logger=pl.loggers.CSVLogger(root),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    start = time.perf_counter()
+    trainer.fit(MLP(width), data)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--steps', type=int, default=300)
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--width', type=int, default=512)
+    args = parser.parse_args()
+    logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
+    warnings.filterwarnings('ignore')
+    torch.set_num_threads(1)
+    data = DataLoader(TensorDataset(torch.randn(args.steps * 32, args.width)), batch_size=32)
+    root = tempfile.mkdtemp(prefix='diskguard-bench-lightning-')
+    samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    try:
+        fit_seconds(data, args.width, 20, root, {'check_every_steps': 1})  # warm-up: imports, caches
+        for _ in range(args.rounds):
+            for name, options in CONTENDERS.items():
+                samples[name].append(fit_seconds(data, args.width, args.steps, root, options))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    plain = medians['without the callback']
+    print(f'Lightning fit, {args.steps} steps, MLP width {args.width}, {args.rounds} interleaved rounds')
+    print(f'  {"contender":<46} {"s/fit":>7} {"ms/step":>8} {"ratio":>7}')
+    for name, seconds in medians.items():
+        print(f'  {name:<46} {seconds:7.3f} {seconds / args.steps * 1e3:8.3f} {seconds / plain:6.3f}x')
+    print('  (target: at most 1.02x with check_every_steps=1)')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,467 @@
+"""The Lightning callback, written once for both import paths (``lightning.pytorch`` and
+``pytorch_lightning``): :mod:`diskguard.lightning` and :mod:`diskguard.pytorch_lightning` each combine
+these mixins with their package's ``Callback`` and ``TorchCheckpointIO``.
+
+It is a thin adapter over :class:`~diskguard.DiskGuard`, which makes every decision (levels, room,
+retention, the stop). The callback tells the guard what Lightning references (so it is never
+deleted), publishes each checkpoint with :func:`diskguard.save` (a temp file in the checkpoint's own
+directory, then a rename: no staging copy in ``$TMPDIR``, no partial file under the final name), calls
+the guard on a rank-invariant cadence, and turns the agreed stop flag into ``trainer.should_stop``.
+
+Nothing framework-specific is imported here: the classes come from the concrete modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
+from .guard import DiskGuard
+from .saving import save
+
+if TYPE_CHECKING:
+    from ._types import StrPath
+
+__all__ = ['DiskGuardCallbackMixin', 'GuardedCheckpointIOMixin']
+
+logger = logging.getLogger('diskguard.lightning')
+
+# The guard's distribution settings come from the Trainer, never from the user.
+_FROM_TRAINER = frozenset({'path', 'rank', 'local_rank', 'world_size', 'sync'})
+_STATE_VERSION = 1
+
+
+def _guard_options() -> frozenset[str]:
+    """The keyword arguments DiskGuard takes that the callback passes through."""
+    return frozenset(inspect.signature(DiskGuard).parameters) - _FROM_TRAINER
+
+
+def _default(option: str) -> Any:
+    return inspect.signature(DiskGuard).parameters[option].default
+
+
+def _is_remote(path: str) -> bool:
+    """A URL (``s3://...``): diskguard measures local filesystems only."""
+    return '://' in path
+
+
+def _inside(path: str, directory: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), directory]) == directory
+
+
+class GuardedCheckpointIOMixin:
+    """Lightning's ``TorchCheckpointIO`` with its publish replaced by :func:`diskguard.save`.
+
+    Lightning's own publish (fsspec) stages the whole checkpoint in ``tempfile.gettempdir()`` and
+    copies it across filesystems, so a small ``$TMPDIR`` fails every save and a full destination gets
+    a truncated file. Loading is Lightning's; removing is Lightning's, except that the file a refused
+    save was to replace is kept.
+    """
+
+    def __init__(self, callback: DiskGuardCallbackMixin, replaced: Any) -> None:
+        super().__init__()
+        self._callback = callback
+        #: The CheckpointIO this one stands in for, put back at the end of the fit.
+        self.replaced = replaced
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(
+                f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
+                "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
+            )
+        self._callback._publish(checkpoint, os.fspath(path), super().save_checkpoint)  # type: ignore[misc]
+
+    def remove_checkpoint(self, path: Any) -> None:
+        if self._callback._keeps(os.fspath(path)):
+            return
+        super().remove_checkpoint(path)  # type: ignore[misc]
+
+    def __reduce__(self) -> Any:
+        # Installed only for the length of a fit, in the process that fits: never pickled with it.
+        raise TypeError('the checkpoint IO diskguard installs during a fit cannot be pickled')
+
+
+class DiskGuardCallbackMixin:
+    """The shared implementation of ``DiskGuardCallback`` (see :mod:`diskguard.lightning`).
+
+    Args:
+        path: The checkpoint directory to guard; by default the first ModelCheckpoint's ``dirpath``
+            once Lightning has resolved it (the other ModelCheckpoints' directories are watched).
+        log_metrics: Log ``disk/free_bytes``, ``disk/used_percent`` and ``disk/hours_to_full`` through
+            the Trainer's loggers at each check (rank zero).
+        guard_options: :class:`diskguard.DiskGuard`'s keyword arguments (``min_free``, ``budget``,
+            ``retention``, ``reserve``, ``check_every_steps``...). The ranks and the reduction of
+            the stop flag come from the Trainer.
+
+    Raises:
+        TypeError: An unknown option (the message names it), or ``rank``/``local_rank``/
+            ``world_size``/``sync``, which come from the Trainer. DiskGuard's own checks of the
+            values run when the fit starts, before the first step.
+    """
+
+    #: The concrete module's ``GuardedCheckpointIOMixin`` subclass, and the CheckpointIO it replaces.
+    _guarded_io_class: ClassVar[type]
+    _torch_io_class: ClassVar[type]
+
+    def __init__(
+        self, path: StrPath | None = None, *, log_metrics: bool = True, **guard_options: Any
+    ) -> None:
+        unknown = sorted(set(guard_options) - _guard_options())
+        if unknown:
+            raise TypeError(
+                f'DiskGuardCallback() got unexpected keyword argument(s) {", ".join(unknown)}: it takes '
+                f"DiskGuard's {', '.join(sorted(_guard_options()))} and log_metrics (rank, local_rank, "
+                'world_size and sync come from the Trainer)'
+            )
+        if not isinstance(log_metrics, bool):
+            raise TypeError(f'log_metrics={log_metrics!r}: expected True or False')
+        if path is not None:
+            path = os.fsdecode(os.fspath(path))
+            path = path if _is_remote(path) else os.path.abspath(path)
+        super().__init__()
+        self._path: str | None = path
+        self._log_metrics = log_metrics
+        self._options = guard_options
+        # Lightning reads state_key at every hook (its profiler's label): computed once.
+        self._state_key: str = self._generate_state_key(path=path)  # type: ignore[attr-defined]
+        self._log_every: int = guard_options.get('check_every_steps', _default('check_every_steps'))
+        self._pending_state: dict[str, Any] | None = None
+        self._reset_fit()
+
+    def _reset_fit(self) -> None:
+        """Forgets what belongs to one fit (the guard, the installed IO, the trainer)."""
+        self._guard: DiskGuard | None = None
+        self._trainer: Any = None
+        self._replaced_io: Any = None
+        self._protected: tuple[str, ...] = ()
+        self._snapshots: list[tuple[Any, dict[str, Any]]] = []
+        self._refused: list[str] = []
+        self._keep_next_removal = False
+        self._calls = 0
+
+    # ----- configuration, state, pickling -----
+
+    @property
+    def state_key(self) -> str:
+        return self._state_key
+
+    @property
+    def guard(self) -> DiskGuard | None:
+        """The guard of the current fit (built in ``on_fit_start``), else None."""
+        return self._guard
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values only (checkpoints load with ``torch.load(weights_only=True)``)."""
+        if self._guard is None:
+            return {} if self._pending_state is None else self._pending_state
+        return {'version': _STATE_VERSION, 'path': self._guard.path, 'guard': self._guard.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores callbacks before on_fit_start, where the guard is built.
+        self._pending_state = state_dict if state_dict.get('version') == _STATE_VERSION else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_guard=None, _trainer=None, _replaced_io=None, _snapshots=[])
+        return state
+
+    # ----- building the guard -----
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._reset_fit()
+        if trainer.fast_dev_run:
+            return  # a smoke test of the code: Lightning saves no checkpoint either
+        path, others = self._directories(trainer)
+        if path is None:
+            return
+        watch = self._options.get('watch', ())
+        if isinstance(watch, Iterable) and not isinstance(watch, str | bytes):
+            watch = [*watch, *others]  # else DiskGuard refuses it by name
+        self._guard = DiskGuard(
+            path,
+            **{**self._options, 'watch': watch},
+            rank=trainer.global_rank,
+            local_rank=trainer.local_rank,
+            world_size=trainer.world_size,
+            sync=lambda flag: trainer.strategy.reduce_boolean_decision(flag, all=False),
+        )
+        self._trainer = trainer
+        self._restore_state()
+        self._install_io(trainer)
+        self._protect(trainer)
+        # Timer-style: a run resumed onto a full disk stops before its first step.
+        self._stop_if(trainer, self._guard.sync_stop())
+        self._log(trainer)
+
+    def _directories(self, trainer: Any) -> tuple[str | None, list[str]]:
+        """The guarded directory (``path``, else the first ModelCheckpoint's ``dirpath``, which
+        Lightning has resolved by now) and the other checkpoint directories, to watch."""
+        dirs = [os.path.abspath(os.fspath(d)) for d in self._checkpoint_dirs(trainer)]
+        path = self._path if self._path is not None else (dirs[0] if dirs else None)
+        if path is None:
+            raise ValueError(
+                "DiskGuardCallback(path=None) guards the ModelCheckpoint's dirpath, and this Trainer has "
+                'no ModelCheckpoint: pass path= (the directory your checkpoints go to)'
+            )
+        if _is_remote(path):
+            warnings.warn(
+                f'diskguard does not guard {path!r}: it measures local filesystems only',
+                DiskSpaceWarning,
+                stacklevel=2,
+            )
+            return None, []
+        return path, [d for d in dict.fromkeys(dirs) if d != path and not _is_remote(d)]
+
+    @staticmethod
+    def _checkpoint_dirs(trainer: Any) -> Iterator[Any]:
+        for callback in trainer.checkpoint_callbacks:
+            dirpath = getattr(callback, 'dirpath', None)
+            if dirpath:
+                yield dirpath
+
+    def _restore_state(self) -> None:
+        state, self._pending_state = self._pending_state, None
+        assert self._guard is not None
+        # What was measured under another directory says nothing about this one.
+        if state and state.get('path') == self._guard.path:
+            self._guard.load_state_dict(state['guard'])
+
+    def _install_io(self, trainer: Any) -> None:
+        """Replaces Lightning's TorchCheckpointIO with one that publishes through diskguard.save. A
+        CheckpointIO of the user's (async, cloud, sharded) is left alone: the guard still checks, makes
+        room and stops, but cannot refuse a save it does not see."""
+        current = trainer.strategy.checkpoint_io
+        if isinstance(current, GuardedCheckpointIOMixin):  # left by a fit that raised
+            current = trainer.strategy.checkpoint_io = current.replaced
+        if type(current) is not self._torch_io_class:
+            if trainer.is_global_zero:
+                warnings.warn(
+                    f"diskguard leaves the Trainer's {type(current).__name__} in place: its saves are not "
+                    'published atomically or checked for room before writing (the guard still checks '
+                    'on its cadence, makes room and stops the run)',
+                    DiskSpaceWarning,
+                    stacklevel=2,
+                )
+            return
+        self._replaced_io = current
+        trainer.strategy.checkpoint_io = self._guarded_io_class(self, current)
+
+    def _uninstall_io(self) -> None:
+        trainer, replaced = self._trainer, self._replaced_io
+        if trainer is not None and replaced is not None:
+            trainer.strategy.checkpoint_io = replaced
+
+    # ----- what Lightning references -----
+
+    def _protect(self, trainer: Any, *, saving: bool = False) -> None:
+        """Tells the guard every file Lightning references (the guard never deletes them). While
+        saving, also what was referenced before the hook: the k-th best ModelCheckpoint drops
+        before its save stays until that save succeeded (ModelCheckpoint removes it then)."""
+        referenced = tuple(self._referenced(trainer))
+        if saving:
+            referenced += tuple(path for _, before in self._snapshots for path in _paths_in(before))
+        if referenced != self._protected:
+            assert self._guard is not None
+            self._guard.protect(referenced)
+            self._protected = referenced
+
+    @staticmethod
+    def _referenced(trainer: Any) -> Iterator[str]:
+        if trainer.ckpt_path:
+            yield os.fspath(trainer.ckpt_path)
+        for callback in trainer.checkpoint_callbacks:
+            yield from _paths_in(vars(callback))
+
+    # ----- saving -----
+
+    def _publish(self, checkpoint: dict[str, Any], path: str, lightning_save: Any) -> None:
+        """Writes one checkpoint (called by the installed IO, on the ranks Lightning saves from)."""
+        guard = self._guard
+        if guard is None or _is_remote(path):
+            lightning_save(checkpoint, path)
+            return
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        self._keep_next_removal = False  # each save is followed by at most its own removal
+        self._protect(self._trainer, saving=True)
+        directory = os.fsdecode(guard.path)
+        try:
+            save(checkpoint, path, guard=guard if _inside(path, directory) else None)
+        except (InsufficientSpaceError, DiskFullError) as err:
+            self._refuse(path, err)
+            return
+        if self._trainer.world_size == 1 and guard.should_stop:
+            # This save left room for one more only: stop after this step, not a save later.
+            self._stop_if(self._trainer, True)
+
+    def _refuse(self, path: str, err: Exception) -> None:
+        """A save that did not fit wrote nothing: the run stops instead of crashing, and the
+        ModelCheckpoint that asked for it is repaired at this callback's next hook."""
+        self._refused.append(path)
+        self._keep_next_removal = True
+        assert self._guard is not None and self._trainer is not None
+        if self._trainer.world_size == 1:
+            self._trainer.should_stop = True  # with one process the local flag is the agreed one
+        # else: the refusal stopped the guard, and the next reduction stops every rank together.
+        warnings.warn(
+            f'diskguard: checkpoint {path!r} was not saved ({err}); the run stops at the next check, '
+            'and the checkpoints already written are kept',
+            DiskSpaceWarning,
+            stacklevel=2,
+        )
+
+    def _keeps(self, path: str) -> bool:
+        """True for the removal that follows a refused save: ModelCheckpoint removes the file the
+        new checkpoint replaces, and that checkpoint was not written."""
+        keep, self._keep_next_removal = self._keep_next_removal, False
+        return keep
+
+    # ----- the cadence -----
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        guard = self._guard
+        if guard is None:
+            return
+        self._before_hook(trainer)
+        self._calls += 1
+        # Every rank calls this once per batch: the guard reduces its flag on the same calls.
+        if guard.step():
+            self._stop_if(trainer, True)
+        if self._log_metrics and self._calls % self._log_every == 0:
+            self._log(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._before_epoch_save(trainer)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self._before_epoch_save(trainer)
+
+    def _before_epoch_save(self, trainer: Any) -> None:
+        """Runs before ModelCheckpoint's epoch-end save (Lightning orders checkpoint callbacks last):
+        checks now, on every rank, and stops together if the agreed flag says so."""
+        if self._guard is None or trainer.sanity_checking:
+            return
+        self._before_hook(trainer)
+        self._stop_if(trainer, self._guard.sync_stop())
+        self._log(trainer)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._guard is not None:
+            self._before_hook(trainer)
+
+    def _before_hook(self, trainer: Any) -> None:
+        """At each hook where ModelCheckpoint may save after this callback: finish repairing
+        after a refused save, remember what ModelCheckpoint references now, and protect it."""
+        self._repair(trainer)
+        self._snapshot(trainer)
+        self._protect(trainer)
+
+    def _stop_if(self, trainer: Any, stop: bool) -> None:
+        if stop and not trainer.should_stop:
+            trainer.should_stop = True
+            if trainer.is_global_zero:
+                assert self._guard is not None
+                logger.warning(
+                    'diskguard stops the run at step %d: %s', trainer.global_step, self._guard.stop_reason
+                )
+
+    def _log(self, trainer: Any) -> None:
+        """The disk next to the loss: the last check's figures through the Trainer's loggers."""
+        if not self._log_metrics or not trainer.is_global_zero or self._guard is None:
+            return
+        metrics = self._guard.metrics()
+        if metrics:
+            for pl_logger in trainer.loggers:
+                pl_logger.log_metrics(metrics, step=trainer.global_step)
+
+    # ----- a refused save: ModelCheckpoint's bookkeeping put back -----
+
+    def _snapshot(self, trainer: Any) -> None:
+        """What each ModelCheckpoint references before it may save in this hook."""
+        self._keep_next_removal = False
+        self._snapshots = [
+            (cb, {**cb.state_dict(), 'best_k_models': dict(cb.best_k_models)})
+            for cb in trainer.checkpoint_callbacks
+            if hasattr(cb, 'best_k_models')
+        ]
+
+    def _repair(self, trainer: Any) -> None:
+        """After a refused save, ModelCheckpoint names a file that was never written (it records the
+        new path before saving): point it back at files that exist, so nothing references a missing
+        file and ``ckpt_path='best'``/``'last'`` keep working."""
+        if not self._refused:
+            return
+        self._refused = []
+        for callback, before in self._snapshots:
+            _repair_model_checkpoint(callback, before)
+        self._protect(trainer)
+
+    # ----- the end of a fit -----
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        guard = self._guard
+        if guard is not None:
+            diagnosis = guard.diagnose(exception)
+            if diagnosis is not None:
+                logger.error('%s', diagnosis)
+                if hasattr(exception, 'add_note'):
+                    exception.add_note(diagnosis)
+                else:  # Python 3.10: a warning, which must not replace the exception under -W error
+                    with contextlib.suppress(Warning):
+                        warnings.warn(diagnosis, DiskSpaceWarning, stacklevel=2)
+        self._finish()
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == 'fit':
+            self._finish()
+
+    def _finish(self) -> None:
+        """Puts Lightning's IO back and releases the guard's reserve; keeps the guard's state."""
+        guard = self._guard
+        self._uninstall_io()
+        if guard is not None:
+            self._pending_state = self.state_dict()
+            guard.close()
+        self._reset_fit()
+
+
+_REFERENCES = ('best_model_path', 'last_model_path', 'kth_best_model_path')
+
+
+def _paths_in(model_checkpoint: dict[str, Any]) -> Iterator[str]:
+    """The files a ModelCheckpoint's attributes (or its state_dict) reference."""
+    yield from (str(p) for p in model_checkpoint.get('best_k_models', {}))
+    for name in _REFERENCES:
+        path = model_checkpoint.get(name)
+        if path:
+            yield str(path)  # a last.ckpt link protects its target too (the guard follows it)
+
+
+def _repair_model_checkpoint(callback: Any, before: dict[str, Any]) -> None:
+    """Drops references to files that do not exist; takes back ones kept from before the hook."""
+    exists = os.path.exists
+    best_k = {p: v for p, v in callback.best_k_models.items() if exists(p)}
+    limit = callback.save_top_k
+    for path, score in before['best_k_models'].items():
+        if path not in best_k and exists(path) and (limit < 0 or len(best_k) < limit):
+            best_k[path] = score
+    callback.best_k_models = best_k
+    if best_k and callback.monitor is not None:
+        worst, best = (max, min) if callback.mode == 'min' else (min, max)
+        callback.kth_best_model_path = worst(best_k, key=best_k.__getitem__)
+        callback.kth_value = best_k[callback.kth_best_model_path]
+        callback.best_model_path = best(best_k, key=best_k.__getitem__)
+        callback.best_model_score = best_k[callback.best_model_path]
+    for name in _REFERENCES:
+        path = getattr(callback, name)
+        if path and not os.path.lexists(path):
+            previous = before.get(name) or ''
+            setattr(callback, name, previous if previous and exists(previous) else '')

@@ -1,0 +1,461 @@
+"""The Lightning callback with the real frameworks (``lightning`` and ``pytorch_lightning``), a tiny
+model on CPU, and real tmpfs filesystems too small for every checkpoint.
+
+A checkpoint of the model below (a 256x256 linear layer with its Adam state) is about 0.8 MB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import mounted_tmpfs
+from diskguard import DiskSpaceWarning
+
+torch = pytest.importorskip('torch', reason='the Lightning tests need torch: pip install -e .[test]')
+
+from lightning_model import tiny_model
+
+pytestmark = [
+    pytest.mark.torch,
+    # Lightning's advice about CPU runs (few dataloader workers, no GPU used) is beside the point here,
+    # and the guard's DiskSpaceWarnings are expected: the disks are meant to fill.
+    pytest.mark.filterwarnings('ignore::UserWarning'),
+    pytest.mark.filterwarnings('ignore::DeprecationWarning'),
+    # Lightning 2.6 against a newer torch: a deprecation inside Lightning, not ours.
+    pytest.mark.filterwarnings('ignore:.*LeafSpec.*:FutureWarning'),
+]
+
+FRAMEWORKS = ['lightning', 'pytorch_lightning']
+CHECKPOINT_MB = 0.8
+
+
+def framework(name: str) -> tuple[ModuleType, type]:
+    """(the framework's pytorch package, its DiskGuardCallback), or a skip if it is not installed."""
+    pl = pytest.importorskip('lightning.pytorch' if name == 'lightning' else name)
+    return pl, importlib.import_module(f'diskguard.{name}').DiskGuardCallback
+
+
+@pytest.fixture
+def small_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``$TMPDIR`` on its own 512 KiB tmpfs: smaller than one checkpoint, as on a cramped HPC node."""
+    with mounted_tmpfs(tmp_path / 'tmpdir', size='512k', nr_inodes=None) as where:
+        monkeypatch.setenv('TMPDIR', str(where))
+        monkeypatch.setattr(tempfile, 'tempdir', str(where))
+        yield where
+
+
+@contextlib.contextmanager
+def checkpoint_disk(tmp_path: Path, megabytes: float) -> Iterator[Path]:
+    """A tmpfs of ``megabytes`` (MB of 10**6 bytes, as CHECKPOINT_MB) for the checkpoints."""
+    with mounted_tmpfs(tmp_path / 'ckpt', size=f'{int(megabytes * 1e6 / 1024)}k', nr_inodes=None) as where:
+        yield where
+
+
+def trainer(pl: ModuleType, root: Path, callbacks: list[Any], **options: Any) -> Any:
+    settings: dict[str, Any] = {
+        'accelerator': 'cpu',
+        'devices': 1,
+        'logger': False,
+        'enable_progress_bar': False,
+        'enable_model_summary': False,
+        'default_root_dir': str(root),
+        'num_sanity_val_steps': 0,
+        'limit_val_batches': 1,
+    }
+    settings.update(options)
+    return pl.Trainer(callbacks=callbacks, **settings)
+
+
+def assert_nothing_partial(*directories: Path) -> None:
+    """Every file left is a whole checkpoint (it loads), and no temp file is left anywhere."""
+    for directory in directories:
+        for entry in directory.iterdir():
+            # torch keeps its own cache directory (torchinductor_<user>) in $TMPDIR: not a checkpoint.
+            assert not entry.name.startswith(('.diskguard-', 'tmp')), f'leftover temp file {entry}'
+            if entry.suffix == '.ckpt':
+                torch.load(entry, weights_only=False)
+
+
+def assert_references_exist(checkpoint: Any) -> None:
+    """ModelCheckpoint references no file that is not there."""
+    referenced = [*checkpoint.best_k_models, checkpoint.best_model_path, checkpoint.last_model_path]
+    referenced.append(checkpoint.kth_best_model_path)
+    for path in filter(None, referenced):
+        assert os.path.exists(path), f'ModelCheckpoint references {path}, which is gone'
+
+
+# ----- importing and constructing -----
+
+
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_importing_without_the_framework_names_the_package(name: str) -> None:
+    package = 'lightning' if name == 'lightning' else 'pytorch_lightning'
+    code = f'import sys; sys.modules[{package!r}] = None\nimport diskguard.{name}'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    install = 'pip install lightning' if name == 'lightning' else 'pip install pytorch-lightning'
+    assert 'ImportError' in result.stderr and install in result.stderr
+
+
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_subclasses_the_frameworks_own_callback(name: str) -> None:
+    pl, callback_class = framework(name)
+    assert isinstance(callback_class(), pl.Callback)
+    other = 'pytorch_lightning' if name == 'lightning' else 'lightning.pytorch'
+    assert not isinstance(callback_class(), importlib.import_module(other).Callback)
+
+
+def test_unknown_options_are_refused_by_name() -> None:
+    _, callback_class = framework('lightning')
+    with pytest.raises(TypeError, match='stop_belw'):
+        callback_class(stop_belw='10GiB')
+    with pytest.raises(TypeError, match='rank'):
+        callback_class(rank=1)  # comes from the Trainer
+    with pytest.raises(TypeError, match='log_metrics=1'):
+        callback_class(log_metrics=1)
+
+
+def test_bad_option_values_fail_before_training(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    fit = trainer(pl, tmp_path, [callback_class(tmp_path / 'ckpt', warn=float('nan'))], max_steps=2)
+    with pytest.raises(ValueError, match='warn'):
+        fit.fit(tiny_model(pl))
+    assert fit.global_step == 0
+
+
+def test_pickles_with_configuration_only(tmp_path: Path) -> None:
+    _, callback_class = framework('lightning')
+    callback = callback_class(tmp_path, min_free='1MiB', check_every_steps=3)
+    copy = pickle.loads(pickle.dumps(callback))
+    assert copy.state_key == callback.state_key
+    assert copy.guard is None  # built in on_fit_start, in the process that fits
+
+
+def test_state_key_differs_per_path_so_two_callbacks_coexist(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    first, second = callback_class(tmp_path / 'a'), callback_class(tmp_path / 'b')
+    assert first.state_key != second.state_key
+    trainer(pl, tmp_path, [first, second])  # Lightning refuses two stateful callbacks with one key
+
+
+# ----- the disk fills -----
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('on_full', ['prune', 'stop'])
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_save_top_k_all_on_a_small_disk(name: str, on_full: str, tmp_path: Path, small_tmpdir: Path) -> None:
+    """Forty checkpoints on a disk for eight, $TMPDIR smaller than one: with ``on_full='prune'`` the
+    guard deletes the oldest ones Lightning no longer references and the run completes; with
+    ``'stop'`` it deletes nothing and stops, with room left for the saves Lightning makes after."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 8 * CHECKPOINT_MB) as ckpt:
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=-1, every_n_train_steps=1, save_last=True
+        )
+        fit = trainer(
+            pl, tmp_path, [callback_class(check_every_steps=1, on_full=on_full), checkpoint], max_steps=40
+        )
+        fit.fit(tiny_model(pl))
+
+        saved = sorted(ckpt.glob('epoch=*.ckpt'))
+        if on_full == 'prune':
+            assert fit.global_step == 40
+            assert 3 <= len(saved) < 40
+        else:
+            assert 3 <= fit.global_step < 40, 'the run should stop before the disk is full'
+            assert len(saved) == fit.global_step, 'nothing is deleted with on_full="stop"'
+        assert_references_exist(checkpoint)
+        assert os.path.exists(checkpoint.last_model_path)
+        assert_nothing_partial(ckpt, small_tmpdir)
+        last_step = torch.load(checkpoint.last_model_path, weights_only=False)['global_step']
+        assert last_step == fit.global_step
+
+        # What is left resumes, the callback's state restored from the checkpoint (weights_only).
+        resumed = trainer(pl, tmp_path, [callback_class(check_every_steps=1), checkpoint], max_steps=41)
+        resumed.fit(tiny_model(pl), ckpt_path=checkpoint.last_model_path)
+        assert resumed.global_step >= last_step
+        assert_nothing_partial(ckpt, small_tmpdir)
+
+
+@pytest.mark.timeout(240)
+def test_a_last_link_keeps_its_target(tmp_path: Path) -> None:
+    """``save_last='link'``: last.ckpt is a symlink to the newest checkpoint, which pruning keeps."""
+    pl, callback_class = framework('lightning')
+    with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as ckpt:
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=-1, every_n_train_steps=1, save_last='link'
+        )
+        fit = trainer(pl, tmp_path, [callback_class(check_every_steps=1), checkpoint], max_steps=20)
+        fit.fit(tiny_model(pl))
+        last = ckpt / 'last.ckpt'
+        assert fit.global_step == 20 and last.is_symlink()
+        assert torch.load(last, weights_only=False)['global_step'] == 20  # the target is there
+        assert len(list(ckpt.glob('epoch=*.ckpt'))) < 20, 'older checkpoints were pruned'
+        assert_references_exist(checkpoint)
+
+
+def test_without_a_model_checkpoint_the_path_must_be_given(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    fit = trainer(pl, tmp_path, [callback_class()], max_steps=2, enable_checkpointing=False)
+    with pytest.raises(ValueError, match='pass path='):
+        fit.fit(tiny_model(pl))
+    assert fit.global_step == 0
+
+
+def test_a_remote_directory_is_left_alone(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    callback = callback_class('s3://bucket/checkpoints')
+    fit = trainer(pl, tmp_path, [callback], max_steps=2, enable_checkpointing=False)
+    with pytest.warns(DiskSpaceWarning, match='local filesystems only'):
+        fit.fit(tiny_model(pl))
+    assert fit.global_step == 2 and callback.guard is None
+
+
+def test_fast_dev_run_builds_no_guard(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    seen: list[object] = []
+
+    class Look(pl.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            seen.append(callback.guard)
+
+    callback = callback_class(tmp_path / 'ckpt')
+    trainer(pl, tmp_path, [callback, Look()], fast_dev_run=2).fit(tiny_model(pl))
+    assert seen == [None, None]
+
+
+@pytest.mark.timeout(120)
+def test_without_the_callback_a_small_tmpdir_fails_the_first_save(tmp_path: Path, small_tmpdir: Path) -> None:
+    """The control: Lightning's own publish stages the checkpoint in $TMPDIR."""
+    pl, _ = framework('lightning')
+    with checkpoint_disk(tmp_path, 8 * CHECKPOINT_MB) as ckpt:
+        checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=-1, every_n_train_steps=1)
+        fit = trainer(pl, tmp_path, [checkpoint], max_steps=3)
+        with pytest.raises(Exception, match='No space left|unexpected pos|iostream'):
+            fit.fit(tiny_model(pl))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_save_top_k_peak_is_planned_for(name: str, tmp_path: Path, small_tmpdir: Path) -> None:
+    """top_k=3 plus last.ckpt, each new checkpoint saved before the old k-th is removed: five
+    checkpoints at the peak. The guard keeps room for the next save (and a final one) beyond what
+    the run holds, so the peak always fits: the run goes on, and never meets ENOSPC."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 8.5 * CHECKPOINT_MB) as ckpt:
+        removed: list[str] = []
+
+        class CountRemovals(pl.Callback):
+            def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+                io = trainer.strategy.checkpoint_io
+                original = io.remove_checkpoint
+                if not getattr(original, 'counted', False):
+
+                    def remove(path: Any) -> None:
+                        removed.append(str(path))
+                        original(path)
+
+                    remove.counted = True  # type: ignore[attr-defined]
+                    io.remove_checkpoint = remove
+
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=3, monitor='val_loss', mode='min', save_last=True
+        )
+        fit = trainer(
+            pl,
+            tmp_path,
+            [CountRemovals(), callback_class(), checkpoint],
+            max_epochs=12,
+            limit_train_batches=2,
+        )
+        fit.fit(tiny_model(pl))  # an ENOSPC at the peak would raise here
+
+        assert fit.current_epoch == 12, 'room for the peak is kept: the run never has to stop'
+        assert len(checkpoint.best_k_models) == 3
+        assert len(removed) >= 3, 'the peak (a k+1-th checkpoint before a removal) came again and again'
+        assert_references_exist(checkpoint)
+        assert_nothing_partial(ckpt, small_tmpdir)
+        resumed = trainer(pl, tmp_path, [callback_class(), checkpoint], max_epochs=fit.current_epoch + 1)
+        resumed.fit(tiny_model(pl), ckpt_path=checkpoint.best_model_path)
+        assert_nothing_partial(ckpt, small_tmpdir)
+
+
+FILLER = 'import sys; sys.path.insert(0, {tests!r}); from pathlib import Path; from conftest import fill_until_enospc; fill_until_enospc(Path({directory!r}))'
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('cadence', ['checked', 'unchecked'])
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_another_process_fills_the_disk_mid_run(name: str, cadence: str, tmp_path: Path) -> None:
+    """Another process fills the disk after the step-4 save. ``checked``: the guard's next check
+    sees it and stops the run. ``unchecked`` (no check due before the step-6 save): the save is
+    refused before a byte is written, the file it was to replace is kept, ModelCheckpoint is
+    pointed back at files that exist, and the run stops without an exception."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 12 * CHECKPOINT_MB) as ckpt:
+        filler = ckpt / 'other'
+        filler.mkdir()
+
+        class FillAtStep(pl.Callback):
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                if trainer.global_step == 5:
+                    code = FILLER.format(tests=str(Path(__file__).parent), directory=str(filler))
+                    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=2, monitor='step', mode='max', every_n_train_steps=2, save_last=True
+        )
+        options = {'check_every_steps': 1} if cadence == 'checked' else {'check_every_steps': 10**6}
+        options['check_every_seconds'] = 10.0**6
+        callbacks = [FillAtStep(), callback_class(**options), checkpoint]
+        fit = trainer(pl, tmp_path, callbacks, max_steps=60)
+        if cadence == 'checked':
+            fit.fit(tiny_model(pl))
+            assert fit.global_step == 5, 'the check after the fill stops the run before the next save'
+        else:
+            with pytest.warns(DiskSpaceWarning, match='was not saved'):
+                fit.fit(tiny_model(pl))
+            assert fit.global_step == 6, 'the refused save stops the run at its step'
+            assert sorted(p.name for p in ckpt.glob('epoch=*')) == [
+                'epoch=0-step=2.ckpt',
+                'epoch=0-step=4.ckpt',
+            ]
+            assert sorted(checkpoint.best_k_models) == [
+                str(ckpt / 'epoch=0-step=2.ckpt'),
+                str(ckpt / 'epoch=0-step=4.ckpt'),
+            ]
+            assert checkpoint.best_model_path == str(ckpt / 'epoch=0-step=4.ckpt')
+
+        assert (filler / 'filler').stat().st_size > 0
+        assert_references_exist(checkpoint)
+        assert checkpoint.best_model_path and checkpoint.last_model_path
+        assert_nothing_partial(ckpt)
+        os.remove(filler / 'filler')
+        last_step = torch.load(checkpoint.last_model_path, weights_only=False)['global_step']
+        resumed = trainer(pl, tmp_path, [callback_class(), checkpoint], max_steps=last_step + 3)
+        resumed.fit(tiny_model(pl), ckpt_path=checkpoint.last_model_path)
+        assert resumed.global_step == last_step + 3
+
+
+@pytest.mark.timeout(120)
+def test_enospc_is_diagnosed_on_the_exception(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+
+    class FullDisk(pl.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            raise OSError(28, 'No space left on device', str(tmp_path))
+
+    fit = trainer(pl, tmp_path, [callback_class(tmp_path / 'ckpt'), FullDisk()], max_steps=3)
+    with pytest.raises(OSError) as caught:
+        fit.fit(tiny_model(pl))
+    notes = getattr(caught.value, '__notes__', [])
+    assert notes and notes[0].strip(), 'the diagnosis should be attached to the exception'
+
+
+def test_checkpoint_state_loads_with_weights_only(tmp_path: Path) -> None:
+    pl, callback_class = framework('lightning')
+    callback = callback_class(check_every_steps=1)
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / 'ckpt', every_n_train_steps=1, save_top_k=-1)
+    fit = trainer(pl, tmp_path, [callback, checkpoint], max_steps=2)
+    fit.fit(tiny_model(pl))
+    saved = torch.load(tmp_path / 'ckpt' / 'epoch=0-step=2.ckpt', weights_only=True)  # the second save
+    assert saved['callbacks'][callback.state_key]['guard']['saves'] >= 1
+    assert fit.strategy.checkpoint_io.__class__.__name__ == 'TorchCheckpointIO', 'put back after the fit'
+
+
+# ----- the disk next to the loss -----
+
+
+@pytest.mark.parametrize('log_metrics', [True, False])
+def test_disk_metrics_appear_in_the_csv_logger(tmp_path: Path, log_metrics: bool) -> None:
+    pl, callback_class = framework('lightning')
+    csv_logger = pl.loggers.CSVLogger(tmp_path / 'logs')
+    callback = callback_class(tmp_path / 'ckpt', check_every_steps=1, log_metrics=log_metrics)
+    fit = trainer(pl, tmp_path, [callback], max_steps=4, logger=csv_logger, log_every_n_steps=1)
+    fit.fit(tiny_model(pl))
+    with open(Path(csv_logger.log_dir) / 'metrics.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0]) if rows else set()
+    if log_metrics:
+        assert {'disk/free_bytes', 'disk/used_percent'} <= columns
+        assert any(float(row['disk/free_bytes'] or 0) > 0 for row in rows)
+    else:
+        assert not any(column.startswith('disk/') for column in columns)
+
+
+# ----- DDP: two CPU processes (gloo) -----
+
+DDP_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+import lightning.pytorch as pl
+from diskguard.lightning import DiskGuardCallback
+from lightning_model import tiny_model
+
+class Record(pl.Callback):
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_end(self, trainer, pl_module):
+        guard = next(c for c in trainer.callbacks if isinstance(c, DiskGuardCallback)).guard
+        with open(os.path.join(self.out, f'rank{{trainer.global_rank}}.json'), 'w') as f:
+            json.dump({{'step': trainer.global_step, 'deletes': guard.deletes,
+                        'stop': trainer.should_stop}}, f)
+
+if __name__ == '__main__':
+    strategy, ckpt, out = sys.argv[1:4]
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=3, monitor='step', mode='max',
+                                              every_n_train_steps=1)
+    trainer = pl.Trainer(accelerator='cpu', devices=2, strategy=strategy, max_steps=200, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         limit_val_batches=0, default_root_dir=out,
+                         callbacks=[DiskGuardCallback(check_every_steps=2), checkpoint, Record(out)])
+    trainer.fit(tiny_model(pl))
+    print('FIT RETURNED', flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize('strategy', ['ddp', 'ddp_spawn'])
+def test_ddp_ranks_stop_together(strategy: str, tmp_path: Path) -> None:
+    framework('lightning')
+    script = tmp_path / 'train.py'
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    out = tmp_path / 'out'
+    out.mkdir()
+    with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as ckpt:
+        # An outside writer has left room for only a few checkpoints.
+        (ckpt / 'other').write_bytes(b'\0' * int(3 * CHECKPOINT_MB * 1e6))
+        env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
+        env.pop('TMPDIR', None)
+        result = subprocess.run(
+            [sys.executable, str(script), strategy, str(ckpt), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=env,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert 'FIT RETURNED' in result.stdout
+        ranks = [json.loads(p.read_text()) for p in out.glob('rank*.json')]
+        assert len(ranks) == 2, result.stderr[-3000:]
+        assert ranks[0]['step'] == ranks[1]['step'] < 200, ranks
+        assert all(r['stop'] for r in ranks)
+        assert sorted(r['deletes'] for r in ranks) == [False, True], 'exactly one rank deletes'
+        assert_nothing_partial(ckpt)
+        assert not [p for p in ckpt.iterdir() if p.name.startswith('.diskguard-')]
