@@ -421,13 +421,6 @@ class _FiguresBeforeReporters(TrainerCallback):  # type: ignore[misc, unused-ign
     def __init__(self, owner: DiskGuardCallback) -> None:
         self.owner = owner
 
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """The owner's figures, now."""
-        self.owner.on_log(args, state, control, logs)
+    def on_log(self, *event: Any, **kwargs: Any) -> None:
+        """The owner's ``on_log``, now (the same arguments)."""
+        self.owner.on_log(*event, **kwargs)
