@@ -34,21 +34,35 @@ Importing this module needs ``transformers``; ``import diskguard`` does not impo
 
 from __future__ import annotations
 
-import gc
 import inspect
 import os
 import re
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 try:
     from transformers import TrainerCallback
-    from transformers.trainer_callback import DefaultFlowCallback
+    from transformers.trainer_callback import CallbackHandler
 except ImportError as err:  # pragma: no cover - exercised in a subprocess without transformers
     raise ImportError(
         f'diskguard.transformers needs the transformers package (pip install transformers): {err}',
         name='transformers',
     ) from err
+
+
+def _calling_handler() -> CallbackHandler | None:
+    """The ``CallbackHandler`` whose ``call_event`` is running this callback, if any."""
+    frame = sys._getframe(1)
+    for _ in range(8):
+        frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return None
+        caller = frame.f_locals.get('self')
+        if isinstance(caller, CallbackHandler):
+            return caller
+    return None
+
 
 try:
     from transformers.trainer_callback import ExportableState
@@ -212,22 +226,22 @@ class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc,
         which send each record on as soon as they see it. This callback itself stays where the
         user put it, so user callbacks before it still set ``should_save`` before it is asked.
 
-        The Trainer hands callbacks no reference to its callback list, so the list is found among
-        the objects referring to this callback: the one that holds it and starts with a
-        ``DefaultFlowCallback``. Inserting ahead of the callback the Trainer is calling makes it
-        call this one again next (``on_step_begin``, which does nothing the second time), and
-        skips no other.
+        The Trainer hands callbacks no reference to its callback list, so the list is taken from
+        the ``CallbackHandler`` calling this event (a few frames up; found in constant time, where
+        searching the heap for what refers to this callback grows with the program). Inserting
+        ahead of the callback the handler is calling makes it call this one again next
+        (``on_step_begin``, which does nothing the second time), and skips no other.
         """
-        for holder in gc.get_referrers(self):
-            if not (isinstance(holder, list) and holder and isinstance(holder[0], DefaultFlowCallback)):
-                continue
-            if any(isinstance(cb, _FiguresBeforeReporters) and cb.owner is self for cb in holder):
-                return
-            mine = next(i for i, cb in enumerate(holder) if cb is self)
-            reporter = next((i for i, cb in enumerate(holder[:mine]) if _reports(cb)), None)
-            if reporter is not None:
-                holder.insert(reporter, _FiguresBeforeReporters(self))
+        handler = _calling_handler()
+        if handler is None:
+            return  # the figures still reach log_history (on_log updates it)
+        holder = handler.callbacks
+        if any(isinstance(cb, _FiguresBeforeReporters) and cb.owner is self for cb in holder):
             return
+        mine = next((i for i, cb in enumerate(holder) if cb is self), len(holder))
+        reporter = next((i for i, cb in enumerate(holder[:mine]) if _reports(cb)), None)
+        if reporter is not None:
+            holder.insert(reporter, _FiguresBeforeReporters(self))
 
     # ----- the Trainer's events -----
 
