@@ -42,10 +42,6 @@ def _guard_options() -> frozenset[str]:
     return frozenset(inspect.signature(DiskGuard).parameters) - _FROM_TRAINER
 
 
-def _default(option: str) -> Any:
-    return inspect.signature(DiskGuard).parameters[option].default
-
-
 def _is_remote(path: str) -> bool:
     """A URL (``s3://...``): diskguard measures local filesystems only."""
     return '://' in path
@@ -131,7 +127,7 @@ class DiskGuardCallbackMixin:
         self._options = guard_options
         # Lightning reads state_key at every hook (its profiler's label): computed once.
         self._state_key: str = self._generate_state_key(path=path)  # type: ignore[attr-defined]
-        self._log_every: int = guard_options.get('check_every_steps', _default('check_every_steps'))
+        self._log_every = 50  # the Trainer's log_every_n_steps, read when the fit starts
         self._pending_state: dict[str, Any] | None = None
         self._reset_fit()
 
@@ -193,6 +189,9 @@ class DiskGuardCallbackMixin:
             sync=lambda flag: trainer.strategy.reduce_boolean_decision(flag, all=False),
         )
         self._trainer = trainer
+        # The disk curve at the Trainer's own logging cadence, beside the loss: not at every check
+        # (a logger call costs more than a check).
+        self._log_every = max(1, int(getattr(trainer, 'log_every_n_steps', 50) or 50))
         self._restore_state()
         self._install_io(trainer)
         self._protect(trainer)
@@ -388,7 +387,14 @@ class DiskGuardCallbackMixin:
         """What each ModelCheckpoint references before it may save in this hook."""
         self._keep_next_removal = False
         self._snapshots = [
-            (cb, {**cb.state_dict(), 'best_k_models': dict(cb.best_k_models)})
+            # Only what _repair and _protect read: state_dict() costs more, at every batch.
+            (
+                cb,
+                {
+                    **{name: getattr(cb, name, None) for name in _REFERENCES},
+                    'best_k_models': dict(cb.best_k_models),
+                },
+            )
             for cb in trainer.checkpoint_callbacks
             if hasattr(cb, 'best_k_models')
         ]
