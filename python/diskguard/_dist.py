@@ -6,6 +6,8 @@ a run that has not cannot have a process group to reduce over.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -106,8 +108,23 @@ def _guard_group(dist: Any) -> Any:
     world = dist.group.WORLD
     group = _groups.get(id(world))
     if group is None:
+        if not _groups:
+            atexit.register(_destroy_groups, dist)
         group = _groups[id(world)] = dist.new_group(backend='gloo')
     return group
+
+
+def _destroy_groups(dist: Any) -> None:
+    """Destroys the guard's groups before the interpreter tears down: a gloo group still alive
+    then can abort the process ("terminate called without an active exception") after a run
+    that never called ``destroy_process_group()``. Destroying a group is local, not a collective."""
+    groups = list(_groups.values())
+    _groups.clear()
+    if not (dist.is_available() and dist.is_initialized()):
+        return  # the default group's destruction took its subgroups with it
+    for group in groups:
+        with contextlib.suppress(Exception):  # already destroyed with the default group
+            dist.destroy_process_group(group)
 
 
 def torch_reduce_any(flag: bool) -> bool:
