@@ -158,7 +158,7 @@ def _json_value(value: Any) -> Any:
     return ...
 
 
-class DiskGuardCallback(TrainerCallback, ExportableState):  # type: ignore[misc, unused-ignore]  # Any without transformers
+class DiskGuardCallback(TrainerCallback, ExportableState):
     """Keeps a ``Trainer`` run's disk from filling: makes room, vetoes saves that cannot fit, stops.
 
     Args:
@@ -428,7 +428,7 @@ def _reports(callback: object) -> bool:
     return type(callback).__module__.startswith('transformers.integrations')
 
 
-class _FiguresBeforeReporters(TrainerCallback):  # type: ignore[misc, unused-ignore]  # Any without transformers
+class _FiguresBeforeReporters(TrainerCallback):
     """Adds a :class:`DiskGuardCallback`'s disk figures to each training log record, placed ahead of
     the reporting integrations so that they send the figures on with the record."""
 
