@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import mounted_tmpfs
-from diskguard import DiskSpaceWarning
+from diskguard import DiskGuardError, DiskSpaceWarning
 
 torch = pytest.importorskip('torch', reason='the Lightning tests need torch: pip install -e .[test]')
 
@@ -349,6 +349,31 @@ def test_another_process_fills_the_disk_mid_run(name: str, cadence: str, tmp_pat
         resumed = trainer(pl, tmp_path, [callback_class(), checkpoint], max_steps=last_step + 3)
         resumed.fit(tiny_model(pl), ckpt_path=checkpoint.last_model_path)
         assert resumed.global_step == last_step + 3
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_stop_before_min_steps_is_an_error_not_training_on(name: str, tmp_path: Path) -> None:
+    """Lightning ignores should_stop until min_steps is met: the run must not train on for
+    nothing, so the callback raises instead, naming both settings."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 12 * CHECKPOINT_MB) as ckpt:
+        filler = ckpt / 'other'
+        filler.mkdir()
+
+        class FillAtStep(pl.Callback):
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                if trainer.global_step == 3:
+                    code = FILLER.format(tests=str(Path(__file__).parent), directory=str(filler))
+                    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+        checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, every_n_train_steps=2)
+        guard = callback_class(check_every_steps=1, check_every_seconds=10.0**6)
+        fit = trainer(pl, tmp_path, [FillAtStep(), guard, checkpoint], max_steps=60, min_steps=40)
+        with pytest.raises(DiskGuardError, match=r'min_epochs=.* and min_steps=40 are met'):
+            fit.fit(tiny_model(pl))
+        assert fit.global_step < 10
+        assert_nothing_partial(ckpt)
 
 
 @pytest.mark.timeout(120)

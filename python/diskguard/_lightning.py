@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._diskguard import DiskGuardError
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard
 from .saving import save
@@ -371,6 +372,19 @@ class DiskGuardCallbackMixin:
                 logger.warning(
                     'diskguard stops the run at step %d: %s', trainer.global_step, self._guard.stop_reason
                 )
+        if stop and not getattr(trainer.fit_loop, '_can_stop_early', True):
+            # Lightning ignores should_stop until min_epochs/min_steps are met: the run would train
+            # on without room for a checkpoint. Every rank has the same agreed flag and progress,
+            # so every rank raises here together (Lightning's SpikeDetection does the same).
+            assert self._guard is not None
+            loop = trainer.fit_loop
+            raise DiskGuardError(
+                f'diskguard must stop the run at step {trainer.global_step} '
+                f'({self._guard.stop_reason or "another rank is out of room"}), but Lightning ignores '
+                f'trainer.should_stop until min_epochs={loop.min_epochs} and '
+                f'min_steps={loop.min_steps} are met: stopping with this error instead. Make room, '
+                'or lower min_epochs/min_steps'
+            )
 
     def _log(self, trainer: Any) -> None:
         """The disk next to the loss: the last check's figures through the Trainer's loggers."""
