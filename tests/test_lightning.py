@@ -297,6 +297,18 @@ def test_save_top_k_peak_is_planned_for(name: str, tmp_path: Path, small_tmpdir:
 FILLER = 'import sys; sys.path.insert(0, {tests!r}); from pathlib import Path; from conftest import fill_until_enospc; fill_until_enospc(Path({directory!r}))'
 
 
+def fill_at_step(pl: ModuleType, step: int, directory: Path) -> Any:
+    """A callback that has another process fill ``directory``'s disk after training step ``step``."""
+
+    class FillAtStep(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if trainer.global_step == step:
+                code = FILLER.format(tests=str(Path(__file__).parent), directory=str(directory))
+                subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+    return FillAtStep()
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize('cadence', ['checked', 'unchecked'])
 @pytest.mark.parametrize('name', FRAMEWORKS)
@@ -310,18 +322,12 @@ def test_another_process_fills_the_disk_mid_run(name: str, cadence: str, tmp_pat
         filler = ckpt / 'other'
         filler.mkdir()
 
-        class FillAtStep(pl.Callback):
-            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
-                if trainer.global_step == 5:
-                    code = FILLER.format(tests=str(Path(__file__).parent), directory=str(filler))
-                    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
-
         checkpoint = pl.callbacks.ModelCheckpoint(
             dirpath=ckpt, save_top_k=2, monitor='step', mode='max', every_n_train_steps=2, save_last=True
         )
         options = {'check_every_steps': 1} if cadence == 'checked' else {'check_every_steps': 10**6}
         options['check_every_seconds'] = 10.0**6
-        callbacks = [FillAtStep(), callback_class(**options), checkpoint]
+        callbacks = [fill_at_step(pl, 5, filler), callback_class(**options), checkpoint]
         fit = trainer(pl, tmp_path, callbacks, max_steps=60)
         if cadence == 'checked':
             fit.fit(tiny_model(pl))
@@ -361,15 +367,11 @@ def test_a_stop_before_min_steps_is_an_error_not_training_on(name: str, tmp_path
         filler = ckpt / 'other'
         filler.mkdir()
 
-        class FillAtStep(pl.Callback):
-            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
-                if trainer.global_step == 3:
-                    code = FILLER.format(tests=str(Path(__file__).parent), directory=str(filler))
-                    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
-
         checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, every_n_train_steps=2)
         guard = callback_class(check_every_steps=1, check_every_seconds=10.0**6)
-        fit = trainer(pl, tmp_path, [FillAtStep(), guard, checkpoint], max_steps=60, min_steps=40)
+        fit = trainer(
+            pl, tmp_path, [fill_at_step(pl, 3, filler), guard, checkpoint], max_steps=60, min_steps=40
+        )
         with pytest.raises(DiskGuardError, match=r'min_epochs=.* and min_steps=40 are met'):
             fit.fit(tiny_model(pl))
         assert fit.global_step < 10
