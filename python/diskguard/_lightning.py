@@ -14,7 +14,6 @@ Nothing framework-specific is imported here: the classes come from the concrete 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import warnings
@@ -22,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
+from ._integration import check_callback_options, within
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard
 from .saving import save
@@ -34,22 +34,13 @@ __all__ = ['DiskGuardCallbackMixin', 'GuardedCheckpointIOMixin']
 logger = logging.getLogger('diskguard.lightning')
 
 # The guard's distribution settings come from the Trainer, never from the user.
-_FROM_TRAINER = frozenset({'path', 'rank', 'local_rank', 'world_size', 'sync'})
+_FROM_TRAINER = ('rank', 'local_rank', 'world_size', 'sync')
 _STATE_VERSION = 1
-
-
-def _guard_options() -> frozenset[str]:
-    """The keyword arguments DiskGuard takes that the callback passes through."""
-    return frozenset(inspect.signature(DiskGuard).parameters) - _FROM_TRAINER
 
 
 def _is_remote(path: str) -> bool:
     """A URL (``s3://...``): diskguard measures local filesystems only."""
     return '://' in path
-
-
-def _inside(path: str, directory: str) -> bool:
-    return os.path.commonpath([os.path.abspath(path), directory]) == directory
 
 
 class GuardedCheckpointIOMixin:
@@ -110,15 +101,13 @@ class DiskGuardCallbackMixin:
     def __init__(
         self, path: StrPath | None = None, *, log_metrics: bool = True, **guard_options: Any
     ) -> None:
-        unknown = sorted(set(guard_options) - _guard_options())
-        if unknown:
-            raise TypeError(
-                f'DiskGuardCallback() got unexpected keyword argument(s) {", ".join(unknown)}: it takes '
-                f"DiskGuard's {', '.join(sorted(_guard_options()))} and log_metrics (rank, local_rank, "
-                'world_size and sync come from the Trainer)'
-            )
-        if not isinstance(log_metrics, bool):
-            raise TypeError(f'log_metrics={log_metrics!r}: expected True or False')
+        check_callback_options(
+            log_metrics,
+            guard_options,
+            _FROM_TRAINER,
+            "the ranks and the stop's reduction come from the Trainer (trainer.global_rank, "
+            'trainer.local_rank, trainer.world_size, trainer.strategy)',
+        )
         if path is not None:
             path = os.fsdecode(os.fspath(path))
             path = path if _is_remote(path) else os.path.abspath(path)
@@ -292,7 +281,7 @@ class DiskGuardCallbackMixin:
         self._protect(self._trainer, saving=True)
         directory = os.fsdecode(guard.path)
         try:
-            save(checkpoint, path, guard=guard if _inside(path, directory) else None)
+            save(checkpoint, path, guard=guard if within(path, directory) else None)
         except (InsufficientSpaceError, DiskFullError) as err:
             self._refuse(path, err)
             return

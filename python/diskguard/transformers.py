@@ -34,7 +34,6 @@ Importing this module needs ``transformers``; ``import diskguard`` does not impo
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import sys
@@ -74,6 +73,7 @@ except ImportError:  # pragma: no cover - transformers before 4.42 stores no cal
 
 from ._diskguard import plan
 from ._dist import resolve_sync
+from ._integration import check_callback_options, within
 from .errors import DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard
 from .saving import estimate_size
@@ -128,25 +128,6 @@ def _evaluation(logs: dict[str, Any]) -> bool:
     return any(key.startswith(('eval_', 'test_')) for key in logs)
 
 
-def _check_guard_arguments(guard_kwargs: dict[str, Any]) -> None:
-    """Refuses, when the callback is made, what DiskGuard would refuse by name only when training
-    begins: an argument it does not take, or one the Trainer sets."""
-    given = sorted(set(guard_kwargs) & set(_RANK_ARGUMENTS))
-    if given:
-        raise TypeError(
-            f'DiskGuardCallback got {", ".join(given)}: the ranks come from the Trainer '
-            '(args.process_index, args.local_process_index, args.world_size); do not pass them'
-        )
-    parameters = inspect.signature(DiskGuard).parameters
-    unknown = sorted(set(guard_kwargs) - set(parameters))
-    if unknown:
-        taken = ', '.join(name for name in parameters if name not in ('path', *_RANK_ARGUMENTS))
-        raise TypeError(
-            f'DiskGuardCallback got unexpected keyword argument(s) {", ".join(unknown)}: '
-            f"it takes path, log_metrics and DiskGuard's {taken}"
-        )
-
-
 def _json_value(value: Any) -> Any:
     """``value`` as JSON can store it (paths as text), or ``...`` when it cannot be stored."""
     if isinstance(value, os.PathLike):
@@ -190,9 +171,12 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
                 f"path={path!r}: expected None (the Trainer's output_dir) or a directory path, "
                 f'got {type(path).__name__}'
             )
-        if not isinstance(log_metrics, bool):
-            raise TypeError(f'log_metrics={log_metrics!r}: expected True or False')
-        _check_guard_arguments(guard_kwargs)
+        check_callback_options(
+            log_metrics,
+            guard_kwargs,
+            _RANK_ARGUMENTS,
+            'the ranks come from the Trainer (args.process_index, args.local_process_index, args.world_size)',
+        )
         self.path = path
         self.log_metrics = log_metrics
         self.guard_kwargs = guard_kwargs
@@ -307,7 +291,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         guard = self._guard_for(args)
         folder = self._checkpoint_folder(args, state)
         guard.protect(self._referenced(args, state))
-        if self._inside(guard, folder):
+        if within(folder, os.fsdecode(guard.path)):
             guard.after_save(folder, self._estimate(guard, args, kwargs))
 
     def on_log(
@@ -344,7 +328,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         refusal: InsufficientSpaceError | None = None
         guard.protect(self._referenced(args, state))
         try:
-            if self._inside(guard, folder):
+            if within(folder, os.fsdecode(guard.path)):
                 guard.before_save(folder, self._estimate(guard, args, kwargs))
         except InsufficientSpaceError as err:
             refusal = err
@@ -376,12 +360,6 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
     def _checkpoint_folder(args: TrainingArguments, state: TrainerState) -> str:
         """Where the Trainer writes the checkpoint of this step (``Trainer._save_checkpoint``)."""
         return os.path.join(_output_dir(args), f'{CHECKPOINT_PREFIX}-{state.global_step}')
-
-    @staticmethod
-    def _inside(guard: DiskGuard, folder: str) -> bool:
-        """Whether ``folder`` is in the guarded directory (a guard given another path only watches)."""
-        root = os.fsdecode(guard.path)
-        return os.path.commonpath([root, os.path.abspath(folder)]) == root
 
     @staticmethod
     def _referenced(args: TrainingArguments, state: TrainerState) -> list[str]:
