@@ -44,9 +44,11 @@ def percentage(option: str, text: str) -> float:
         value = float(number)
     except ValueError:
         raise _bad(option, text, allowed) from None
-    if not (math.isfinite(value) and 0 < value <= 100):
+    fraction = value / 100
+    # Checked after dividing: a subnormal percentage ('1E-322') would become a fraction of 0.
+    if not (math.isfinite(value) and 0 < fraction and value <= 100):
         raise _bad(option, text, allowed)
-    return value / 100
+    return fraction
 
 
 def threshold(option: str, text: str) -> Threshold:
