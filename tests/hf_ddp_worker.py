@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch.distributed
 from diskguard.transformers import DiskGuardCallback
 from test_transformers import trainer
 
@@ -36,3 +37,6 @@ def main(output_dir: str, results_dir: str) -> None:
 
 if __name__ == '__main__':
     main(sys.argv[1], sys.argv[2])
+    # As torch's docs ask: a gloo group alive at exit aborts the process now and then ("terminate
+    # called without an active exception", pytorch/pytorch#190489), and the Trainer leaves it.
+    torch.distributed.destroy_process_group()
