@@ -17,7 +17,9 @@ use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
 use crate::error::{Error, Result};
-use crate::names::{checkpoint_stem, glob_match, is_temp_name, parse_name, NameInfo};
+use crate::names::{
+    checkpoint_stem, glob_match, is_part_of_a_save, is_temp_name, parse_name, NameInfo, SAVED_MODEL_MARKERS,
+};
 
 /// What kind of checkpoint an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,23 +330,35 @@ fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, Na
     None
 }
 
+/// The entries a scan stats, each with whether it is wanted as a single-file checkpoint:
+/// everything but plain files that are not checkpoints (`d_type` says). A part of a save is not one.
+fn wanted_entries(names: Vec<(OsString, Option<Type>)>, patterns: &[String]) -> Vec<(OsString, bool)> {
+    let saved_model = names.iter().any(|(name, _)| {
+        SAVED_MODEL_MARKERS
+            .iter()
+            .any(|m| name.as_bytes() == m.as_bytes())
+    });
+    names
+        .into_iter()
+        .filter_map(|(name, hint)| {
+            let text = name.to_string_lossy();
+            let untemp = text.trim_end_matches(".tmp").trim_end_matches(".partial");
+            let wanted_file = !is_part_of_a_save(untemp, saved_model)
+                && (checkpoint_stem(untemp).is_some()
+                    || is_temp_name(&text)
+                    || patterns.iter().any(|p| glob_match(p, &text)));
+            (hint != Some(Type::File) || wanted_file).then_some((name, wanted_file))
+        })
+        .collect()
+}
+
 /// Scans the directory open as `fd` (one level; `dir` is its path, for the record and messages) for
 /// checkpoints and symlinks. `patterns` adds caller-given globs for single-file checkpoints
 /// beyond the built-in extensions.
 pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
     let st = fstat(fd).map_err(|e| Error::os("fstat", dir, e))?;
     let names = entries(fd).map_err(|e| Error::os("readdir", dir, e))?;
-    // Which entries need a stat: everything but plain files that are not checkpoints (d_type says).
-    let wanted: Vec<(OsString, bool)> = names
-        .into_iter()
-        .filter_map(|(name, hint)| {
-            let text = name.to_string_lossy();
-            let file_stem = checkpoint_stem(text.trim_end_matches(".tmp").trim_end_matches(".partial"));
-            let wanted_file =
-                file_stem.is_some() || is_temp_name(&text) || patterns.iter().any(|p| glob_match(p, &text));
-            (hint != Some(Type::File) || wanted_file).then_some((name, wanted_file))
-        })
-        .collect();
+    let wanted = wanted_entries(names, patterns);
     let stats = stat_all(fd, &wanted);
     let mut seen = Seen::default();
     let mut checkpoints = Vec::new();

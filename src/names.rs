@@ -140,6 +140,54 @@ pub fn checkpoint_stem(name: &str) -> Option<&str> {
     is_one_of(ext, CHECKPOINT_EXTENSIONS).then_some(stem)
 }
 
+/// The training state Hugging Face's Trainer and Accelerate write beside the weights of a save:
+/// one part of it, never a checkpoint on its own.
+const SAVE_PARTS: &[&str] = &[
+    "training_args.bin",
+    "optimizer.pt",
+    "optimizer.bin",
+    "scheduler.pt",
+    "scheduler.bin",
+    "scaler.pt",
+    "rng_state.pth",
+];
+
+/// The weights `save_pretrained` and `Trainer.save_model` write, a part of a saved model when a
+/// [`SAVED_MODEL_MARKERS`] file is beside them.
+const MODEL_WEIGHTS: &[&str] = &[
+    "model.safetensors",
+    "pytorch_model.bin",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+];
+
+/// The files whose presence makes a directory a saved model (see [`is_part_of_a_save`]): a
+/// model's `config.json`, a PEFT adapter's `adapter_config.json`, or the `training_args.bin` that
+/// `Trainer.save_model` writes beside the weights of any model, one without a config too.
+pub const SAVED_MODEL_MARKERS: &[&str] = &["config.json", "adapter_config.json", "training_args.bin"];
+
+/// Whether the file `name` is one part of a save rather than a checkpoint of its own, so that
+/// retention neither counts it nor deletes it alone (which would break the save it belongs to):
+/// a shard of a sharded save (`model-00001-of-00003.safetensors`), the training state written
+/// beside the weights (`training_args.bin`, `optimizer.pt`, `scheduler.pt`, `scaler.pt`,
+/// `rng_state_N.pth`), and, when `beside_model_config` (a [`SAVED_MODEL_MARKERS`] file is in the
+/// same directory), the weights of a saved model (`model.safetensors`, `pytorch_model.bin`, ...), such
+/// as the final model `trainer.save_model()` writes into the Trainer's `output_dir`.
+pub fn is_part_of_a_save(name: &str, beside_model_config: bool) -> bool {
+    let Some(stem) = checkpoint_stem(name) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // `{prefix}-{index:05}-of-{total:05}`, as transformers and huggingface_hub name shards.
+    let shard = stem
+        .rsplit_once("-of-")
+        .filter(|(_, total)| total.len() >= 5 && digits(total))
+        .and_then(|(left, total)| Some((left.rsplit_once('-')?.1, total)))
+        .is_some_and(|(index, total)| index.len() == total.len() && digits(index));
+    let rng_state = stem.strip_prefix("rng_state_").is_some_and(digits);
+    shard || rng_state || SAVE_PARTS.contains(&name) || (beside_model_config && MODEL_WEIGHTS.contains(&name))
+}
+
 /// Names of saves still in progress or abandoned by a crash.
 pub fn is_temp_name(name: &str) -> bool {
     ends_with_ignore_case(name, ".tmp")
@@ -178,6 +226,37 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_of_a_save_are_not_checkpoints() {
+        for part in [
+            "model-00001-of-00003.safetensors",
+            "pytorch_model-00002-of-00002.bin",
+            "training_args.bin",
+            "optimizer.pt",
+            "scheduler.pt",
+            "scaler.pt",
+            "rng_state.pth",
+            "rng_state_3.pth",
+        ] {
+            assert!(is_part_of_a_save(part, false), "{part}");
+        }
+        assert!(is_part_of_a_save("model.safetensors", true));
+        assert!(is_part_of_a_save("adapter_model.bin", true));
+        for checkpoint in [
+            "model.safetensors",
+            "model-00001.safetensors",
+            "epoch-3-of-10.ckpt",
+            "model-001-of-00003.safetensors",
+            "model-a-of-3.pt",
+            "rng_state_x.pth",
+            "optimizer.json",
+            "last.ckpt",
+        ] {
+            assert!(!is_part_of_a_save(checkpoint, false), "{checkpoint}");
+        }
+        assert!(!is_part_of_a_save("epoch=3.ckpt", true));
+    }
 
     fn step(name: &str) -> Option<u64> {
         parse_name(name).step

@@ -50,6 +50,46 @@ def actions(p: diskguard.RetentionPlan) -> dict[str, str]:
     return {str(i.name): i.action for i in p.items}
 
 
+def safetensors_file(path: Path, mtime: float) -> Path:
+    """A complete safetensors file (an 8-byte header length, the JSON header, no tensors)."""
+    header = b'{}'
+    path.write_bytes(len(header).to_bytes(8, 'little') + header)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+@pytest.mark.parametrize('marker', ['config.json', 'adapter_config.json', 'training_args.bin'])
+def test_parts_of_a_saved_model_are_never_checkpoints_of_their_own(tmp_path: Path, marker: str) -> None:
+    """A final model saved into the checkpoint directory (``save_pretrained``, sharded, with its
+    training state) is newer than every checkpoint, but none of its files is one: deleting one
+    shard would break it, and taking ``training_args.bin`` for the newest checkpoint would delete
+    the real one under ``KeepLast(1)``."""
+    for step in (1, 2):
+        folder = tmp_path / f'checkpoint-{step}'
+        folder.mkdir()
+        (folder / 'trainer_state.json').write_text('{}')
+        os.utime(folder, (NOW - 100 + step, NOW - 100 + step))
+    (tmp_path / marker).write_bytes(b'{}')
+    for name in ('model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors'):
+        safetensors_file(tmp_path / name, mtime=NOW - 10)
+    for name in ('optimizer.pt', 'scheduler.pt', 'rng_state_1.pth'):
+        torch_file(tmp_path / name, mtime=NOW - 10)
+
+    assert actions(plan(tmp_path, RetentionPolicy(KeepLast(1)))) == {
+        'checkpoint-1': 'delete',
+        'checkpoint-2': 'keep',
+    }
+    assert diskguard.latest_complete(tmp_path) == str(tmp_path / 'checkpoint-2')
+
+
+def test_a_lone_weights_file_is_still_a_checkpoint(tmp_path: Path) -> None:
+    """Without a saved model's config or training arguments beside it, ``model.safetensors`` is a
+    checkpoint like any other; a shard-like name that is not ``-NNNNN-of-NNNNN`` is one too."""
+    safetensors_file(tmp_path / 'model.safetensors', mtime=NOW - 20)
+    torch_file(tmp_path / 'epoch-3-of-10.ckpt', mtime=NOW - 10)
+    assert actions(plan(tmp_path)) == {'model.safetensors': 'delete', 'epoch-3-of-10.ckpt': 'keep'}
+
+
 def test_discovers_every_framework_layout(tmp_path: Path) -> None:
     torch_file(tmp_path / 'epoch=2-step=24.ckpt', mtime=NOW - 50)
     torch_file(tmp_path / 'epoch=2-step=24-v1.ckpt', mtime=NOW - 49)

@@ -254,6 +254,30 @@ def test_get_last_checkpoint_skips_the_partial_folder_that_transformers_returns(
     assert resumed.state.global_step == 8
 
 
+def test_the_final_model_in_output_dir_is_neither_resumed_from_nor_counted_by_retention(
+    tmp_path: Path,
+) -> None:
+    """``trainer.save_model()`` leaves the weights (``model.safetensors``) and ``training_args.bin``
+    in output_dir itself, the newest files there: they are parts of a saved model, not checkpoints,
+    so ``latest_complete`` returns the newest ``checkpoint-N`` and ``KeepLast(1)`` keeps it instead
+    of keeping ``training_args.bin``."""
+    out = tmp_path / 'out'
+    first = trainer(out, [], max_steps=4)
+    first.train()
+    first.save_model()
+    assert {'model.safetensors', 'training_args.bin'} <= {p.name for p in out.iterdir()}
+
+    assert diskguard.latest_complete(out) == str(out / 'checkpoint-4')
+    decided = diskguard.plan(out, diskguard.RetentionPolicy(diskguard.KeepLast(1)))
+    assert {item.name: item.action for item in decided.items} == {
+        'checkpoint-2': 'delete',
+        'checkpoint-4': 'keep',
+    }
+    resumed = trainer(out, [], max_steps=6)
+    resumed.train(resume_from_checkpoint=diskguard.latest_complete(out))
+    assert resumed.state.global_step == 6
+
+
 def test_get_last_checkpoint_has_the_none_and_error_semantics_of_transformers(tmp_path: Path) -> None:
     empty = tmp_path / 'empty'
     empty.mkdir()
