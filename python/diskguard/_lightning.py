@@ -131,6 +131,7 @@ class DiskGuardCallbackMixin:
         self._refused: list[str] = []
         self._keep_next_removal = False
         self._calls = 0
+        self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
 
@@ -183,6 +184,7 @@ class DiskGuardCallbackMixin:
         # (a logger call costs more than a check).
         self._log_every = max(1, int(getattr(trainer, 'log_every_n_steps', 50) or 50))
         self._restore_state()
+        self._saves_at_batch_end = any(_may_save_at_batch_end(cb) for cb in trainer.checkpoint_callbacks)
         self._install_io(trainer)
         self._protect(trainer)
         # Timer-style: a run resumed onto a full disk stops before its first step.
@@ -319,7 +321,12 @@ class DiskGuardCallbackMixin:
         guard = self._guard
         if guard is None:
             return
-        self._before_hook(trainer)
+        if self._saves_at_batch_end:
+            self._before_hook(trainer)
+        else:
+            # No checkpoint callback saves here: what they reference changes only in the hooks
+            # that save (each runs _before_hook) and is protected again by each save.
+            self._repair(trainer)
         self._calls += 1
         # Every rank calls this once per batch: the guard reduces its flag on the same calls.
         if guard.step():
@@ -443,6 +450,15 @@ class DiskGuardCallbackMixin:
 
 
 _REFERENCES = ('best_model_path', 'last_model_path', 'kth_best_model_path')
+
+
+def _may_save_at_batch_end(callback: Any) -> bool:
+    """Whether a checkpoint callback can save in ``on_train_batch_end``: a ModelCheckpoint does with
+    ``every_n_train_steps`` or ``train_time_interval``; any other Checkpoint may."""
+    try:
+        return bool(callback._every_n_train_steps) or callback._train_time_interval is not None
+    except AttributeError:
+        return True
 
 
 def _paths_in(model_checkpoint: dict[str, Any]) -> Iterator[str]:
