@@ -18,7 +18,7 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
 use crate::error::{Error, Result};
 use crate::names::{
-    checkpoint_stem, glob_match, is_part_of_a_save, is_temp_name, parse_name, NameInfo, SAVED_MODEL_MARKERS,
+    checkpoint_stem, glob_match, is_part_of_a_save, is_temp_name, parse_name, NameInfo, SaveContext,
 };
 
 /// What kind of checkpoint an entry is.
@@ -333,20 +333,23 @@ fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, Na
 /// The entries a scan stats, each with whether it is wanted as a single-file checkpoint:
 /// everything but plain files that are not checkpoints (`d_type` says). A part of a save is not one.
 fn wanted_entries(names: Vec<(OsString, Option<Type>)>, patterns: &[String]) -> Vec<(OsString, bool)> {
-    let saved_model = names.iter().any(|(name, _)| {
-        SAVED_MODEL_MARKERS
+    // A directory or a symlink named config.json marks nothing (d_type says; unknown counts).
+    let context = SaveContext::of(
+        names
             .iter()
-            .any(|m| name.as_bytes() == m.as_bytes())
-    });
+            .filter(|(_, hint)| matches!(hint, Some(Type::File) | None))
+            .map(|(name, _)| name.to_string_lossy()),
+    );
     names
         .into_iter()
         .filter_map(|(name, hint)| {
             let text = name.to_string_lossy();
             let untemp = text.trim_end_matches(".tmp").trim_end_matches(".partial");
-            let wanted_file = !is_part_of_a_save(untemp, saved_model)
-                && (checkpoint_stem(untemp).is_some()
-                    || is_temp_name(&text)
-                    || patterns.iter().any(|p| glob_match(p, &text)));
+            // A caller's pattern names its checkpoints: it wins over the parts of a save.
+            let pattern = patterns.iter().any(|p| glob_match(p, &text));
+            let wanted_file = pattern
+                || (!is_part_of_a_save(&text, context)
+                    && (checkpoint_stem(untemp).is_some() || is_temp_name(&text)));
             (hint != Some(Type::File) || wanted_file).then_some((name, wanted_file))
         })
         .collect()

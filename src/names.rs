@@ -161,31 +161,66 @@ const MODEL_WEIGHTS: &[&str] = &[
     "adapter_model.bin",
 ];
 
-/// The files whose presence makes a directory a saved model (see [`is_part_of_a_save`]): a
-/// model's `config.json`, a PEFT adapter's `adapter_config.json`, or the `training_args.bin` that
+/// The files whose presence makes a directory a saved model (see [`SaveContext`]): a model's
+/// `config.json`, a PEFT adapter's `adapter_config.json`, or the `training_args.bin` that
 /// `Trainer.save_model` writes beside the weights of any model, one without a config too.
 pub const SAVED_MODEL_MARKERS: &[&str] = &["config.json", "adapter_config.json", "training_args.bin"];
 
+/// What a directory holds besides a file that makes the file one part of a save.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaveContext {
+    /// A [`SAVED_MODEL_MARKERS`] file is there: the weights beside it are a saved model's.
+    pub saved_model: bool,
+    /// A shard index (`*.index.json`, written with every sharded save) is there: names shaped
+    /// like shards are shards, not a series of checkpoints named `ckpt-00001-of-00010.pt`.
+    pub shard_index: bool,
+}
+
+impl SaveContext {
+    /// The context the regular files (or entries of unknown type) named `files` make.
+    pub fn of<S: AsRef<str>>(files: impl IntoIterator<Item = S>) -> Self {
+        let mut context = Self::default();
+        for name in files {
+            let name = name.as_ref();
+            context.saved_model |= is_one_of(name, SAVED_MODEL_MARKERS);
+            context.shard_index |=
+                name.len() > ".index.json".len() && ends_with_ignore_case(name, ".index.json");
+        }
+        context
+    }
+}
+
 /// Whether the file `name` is one part of a save rather than a checkpoint of its own, so that
 /// retention neither counts it nor deletes it alone (which would break the save it belongs to):
-/// a shard of a sharded save (`model-00001-of-00003.safetensors`), the training state written
-/// beside the weights (`training_args.bin`, `optimizer.pt`, `scheduler.pt`, `scaler.pt`,
-/// `rng_state_N.pth`), and, when `beside_model_config` (a [`SAVED_MODEL_MARKERS`] file is in the
-/// same directory), the weights of a saved model (`model.safetensors`, `pytorch_model.bin`, ...), such
-/// as the final model `trainer.save_model()` writes into the Trainer's `output_dir`.
-pub fn is_part_of_a_save(name: &str, beside_model_config: bool) -> bool {
+/// the training state written beside the weights (`training_args.bin`, `optimizer.pt`,
+/// `scheduler.pt`, `scaler.pt`, `rng_state_N.pth`); beside a shard index, a shard
+/// (`model-00001-of-00003.safetensors`); beside a [`SAVED_MODEL_MARKERS`] file, the weights of a
+/// saved model (`model.safetensors`, `pytorch_model.bin`, ...), such as the final model
+/// `trainer.save_model()` writes into the Trainer's `output_dir`. Names compare ignoring case, as
+/// extensions do. A temp name is never a part: it is a partial save, cleaned up as one.
+pub fn is_part_of_a_save(name: &str, context: SaveContext) -> bool {
+    if is_temp_name(name) {
+        return false;
+    }
     let Some(stem) = checkpoint_stem(name) else {
         return false;
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     // `{prefix}-{index:05}-of-{total:05}`, as transformers and huggingface_hub name shards.
-    let shard = stem
-        .rsplit_once("-of-")
-        .filter(|(_, total)| total.len() >= 5 && digits(total))
-        .and_then(|(left, total)| Some((left.rsplit_once('-')?.1, total)))
-        .is_some_and(|(index, total)| index.len() == total.len() && digits(index));
-    let rng_state = stem.strip_prefix("rng_state_").is_some_and(digits);
-    shard || rng_state || SAVE_PARTS.contains(&name) || (beside_model_config && MODEL_WEIGHTS.contains(&name))
+    let shard = || {
+        stem.rsplit_once("-of-")
+            .filter(|(_, total)| total.len() >= 5 && digits(total))
+            .and_then(|(left, total)| Some((left.rsplit_once('-')?.1, total)))
+            .is_some_and(|(index, total)| index.len() == total.len() && digits(index))
+    };
+    let prefix = b"rng_state_";
+    let rng_state = stem.len() > prefix.len()
+        && stem.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix)
+        && digits(&stem[prefix.len()..]);
+    rng_state
+        || is_one_of(name, SAVE_PARTS)
+        || (context.shard_index && shard())
+        || (context.saved_model && is_one_of(name, MODEL_WEIGHTS))
 }
 
 /// Names of saves still in progress or abandoned by a crash.
@@ -229,33 +264,55 @@ mod tests {
 
     #[test]
     fn parts_of_a_save_are_not_checkpoints() {
+        let alone = SaveContext::default();
+        let saved_model = SaveContext::of(["config.json", "model.safetensors"]);
+        let sharded = SaveContext::of(["model.safetensors.index.json"]);
+        assert_eq!((saved_model.saved_model, saved_model.shard_index), (true, false));
+        assert_eq!((sharded.saved_model, sharded.shard_index), (false, true));
+        assert!(SaveContext::of(["Training_Args.BIN"]).saved_model);
+        assert!(!SaveContext::of([".index.json"]).shard_index);
         for part in [
-            "model-00001-of-00003.safetensors",
-            "pytorch_model-00002-of-00002.bin",
             "training_args.bin",
+            "Training_Args.bin",
             "optimizer.pt",
+            "OPTIMIZER.PT",
             "scheduler.pt",
             "scaler.pt",
             "rng_state.pth",
             "rng_state_3.pth",
+            "RNG_STATE_3.pth",
         ] {
-            assert!(is_part_of_a_save(part, false), "{part}");
+            assert!(is_part_of_a_save(part, alone), "{part}");
         }
-        assert!(is_part_of_a_save("model.safetensors", true));
-        assert!(is_part_of_a_save("adapter_model.bin", true));
+        for shard in [
+            "model-00001-of-00003.safetensors",
+            "pytorch_model-00002-of-00002.bin",
+        ] {
+            assert!(is_part_of_a_save(shard, sharded), "{shard}");
+            assert!(
+                !is_part_of_a_save(shard, alone),
+                "{shard} without an index is a checkpoint"
+            );
+        }
+        assert!(is_part_of_a_save("model.safetensors", saved_model));
+        assert!(is_part_of_a_save("MODEL.SAFETENSORS", saved_model));
+        assert!(is_part_of_a_save("adapter_model.bin", saved_model));
         for checkpoint in [
             "model.safetensors",
             "model-00001.safetensors",
             "epoch-3-of-10.ckpt",
-            "model-001-of-00003.safetensors",
             "model-a-of-3.pt",
             "rng_state_x.pth",
             "optimizer.json",
             "last.ckpt",
+            "optimizer.pt.tmp",
+            "training_args.bin.partial",
         ] {
-            assert!(!is_part_of_a_save(checkpoint, false), "{checkpoint}");
+            assert!(!is_part_of_a_save(checkpoint, alone), "{checkpoint}");
         }
-        assert!(!is_part_of_a_save("epoch=3.ckpt", true));
+        assert!(!is_part_of_a_save("model-001-of-00003.safetensors", sharded));
+        assert!(!is_part_of_a_save("epoch=3.ckpt", saved_model));
+        assert!(!is_part_of_a_save("model.safetensors.tmp", saved_model));
     }
 
     fn step(name: &str) -> Option<u64> {

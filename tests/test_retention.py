@@ -70,6 +70,7 @@ def test_parts_of_a_saved_model_are_never_checkpoints_of_their_own(tmp_path: Pat
         (folder / 'trainer_state.json').write_text('{}')
         os.utime(folder, (NOW - 100 + step, NOW - 100 + step))
     (tmp_path / marker).write_bytes(b'{}')
+    (tmp_path / 'model.safetensors.index.json').write_text('{"weight_map": {}}')
     for name in ('model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors'):
         safetensors_file(tmp_path / name, mtime=NOW - 10)
     for name in ('optimizer.pt', 'scheduler.pt', 'rng_state_1.pth'):
@@ -84,10 +85,49 @@ def test_parts_of_a_saved_model_are_never_checkpoints_of_their_own(tmp_path: Pat
 
 def test_a_lone_weights_file_is_still_a_checkpoint(tmp_path: Path) -> None:
     """Without a saved model's config or training arguments beside it, ``model.safetensors`` is a
-    checkpoint like any other; a shard-like name that is not ``-NNNNN-of-NNNNN`` is one too."""
-    safetensors_file(tmp_path / 'model.safetensors', mtime=NOW - 20)
+    checkpoint like any other, and so is ``MODEL.SAFETENSORS`` beside a *directory* named
+    config.json (which marks nothing); a shard-like name that is not ``-NNNNN-of-NNNNN`` is one too."""
+    (tmp_path / 'config.json').mkdir()
+    safetensors_file(tmp_path / 'MODEL.SAFETENSORS', mtime=NOW - 20)
     torch_file(tmp_path / 'epoch-3-of-10.ckpt', mtime=NOW - 10)
-    assert actions(plan(tmp_path)) == {'model.safetensors': 'delete', 'epoch-3-of-10.ckpt': 'keep'}
+    assert actions(plan(tmp_path)) == {'MODEL.SAFETENSORS': 'delete', 'epoch-3-of-10.ckpt': 'keep'}
+
+
+def test_a_series_named_like_shards_without_a_shard_index_is_a_series_of_checkpoints(tmp_path: Path) -> None:
+    """``ckpt-00001-of-00010.pt`` ("epoch 1 of 10") is a checkpoint when no ``*.index.json`` says
+    the files are shards of one save: retention frees space from the series and resumes from it."""
+    for k in range(1, 5):
+        torch_file(tmp_path / f'ckpt-{k:05d}-of-00010.pt', mtime=NOW - 50 + k)
+    assert actions(plan(tmp_path, RetentionPolicy(KeepLast(2)))) == {
+        'ckpt-00001-of-00010.pt': 'delete',
+        'ckpt-00002-of-00010.pt': 'delete',
+        'ckpt-00003-of-00010.pt': 'keep',
+        'ckpt-00004-of-00010.pt': 'keep',
+    }
+    assert diskguard.latest_complete(tmp_path) == str(tmp_path / 'ckpt-00004-of-00010.pt')
+
+
+def test_a_callers_pattern_wins_over_the_parts_of_a_save(tmp_path: Path) -> None:
+    (tmp_path / 'training_args.bin').write_bytes(b'args')
+    (tmp_path / 'optimizer.pt').write_bytes(b'x' * 100)
+    safetensors_file(tmp_path / 'model.safetensors', mtime=NOW - 10)
+    assert actions(plan(tmp_path)) == {}
+    assert actions(plan(tmp_path, RetentionPolicy(patterns='model.*'))) == {'model.safetensors': 'keep'}
+
+
+def test_a_crashed_save_of_a_part_is_still_a_partial_save_to_clean_up(tmp_path: Path) -> None:
+    """``optimizer.pt.tmp`` is a leftover of an unfinished save, not a part of a finished one."""
+    torch_file(tmp_path / 'step_5.pt', mtime=NOW - 5)
+    for name in ('optimizer.pt.tmp', 'training_args.bin.partial', 'model-00001-of-00002.safetensors.tmp'):
+        (tmp_path / name).write_bytes(b'half')
+        os.utime(tmp_path / name, (NOW - 3600, NOW - 3600))
+    decided = actions(plan(tmp_path, RetentionPolicy(KeepLast(1), min_partial_age=0)))
+    assert decided == {
+        'optimizer.pt.tmp': 'delete',
+        'training_args.bin.partial': 'delete',
+        'model-00001-of-00002.safetensors.tmp': 'delete',
+        'step_5.pt': 'keep',
+    }
 
 
 def test_discovers_every_framework_layout(tmp_path: Path) -> None:

@@ -647,13 +647,14 @@ def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = Non
     ordered as retention orders them (by step where the names carry one, by mtime otherwise).
     Never a partial save: a temp name (``*.tmp``, ``tmp-checkpoint-*``, ``.diskguard-*.tmp``), an
     empty or truncated file, or a folder without its commit file is skipped. Nor is a file that
-    is one part of a save: a shard (``model-00001-of-00003.safetensors``), the training state saved
-    beside the weights (``training_args.bin``, ``optimizer.pt``, ``scheduler.pt``,
-    ``rng_state_N.pth``), or a saved model's weights (``model.safetensors``, ``pytorch_model.bin``
-    beside its ``config.json`` or ``training_args.bin``, as ``trainer.save_model()`` leaves them in
-    ``output_dir``); retention neither counts nor deletes these. ``patterns`` adds globs for
-    single-file checkpoints beyond the built-in extensions (``['*.npz']``). The GIL is released
-    while the directory is read.
+    is one part of a save: the training state saved beside the weights (``training_args.bin``,
+    ``optimizer.pt``, ``scheduler.pt``, ``rng_state_N.pth``), a shard
+    (``model-00001-of-00003.safetensors``) beside its ``*.index.json``, or a saved model's weights
+    (``model.safetensors``, ``pytorch_model.bin``) beside its ``config.json`` or
+    ``training_args.bin``, as ``trainer.save_model()`` leaves them in ``output_dir``; retention
+    neither counts nor deletes these. ``patterns`` adds globs for single-file checkpoints beyond the
+    built-in extensions (``['*.npz']``); a name a pattern matches is a checkpoint, part or not.
+    The GIL is released while the directory is read.
 
     Raises:
         ValueError: ``directory`` is empty, contains a NUL byte or is ``/``.
