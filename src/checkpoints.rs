@@ -18,7 +18,8 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
 use crate::error::{Error, Result};
 use crate::names::{
-    checkpoint_stem, glob_match, is_part_of_a_save, is_temp_name, parse_name, NameInfo, SaveContext,
+    checkpoint_stem, glob_match, is_number, is_part_of_a_save, is_temp_name, parse_name, NameInfo,
+    SaveContext,
 };
 
 /// What kind of checkpoint an entry is.
@@ -299,16 +300,14 @@ fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, Na
     }
     let info = parse_name(text);
     if let Some(step) = text.strip_prefix("checkpoint-") {
-        if step.bytes().all(|b| b.is_ascii_digit()) && !step.is_empty() {
+        if is_number(step) {
             let missing = (!child_exists(dir, name, "trainer_state.json"))
                 .then(|| "no trainer_state.json (Hugging Face writes it last)".to_owned());
             return Some((Format::HuggingFace, info, missing));
         }
     }
     let has_metadata = child_exists(dir, name, ".metadata");
-    let titan = text
-        .strip_prefix("step-")
-        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let titan = text.strip_prefix("step-").is_some_and(is_number);
     if has_metadata || titan {
         let complete = has_metadata || child_exists(dir, name, "model.safetensors.index.json");
         return Some((
@@ -324,7 +323,7 @@ fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, Na
             Some("no .metadata (DCP writes it last)".to_owned()),
         ));
     }
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+    if is_number(text) {
         return Some((Format::Orbax, info, None));
     }
     None

@@ -183,7 +183,7 @@ pub fn mountinfo_path(proc_root: &Path, pid: Option<&str>) -> Vec<PathBuf> {
 /// Reads and parses the mount table (see [`mountinfo_path`] for which file).
 pub fn read_mounts(proc_root: &Path, pid: Option<&str>) -> Result<Vec<Mount>> {
     if let Some(pid) = pid {
-        if pid != "self" && (pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit())) {
+        if pid != "self" && !crate::names::is_number(pid) {
             return Err(Error::invalid(
                 "pid",
                 format!("{pid:?}"),

@@ -103,13 +103,13 @@ pub fn parse_name(stem: &str) -> NameInfo {
         return info;
     }
     // A bare number (Orbax), or WORD<sep>NUMBER (checkpoint-500, model_0005, step_1000, epoch_3).
-    if !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()) {
+    if is_number(stem) {
         info.step = stem.parse().ok();
         return info;
     }
     if let Some(split) = stem.rfind(['-', '_']) {
         let (word, number) = (&stem[..split], &stem[split + 1..]);
-        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        if is_number(number) {
             let word = word
                 .rsplit(['-', '_', '.'])
                 .next()
@@ -127,6 +127,15 @@ pub fn parse_name(stem: &str) -> NameInfo {
 
 fn is_one_of(word: &str, words: &[&str]) -> bool {
     words.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Whether `s` is a whole number written in ASCII digits (non-empty, nothing else).
+pub(crate) fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 fn ends_with_ignore_case(name: &str, suffix: &str) -> bool {
@@ -205,18 +214,15 @@ pub fn is_part_of_a_save(name: &str, context: SaveContext) -> bool {
     let Some(stem) = checkpoint_stem(name) else {
         return false;
     };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     // `{prefix}-{index:05}-of-{total:05}`, as transformers and huggingface_hub name shards.
     let shard = || {
         stem.rsplit_once("-of-")
-            .filter(|(_, total)| total.len() >= 5 && digits(total))
+            .filter(|(_, total)| total.len() >= 5 && is_number(total))
             .and_then(|(left, total)| Some((left.rsplit_once('-')?.1, total)))
-            .is_some_and(|(index, total)| index.len() == total.len() && digits(index))
+            .is_some_and(|(index, total)| index.len() == total.len() && is_number(index))
     };
-    let prefix = b"rng_state_";
-    let rng_state = stem.len() > prefix.len()
-        && stem.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix)
-        && digits(&stem[prefix.len()..]);
+    let prefix = "rng_state_";
+    let rng_state = starts_with_ignore_case(stem, prefix) && is_number(&stem[prefix.len()..]);
     rng_state
         || is_one_of(name, SAVE_PARTS)
         || (context.shard_index && shard())
@@ -227,7 +233,7 @@ pub fn is_part_of_a_save(name: &str, context: SaveContext) -> bool {
 pub fn is_temp_name(name: &str) -> bool {
     ends_with_ignore_case(name, ".tmp")
         || ends_with_ignore_case(name, ".partial")
-        || (name.len() >= 15 && name.as_bytes()[..15].eq_ignore_ascii_case(b"tmp-checkpoint-"))
+        || starts_with_ignore_case(name, "tmp-checkpoint-")
         || name.to_ascii_lowercase().contains(".orbax-checkpoint-tmp")
 }
 
