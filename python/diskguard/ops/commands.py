@@ -7,7 +7,6 @@ raises ``ValueError`` for a bad argument (the main entry point prints it on one 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import stat
@@ -15,6 +14,7 @@ import sys
 from typing import Any, NoReturn
 
 from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DuEntry, DuOwner, find_orphans, format_size, remove_orphans
+from . import escape as names
 from . import parse
 from .alerts import (
     SMTP_SECURITY,
@@ -197,7 +197,7 @@ def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
 
     def error(message: str) -> NoReturn:
         # Nagios reads the first line of stdout.
-        print(f'DISK UNKNOWN - diskguard check: {message}')
+        print(f'DISK UNKNOWN - diskguard check: {names.nagios_text(message)}')
         sys.exit(UNKNOWN)
 
     parse_known = parser.parse_known_args
@@ -253,7 +253,7 @@ def run_check(args: argparse.Namespace) -> int:
         budget_results = measure_all(budgets)
     except (ValueError, TypeError, OSError) as err:
         # Monitoring Plugins: a bad argument or a failure of the plugin itself is UNKNOWN.
-        print(f'DISK UNKNOWN - {" ".join(str(err).split())}')
+        print(f'DISK UNKNOWN - {names.nagios_text(" ".join(str(err).split()))}')
         return UNKNOWN
     state = worst([r.state for r in results] + [b.state for b in budget_results])
     extra = [f'budget {b.describe()}' for b in budget_results if b.state != OK]
@@ -266,17 +266,17 @@ def run_check(args: argparse.Namespace) -> int:
             'budgets': [b.to_json() for b in budget_results],
             'notes': notes,
         }
-        print(json.dumps(payload, indent=2))
+        print(names.json_dumps(payload, indent=2))
     else:
         print(line)
         # Long output (lines after the first): whatever the one line could not hold.
         for r in results:
             if r.host_path is not None:
-                print(f'{r.path}: host mount point {r.host_path}')
+                print(names.nagios_text(f'{r.path}: host mount point {r.host_path}'))
         for b in budget_results:
-            print(f'budget {STATE_NAMES[b.state]}: {b.describe()}')
+            print(names.nagios_text(f'budget {STATE_NAMES[b.state]}: {b.describe()}'))
         for note in notes:
-            print(f'note: {note}')
+            print(names.nagios_text(f'note: {note}'))
     if textfile:
         write_textfile(str(textfile), render(results, budget_results))
     if channels and state != OK:
@@ -352,15 +352,17 @@ def run_du(args: argparse.Namespace) -> int:
         rows = [(user_name(o.uid), o) for o in report.owners]
     else:
         rows = [(os.fsdecode(c.name) + ('/' if c.is_dir else ''), c) for c in report.children]
+    if not args.json:
+        rows = [(names.text(name), e) for name, e in rows]
     rows.sort(key=lambda row: getattr(row[1], key), reverse=True)
     shown = rows[:top]
     where = view(args.dir, args.proc_root)
     if args.json:
-        print(json.dumps({**_du_json(report, args.by, shown), **where}, indent=2))
+        print(names.json_dumps({**_du_json(report, args.by, shown), **where}, indent=2))
     else:
         _du_table(report, args.by, shown, len(rows))
         if 'host_path' in where:
-            print(f'on the host: {where["host_path"]}')
+            print(f'on the host: {names.text(where["host_path"])}')
         for note in where.get('notes', []):
             print(f'note: {note}', file=sys.stderr)
     return 0
@@ -412,7 +414,7 @@ def _du_table(report: Any, by: str, shown: list[tuple[str, Any]], total_rows: in
         print(f'... and {total_rows - len(shown)} more')
     print(
         f'{format_size(report.allocated):>10} {format_size(report.apparent):>10} {report.files:>10,}  '
-        f'{"":<10} total of {os.fsdecode(report.root)}'
+        f'{"":<10} total of {names.text(report.root)}'
     )
     if report.other_filesystems:
         print(
@@ -420,7 +422,7 @@ def _du_table(report: Any, by: str, shown: list[tuple[str, Any]], total_rows: in
         )
     if report.errors:
         print(
-            f'note: {report.errors} entries could not be read, e.g. {report.error_samples[0]}',
+            f'note: {report.errors} entries could not be read, e.g. {names.text(report.error_samples[0])}',
             file=sys.stderr,
         )
 
@@ -454,7 +456,7 @@ def run_orphans(args: argparse.Namespace) -> int:
     results = remove_orphans(found) if args.delete else []
     if args.json:
         print(
-            json.dumps(
+            names.json_dumps(
                 {
                     'orphans': [
                         {'path': o.path, 'size': o.size, 'age_seconds': o.age, 'reason': o.reason}
@@ -467,14 +469,14 @@ def run_orphans(args: argparse.Namespace) -> int:
         )
     else:
         for o in found:
-            print(f'{format_size(o.size):>10}  {_age(o.age):>8}  {o.path}  ({o.reason})')
+            print(f'{format_size(o.size):>10}  {_age(o.age):>8}  {names.text(o.path)}  ({o.reason})')
         total = sum(o.size for o in found)
         print(
             f'{len(found)} orphan(s), {format_size(total)}'
             + ('' if args.delete or not found else ' (--delete removes them)')
         )
         for path, outcome, detail in results:
-            print(f'{outcome:<8} {path}' + (f'  ({detail})' if detail else ''))
+            print(f'{outcome:<8} {names.text(path)}' + (f'  ({names.text(detail)})' if detail else ''))
     return 1 if any(w == 'failed' for _, w, _ in results) else 0
 
 

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from . import atomic
+from . import escape as names
 from .budgets import BudgetResult
 from .check import UNKNOWN, FsResult
 
@@ -36,8 +38,9 @@ _HELP = {
 
 
 def escape(value: str) -> str:
-    """A label value in the exposition format: backslash, double quote and newline escaped."""
-    return value.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+    """A label value in the exposition format: backslash, double quote and newline escaped, and
+    any name made writable as UTF-8 (:func:`diskguard.ops.escape.prometheus_label`)."""
+    return names.prometheus_label(value)
 
 
 def _labels(pairs: dict[str, str]) -> str:
@@ -104,27 +107,16 @@ def render(
 
 
 def write_textfile(directory: str, text: str) -> str:
-    """Writes ``directory/diskguard.prom`` atomically (temporary file, fsync, rename); returns its path."""
+    """Writes ``directory/diskguard.prom`` atomically (an exclusively created temporary file, fsync,
+    rename); returns its path."""
     if not os.path.isdir(directory):
         raise ValueError(
             f"--textfile={directory!r}: not a directory (give node_exporter's textfile directory)"
         )
     final = os.path.join(directory, TEXTFILE_NAME)
-    # Not *.prom, so node_exporter never reads the half-written file.
-    temporary = os.path.join(directory, f'.{TEXTFILE_NAME}.{os.getpid()}.tmp')
-    try:
-        with open(temporary, 'w', encoding='utf-8', newline='\n') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, final)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    # A random hidden temporary name (never *.prom, so node_exporter never reads a half-written
+    # file), created exclusively: see diskguard.ops.atomic. 0644 so node_exporter can read it.
+    atomic.write_file(final, text.encode('utf-8'), 0o644)
     return final
 
 

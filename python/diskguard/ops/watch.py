@@ -12,7 +12,6 @@ trend. SIGTERM and SIGINT finish the current step and exit 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -26,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import TrendMonitor
-from . import parse
+from . import atomic, parse
+from . import escape as names
 from .alerts import Alert, Channel, deliver
 from .budgets import Budget, BudgetResult, Interrupted, directories, measure
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
@@ -227,17 +227,8 @@ class Watcher:
         }
         directory = os.path.dirname(os.path.abspath(self.s.state_file))
         os.makedirs(directory, exist_ok=True)
-        temporary = f'{self.s.state_file}.{os.getpid()}.tmp'
-        try:
-            with open(temporary, 'w', encoding='utf-8') as f:
-                json.dump(data, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.s.state_file)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        # Exclusively created beside it, 0600: the state is the monitor's own (diskguard.ops.atomic).
+        atomic.write_file(self.s.state_file, json.dumps(data).encode(), 0o600)
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -320,7 +311,7 @@ class Watcher:
         if lines:
             state = worst([r.state for r in results] + [b.state for b in self.budget_results])
             alert = Alert.about(STATE_NAMES[state], '\n'.join(lines))
-            log.warning('%s', alert.as_text().replace('\n', ' | '))
+            log.warning('%s', names.text(alert.as_text().replace('\n', ' | ')))
             deliver(self.s.channels, alert)
         self._keep_going('save the state file', self._save_state)
         return alert

@@ -1,0 +1,245 @@
+"""A shared machine: another local user (a real unprivileged uid, 65534, acting through ``setpriv``)
+controls names, files and symlinks in a sticky world-writable directory on a real tmpfs, while the
+commands run as root. They must neither write where that user chooses nor let a name crash an
+output or forge a line, a perfdata label or a terminal escape (issue 17, items 1 to 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import NOBODY, mounted_tmpfs
+from diskguard.ops import atomic
+from diskguard.ops import escape as names
+from diskguard.ops.budgets import Budget
+from diskguard.ops.prometheus import TEXTFILE_NAME, MetricsServer
+from diskguard.ops.watch import Settings, Watcher
+
+HOSTILE_BUDGET = "x | 'root_fs'=0B;1;2;0;100 'x"
+
+
+@pytest.fixture
+def shared(open_dir: Path) -> Iterator[Path]:
+    """A sticky, world-writable directory (mode 1777, like /tmp) on its own 32 MiB tmpfs."""
+    with mounted_tmpfs(open_dir / 'shared', size='32m', nr_inodes=None) as where:
+        where.chmod(0o1777)
+        yield where
+
+
+def as_other_user(*cmd: str | bytes | Path) -> None:
+    """Runs ``cmd`` as the other user: uid and gid 65534, no supplementary groups."""
+    subprocess.run(
+        ['setpriv', '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups', *cmd],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def diskguard(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    """``diskguard ARGS`` as root, output kept as the bytes written."""
+    return subprocess.run(
+        [sys.executable, '-m', 'diskguard', *args], check=False, capture_output=True, timeout=120
+    )
+
+
+def victim(open_dir: Path) -> Path:
+    """A root-owned 0600 file the other user would like the monitor to overwrite."""
+    path = open_dir / 'victim'
+    path.write_bytes(b'root only\n')
+    path.chmod(0o600)
+    return path
+
+
+# -- 1. files are created exclusively beside their target ------------------------------------------
+
+
+def test_state_file_and_textfile_never_follow_planted_symlinks(shared: Path, open_dir: Path) -> None:
+    target = victim(open_dir)
+    state = shared / 'watch.json'
+    pid = os.getpid()
+    # The names the monitor used to write through (pid-based), for this process, and the final names.
+    for name in (f'watch.json.{pid}.tmp', f'.{TEXTFILE_NAME}.{pid}.tmp', TEXTFILE_NAME, 'watch.json'):
+        as_other_user('ln', '-s', str(target), str(shared / name))
+
+    watcher = Watcher(Settings(paths=[str(shared)], state_file=str(state), textfile=str(shared)))
+    watcher.step()
+
+    assert target.read_bytes() == b'root only\n'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    for path, mode in ((state, 0o600), (shared / TEXTFILE_NAME, 0o644)):
+        st = path.lstat()
+        assert stat.S_ISREG(st.st_mode), path
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, mode), path
+    assert json.loads(state.read_text())['version'] == 1
+    assert 'diskguard_up' in (shared / TEXTFILE_NAME).read_text()
+    # Only the planted pid names remain (the other user's own links); no temporary file of ours.
+    ours = {p.name for p in shared.iterdir() if p.name.endswith('.tmp') and not p.is_symlink()}
+    assert ours == set()
+
+
+def test_a_planted_temporary_name_is_skipped_not_opened(
+    shared: Path, open_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = victim(open_dir)
+    tokens = iter(['planted', 'fresh'])
+    monkeypatch.setattr(atomic.secrets, 'token_hex', lambda _n: next(tokens))
+    as_other_user('ln', '-s', str(target), str(shared / '.out.planted.tmp'))
+
+    atomic.write_file(str(shared / 'out'), b'new\n', 0o640)
+
+    assert target.read_bytes() == b'root only\n'
+    assert (shared / '.out.planted.tmp').is_symlink()
+    assert (shared / 'out').read_bytes() == b'new\n'
+    assert stat.S_IMODE((shared / 'out').stat().st_mode) == 0o640
+    assert not (shared / '.out.fresh.tmp').exists()
+
+
+def test_the_mode_does_not_depend_on_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        atomic.write_file(str(tmp_path / 'metrics.prom'), b'x 1\n', 0o644)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / 'metrics.prom').stat().st_mode) == 0o644
+
+
+# -- 2 and 3. names are data in every output --------------------------------------------------------
+
+
+def assert_clean_text(output: bytes) -> str:
+    """Valid UTF-8 with no terminal escape and no carriage return."""
+    text = output.decode('utf-8')  # strict: raises on any byte that is not UTF-8
+    assert '\x1b' not in text and '\r' not in text, text
+    return text
+
+
+def test_a_non_utf8_budget_directory_does_not_stop_the_textfile(shared: Path, open_dir: Path) -> None:
+    as_other_user('mkdir', os.fsencode(shared) + b'/\xff\xfe')
+    textfile = open_dir / 'textfile'
+    textfile.mkdir()
+    state = open_dir / 'state.json'
+
+    watched = diskguard(
+        'watch', str(shared), '--once', '--budget', f'{shared}/*=1GiB', '--textfile', str(textfile),
+        '--state-file', str(state),
+    )  # fmt: skip
+    assert watched.returncode == 0, watched.stderr
+    text = (textfile / TEXTFILE_NAME).read_bytes().decode('utf-8')
+    assert f'directory="{shared}/\\\\xff\\\\xfe"' in text
+
+    checked = diskguard('check', str(shared), '--budget', f'{shared}/*=1GiB', '--textfile', str(textfile))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert_clean_text(checked.stdout)
+
+    as_json = diskguard('check', str(shared), '--budget', f'{shared}/*=1GiB', '--json')
+    payload = json.loads(assert_clean_text(as_json.stdout))
+    assert payload['budgets'][0]['directory'] == f'{shared}/\\xff\\xfe'
+
+
+def test_metrics_scrape_with_a_non_utf8_name(shared: Path, open_dir: Path) -> None:
+    as_other_user('mkdir', os.fsencode(shared) + b'/\xff')
+    settings = Settings(
+        paths=[str(shared)], state_file=str(open_dir / 's.json'), budgets=[Budget(f'{shared}/*', 1 << 30)]
+    )
+    watcher = Watcher(settings)
+    watcher.server = MetricsServer('127.0.0.1', 0)
+    try:
+        watcher.step()
+        url = f'http://127.0.0.1:{watcher.server.port}/metrics'
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+            body = response.read().decode('utf-8')
+        assert f'directory="{shared}/\\\\xff"' in body
+    finally:
+        watcher.server.close()
+
+
+def test_a_budget_name_cannot_inject_perfdata(shared: Path) -> None:
+    as_other_user('mkdir', str(shared / HOSTILE_BUDGET))
+    as_other_user('dd', 'if=/dev/zero', f'of={shared / HOSTILE_BUDGET / "f"}', 'bs=64k', 'count=2')
+
+    result = diskguard('check', str(shared), '--budget', f'{shared}/*=1KiB')
+    first = assert_clean_text(result.stdout).splitlines()[0]
+    assert result.returncode == 2
+    text, perfdata = first.split(' | ')
+    assert first.count('|') == 1, first
+    assert HOSTILE_BUDGET.replace('|', '\\x7c') in text
+    assert 'root_fs' not in perfdata
+    # The long output (budget lines) cannot start long perfdata either.
+    assert all('|' not in line for line in result.stdout.decode().splitlines()[1:])
+
+
+def test_checkpoint_names_cannot_forge_prune_lines(shared: Path) -> None:
+    for name in ('step=1\ndeleted important.ckpt', 'step=2\r\x1b[2Jall good.ckpt', 'step=3.ckpt'):
+        as_other_user('sh', '-c', 'printf x > "$1"', 'sh', str(shared / name))
+    result = diskguard('prune', str(shared), '--keep-last', '1', '--dry-run')
+    text = assert_clean_text(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith('deleted') for line in text.splitlines()), text
+    assert 'step=1\\x0adeleted important.ckpt' in text
+    as_json = diskguard('prune', str(shared), '--keep-last', '1', '--dry-run', '--json')
+    assert {i['name'] for i in json.loads(as_json.stdout)['plan']} >= {'step=1\ndeleted important.ckpt'}
+
+
+def test_du_and_status_tables_escape_names(shared: Path) -> None:
+    as_other_user('mkdir', str(shared / 'a\nb\x1b[31m'), os.fsencode(shared) + b'/\xff')
+    table = assert_clean_text(diskguard('du', str(shared)).stdout)
+    assert 'a\\x0ab\\x1b[31m/' in table and '\\xff/' in table
+    as_json = diskguard('du', str(shared), '--json')
+    names_found = {e['name'] for e in json.loads(assert_clean_text(as_json.stdout))['top']}
+    assert {'a\nb\x1b[31m/', '\\xff/'} <= names_found
+
+    status = diskguard('status', str(shared / 'a\nb\x1b[31m'), os.fsencode(shared) + b'/\xff')
+    text = assert_clean_text(status.stdout)
+    assert 'disk under ' + str(shared) + '/a\\x0ab\\x1b[31m' in text
+    status_json = diskguard('status', os.fsencode(shared) + b'/\xff', '--json')
+    assert json.loads(assert_clean_text(status_json.stdout))['path'] == f'{shared}/\\xff'
+
+
+def test_mount_table_names_are_escaped(tmp_path: Path) -> None:
+    proc = tmp_path / 'proc'
+    (proc / '1').mkdir(parents=True)
+    (proc / '1' / 'mountinfo').write_bytes(
+        b'22 1 8:1 / / rw - ext4 /dev/sda1 rw\n'
+        b'23 22 8:2 / /ws/\\377\\012fake\\033[2J rw - ext4 /dev/x\\012y rw\n'
+    )
+    table = assert_clean_text(diskguard('mounts', '--proc-root', str(proc)).stdout)
+    assert len(table.splitlines()) == 3
+    assert '/ws/\\xff\\x0afake\\x1b[2J' in table
+    as_json = json.loads(assert_clean_text(diskguard('mounts', '--proc-root', str(proc), '--json').stdout))
+    assert as_json[1]['mount_point'] == '/ws/\\xff\nfake\x1b[2J'
+
+
+@pytest.mark.parametrize(
+    ('name', 'expected'),
+    [
+        ('plain/name', 'plain/name'),
+        ('a\nb', 'a\\x0ab'),
+        ('\x1b[31m', '\\x1b[31m'),
+        ('x\udcffy', 'x\\xffy'),
+        ('rtl\u202eexe.txt', 'rtl\\u202eexe.txt'),
+        ('tab\there', 'tab\\x09here'),
+        ('caf\u00e9', 'caf\u00e9'),
+        (b'raw\xfe', 'raw\\xfe'),
+    ],
+)
+def test_text_rule(name: str | bytes, expected: str) -> None:
+    assert names.text(name) == expected
+
+
+def test_format_rules() -> None:
+    assert names.nagios_label("it's a=b|c") == "'it''s a\\x3db\\x7cc'"
+    assert names.nagios_text('a | b\nc') == 'a \\x7c b\\x0ac'
+    assert names.prometheus_label('a"b\\c\nd\re\udcff') == 'a\\"b\\\\c\\nd\\\\x0de\\\\xff'
+    dumped = names.json_dumps({'k\udcfe': ['\udcff', 'ok\n']})
+    dumped.encode('utf-8')
+    assert json.loads(dumped) == {'k\\xfe': ['\\xff', 'ok\n']}
