@@ -76,6 +76,15 @@ def _caller_level() -> int:
     return level
 
 
+def _remove_abandoned_temps(path: object) -> None:
+    """A guard starting in a directory first clears the temp files of saves that were killed
+    there (SIGTERM, SIGKILL): see :func:`diskguard.saving.remove_abandoned_temps`."""
+    from .saving import remove_abandoned_temps
+
+    if isinstance(path, str | bytes | os.PathLike):
+        remove_abandoned_temps(path)
+
+
 class DiskGuard:
     """Guards a checkpoint directory: warns, makes room, and stops a run before the disk is full.
 
@@ -229,6 +238,7 @@ class DiskGuard:
         return core
 
     def _build(self) -> _Guard:
+        _remove_abandoned_temps(self._config['path'])
         # Every setting is passed as given: the core validates it and names it in errors.
         settings = {k: v for k, v in self._config.items() if k not in ('path', 'sync')}
         # Read from the environment now, not at construction: a guard pickled into a spawned
