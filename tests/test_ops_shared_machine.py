@@ -243,3 +243,112 @@ def test_format_rules() -> None:
     dumped = names.json_dumps({'k\udcfe': ['\udcff', 'ok\n']})
     dumped.encode('utf-8')
     assert json.loads(dumped) == {'k\\xfe': ['\\xff', 'ok\n']}
+
+
+# -- 7. bounded work per hostile file ---------------------------------------------------------------
+
+HOSTILE_SAFETENSORS = """
+import os, sys
+claimed = 99 << 20
+for n in range(int(sys.argv[2])):
+    path = os.path.join(sys.argv[1], f'step={n}.safetensors')
+    with open(path, 'wb') as f:
+        f.write(claimed.to_bytes(8, 'little') + b'{')
+        f.truncate(8 + claimed + 1024)
+"""
+
+READ_BYTES_OF_A_PLAN = """
+import sys, diskguard
+
+def rchar():
+    with open('/proc/self/io') as f:
+        return int(next(line for line in f if line.startswith('rchar:')).split()[1])
+
+before = rchar()
+plan = diskguard.plan(sys.argv[1], diskguard.RetentionPolicy(diskguard.KeepLast(1)))
+print(rchar() - before, sum(1 for i in plan.items if not i.complete))
+"""
+
+
+def test_hostile_sparse_safetensors_cost_a_bounded_read_each(shared: Path) -> None:
+    as_other_user(sys.executable, '-c', HOSTILE_SAFETENSORS, str(shared), '20')
+    done = subprocess.run(
+        [sys.executable, '-c', READ_BYTES_OF_A_PLAN, str(shared)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    read, incomplete = map(int, done.stdout.split())
+    assert incomplete >= 19  # every one but possibly the newest (kept as the newest complete? never)
+    # Each header claims 99 MiB; a bounded check reads one 64 KiB piece of each.
+    assert read < 20 * (1 << 20), f'read {read} bytes for 20 hostile files'
+
+
+MAX_RSS_OF_MOUNTS = """
+import resource, sys
+from diskguard.cli import main
+code = main(['mounts', '--proc-root', sys.argv[1], '--json'])
+print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)
+"""
+
+
+def mounts_memory(proc: Path) -> tuple[int, int, str]:
+    done = subprocess.run(
+        [sys.executable, '-c', MAX_RSS_OF_MOUNTS, str(proc)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    code, rss = map(int, done.stderr.split()[-2:])
+    return code, rss, done.stdout
+
+
+def test_a_crafted_mount_table_cannot_exhaust_memory(tmp_path: Path) -> None:
+    proc = tmp_path / 'proc'
+    (proc / '1').mkdir(parents=True)
+    line = b'1 1 0:1 / /m rw - t s rw\n'
+    (proc / '1' / 'mountinfo').write_bytes(line * (20_000_000 // len(line)))
+    code, rss, _ = mounts_memory(proc)
+    assert code == 2  # refused: more mounts than any real host has
+    assert rss < 300 << 20, f'{rss >> 20} MiB'
+    # A real busy host's table (20,000 mounts) is still read whole.
+    lines = b''.join(b'%d 1 0:1 / /m/%d rw - tmpfs tmpfs rw\n' % (n, n) for n in range(20_000))
+    (proc / '1' / 'mountinfo').write_bytes(lines)
+    code, _, out = mounts_memory(proc)
+    assert code == 0 and len(json.loads(out)) == 20_000
+
+
+# -- 8. du and budgets: what could not be read -------------------------------------------------------
+
+DEEP_TREE = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(20):
+    os.mkdir(sys.argv[2], dir_fd=fd)
+    fd = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), 'wb') as f:
+    f.write(b'x' * (6 << 20))
+"""
+
+
+def test_a_deep_tree_is_measured_whole(shared: Path) -> None:
+    as_other_user('mkdir', str(shared / 'deep'))
+    as_other_user(sys.executable, '-c', DEEP_TREE, str(shared / 'deep'), 'd' * 250)
+    result = diskguard('check', str(shared), '--budget', f'{shared}/*=1MiB', '--json')
+    (budget,) = json.loads(result.stdout)['budgets']
+    assert budget['errors'] == 0, budget
+    assert budget['allocated_bytes'] >= 6 << 20
+    assert (budget['state'], result.returncode) == ('CRITICAL', 2)
+    du = json.loads(diskguard('du', str(shared), '--json').stdout)
+    assert du['errors'] == 0 and du['allocated_bytes'] >= 6 << 20
+
+
+def test_a_budget_not_fully_measured_is_unknown_not_ok(shared: Path) -> None:
+    from conftest import as_user
+    from diskguard.ops.budgets import measure
+    from diskguard.ops.check import UNKNOWN
+
+    (shared / 'project' / 'locked').mkdir(parents=True)
+    (shared / 'project' / 'locked').chmod(0o700)
+    (shared / 'project').chmod(0o755)
+    with as_user():
+        result = measure(Budget(str(shared / 'project'), 1 << 30), str(shared / 'project'))
+    assert result.errors == 1
+    assert result.state == UNKNOWN
+    assert 'locked' in result.describe() and 'at least' in result.describe()
