@@ -238,14 +238,13 @@ class DiskGuard:
         return core
 
     def _build(self) -> _Guard:
-        _remove_abandoned_temps(self._config['path'])
         # Every setting is passed as given: the core validates it and names it in errors.
         settings = {k: v for k, v in self._config.items() if k not in ('path', 'sync')}
         # Read from the environment now, not at construction: a guard pickled into a spawned
         # worker takes that worker's ranks.
         ranks = resolve_ranks(settings.pop('rank'), settings.pop('local_rank'), settings.pop('world_size'))
         rank, local_rank, world_size = ranks
-        return _Guard(
+        core = _Guard(
             self._config['path'],
             temp_dir=tempfile.gettempdir(),
             rank=rank,
@@ -253,6 +252,9 @@ class DiskGuard:
             world_size=world_size,
             **settings,
         )
+        # After the core: it has validated the path.
+        _remove_abandoned_temps(self._config['path'])
+        return core
 
     @staticmethod
     def _emit(core: _Guard) -> None:

@@ -400,7 +400,7 @@ def remove_abandoned_temps(directory: StrPath) -> list[str]:
     removed: list[str] = []
     try:
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+    except (OSError, ValueError):
         return removed
     try:
         with os.scandir(dir_fd) as entries:
