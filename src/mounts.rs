@@ -549,6 +549,30 @@ garbage line
         assert!(read_mounts(Path::new("/proc"), Some("1/../2")).is_err());
     }
 
+    /// Streamed: an overlong line is skipped without being kept, its neighbours are read, and a
+    /// table of more than `MAX_MOUNTS` mounts is refused.
+    #[test]
+    fn streams_skipping_overlong_lines_and_refusing_huge_tables() {
+        let dir = std::env::temp_dir().join(format!("diskguard-mounts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("mountinfo");
+        let mut table = b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n23 22 8:2 / /".to_vec();
+        table.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        table.extend_from_slice(b" rw - ext4 /dev/x rw\n24 22 8:3 / /data rw - ext4 /dev/sdb rw");
+        std::fs::write(&file, &table).expect("write");
+        let read = read_table(&file).expect("read");
+        let points: Vec<_> = read.iter().map(|m| m.mount_point.clone()).collect();
+        assert_eq!(points, [PathBuf::from("/"), PathBuf::from("/data")]);
+
+        let line = b"1 1 0:1 / /m rw - t s rw\n";
+        std::fs::write(&file, line.repeat(MAX_MOUNTS + 1)).expect("write");
+        let err = read_table(&file).expect_err("too many mounts");
+        assert!(err.to_string().contains("mounts"), "{err}");
+        std::fs::write(&file, line.repeat(MAX_MOUNTS)).expect("write");
+        assert_eq!(read_table(&file).expect("read").len(), MAX_MOUNTS);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn reads_this_machines_table() {
         let mounts = read_mounts(Path::new("/proc"), None).expect("mountinfo readable");
