@@ -64,7 +64,11 @@ def test_status_exits_with_the_worst_level(tmpfs: Path) -> None:
 def test_errors_are_one_line_with_usage_or_unknown_codes(tmp_path: Path) -> None:
     bad_size = run('status', '--min-free', '0.5', str(tmp_path))
     assert bad_size.returncode == 2
-    assert bad_size.stderr.startswith("diskguard: error: min_free='0.5': expected a non-negative byte count")
+    assert bad_size.stderr.startswith(
+        "diskguard: error: --min-free='0.5': a size without a unit is ambiguous"
+    )
+    bytes_only = run('status', '--min-free', '1B', str(tmp_path))
+    assert bytes_only.returncode == 0, bytes_only.stderr
     loop = tmp_path / 'loop'
     loop.symlink_to('loop')  # statfs fails with ELOOP: the state cannot be known
     failed = run('status', str(loop))

@@ -74,7 +74,9 @@ def test_inode_thresholds(tmpfs: Path) -> None:
 
 def test_worst_of_several_paths_and_json(tmpfs: Path, tmp_path: Path) -> None:
     fill_to(tmpfs, 0.5, slack=8 * 4096)
-    done = run('check', str(tmpfs), str(tmpfs / 'not-yet'), '-w', '40%', '-c', '90%', '--json')
+    done = run(
+        'check', str(tmpfs), str(tmpfs / 'not-yet'), '-w', '40%', '-c', '90%', '--json', '--nearest-ancestor'
+    )
     assert done.returncode == 1
     report = json.loads(done.stdout)
     assert report['state'] == 'WARNING' and report['exit_code'] == 1
