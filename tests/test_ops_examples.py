@@ -265,3 +265,16 @@ def test_prometheus_sees_a_dead_watcher_and_both_textfiles(
         'DiskguardWatcherDown pending', lambda: query(api, 'ALERTS{alertname="DiskguardWatcherDown"}')
     )
     assert isinstance(pending, list) and pending[0]['metric']['alertstate'] == 'pending'  # type: ignore[index]
+
+
+def test_the_readme_shows_the_recipes_as_shipped() -> None:
+    """Issue 20's "Done when": the README's recipes are the files the tests above run."""
+    readme = (ROOT / 'README.md').read_text()
+    _, _, command = cron_entry()
+    cron = (OPS / 'diskguard.cron').read_text()
+    job = next(line for line in cron.splitlines() if line.endswith(command))
+    assert f'```cron\nSHELL=/bin/sh\nPATH=/usr/bin:/bin\n{job}\n```' in readme
+    unit = (OPS / 'diskguard-watch.service').read_text().splitlines()
+    shown = readme.split('```ini\n', 1)[1].split('```', 1)[0].splitlines()
+    assert shown[0] == '[Service]' and all(line in unit for line in shown)
+    assert 'python3 -m venv /opt/diskguard && /opt/diskguard/bin/pip install diskguard' in readme

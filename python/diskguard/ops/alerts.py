@@ -15,6 +15,7 @@ secrets themselves and their base64 forms as SMTP AUTH sends them). Names in ale
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import json
 import logging
@@ -531,7 +532,8 @@ class Outbox:
             item.next_attempt = now + min(self.max_retry, self.retry * 2 ** (item.attempts - 1))
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [p.to_json() for p in self.pending()]
+        with self._lock:
+            return [p.to_json() for p in self._items]
 
     def load(self, items: list[Any]) -> None:
         """Pending alerts from a state file; those for channels no longer configured are dropped."""
@@ -553,7 +555,8 @@ class Sender:
     ) -> None:
         self.outbox, self.total, self.clock = outbox, total, clock
         self._thread: threading.Thread | None = None
-        self.deliveries: list[Delivery] = []
+        #: The latest outcomes (bounded: the daemon runs for months).
+        self.deliveries: collections.deque[Delivery] = collections.deque(maxlen=100)
 
     @property
     def busy(self) -> bool:

@@ -191,8 +191,8 @@ def budgets_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Budge
 def channels_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Channel]:
     channels: list[Channel] = []
     # The command line first (with a warning when the URL holds a key), then the files, then $ENV.
-    url, warning = webhook_url(getattr(args, 'webhook', None), getattr(args, 'webhook_file', None))
-    if url is None and getattr(args, 'webhook_file', None) is None:
+    url, warning = webhook_url(getattr(args, 'webhook', None), getattr(args, 'webhook_file', None), {})
+    if url is None:
         url, _ = webhook_url(config.get('webhook'), config.get('webhook_file'))
     if warning:
         print(f'diskguard: warning: {warning}', file=sys.stderr)
