@@ -29,15 +29,15 @@ from diskguard.ops.alerts import (
     Alert,
     Delivery,
     Email,
-    Outbox,
     SmtpSettings,
     Webhook,
     deliver,
     host_name,
-    redact,
     smtp_login,
     webhook_url,
 )
+from diskguard.ops.outbox import Outbox
+from diskguard.ops.redact import redact
 
 SECRET = 'key-3f9a1c0e'
 PASSWORD = 'hunter2-secret'

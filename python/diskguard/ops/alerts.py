@@ -3,29 +3,23 @@
 Delivery is bounded (a few attempts with exponential backoff, each with a timeout, all within a total
 time) and never raises: every outcome comes back as a :class:`Delivery` (channel, ok, error) for the
 caller to report, and a failing channel never stops the monitor. An alert counts as sent only when a
-channel took it: :class:`Outbox` keeps what a channel has not taken and retries it with backoff on
-later ticks (``watch`` keeps it in its state file), :class:`Sender` sends off the check loop.
+channel took it: :mod:`diskguard.ops.outbox` keeps what a channel has not taken and retries it.
 
 Webhook URLs and SMTP logins carry secrets: channels are named by kind and host only, and every
-message we log or print goes through :func:`redact` (query strings, path tokens, userinfo, the
-secrets themselves and their base64 forms as SMTP AUTH sends them). Names in alert texts are data:
+error we log or report goes through :func:`diskguard.ops.redact.redact`. Names in alert texts are data:
 :func:`printable` escapes what could forge a line or a header, or fail to encode.
 """
 
 from __future__ import annotations
 
-import base64
-import collections
 import functools
 import json
 import logging
-import math
 import os
 import re
 import smtplib
 import socket
 import ssl
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -34,6 +28,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
+
+from .redact import redact, secret_forms, token_like, url_has_token
 
 log = logging.getLogger('diskguard.alerts')
 
@@ -124,79 +120,6 @@ def summarize(items: list[str], most: int = 3) -> str:
     return shown + (f' and {len(items) - most} more' if len(items) > most else '')
 
 
-# -- secrets ------------------------------------------------------------------------------------------
-
-_URL = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://[^\s\'"<>]+')
-_AUTH = re.compile(r'(?i)(\bAUTH\s+(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\s+)\S+')
-HIDDEN = '<hidden>'
-
-
-def _token_like(segment: str) -> bool:
-    """A path segment that looks like a key: long, or mixing letters and digits (Slack's
-    ``/services/T0/B0/XXXX``, a bot key in the path)."""
-    letters, digits = any(c.isalpha() for c in segment), any(c.isdigit() for c in segment)
-    return len(segment) >= 24 or (len(segment) >= 8 and letters and digits)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its secrets: userinfo, the query string's values, token-like path segments and
-    the fragment become ``<hidden>``; scheme, host, port and the plain path stay for diagnosis."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ''
-        port = parts.port
-    except ValueError:
-        return HIDDEN
-    netloc = (f'{HIDDEN}@' if '@' in parts.netloc else '') + (f'[{host}]' if ':' in host else host)
-    netloc += f':{port}' if port else ''
-    path = '/'.join(HIDDEN if _token_like(seg) else seg for seg in parts.path.split('/'))
-    query = '&'.join(
-        f'{k}={HIDDEN}' if v or '=' in pair else HIDDEN
-        for pair in parts.query.split('&')
-        if pair
-        for k, _, v in [pair.partition('=')]
-    )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, HIDDEN if parts.fragment else ''))
-
-
-def url_has_token(url: str) -> bool:
-    """Whether ``url`` carries something secret (userinfo, a query string, a token in the path)."""
-    return redact_url(url) != url
-
-
-def _base64_forms(secret: bytes) -> set[str]:
-    """The base64 text that certainly encodes ``secret`` wherever it sits in a longer encoded string
-    (three alignments), as SMTP AUTH PLAIN / LOGIN send it."""
-    forms = set()
-    for offset in range(3):
-        encoded = base64.b64encode(b'\0' * offset + secret).decode()
-        start, end = math.ceil(8 * offset / 6), (8 * (offset + len(secret))) // 6
-        if end - start >= 6:
-            forms.add(encoded[start:end])
-    return forms
-
-
-def secret_forms(*secrets: str | None) -> list[str]:
-    """Every form of ``secrets`` a message might echo: as given, URL-quoted and base64-encoded."""
-    forms: set[str] = set()
-    for secret in secrets:
-        if not secret or len(secret) < 4:
-            continue
-        forms |= {secret, urllib.parse.quote(secret, safe=''), urllib.parse.quote(secret)}
-        forms |= _base64_forms(secret.encode())
-    # Longest first, so a secret is never half-replaced by a shorter one inside it.
-    return sorted(forms, key=len, reverse=True)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` fit for a log: URLs without their secrets, SMTP AUTH arguments hidden, and every
-    form of ``secrets`` (see :func:`secret_forms`) replaced by ``<hidden>``."""
-    for secret in secrets:
-        text = text.replace(secret, HIDDEN)
-    text = _URL.sub(lambda m: redact_url(m.group()), text)
-    return _AUTH.sub(lambda m: m.group(1) + HIDDEN, text)
-
-
 # -- channels -----------------------------------------------------------------------------------------
 
 
@@ -227,7 +150,7 @@ class Webhook(Channel):
         self.format = fmt
         self.name = f'webhook ({fmt}) to {parsed.hostname}'
         query_values = [v for _, v in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)]
-        tokens = [seg for seg in parsed.path.split('/') if _token_like(seg)]
+        tokens = [seg for seg in parsed.path.split('/') if token_like(seg)]
         self.secrets = secret_forms(
             url, parsed.path if tokens else None, parsed.query, parsed.username, parsed.password,
             *query_values, *tokens,
@@ -446,152 +369,3 @@ def deliver(
     return [
         deliver_one(c, alert, attempts=attempts, backoff=backoff, total=share, sleep=sleep) for c in channels
     ]
-
-
-@dataclass
-class Pending:
-    """An alert a channel has not taken yet."""
-
-    channel: str
-    alert: Alert
-    attempts: int = 0
-    next_attempt: float = 0.0
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            'channel': self.channel,
-            'alert': self.alert.to_json(),
-            'attempts': self.attempts,
-            'next_attempt': self.next_attempt,
-            'error': self.error,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Pending:
-        error = data.get('error')
-        return cls(
-            str(data['channel']),
-            Alert.from_json(data['alert']),
-            int(data['attempts']),
-            float(data['next_attempt']),
-            None if error is None else str(error),
-        )
-
-
-class Outbox:
-    """Alerts not yet taken, per channel, in order; each failed try moves the next one back
-    (``retry`` seconds doubling up to ``max_retry``). At most ``limit`` alerts wait per channel: the
-    oldest go first (the newest says the current state). Thread-safe."""
-
-    def __init__(
-        self, channels: list[Channel], *, retry: float = 60.0, max_retry: float = 3600.0, limit: int = 20
-    ) -> None:
-        self.channels = {c.name: c for c in channels}
-        self.retry, self.max_retry, self.limit = retry, max_retry, limit
-        self._items: list[Pending] = []
-        self._lock = threading.Lock()
-
-    def add(self, alert: Alert, now: float) -> None:
-        with self._lock:
-            for name in self.channels:
-                self._items.append(Pending(name, alert, next_attempt=now))
-                mine = [p for p in self._items if p.channel == name]
-                for dropped in mine[: max(0, len(mine) - self.limit)]:
-                    log.warning('alert via %s dropped undelivered (more than %d waiting)', name, self.limit)
-                    self._items.remove(dropped)
-
-    def pending(self) -> list[Pending]:
-        with self._lock:
-            return list(self._items)
-
-    def due(self, now: float) -> list[Pending]:
-        """What may be tried now, oldest first: per channel, its alerts in order, from the oldest
-        once its time has come (a channel is never asked to take a newer alert before an older)."""
-        with self._lock:
-            waiting: set[str] = set()
-            due = []
-            for p in self._items:
-                if p.channel in waiting:
-                    continue
-                if p.next_attempt <= now:
-                    due.append(p)
-                else:
-                    waiting.add(p.channel)
-            return due
-
-    def record(self, item: Pending, error: str | None, now: float) -> None:
-        with self._lock:
-            if item not in self._items:
-                return
-            if error is None:
-                self._items.remove(item)
-                return
-            item.attempts += 1
-            item.error = error
-            item.next_attempt = now + min(self.max_retry, self.retry * 2 ** (item.attempts - 1))
-
-    def to_json(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [p.to_json() for p in self._items]
-
-    def load(self, items: list[Any]) -> None:
-        """Pending alerts from a state file; those for channels no longer configured are dropped."""
-        loaded = [Pending.from_json(x) for x in items]
-        with self._lock:
-            for p in loaded:
-                if p.channel in self.channels:
-                    self._items.append(p)
-                else:
-                    log.warning('dropping an alert pending for %s: that channel is no longer set', p.channel)
-
-
-class Sender:
-    """Sends an :class:`Outbox`'s due alerts on a background thread, one batch at a time, each batch
-    within ``total`` seconds: a channel that hangs never holds up the checks."""
-
-    def __init__(
-        self, outbox: Outbox, *, total: float = TOTAL_TIME, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.outbox, self.total, self.clock = outbox, total, clock
-        self._thread: threading.Thread | None = None
-        #: The latest outcomes (bounded: the daemon runs for months).
-        self.deliveries: collections.deque[Delivery] = collections.deque(maxlen=100)
-
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def dispatch(self, now: float) -> bool:
-        """Starts sending what is due, unless a batch is still on its way; returns whether it did."""
-        if self.busy:
-            return False
-        batch = self.outbox.due(now)
-        if not batch:
-            return False
-        self._thread = threading.Thread(
-            target=self._send, args=(batch,), name='diskguard-alerts', daemon=True
-        )
-        self._thread.start()
-        return True
-
-    def _send(self, batch: list[Pending]) -> None:
-        deadline = time.monotonic() + self.total
-        failed: set[str] = set()
-        for n, item in enumerate(batch):
-            left = deadline - time.monotonic()
-            if item.channel in failed or left <= 0:
-                continue  # tried again on a later tick, still in order
-            channel = self.outbox.channels[item.channel]
-            outcome = deliver_one(channel, item.alert, attempts=2, total=left / (len(batch) - n))
-            self.outbox.record(item, outcome.error if not outcome.ok else None, self.clock())
-            self.deliveries.append(outcome)
-            if not outcome.ok:
-                failed.add(item.channel)
-                log.warning('alert via %s kept to retry later: %s', channel.name, outcome.error)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Waits for the batch on its way (at most ``timeout`` seconds); returns whether it is done."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.busy

@@ -5,7 +5,7 @@ Each interval it grades every path (the same thresholds as ``check``), samples a
 measures budgets less often, and alerts only when a level changes. Levels have hysteresis: a level is entered at its threshold and
 left only ``hysteresis`` below it, so a disk hovering at 85% does not alert every interval; while not
 OK, a reminder goes out at most every ``reminder``. Alerts go out on a background thread within a
-bounded time (:class:`diskguard.ops.alerts.Sender`); one a channel did not take stays pending and is
+bounded time (:class:`diskguard.ops.outbox.Sender`); one a channel did not take stays pending and is
 retried on later ticks with backoff. The state file (levels, when each was alerted, pending alerts,
 recent samples) is rewritten atomically each interval, so a restart neither re-alerts, nor loses an
 undelivered alert, nor forgets the trend. SIGTERM and SIGINT finish the current step and exit 0;
@@ -30,10 +30,11 @@ from typing import Any
 
 from .. import TrendMonitor
 from . import parse
-from .alerts import TOTAL_TIME, Alert, Channel, Outbox, Sender, summarize
+from .alerts import TOTAL_TIME, Alert, Channel, summarize
 from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
+from .outbox import Outbox, Sender
 from .parse import Threshold
 from .prometheus import MetricsServer, render, write_textfile
 
