@@ -75,7 +75,7 @@ from ._diskguard import plan
 from ._dist import resolve_sync
 from ._integration import check_callback_options, within
 from .errors import DiskSpaceWarning, InsufficientSpaceError
-from .guard import DiskGuard
+from .guard import DiskGuard, _caller_level
 from .saving import estimate_size
 
 if TYPE_CHECKING:
@@ -120,6 +120,11 @@ def _output_dir(args: TrainingArguments) -> str:
     ``'trainer_output'`` if not given) with symlinks resolved, as the Trainer's writes resolve
     them (the guard itself follows none, so it is given the real directory)."""
     return os.path.realpath(str(args.output_dir))
+
+
+def _summary(logs: dict[str, Any]) -> bool:
+    """Whether a log record is the summary ``train()`` logs at its end (``train_runtime``...)."""
+    return 'train_runtime' in logs
 
 
 def _evaluation(logs: dict[str, Any]) -> bool:
@@ -183,6 +188,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         self.guard: DiskGuard | None = None
         self.guard_state: dict[str, Any] | None = None  # set by the Trainer's restore, applied once
         self._figures_placed = False
+        self._stopped_at: int | None = None  # the step at which the guard stopped this training
 
     # ----- building the guard -----
 
@@ -247,6 +253,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             self.guard = None
         self._guard_for(args)
         self._figures_placed = False
+        self._stopped_at = None
         # A run resumed from a checkpoint written without this callback has no entry for it in the
         # state the Trainer loaded, and its first save would fail looking it up (KeyError).
         stored: Any = state.stateful_callbacks  # typed as the list given, a dict once built
@@ -274,14 +281,28 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         if control.should_save:
             stop = self._make_room_or_veto(args, state, control, kwargs)
         if stop:
-            control.should_training_stop = True
+            self._stop(state, control)
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Before an epoch-end save: the stop agreed now, and room made for the save, or a veto."""
         if control.should_save and self._make_room_or_veto(args, state, control, kwargs):
-            control.should_training_stop = True
+            self._stop(state, control)
+
+    def _stop(self, state: TrainerState, control: TrainerControl) -> None:
+        """Stops the training, remembering at which step (the final log record says so)."""
+        control.should_training_stop = True
+        if self._stopped_at is None:
+            self._stopped_at = state.global_step
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why diskguard stopped the last training, or None when it did not stop it."""
+        if self._stopped_at is None:
+            return None
+        reason = self.guard.stop_reason if self.guard is not None else None
+        return reason or 'another rank ran out of room'
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -293,6 +314,16 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         guard.protect(self._referenced(args, state))
         if within(folder, os.fsdecode(guard.path)):
             guard.after_save(folder, self._estimate(guard, args, kwargs))
+        # The Trainer's save_total_limit rotation ran just before this event: what the run holds
+        # follows it now (measured after the save is recorded, so the new folder counts once).
+        guard.rescan()
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """After the Trainer's last deletion (``save_total_limit=1`` with a best checkpoint)."""
+        if self.guard is not None:
+            self.guard.rescan()
 
     def on_log(
         self,
@@ -302,10 +333,22 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Adds the disk figures to the record being logged (and to ``state.log_history``, where the
+        """Adds the disk figures to a training step's record (and to ``state.log_history``, where the
         Trainer put a copy of it just before); also called, earlier, by the
-        :class:`_FiguresBeforeReporters` ahead of the reporting integrations (the same figures)."""
-        if not self.log_metrics or self.guard is None or not logs or _evaluation(logs):
+        :class:`_FiguresBeforeReporters` ahead of the reporting integrations (the same figures).
+        On the final summary record of a training diskguard stopped, says so: ``diskguard_stop``
+        (the step and the reason), which ``train()`` also returns in its metrics."""
+        self._add_figures(state, logs)
+        if logs and self._stopped_at is not None and _summary(logs):
+            stop = f'stopped at step {self._stopped_at}: {self.stop_reason}'
+            logs['diskguard_stop'] = stop
+            if state.log_history and isinstance(state.log_history[-1], dict):
+                state.log_history[-1]['diskguard_stop'] = stop
+
+    def _add_figures(self, state: TrainerState, logs: dict[str, Any] | None) -> None:
+        """The disk figures on a training step's record; not on evaluation records nor on the
+        final summary (``train_runtime``...), which stay as the Trainer makes them."""
+        if not self.log_metrics or self.guard is None or not logs or _evaluation(logs) or _summary(logs):
             return
         figures = self.guard.metrics()
         logs.update(figures)
@@ -344,7 +387,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
                 warnings.warn(
                     f'{refusal}; the Trainer skips this save (it would be left partial) and stops',
                     DiskSpaceWarning,
-                    stacklevel=2,
+                    stacklevel=_caller_level(),
                 )
         return stop
 
@@ -389,15 +432,16 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
     # ----- state in trainer_state.json -----
 
     def state(self) -> dict[str, Any]:
-        """What ``trainer_state.json`` stores (JSON only): the arguments JSON can hold, and the
-        guard's state."""
+        """What ``trainer_state.json`` stores (JSON only): the arguments JSON can hold, so that
+        ``restore_callback_states_from_checkpoint=True`` rebuilds the callback. Nothing that
+        changes during a run (counters, the trend's wall-clock samples) is stored: it would differ
+        between a run resumed from a checkpoint and one that was not, and nothing of it must
+        survive a resume: a resumed guard measures the directory and its checkpoints afresh."""
         stored = {'path': self.path, 'log_metrics': self.log_metrics, **self.guard_kwargs}
         json_args = {name: _json_value(value) for name, value in stored.items()}
         return {
             'args': {name: value for name, value in json_args.items() if value is not ...},
-            'attributes': {
-                'guard_state': self.guard.state_dict() if self.guard is not None else self.guard_state
-            },
+            'attributes': {},
         }
 
 
@@ -413,6 +457,13 @@ class _FiguresBeforeReporters(TrainerCallback):
     def __init__(self, owner: DiskGuardCallback) -> None:
         self.owner = owner
 
-    def on_log(self, *event: Any, **kwargs: Any) -> None:
-        """The owner's ``on_log``, now (the same arguments)."""
-        self.owner.on_log(*event, **kwargs)
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The owner's figures, now (the stop's text, not a number, is added after the reporters)."""
+        self.owner._add_figures(state, logs)
