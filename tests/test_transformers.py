@@ -397,7 +397,8 @@ def test_a_stop_is_recorded_in_the_final_log_record_and_returned_by_train(small_
     with pytest.warns(diskguard.DiskSpaceWarning):
         output = run.train()
     assert run.state.global_step == 2
-    assert callback.stop_reason and callback.stop_reason == callback.guard.stop_reason  # type: ignore[union-attr]
+    assert callback.guard is not None and callback.stop_reason
+    assert callback.stop_reason == callback.guard.stop_reason
     expected = f'stopped at step 2: {callback.stop_reason}'
     assert output.metrics['diskguard_stop'] == expected
     assert run.state.log_history[-1]['diskguard_stop'] == expected

@@ -82,9 +82,11 @@ class DiskGuardCallbackMixin:
 
     Args:
         path: The checkpoint directory to guard; by default the first ModelCheckpoint's ``dirpath``
-            once Lightning has resolved it (the other ModelCheckpoints' directories are watched).
-        log_metrics: Log ``disk/free_bytes``, ``disk/used_percent`` and ``disk/hours_to_full`` through
-            the Trainer's loggers at each check (rank zero).
+            once Lightning has resolved it (the other ModelCheckpoints' directories are watched),
+            else ``trainer.default_root_dir`` (a fit that saves by hand, ``enable_checkpointing=False``).
+        log_metrics: Log ``disk/free_bytes``, ``disk/used_percent`` and ``disk/hours_to_full`` with
+            ``pl_module.log`` on the batches Lightning sends to its loggers: in the same logger call
+            as the loss, at Lightning's step.
         guard_options: :class:`diskguard.DiskGuard`'s keyword arguments (``min_free``, ``budget``,
             ``retention``, ``reserve``, ``check_every_steps``...). The ranks and the reduction of
             the stop flag come from the Trainer.
@@ -490,27 +492,30 @@ def _conflicts(trainer: Any, guard: DiskGuard, pl_module: Any, retention: Any) -
         top_k = getattr(callback, 'save_top_k', None)
         if not isinstance(top_k, int):
             continue
-        name = f'ModelCheckpoint(dirpath={os.fspath(callback.dirpath or "")!r}, save_top_k={top_k})'
-        if top_k < 0 and retention is not None and callback.monitor is not None:
+        dirpath = getattr(callback, 'dirpath', None)
+        name = f'{type(callback).__name__}(dirpath={os.fspath(dirpath or "")!r}, save_top_k={top_k})'
+        if top_k < 0 and retention is not None and getattr(callback, 'monitor', None) is not None:
             yield (
                 f'{name} keeps every checkpoint it saves, and diskguard never deletes a checkpoint '
                 f'Lightning keeps: retention={retention!r} can delete none of them, so the run stops '
                 'once the disk is full. Set save_top_k to the number to keep (Lightning then deletes '
                 'the others), or drop retention='
             )
-        if top_k > 0:
-            peak = top_k + 1 + (1 if callback.save_last is True else 0)  # a save comes before its removal
-            capacity = _checkpoints_that_fit(trainer, guard, pl_module)
-            if capacity is not None and peak > capacity:
+        guarded = dirpath is not None and within(os.path.abspath(os.fspath(dirpath)), os.fsdecode(guard.path))
+        if top_k > 0 and guarded:
+            # A save comes before the removal it causes; a last.ckpt that is not a link is a copy.
+            extra = 1 + (1 if getattr(callback, 'save_last', None) is True else 0)
+            capacity = _checkpoints_that_fit(guard, pl_module)
+            if capacity is not None and top_k + extra > capacity:
                 yield (
-                    f'{name} holds {peak} checkpoints at its peak (save_top_k, the new one saved '
-                    f'before the k-th is removed{", last.ckpt" if peak > top_k + 1 else ""}), and the '
-                    f'disk has room for about {capacity}: lower save_top_k to {max(capacity - 2, 1)} '
+                    f'{name} holds {top_k + extra} checkpoints at its peak (save_top_k, the new one '
+                    f'saved before the k-th is removed{", last.ckpt" if extra > 1 else ""}), and the '
+                    f'disk has room for about {capacity}: lower save_top_k to {max(capacity - extra, 1)} '
                     'or give the checkpoints more room; diskguard stops the run when it runs short'
                 )
 
 
-def _checkpoints_that_fit(trainer: Any, guard: DiskGuard, pl_module: Any) -> int | None:
+def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
     """How many checkpoints of this model the guarded directory's filesystem can hold (what is
     available now plus what the run holds there), or None when that is not known."""
     status = guard.status()

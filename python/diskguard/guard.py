@@ -496,8 +496,8 @@ class DiskGuard:
                 return (
                     f'torch failed writing a checkpoint ({type(failure).__name__}: {failure}), which is '
                     f'how torch reports a full disk (no errno): {os.fsdecode(path)} has '
-                    f'{format_size(available)} available, less than a checkpoint needs ({format_size(needed)})\n'
-                    + self._engine.diagnose(errno.ENOSPC, path)
+                    f'{format_size(available)} available, less than a checkpoint needs '
+                    f'({format_size(needed)})\n' + self._engine.diagnose(errno.ENOSPC, path)
                 )
         return None
 

@@ -22,8 +22,9 @@ ladder, retention, the stop) is the guard's. What the callback adds is where the
   ``output_dir`` besides the ``checkpoint-N`` folders (the final model ``trainer.save_model()``
   wrote there).
 - ``on_log``: the disk next to the loss (``disk/free_bytes``, ``disk/used_percent``,
-  ``disk/hours_to_full``) in the training log records: ``state.log_history``, TensorBoard, W&B...
-  (evaluation records, which ``evaluate()`` returns, are left as they are).
+  ``disk/hours_to_full``) in the training step records: ``state.log_history``, TensorBoard, W&B...
+  (evaluation records, which ``evaluate()`` returns, and the final summary are left as they are);
+  when the guard stopped the training, the final summary says so (``diskguard_stop``).
 
 ``save_strategy='best'`` decides a save after evaluation, where no callback is asked: such saves
 are recorded and retention applies, but they are not checked beforehand. An ``output_dir`` that is
@@ -158,11 +159,13 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             ``retention``, ``check_every_steps``, ``sync``...), except the ranks, which come from the
             Trainer's arguments. ``sync='auto'`` agrees the stop flag through ``torch.distributed``.
 
-    The guard is built when training begins (``on_train_begin``) and is then :attr:`guard`.
-    With ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` the Trainer rebuilds
-    the callback from ``trainer_state.json``: from the arguments JSON can hold (paths, sizes,
-    thresholds, cadences; not a ``retention`` policy or a ``sync`` callable, which then take their
-    defaults) and the guard's state (largest checkpoint, the trend forecast's history).
+    The guard is built when training begins (``on_train_begin``) and is then :attr:`guard`, kept
+    after ``train()`` returns; :attr:`stop_reason` says whether and why it stopped the training.
+    ``trainer_state.json`` stores the callback's arguments only (nothing that changes during a run,
+    so a resumed run's state equals an uninterrupted one's): with
+    ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` the Trainer rebuilds the
+    callback from the arguments JSON can hold (paths, sizes, thresholds, cadences; not a
+    ``retention`` policy or a ``sync`` callable, which then take their defaults).
 
     Raises:
         TypeError: An argument DiskGuard does not take, or a rank (the Trainer sets those).
@@ -342,8 +345,9 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         if logs and self._stopped_at is not None and _summary(logs):
             stop = f'stopped at step {self._stopped_at}: {self.stop_reason}'
             logs['diskguard_stop'] = stop
-            if state.log_history and isinstance(state.log_history[-1], dict):
-                state.log_history[-1]['diskguard_stop'] = stop
+            history: list[dict[str, Any]] = state.log_history  # typed as floats; records hold any JSON
+            if history and isinstance(history[-1], dict):
+                history[-1]['diskguard_stop'] = stop
 
     def _add_figures(self, state: TrainerState, logs: dict[str, Any] | None) -> None:
         """The disk figures on a training step's record; not on evaluation records nor on the
