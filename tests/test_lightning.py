@@ -266,6 +266,22 @@ def test_a_manual_save_that_cannot_fit_is_refused_and_the_stop_is_readable_after
 
 
 @pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_custom_checkpoint_without_a_dirpath_falls_back_to_default_root_dir(
+    name: str, tmp_path: Path
+) -> None:
+    pl, callback_class = framework(name)
+
+    class OwnCheckpoint(pl.callbacks.Checkpoint):
+        """A user's own checkpoint callback, with no dirpath."""
+
+    callback = callback_class()
+    fit = trainer(pl, tmp_path, [callback, OwnCheckpoint()], max_steps=2)
+    fit.fit(tiny_model(pl))
+    assert fit.global_step == 2
+    assert callback.guard is not None and callback.guard.path == str(tmp_path)
+
+
+@pytest.mark.parametrize('name', FRAMEWORKS)
 @pytest.mark.parametrize('mode', ['barebones', 'fast_dev_run'])
 def test_barebones_and_fast_dev_run_are_left_alone_with_a_debug_line(
     name: str, mode: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
