@@ -282,11 +282,14 @@ def test_hostile_sparse_safetensors_cost_a_bounded_read_each(shared: Path) -> No
     assert read < 20 * (1 << 20), f'read {read} bytes for 20 hostile files'
 
 
+# VmHWM is this process's own peak (ru_maxrss would carry the forking test runner's peak across exec).
 MAX_RSS_OF_MOUNTS = """
-import resource, sys
+import sys
 from diskguard.cli import main
 code = main(['mounts', '--proc-root', sys.argv[1], '--json'])
-print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)
+with open('/proc/self/status') as f:
+    peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:'))
+print(code, peak, file=sys.stderr)
 """
 
 
