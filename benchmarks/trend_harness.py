@@ -583,7 +583,7 @@ def run_start_table(by_seed: dict[int, list[Row]]) -> bool:
     seeds = sorted(by_seed)
     print()
     print(f'run starts over seeds {", ".join(map(str, seeds))} (diskguard against least squares over 1 h)')
-    header = f'{"trace":<44} {"target":<62} {"smallest margin":>20} {"alarm by step":>14} {"met":>4}'
+    header = f'{"trace":<50} {"target":<62} {"smallest margin":>20} {"alarm by step":>14} {"met":>4}'
     print(header)
     print('-' * len(header))
     ok = True
@@ -602,7 +602,7 @@ def run_start_table(by_seed: dict[int, list[Row]]) -> bool:
         steps = [row.alarm_step for row, _ in rows if row.alarm_step is not None]
         step = f'{max(steps):.1f}' if steps else ''
         print(
-            f'{first.name:<44} {first.target + ": " + TARGETS[first.target]:<62} {margin:>20} {step:>14} '
+            f'{first.name:<50} {first.target + ": " + TARGETS[first.target]:<62} {margin:>20} {step:>14} '
             f'{"yes" if met else "NO":>4}'
         )
     return ok

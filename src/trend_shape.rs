@@ -153,10 +153,16 @@ fn level_shifts(points: &[(f64, f64)], floor: f64) -> Shifts {
     }
     let usual = median(&mut changes.clone());
     let mut deviations: Vec<f64> = changes.iter().map(|c| (c - usual).abs()).collect();
-    // The median deviation, robust to the shifts themselves; half the mean deviation when that is
-    // zero (samples quantized to a few values, where the median says nothing).
+    // The median deviation, robust to the shifts themselves; half the mean deviation only when that
+    // is zero (samples quantized to a few values, where the median says nothing): with few samples,
+    // the shifts would inflate the mean deviation until two files landing read as smooth growth.
     let mean_deviation = deviations.iter().sum::<f64>() / count;
-    let spread = (1.4826 * median(&mut deviations)).max(1.2533 * mean_deviation / 2.0);
+    let median_deviation = 1.4826 * median(&mut deviations);
+    let spread = if median_deviation > 0.0 {
+        median_deviation
+    } else {
+        1.2533 * mean_deviation / 2.0
+    };
     let threshold = (SHIFT_SPREADS * spread).max(floor);
     for (i, change) in changes.iter().enumerate() {
         let excess = change - usual;
@@ -478,6 +484,24 @@ mod tests {
             assert_eq!(r.shape, Shape::Burst, "minute {end}: {r:?}");
             assert!(r.background_rate <= 0.0, "minute {end}: {r:?}");
         }
+    }
+
+    #[test]
+    fn two_files_landing_early_between_noisy_samples_are_no_ramp() {
+        // The harness's run-start noisy disk, seed 1400, in GB every two minutes: files of 13.6 and
+        // 12.7 GB land four minutes apart while the noise rises. With so few samples, the spread
+        // of the changes must not come from the files themselves.
+        let used = [
+            -0.89, -0.148, 0.909, -1.078, -0.02, -0.018, 13.572, 15.491, 28.163, 29.041,
+        ];
+        let points: Vec<(f64, f64)> = used
+            .iter()
+            .enumerate()
+            .map(|(i, &gb)| (i as f64 * 120.0, gb * 1e9))
+            .collect();
+        let r = read(&points, 270e9);
+        assert_ne!(r.shape, Shape::Ramp, "{r:?}");
+        assert!(r.background_rate <= 0.0, "{r:?}");
     }
 
     #[test]
