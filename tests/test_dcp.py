@@ -1,0 +1,204 @@
+"""Sharded and asynchronous checkpoints: DCP directories and the layouts of the frameworks that
+write them (recognised by retention and ``latest_complete``), guarded DCP saves, and the ranks
+deciding a save together."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import diskguard
+import pytest
+import torch
+import torch.distributed.checkpoint as dcp
+from diskguard import KeepLast, RetentionPolicy
+
+# ----- layouts built as each framework's source writes them -----
+
+
+def dcp_dir(path: Path, scale: int = 1) -> Path:
+    """A real DCP checkpoint (one process): shards ``__0_0.distcp`` then ``.metadata``."""
+    state = {'model': {'w': torch.arange(64 * scale, dtype=torch.float32)}, 'step': 3}
+    with warnings.catch_warnings():  # DCP warns that it saves from a single process: it does
+        warnings.simplefilter('ignore', UserWarning)
+        dcp.save(state, checkpoint_id=str(path), no_dist=True)
+    return path
+
+
+def shard(path: Path) -> Path:
+    return next(p for p in path.iterdir() if p.suffix == '.distcp')
+
+
+def latest_name(path: Path) -> str | None:
+    found = diskguard.latest_complete(path)
+    return None if found is None else Path(found).name
+
+
+def reasons(path: Path) -> dict[str, str | None]:
+    return {i.name: i.incomplete_reason for i in diskguard.plan(path).items}
+
+
+def test_dcp_directory_is_complete_only_when_metadata_names_files_that_exist_with_their_sizes(
+    tmp_path: Path,
+) -> None:
+    # torch/distributed/checkpoint/filesystem.py: _FileSystemWriter.finish pickles Metadata whose
+    # storage_data maps each item to _StorageInfo(relative_path, offset, length).
+    for step in (100, 200, 300):
+        dcp_dir(tmp_path / f'step-{step}')
+    assert latest_name(tmp_path) == 'step-300'
+    cut = shard(tmp_path / 'step-300')
+    cut.write_bytes(cut.read_bytes()[:-9])  # a shard cut short (ENOSPC mid-write, then a rename)
+    assert latest_name(tmp_path) == 'step-200'
+    shard(tmp_path / 'step-200').unlink()  # a rank's shard never written
+    assert latest_name(tmp_path) == 'step-100'
+    why = reasons(tmp_path)
+    assert 'records' in (why['step-300'] or '') and 'missing' in (why['step-200'] or ''), why
+    # Retention deletes whole directories and never the newest complete one.
+    decided = {i.name: i.action for i in diskguard.plan(tmp_path, RetentionPolicy(KeepLast(1))).items}
+    assert decided['step-100'] == 'keep', decided
+    diskguard.apply(diskguard.plan(tmp_path, RetentionPolicy(KeepLast(1))))
+    assert (tmp_path / 'step-100' / '.metadata').exists() and shard(tmp_path / 'step-100').exists()
+
+
+def test_a_metadata_file_that_is_not_dcp_metadata_or_cut_short_is_not_complete(tmp_path: Path) -> None:
+    dcp_dir(tmp_path / 'step-1')
+    bad = dcp_dir(tmp_path / 'step-2')
+    data = (bad / '.metadata').read_bytes()
+    (bad / '.metadata').write_bytes(data[: len(data) // 2])
+    assert latest_name(tmp_path) == 'step-1'
+    assert 'cut short' in (reasons(tmp_path)['step-2'] or '')
+    # .metadata naming a path outside the checkpoint counts as missing, and is never followed.
+    assert b'__0_0.distcp' in data
+    (tmp_path / 'step-1' / '.metadata').write_bytes(data.replace(b'__0_0.distcp', b'../../etc/pw'))
+    assert latest_name(tmp_path) is None
+    assert 'missing' in (reasons(tmp_path)['step-1'] or '')
+
+
+def test_lightning_sharded_checkpoint_is_complete_once_meta_pt_is_written(tmp_path: Path) -> None:
+    # lightning/pytorch/strategies/fsdp.py FSDPStrategy.save_checkpoint (state_dict_type='sharded'):
+    # path.mkdir(), _distributed_checkpoint_save(converted_state, path) (DCP), then on global rank 0
+    # torch.save(checkpoint, path / _METADATA_FILENAME) with _METADATA_FILENAME = 'meta.pt'
+    # (lightning/fabric/utilities/load.py). ModelParallelStrategy.save_checkpoint does the same.
+    done = dcp_dir(tmp_path / 'epoch=0-step=10.ckpt')
+    torch.save({'epoch': 0, 'global_step': 10}, done / 'meta.pt')
+    dcp_dir(tmp_path / 'epoch=0-step=20.ckpt')  # the shards and .metadata, but no meta.pt yet
+    assert latest_name(tmp_path) == 'epoch=0-step=10.ckpt'
+    items = {i.name: i for i in diskguard.plan(tmp_path).items}
+    assert items['epoch=0-step=20.ckpt'].format == 'dcp'
+    assert 'meta.pt' in (items['epoch=0-step=20.ckpt'].incomplete_reason or '')
+    assert items['epoch=0-step=10.ckpt'].step == 10
+
+
+def accelerate_fsdp_dir(path: Path, *, finished: bool = True) -> Path:
+    # src/accelerate/accelerator.py Accelerator.save_state: output_dir = checkpoint_<iteration>;
+    # save_fsdp_model writes pytorch_model_fsdp_<i>/ and save_fsdp_optimizer optimizer_<i>/ with
+    # dist_cp.save (src/accelerate/utils/fsdp_utils.py, SHARDED_STATE_DICT); then
+    # save_accelerator_state writes scheduler.bin ... and random_states_<process>.pkl last
+    # (src/accelerate/checkpointing.py).
+    path.mkdir()
+    dcp_dir(path / 'pytorch_model_fsdp_0')
+    dcp_dir(path / 'optimizer_0', scale=2)
+    torch.save({'last_epoch': 1}, path / 'scheduler.bin')
+    if finished:
+        torch.save({'step': 1}, path / 'random_states_0.pkl')
+    return path
+
+
+def test_accelerate_fsdp_checkpoints(tmp_path: Path) -> None:
+    root = tmp_path / 'checkpoints'
+    root.mkdir()
+    accelerate_fsdp_dir(root / 'checkpoint_0')
+    accelerate_fsdp_dir(root / 'checkpoint_1')
+    accelerate_fsdp_dir(root / 'checkpoint_2', finished=False)
+    assert latest_name(root) == 'checkpoint_1'
+    cut = shard(root / 'checkpoint_1' / 'optimizer_0')
+    cut.write_bytes(cut.read_bytes()[:-5])
+    assert latest_name(root) == 'checkpoint_0'
+    items = {i.name: i for i in diskguard.plan(root).items}
+    assert {i.format for i in items.values()} == {'accelerate'}
+    assert (items['checkpoint_0'].step, items['checkpoint_2'].step) == (0, 2)
+    assert 'optimizer_0/' in (items['checkpoint_1'].incomplete_reason or '')
+    assert 'random_states_0.pkl' in (items['checkpoint_2'].incomplete_reason or '')
+
+
+def test_hugging_face_fsdp_checkpoint_checks_its_dcp_subdirectories(tmp_path: Path) -> None:
+    # transformers Trainer under FSDP (SHARDED_STATE_DICT) saves through accelerate's
+    # save_fsdp_model / save_fsdp_optimizer into checkpoint-<step>/, trainer_state.json last.
+    for step in (10, 20):
+        ckpt = tmp_path / f'checkpoint-{step}'
+        ckpt.mkdir()
+        dcp_dir(ckpt / 'pytorch_model_fsdp_0')
+        dcp_dir(ckpt / 'optimizer_0')
+        (ckpt / 'trainer_state.json').write_text('{}')
+    assert latest_name(tmp_path) == 'checkpoint-20'
+    shard(tmp_path / 'checkpoint-20' / 'pytorch_model_fsdp_0').unlink()
+    assert latest_name(tmp_path) == 'checkpoint-10'
+
+
+def deepspeed_dir(root: Path, step: int, dp: int = 2, *, skip_rank: int | None = None) -> Path:
+    # deepspeed/runtime/engine.py save_checkpoint: tag 'global_step{N}'; _get_ckpt_name gives
+    # mp_rank_{mp:02d}_model_states.pt, _get_zero_ckpt_name gives
+    # zero_pp_rank_{dp}_mp_rank_{mp:02d}_optim_states.pt (bf16_ prefix for the bf16 optimizer);
+    # rank 0 then writes the tag into save_dir/'latest' after checkpoint_engine.commit(tag).
+    tag = root / f'global_step{step}'
+    tag.mkdir()
+    torch.save({'module': {'w': torch.ones(8)}}, tag / 'mp_rank_00_model_states.pt')
+    for rank in range(dp):
+        if rank != skip_rank:
+            torch.save({'optimizer_state_dict': {}}, tag / f'zero_pp_rank_{rank}_mp_rank_00_optim_states.pt')
+    return tag
+
+
+def test_deepspeed_tags_and_the_latest_file(tmp_path: Path) -> None:
+    deepspeed_dir(tmp_path, 10)
+    deepspeed_dir(tmp_path, 20)
+    (tmp_path / 'latest').write_text('global_step20')
+    deepspeed_dir(tmp_path, 30)  # written, but `latest` not yet updated: the save did not commit
+    deepspeed_dir(tmp_path, 40, skip_rank=0)  # a gap in the data-parallel ranks
+    assert latest_name(tmp_path) == 'global_step20'
+    items = {i.name: i for i in diskguard.plan(tmp_path).items}
+    assert set(items) == {'global_step10', 'global_step20', 'global_step30', 'global_step40'}
+    assert items['global_step20'].format == 'deepspeed' and items['global_step20'].step == 20
+    assert 'latest' in (items['global_step30'].incomplete_reason or '')
+    assert 'zero_pp_rank_0' in (items['global_step40'].incomplete_reason or '')
+    # A truncated model-states zip: not complete.
+    model = tmp_path / 'global_step20' / 'mp_rank_00_model_states.pt'
+    model.write_bytes(model.read_bytes()[:-30])
+    assert latest_name(tmp_path) == 'global_step10'
+
+
+def test_deepspeed_latest_protects_the_tag_it_names(tmp_path: Path) -> None:
+    for step in (10, 20, 30):
+        deepspeed_dir(tmp_path, step)
+    (tmp_path / 'latest').write_text('global_step20\n')
+    os.utime(tmp_path / 'global_step30')
+    decided = {i.name: i.action for i in diskguard.plan(tmp_path, RetentionPolicy(KeepLast(1))).items}
+    # global_step30 is newer than `latest` (not committed), global_step20 is what `latest` names.
+    assert decided['global_step20'] == 'keep'
+    assert decided['global_step10'] == 'delete'
+    diskguard.apply(diskguard.plan(tmp_path, RetentionPolicy(KeepLast(1))))
+    assert (tmp_path / 'global_step20' / 'mp_rank_00_model_states.pt').exists()
+    assert (tmp_path / 'latest').read_text() == 'global_step20\n'
+
+
+def test_a_fifo_or_a_symlink_in_a_layout_never_hangs_or_is_followed(tmp_path: Path) -> None:
+    done = dcp_dir(tmp_path / 'step-1')
+    other = dcp_dir(tmp_path / 'step-2')
+    os.unlink(other / '.metadata')
+    os.mkfifo(other / '.metadata')
+    assert latest_name(tmp_path) == 'step-1'
+    (tmp_path / 'latest').symlink_to('/etc/hostname')
+    deepspeed_dir(tmp_path, 5)
+    assert latest_name(tmp_path) == 'global_step5'
+    assert done.exists()
+
+
+@pytest.mark.parametrize('format_name', ['deepspeed', 'accelerate'])
+def test_new_formats_are_named_in_the_plan(tmp_path: Path, format_name: str) -> None:
+    if format_name == 'deepspeed':
+        deepspeed_dir(tmp_path, 1)
+    else:
+        accelerate_fsdp_dir(tmp_path / 'checkpoint_0')
+    (item,) = diskguard.plan(tmp_path).items
+    assert item.format == format_name and item.complete
