@@ -1696,7 +1696,7 @@ impl Drop for Guard {
 /// with its device id when `statfs` answered, else the one its name falls under), else by the
 /// `statfs` magic number. With nothing known it counts as shared: then only global rank 0
 /// measures and deletes there, never one process per node in one directory.
-fn shared_filesystem(path: &Path, device: Option<u64>, usage: Option<&DiskUsage>) -> bool {
+pub fn shared_filesystem(path: &Path, device: Option<u64>, usage: Option<&DiskUsage>) -> bool {
     let mounts = crate::mounts::read_mounts(Path::new("/proc"), None).unwrap_or_default();
     let absolute = lexical_absolute(path);
     let mount = match device {

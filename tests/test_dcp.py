@@ -4,15 +4,26 @@ deciding a save together."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import socket
+import subprocess
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import diskguard
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
+from conftest import mounted_tmpfs
 from diskguard import KeepLast, RetentionPolicy
+from diskguard import dcp as guarded
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # ----- layouts built as each framework's source writes them -----
 
@@ -202,3 +213,165 @@ def test_new_formats_are_named_in_the_plan(tmp_path: Path, format_name: str) -> 
         accelerate_fsdp_dir(tmp_path / 'checkpoint_0')
     (item,) = diskguard.plan(tmp_path).items
     assert item.format == format_name and item.complete
+
+
+# ----- guarded saves, one process -----
+
+
+def small_state(n: int = 64 * 1024) -> dict[str, Any]:
+    return {'model': {'w': torch.ones(n)}, 'step': 1}
+
+
+def quiet_save(*args: Any, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():  # DCP warns that it saves from a single process: it does
+        warnings.simplefilter('ignore', UserWarning)
+        return guarded.save(*args, **kwargs)
+
+
+def test_a_guarded_save_publishes_a_complete_directory_by_rename(tmp_path: Path) -> None:
+    guard = diskguard.DiskGuard(tmp_path, warn=None, critical=None, world_size=1, rank=0, local_rank=0)
+    quiet_save(small_state(), checkpoint_id=tmp_path / 'step-1', guard=guard)
+    assert sorted(os.listdir(tmp_path)) == ['step-1']
+    assert latest_name(tmp_path) == 'step-1'
+    assert (tmp_path / 'step-1' / '.metadata').is_file()
+    loaded = {'model': {'w': torch.zeros(64 * 1024)}, 'step': 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        dcp.load(loaded, checkpoint_id=str(tmp_path / 'step-1'), no_dist=True)
+    assert torch.equal(loaded['model']['w'], torch.ones(64 * 1024)) and loaded['step'] == 1
+    # Saving again under the same name replaces it whole.
+    quiet_save(small_state(1024), checkpoint_id=tmp_path / 'step-1', guard=guard)
+    assert sorted(os.listdir(tmp_path)) == ['step-1']
+
+
+def test_a_refused_save_writes_nothing_on_any_rank(tmpfs: Path) -> None:
+    guard = diskguard.DiskGuard(
+        tmpfs, warn=None, critical=None, on_full='stop', world_size=1, rank=0, local_rank=0
+    )
+    with pytest.raises(diskguard.InsufficientSpaceError, match='no rank writes'):
+        quiet_save(small_state(8 << 20), checkpoint_id=tmpfs / 'step-1', guard=guard)  # 32 MiB > 16 MiB
+    assert os.listdir(tmpfs) == []
+    assert guard.should_stop
+
+
+def test_enospc_mid_save_leaves_nothing_under_the_final_name(tmpfs: Path) -> None:
+    dcp_dir(tmpfs / 'step-0')
+    guard = diskguard.DiskGuard(tmpfs, warn=None, critical=None, world_size=1, rank=0, local_rank=0)
+    with pytest.raises(BaseException) as caught:  # DCP's CheckpointException is a BaseException
+        # 20 MiB on a 16 MiB tmpfs; the guard is not asked (a save it cannot see coming).
+        quiet_save(small_state(5 << 20), checkpoint_id=tmpfs / 'step-1')
+    (failed, _trace), *_ = caught.value.failures.values()  # type: ignore[attr-defined]
+    assert isinstance(failed, OSError) and failed.errno == errno.ENOSPC, failed
+    assert failed.filename.endswith('__0_0.distcp')
+    assert guard.diagnose(failed) is not None
+    assert sorted(os.listdir(tmpfs)) == ['step-0']
+    assert latest_name(tmpfs) == 'step-0'
+
+
+CRASH = """
+import os, sys, warnings
+import torch
+warnings.simplefilter('ignore')
+from diskguard import dcp as guarded
+real_rename = os.rename
+def rename(src, dst, *a, **k):
+    if str(src).endswith('.diskguard-step-2.tmp') or sys.argv[2] == 'shard' and str(dst).endswith('.metadata'):
+        os._exit(9)  # killed right before the publishing rename (or before .metadata)
+    return real_rename(src, dst, *a, **k)
+os.rename = rename
+guarded.save({'w': torch.ones(1000)}, checkpoint_id=os.path.join(sys.argv[1], 'step-2'))
+"""
+
+
+@pytest.mark.parametrize('when', ['publish', 'shard'])
+def test_a_crash_at_any_point_leaves_no_directory_under_the_final_name(tmp_path: Path, when: str) -> None:
+    dcp_dir(tmp_path / 'step-1')
+    out = subprocess.run(
+        [sys.executable, '-c', CRASH, str(tmp_path), when], capture_output=True, timeout=120, check=False
+    )
+    assert out.returncode == 9, out.stderr.decode()[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ['.diskguard-step-2.tmp', 'step-1']
+    assert latest_name(tmp_path) == 'step-1'
+    items = {i.name: i for i in diskguard.plan(tmp_path).items}
+    assert not items['.diskguard-step-2.tmp'].complete  # a partial save retention can clean up
+    # The next save of that name starts from a clean staging directory.
+    quiet_save({'w': torch.ones(10)}, checkpoint_id=tmp_path / 'step-2')
+    assert sorted(os.listdir(tmp_path)) == ['step-1', 'step-2']
+
+
+def test_bad_arguments_are_named(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match='checkpoint_id'):
+        guarded.save(small_state())
+    with pytest.raises(TypeError, match='storage_writer'):
+        guarded.save(small_state(), storage_writer=dcp.FileSystemWriter(str(tmp_path)))
+    with pytest.raises(ValueError, match='if_busy'):
+        guarded.async_save(small_state(), checkpoint_id=tmp_path / 'x', if_busy='later')  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='sync_files'):
+        guarded.StagedWriter(tmp_path / 'x', sync_files=False)
+
+
+# ----- 4 gloo ranks, FSDP2 fully_shard, real tmpfs -----
+
+
+def torchrun(scenario: str, directory: Path, results: Path, nproc: int = 4) -> list[dict[str, Any]]:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', str(nproc),
+        '--master-addr', '127.0.0.1', '--master-port', str(port),
+        str(ROOT / 'tests' / 'dcp_worker.py'), scenario, str(directory), str(results),
+    ]  # fmt: skip
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=280, env=env, check=False)
+    found = [json.loads(p.read_text()) for p in sorted(results.glob('rank-*.json'))]
+    assert out.returncode == 0 and len(found) == nproc, (out.stdout + out.stderr)[-6000:]
+    return sorted(found, key=lambda r: r['rank'])
+
+
+@pytest.fixture
+def shared_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs that holds about 3.5 of the workers' sharded checkpoints (6.3 MiB each)."""
+    with mounted_tmpfs(tmp_path / 'shared', size='23m', nr_inodes=512) as where:
+        yield where
+
+
+@pytest.mark.timeout(300)
+def test_four_ranks_fill_three_and_a_half_checkpoints_and_finish_with_retention(
+    shared_tmpfs: Path, tmp_path: Path
+) -> None:
+    results = torchrun('retention', shared_tmpfs, tmp_path)
+    for r in results:
+        assert r['saved'] == list(range(1, 9)) and r['stopped_at'] is None, r
+        assert r['latest'] == 'step-8' and r['resumed_equal'], r
+    listing = results[0]['listing']
+    assert not [n for n in listing if n.endswith('.tmp')], listing
+    assert 'step-8' in listing and len([n for n in listing if n.startswith('step-')]) <= 3, listing
+
+
+@pytest.mark.timeout(300)
+def test_four_ranks_stop_at_the_same_step_when_another_process_fills_the_disk(
+    shared_tmpfs: Path, tmp_path: Path
+) -> None:
+    results = torchrun('fill', shared_tmpfs, tmp_path)
+    assert {r['stopped_at'] for r in results} == {4}, results
+    assert all(r['should_stop'] and 'no rank writes' in r['error'] for r in results), results
+    listing = results[0]['listing']
+    # No rank wrote a shard of the refused save: neither its directory nor its staging exists.
+    assert 'step-4' not in listing and '.diskguard-step-4.tmp' not in listing, listing
+    assert results[0]['latest'] == 'step-3', results[0]
+
+
+@pytest.mark.timeout(300)
+def test_an_async_save_that_hits_enospc_is_surfaced_cleaned_and_resumed_from(
+    shared_tmpfs: Path, tmp_path: Path
+) -> None:
+    results = torchrun('async', shared_tmpfs, tmp_path)
+    assert len({r['stopped_at'] for r in results}) == 1, results  # every rank at the same step()
+    for r in results:
+        assert r['error'] is not None and r['should_stop'] and r['future_failed'], r
+        assert 'No space left on device' in r['error'], r
+        assert r['notes'] and '.distcp' in r['notes'][0], r  # the guard's diagnosis, naming the shard
+        assert r['latest'] == 'step-1' and r['resumed_equal'], r
+    listing = results[0]['listing']
+    assert 'step-2' not in listing and '.diskguard-step-2.tmp' not in listing, listing

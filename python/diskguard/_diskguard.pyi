@@ -37,6 +37,7 @@ __all__ = [
     '_find_orphans',
     '_free_space',
     '_remove_orphans',
+    '_shared_filesystem',
     'apply',
     'check',
     'du',
@@ -639,6 +640,10 @@ def _find_orphans(
 def _remove_orphans(
     orphans: list[tuple[str, tuple[int, int, int, int, int, int]]],
 ) -> list[tuple[str, str, str]]: ...
+def _shared_filesystem(path: _StrPath) -> bool:
+    """Whether the filesystem holding ``path`` is one every node sees (NFS, Lustre, ...), as the
+    guard decides who measures it. The GIL is released while the mount table is read."""
+
 def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = None) -> str | None:
     """The newest complete checkpoint in ``directory`` to resume from, or ``None``.
 
