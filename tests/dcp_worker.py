@@ -6,6 +6,8 @@ Scenarios:
     retention  save every step for 8 steps, retention keeps the filesystem from filling.
     fill       another process fills the filesystem after step 3; every rank must stop together.
     async      an async save hits ENOSPC in the background; surfaced at step(), then resume.
+    twonode    (two torchrun nodes, each in its own mount namespace) every step saves to the shared
+               CHECKPOINT_DIR and to the node-local LOCAL_DIR (argv[4]); node 1's local disk fills.
 
 Each rank writes ``RESULTS_DIR/rank-<rank>.json``.
 """
@@ -67,6 +69,20 @@ def fill(directory: Path, leave: int) -> None:
     subprocess.run([sys.executable, '-c', code, str(directory), str(leave)], check=True)
 
 
+class CountingGuard(diskguard.DiskGuard):
+    """A DiskGuard that records the room it was asked for (which rank decides, for how many bytes)."""
+
+    __slots__ = ('asked',)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.asked: list[int] = []
+        super().__init__(*args, **kwargs)
+
+    def before_save(self, path: Any, nbytes: int) -> None:
+        self.asked.append(nbytes)
+        super().before_save(path, nbytes)
+
+
 class GatedPlanner(DefaultSavePlanner):
     """DCP's default planner whose first write waits for ``gate``: the background write starts only
     once the disk is full (a public extension point of DCP, used here for a deterministic race)."""
@@ -86,7 +102,7 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     warnings.simplefilter('ignore', UserWarning)  # DCP and FSDP2 warn about CPU-only use
     model, optim = build(world)
-    guard = diskguard.DiskGuard(
+    guard = CountingGuard(
         directory,
         warn=None,
         critical=None,
@@ -104,6 +120,8 @@ def main() -> None:
             run_fill(guard, model, optim, directory, result, rank)
         elif scenario == 'async':
             run_async(guard, model, optim, directory, result, rank)
+        elif scenario == 'twonode':
+            run_two_nodes(guard, model, optim, directory, Path(sys.argv[4]), result)
         else:
             raise SystemExit(f'unknown scenario {scenario}')
     finally:
@@ -193,6 +211,42 @@ def run_async(guard: Any, model: Any, optim: Any, directory: Path, result: dict[
     set_state_dict(fresh, fresh_optim, model_state_dict=loaded['model'], optim_state_dict=loaded['optim'])
     got = get_state_dict(fresh, fresh_optim)[0]
     result['resumed_equal'] = all(torch.equal(got[k].full_tensor(), v) for k, v in expected.items())
+
+
+def run_two_nodes(
+    guard: Any, model: Any, optim: Any, shared: Path, local: Path, result: dict[str, Any]
+) -> None:
+    node, local_rank = int(os.environ['GROUP_RANK']), int(os.environ['LOCAL_RANK'])
+    local_guard = CountingGuard(
+        local,
+        warn=None,
+        critical=None,
+        retention=diskguard.RetentionPolicy(diskguard.KeepLast(1)),
+        check_every_steps=1,
+        on_full='stop',
+    )
+    result.update(node=node, local_rank=local_rank, local_dev=os.stat(local).st_dev)
+    for step in range(1, 30):
+        train_step(model, optim)
+        if step == 4 and node == 1 and local_rank == 0:
+            fill(local, leave=128 * 1024)  # only node 1's own disk: the other node cannot see it
+        try:
+            shard_state = state(model, optim)
+            guarded.save(shard_state, checkpoint_id=shared / f'step-{step}', guard=guard)
+            guarded.save(shard_state, checkpoint_id=local / f'step-{step}', guard=local_guard)
+        except diskguard.InsufficientSpaceError as err:
+            result['error'] = str(err)
+            result['stopped_at'] = step
+            result['should_stop'] = guard.should_stop and local_guard.should_stop
+            break
+        result['saved'].append(step)
+        guard.step(step)
+        local_guard.step(step)
+    result['shared_asked'] = guard.asked
+    result['local_asked'] = local_guard.asked
+    result['local_bytes'] = guarded._local_bytes(state(model, optim))
+    result['listing'] = sorted(os.listdir(shared))
+    result['local_listing'] = sorted(os.listdir(local))
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -375,3 +376,68 @@ def test_an_async_save_that_hits_enospc_is_surfaced_cleaned_and_resumed_from(
         assert r['latest'] == 'step-1' and r['resumed_equal'], r
     listing = results[0]['listing']
     assert 'step-2' not in listing and '.diskguard-step-2.tmp' not in listing, listing
+
+
+@pytest.mark.timeout(420)
+def test_two_simulated_nodes_decide_local_room_per_node_shared_room_once_and_stop_together(
+    shared_tmpfs: Path, tmp_path: Path
+) -> None:
+    """Two torchrun "nodes" (--nnodes 2, c10d rendezvous on loopback), each in its own mount
+    namespace (unshare -m) with its own tmpfs at the same node-local path, plus the shared tmpfs."""
+    if shutil.which('unshare') is None:
+        pytest.skip('unshare (util-linux) is not installed')
+    local = tmp_path / 'node-local'
+    local.mkdir()
+    results = tmp_path / 'results'
+    results.mkdir()
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torchrun = (
+        f'{sys.executable} -m torch.distributed.run --nnodes 2 --node-rank {{node}} --nproc-per-node 2 '
+        f'--rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{port} --rdzv-id diskguard-{port} --max-restarts 0 '
+        f'{ROOT / "tests" / "dcp_worker.py"} twonode {shared_tmpfs} {results} {local}'
+    )
+    script = f'mount -t tmpfs -o size=16m,nr_inodes=256 tmpfs {local} && exec {torchrun}'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    nodes = [
+        subprocess.Popen(
+            ['unshare', '-m', '--propagation', 'private', 'sh', '-c', script.format(node=node)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for node in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=400)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], '\n'.join(o[-4000:] for o in outputs)
+    assert os.listdir(local) == []  # each node's tmpfs lived in its own namespace only
+    ranks = sorted((json.loads(p.read_text()) for p in results.glob('rank-*.json')), key=lambda r: r['rank'])
+    assert len(ranks) == 4, outputs
+    for r in ranks:  # the run's record (pytest -s shows it)
+        print(
+            f'rank {r["rank"]} node {r["node"]} local_rank {r["local_rank"]} local_dev {r["local_dev"]}: '
+            f'saved {r["saved"]}, stopped at {r["stopped_at"]}; asked the guard for shared room '
+            f'{r["shared_asked"]}, node-local room {r["local_asked"]} (own bytes {r["local_bytes"]})'
+        )
+    by_node = {n: [r for r in ranks if r['node'] == n] for n in (0, 1)}
+    # Same path, two filesystems: one per node.
+    assert {r['local_dev'] for r in by_node[0]} != {r['local_dev'] for r in by_node[1]}
+    # Both nodes stop at the same step, the one at which node 1's local disk was full.
+    assert {r['stopped_at'] for r in ranks} == {4}, ranks
+    assert all(r['should_stop'] and 'no rank writes' in r['error'] for r in ranks), ranks
+    # Shared room decided once (rank 0, for every rank's bytes); local room once per node (its
+    # first rank, for that node's ranks' bytes).
+    total = sum(r['local_bytes'] for r in ranks)
+    assert [len(r['shared_asked']) for r in ranks] == [4, 0, 0, 0], ranks
+    assert ranks[0]['shared_asked'][0] == total
+    for node, members in by_node.items():
+        deciders = [r for r in members if r['local_asked']]
+        assert len(deciders) == 1 and deciders[0]['local_rank'] == 0, (node, members)
+        assert deciders[0]['local_asked'][0] == sum(r['local_bytes'] for r in members)
+    # The refused save (the node-local one of step 4) was written by no rank on either node.
+    for r in ranks:
+        assert 'step-4' not in r['local_listing'] and 'step-3' in r['local_listing'], r
+        assert not [n for n in r['local_listing'] if n.endswith('.tmp')], r
+    assert not [n for n in ranks[0]['listing'] if n.endswith('.tmp')], ranks[0]
