@@ -35,7 +35,7 @@ def launch(args: argparse.Namespace) -> None:
     cmd = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', str(args.nproc),
         '--master-addr', '127.0.0.1', '--master-port', str(port),
-        __file__, args.dir, '--rounds', str(args.rounds), '--nproc', str(args.nproc),
+        __file__, args.dir, '--rounds', str(args.rounds),
     ]  # fmt: skip
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
     raise SystemExit(subprocess.run(cmd, env=env, check=False).returncode)

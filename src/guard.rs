@@ -505,6 +505,8 @@ pub struct Guard {
     /// Entries of the directory a framework references (its best and last checkpoints): never
     /// deleted, whatever the rules say.
     referenced: Vec<OsString>,
+    /// The rescan of what the run holds, running off the training thread.
+    rescan: crate::probe::Rescan,
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
@@ -624,6 +626,7 @@ impl Guard {
             events: Vec::new(),
             replacing: None,
             referenced: Vec::new(),
+            rescan: crate::probe::Rescan::default(),
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
@@ -820,14 +823,30 @@ impl Guard {
             let (used, avail) = (u.used, u.avail);
             let _ = self.trend.add_sample(t, used, avail);
         }
+        // The rescan runs on its own thread (see `probe::Rescan`); its result lands at a later check.
+        let generation = self.accounting_generation();
+        if let Some(bytes) = self.rescan.take(generation) {
+            self.held = bytes;
+        }
         if t - self.last_rescan >= self.config.rescan_interval
             && self.dir_responsive()
             && self.deletes()
             && self.dir.is_dir()
         {
-            self.held = held_bytes(&self.dir);
-            self.last_rescan = t;
+            let dir = self.dir.clone();
+            if self.rescan.start(generation, move || held_bytes(&dir)) {
+                self.last_rescan = t;
+            }
         }
+    }
+
+    /// Grows with every save and deletion the guard accounts for (and the reserve's release): a
+    /// rescan started before one of them is out of date.
+    fn accounting_generation(&self) -> u64 {
+        self.saves
+            .wrapping_add(self.retention_deletions)
+            .wrapping_add(self.forced_deletions)
+            .wrapping_add(u64::from(self.emergency.is_none()))
     }
 
     fn dir_space(&self) -> Option<&Watched> {

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -441,3 +442,25 @@ def test_two_simulated_nodes_decide_local_room_per_node_shared_room_once_and_sto
         assert 'step-4' not in r['local_listing'] and 'step-3' in r['local_listing'], r
         assert not [n for n in r['local_listing'] if n.endswith('.tmp')], r
     assert not [n for n in ranks[0]['listing'] if n.endswith('.tmp')], ranks[0]
+
+
+# ----- rescans off the training thread -----
+
+
+def test_a_rescan_runs_off_the_check_and_its_result_lands_at_a_later_one(tmp_path: Path) -> None:
+    """What another writer put in the directory is learnt from a rescan on the guard's own thread:
+    not in the check that starts it, in one after it finished."""
+    guard = diskguard.DiskGuard(tmp_path, warn=None, critical=None, rescan_interval=0.01)
+    assert guard.status().held < 1 << 20
+    (tmp_path / 'written-behind-its-back.bin').write_bytes(b'x' * (4 << 20))
+    deadline = time.monotonic() + 30
+    while guard.status().held < 4 << 20 and time.monotonic() < deadline:
+        guard.check()
+        time.sleep(0.01)  # polling a result that lands when the rescan thread finishes
+    assert guard.status().held >= 4 << 20
+    # A rescan that started before a save is dropped: the guard's own accounting is newer.
+    guard.before_save(tmp_path / 'step-1', 1 << 20)
+    (tmp_path / 'step-1').mkdir()
+    (tmp_path / 'step-1' / 'w.bin').write_bytes(b'y' * (1 << 20))
+    guard.after_save(tmp_path / 'step-1', 1 << 20)
+    assert guard.status().held >= 5 << 20
