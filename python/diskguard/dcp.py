@@ -387,16 +387,17 @@ class _Tracker:
             raise _diagnosed(self.guard, failure)
 
 
-_trackers: dict[int, _Tracker] = {}
+#: The saves made without a guard (their failures still surface at the next save).
+_unguarded = _Tracker(None)
 
 
 def _tracker_for(guard: DiskGuard | None) -> _Tracker:
-    key = id(guard)
-    tracker = _trackers.get(key)
-    if tracker is None or tracker.guard is not guard:
-        tracker = _trackers[key] = _Tracker(guard)
-        if guard is not None:
-            guard._saves = tracker
+    """The guard's own tracker (kept on the guard, so it goes with it), made at its first save."""
+    if guard is None:
+        return _unguarded
+    tracker: _Tracker | None = guard._saves
+    if tracker is None:
+        tracker = guard._saves = _Tracker(guard)
     return tracker
 
 
