@@ -505,8 +505,8 @@ pub struct Guard {
     /// Entries of the directory a framework references (its best and last checkpoints): never
     /// deleted, whatever the rules say.
     referenced: Vec<OsString>,
-    /// The rescan of what the run holds, running off the training thread.
-    rescan: crate::probe::Rescan,
+    /// The periodic rescan of what the run holds, running off the training thread.
+    background_rescan: crate::probe::Rescan,
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
@@ -626,7 +626,7 @@ impl Guard {
             events: Vec::new(),
             replacing: None,
             referenced: Vec::new(),
-            rescan: crate::probe::Rescan::default(),
+            background_rescan: crate::probe::Rescan::default(),
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
@@ -825,7 +825,7 @@ impl Guard {
         }
         // The rescan runs on its own thread (see `probe::Rescan`); its result lands at a later check.
         let generation = self.accounting_generation();
-        if let Some(bytes) = self.rescan.take(generation) {
+        if let Some(bytes) = self.background_rescan.take(generation) {
             self.held = bytes;
         }
         if t - self.last_rescan >= self.config.rescan_interval
@@ -834,7 +834,7 @@ impl Guard {
             && self.dir.is_dir()
         {
             let dir = self.dir.clone();
-            if self.rescan.start(generation, move || held_bytes(&dir)) {
+            if self.background_rescan.start(generation, move || held_bytes(&dir)) {
                 self.last_rescan = t;
             }
         }
@@ -1422,6 +1422,7 @@ impl Guard {
         if self.deletes() && self.dir_responsive() && self.dir.is_dir() {
             self.held = held_bytes(&self.dir);
             self.last_rescan = t;
+            self.background_rescan.forget(); // started earlier: older than this one
         }
     }
 

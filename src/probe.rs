@@ -238,6 +238,11 @@ impl Rescan {
         }
     }
 
+    /// Drops the running rescan's result (a newer measurement was made); its thread ends alone.
+    pub fn forget(&mut self) {
+        self.running = None;
+    }
+
     /// Whether a rescan is running.
     pub fn is_running(&self) -> bool {
         self.running.is_some()
@@ -269,6 +274,12 @@ mod tests {
         }
         assert_eq!(got, Some(42));
         assert!(!rescan.is_running());
+        assert!(rescan.start(2, || 9));
+        rescan.forget();
+        assert!(
+            !rescan.is_running() && rescan.take(2).is_none(),
+            "forgotten: its result never lands"
+        );
         assert!(rescan.start(2, || 9));
         while rescan.is_running() {
             assert_eq!(rescan.take(3), None, "a save happened meanwhile: dropped");
