@@ -505,6 +505,8 @@ pub struct Guard {
     /// Entries of the directory a framework references (its best and last checkpoints): never
     /// deleted, whatever the rules say.
     referenced: Vec<OsString>,
+    /// The periodic rescan of what the run holds, running off the training thread.
+    background_rescan: crate::probe::Rescan,
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
@@ -624,6 +626,7 @@ impl Guard {
             events: Vec::new(),
             replacing: None,
             referenced: Vec::new(),
+            background_rescan: crate::probe::Rescan::default(),
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
@@ -820,14 +823,30 @@ impl Guard {
             let (used, avail) = (u.used, u.avail);
             let _ = self.trend.add_sample(t, used, avail);
         }
+        // The rescan runs on its own thread (see `probe::Rescan`); its result lands at a later check.
+        let generation = self.accounting_generation();
+        if let Some(bytes) = self.background_rescan.take(generation) {
+            self.held = bytes;
+        }
         if t - self.last_rescan >= self.config.rescan_interval
             && self.dir_responsive()
             && self.deletes()
             && self.dir.is_dir()
         {
-            self.held = held_bytes(&self.dir);
-            self.last_rescan = t;
+            let dir = self.dir.clone();
+            if self.background_rescan.start(generation, move || held_bytes(&dir)) {
+                self.last_rescan = t;
+            }
         }
+    }
+
+    /// Grows with every save and deletion the guard accounts for (and the reserve's release): a
+    /// rescan started before one of them is out of date.
+    fn accounting_generation(&self) -> u64 {
+        self.saves
+            .wrapping_add(self.retention_deletions)
+            .wrapping_add(self.forced_deletions)
+            .wrapping_add(u64::from(self.emergency.is_none()))
     }
 
     fn dir_space(&self) -> Option<&Watched> {
@@ -1403,6 +1422,7 @@ impl Guard {
         if self.deletes() && self.dir_responsive() && self.dir.is_dir() {
             self.held = held_bytes(&self.dir);
             self.last_rescan = t;
+            self.background_rescan.forget(); // started earlier: older than this one
         }
     }
 
@@ -1706,7 +1726,7 @@ impl Drop for Guard {
 /// with its device id when `statfs` answered, else the one its name falls under), else by the
 /// `statfs` magic number. With nothing known it counts as shared: then only global rank 0
 /// measures and deletes there, never one process per node in one directory.
-fn shared_filesystem(path: &Path, device: Option<u64>, usage: Option<&DiskUsage>) -> bool {
+pub fn shared_filesystem(path: &Path, device: Option<u64>, usage: Option<&DiskUsage>) -> bool {
     let mounts = crate::mounts::read_mounts(Path::new("/proc"), None).unwrap_or_default();
     let absolute = lexical_absolute(path);
     let mount = match device {

@@ -37,6 +37,7 @@ __all__ = [
     '_find_orphans',
     '_free_space',
     '_remove_orphans',
+    '_shared_filesystem',
     'apply',
     'check',
     'du',
@@ -563,7 +564,7 @@ class PlanItem:
     @property
     def reasons(self) -> list[str]: ...
     @property
-    def format(self) -> Literal['file', 'huggingface', 'dcp', 'orbax']: ...
+    def format(self) -> Literal['file', 'huggingface', 'dcp', 'orbax', 'deepspeed', 'accelerate']: ...
     @property
     def step(self) -> int | None: ...
     @property
@@ -649,14 +650,24 @@ def _find_orphans(
 def _remove_orphans(
     orphans: list[tuple[str, tuple[int, int, int, int, int, int]]],
 ) -> list[tuple[str, str, str]]: ...
+def _shared_filesystem(path: _StrPath) -> bool:
+    """Whether the filesystem holding ``path`` is one every node sees (NFS, Lustre, ...), as the
+    guard decides who measures it. The GIL is released while the mount table is read."""
+
 def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = None) -> str | None:
     """The newest complete checkpoint in ``directory`` to resume from, or ``None``.
 
     A file or a folder in any layout retention knows (``torch.save`` / Lightning / safetensors
-    files, Hugging Face ``checkpoint-N/``, DCP / torchtitan ``step-N/``, Orbax step folders),
-    ordered as retention orders them (by step where the names carry one, by mtime otherwise).
+    files, Hugging Face ``checkpoint-N/``, DCP / torchtitan ``step-N/``, Lightning's sharded
+    ``epoch=E-step=S.ckpt/`` folders, Accelerate ``checkpoint_N/`` (FSDP's ``pytorch_model_fsdp_0/``
+    and ``optimizer_0/`` inside), DeepSpeed ``global_stepN/``, Orbax step folders), ordered as
+    retention orders them (by step where the names carry one, by mtime otherwise).
     Never a partial save: a temp name (``*.tmp``, ``tmp-checkpoint-*``, ``.diskguard-*.tmp``), an
-    empty or truncated file, or a folder without its commit file is skipped. Nor is a file that
+    empty or truncated file, or a folder without its commit file is skipped; a DCP folder counts
+    only when its ``.metadata`` names files that all exist with their recorded sizes (it is read,
+    never unpickled), a DeepSpeed tag only when its ``mp_rank_*`` / ``zero_pp_rank_*`` files are
+    complete zips and it is not newer than the tag in its ``latest`` file (which protects the tag
+    it names, as a symlink would). Nor is a file that
     is one part of a save: the training state saved beside the weights (``training_args.bin``,
     ``optimizer.pt``, ``scheduler.pt``, ``rng_state_N.pth``), a shard
     (``model-00001-of-00003.safetensors``) beside its ``*.index.json``, or a saved model's weights

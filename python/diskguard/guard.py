@@ -217,6 +217,7 @@ class DiskGuard:
             'sync': sync,
         }
         self._reduce = resolve_sync(sync)
+        self._saves: Any = None  # diskguard.dcp's saves in flight, once it made one
         self._core: _Guard | None = None
         self._pending_state: dict[str, Any] | None = None
         self._reset_cadence()
@@ -239,6 +240,7 @@ class DiskGuard:
         '_next_time',
         '_pending_state',
         '_reduce',
+        '_saves',
         '_stop',
         '_stride',
     )
@@ -325,6 +327,10 @@ class DiskGuard:
     def _step_slowly(self, step: int | None) -> bool:
         """The rest of :meth:`step`, every few calls: is a check due by steps, or by time?"""
         n = self._calls if step is None else step
+        if self._saves is not None and self._saves.inflight:
+            # A background save ended (it made this call leave the fast path): settle it here, on
+            # the training thread; a distributed run raises a failure once the ranks agree.
+            self._saves.settle(hold_failures=self._distributed)
         try:
             due_by_steps = n >= self._next_step
         except TypeError:
@@ -350,10 +356,13 @@ class DiskGuard:
         # Planned first: a reduction that raises is not retried at every following call.
         self._plan_next_sync()
         self._plan_next_clock(step)
-        agreed = reduce(self._engine.should_stop)
+        saves = self._saves
+        agreed = reduce(self._engine.should_stop or (saves is not None and saves.failed))
         if agreed is None or isinstance(agreed, str | bytes):
             raise TypeError(f'sync returned {agreed!r}: expected a bool (the agreed stop flag)')
         self._stop = self._stop or bool(agreed)  # a numpy bool or a 1-element tensor will do
+        if self._stop and saves is not None and saves.inflight:
+            saves.settle(wait=True)  # every rank: a background save's failure is raised at once
         return self._stop
 
     def _plan_next_sync(self) -> None:
@@ -639,6 +648,7 @@ class DiskGuard:
     def __setstate__(self, pickled: dict[str, Any]) -> None:
         self._config = pickled['config']
         self._reduce = resolve_sync(self._config['sync'])
+        self._saves = None
         self._core = None
         self._reset_cadence()
         self._pending_state = pickled['state']
