@@ -773,3 +773,118 @@ def test_ddp_ranks_stop_together(strategy: str, tmp_path: Path) -> None:
         assert sorted(r['deletes'] for r in ranks) == [False, True], 'exactly one rank deletes'
         assert_nothing_partial(ckpt)
         assert not [p for p in ckpt.iterdir() if p.name.startswith('.diskguard-')]
+
+
+# ----- Lightning's AsyncCheckpointIO -----
+
+
+def async_io(pl: ModuleType, gates: dict[str, tuple[Any, Any]] | None = None) -> Any:
+    """The framework's own ``AsyncCheckpointIO``; with ``gates`` ({part of a file name: (before,
+    after)}), a subclass that runs ``before`` on its writing thread right before that save's write
+    and ``after`` right after it (its executor has one thread: the jobs run in order)."""
+    base = importlib.import_module(f'{pl.__name__}.plugins.io.async_plugin').AsyncCheckpointIO
+    if not gates:
+        return base()
+
+    class Gated(base):  # type: ignore[misc,valid-type]
+        def save_checkpoint(self, checkpoint: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+            self._ensure_setup()
+            gate = next((g for part, g in gates.items() if part in os.fspath(path)), None)
+            if gate is not None and gate[0] is not None:
+                self._executor.submit(gate[0])
+            super().save_checkpoint(checkpoint, path, *args, **kwargs)
+            if gate is not None and gate[1] is not None:
+                self._executor.submit(gate[1])
+
+    return Gated()
+
+
+def on_batch(pl: ModuleType, hook: str, step: int, action: Any) -> Any:
+    """A callback that runs ``action()`` in ``hook`` when ``trainer.global_step == step``."""
+
+    class OnBatch(pl.Callback):
+        pass
+
+    def run(self: Any, trainer: Any, *args: Any) -> None:
+        if trainer.global_step == step:
+            action()
+
+    setattr(OnBatch, hook, run)
+    return OnBatch()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_async_checkpoint_io_saves_are_published_whole_and_accounted(name: str, tmp_path: Path) -> None:
+    """With ``plugins=[AsyncCheckpointIO()]`` the callback leaves Lightning's plugin in place, checks
+    each save for room on the training thread, writes it with diskguard.save on the plugin's thread,
+    and removes a top-k checkpoint only once the save replacing it is whole."""
+    pl, callback_class = framework(name)
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / 'ckpt', save_top_k=2, monitor='step', mode='max', every_n_train_steps=2
+    )
+    callback = callback_class(check_every_steps=1)
+    plugin = async_io(pl)
+    fit = trainer(pl, tmp_path, [callback, checkpoint], max_steps=10, plugins=[plugin])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DiskSpaceWarning)  # the plugin is not left unguarded
+        fit.fit(tiny_model(pl))
+    assert fit.global_step == 10
+    assert fit.strategy.checkpoint_io is plugin, 'the plugin is put back after the fit'
+    assert type(plugin.checkpoint_io).__name__ == 'TorchCheckpointIO'
+    assert sorted(p.name for p in (tmp_path / 'ckpt').iterdir()) == [
+        'epoch=0-step=8.ckpt',
+        'epoch=1-step=10.ckpt',
+    ], 'top-k removals still happen, once the save replacing the file is whole'
+    assert_nothing_partial(tmp_path / 'ckpt')
+    assert callback.guard is not None and callback.guard.state_dict()['saves'] == 5
+    assert plugin._error is None
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_an_async_save_that_hits_enospc_surfaces_at_the_next_step_and_the_run_stops_cleanly(
+    name: str, tmp_path: Path
+) -> None:
+    """Another process fills the disk after the step-4 save was checked and handed to the plugin's
+    thread, before its write: the write hits ENOSPC there. At the next step the training thread gets
+    it with the guard's diagnosis (a DiskSpaceWarning, no crash), the run stops, nothing partial is
+    left, the step-2 checkpoint Lightning had asked to remove is kept, ModelCheckpoint points at it,
+    and the run resumes from it."""
+    import threading
+
+    pl, callback_class = framework(name)
+    written = threading.Event()
+    with checkpoint_disk(tmp_path, 12 * CHECKPOINT_MB) as ckpt:
+        filler = ckpt / 'other'
+        filler.mkdir()
+        code = FILLER.format(tests=str(Path(__file__).parent), directory=str(filler))
+
+        def fill() -> None:
+            subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+        plugin = async_io(pl, {'step=4': (fill, written.set)})
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=1, monitor='step', mode='max', every_n_train_steps=2
+        )
+        callback = callback_class(check_every_steps=10**6, check_every_seconds=10.0**6)
+        # Step 5 begins once the failed write ended: the failure surfaces at that step's end.
+        wait = on_batch(pl, 'on_train_batch_start', 4, lambda: written.wait(60))
+        fit = trainer(pl, tmp_path, [wait, callback, checkpoint], max_steps=60, plugins=[plugin])
+        with pytest.warns(DiskSpaceWarning, match='background write failed') as caught:
+            fit.fit(tiny_model(pl))
+        assert written.is_set()
+        assert fit.global_step == 5, 'the failure surfaces at the step after the save'
+        message = next(str(w.message) for w in caught if 'background write failed' in str(w.message))
+        assert 'step=4' in message and 'No space left on device' in message
+        # The guard's diagnosis: which filesystem, what the run holds there, what to change.
+        assert f'filesystem: tmpfs mounted at {ckpt}' in message and 'the run holds' in message
+        assert sorted(p.name for p in ckpt.glob('*.ckpt')) == ['epoch=0-step=2.ckpt']
+        assert_nothing_partial(ckpt)
+        assert_references_exist(checkpoint)
+        assert checkpoint.best_model_path == str(ckpt / 'epoch=0-step=2.ckpt')
+        assert plugin._error is None and fit.strategy.checkpoint_io is plugin
+        os.remove(filler / 'filler')
+        resumed = trainer(pl, tmp_path, [callback_class(), checkpoint], max_steps=5, plugins=[async_io(pl)])
+        resumed.fit(tiny_model(pl), ckpt_path=checkpoint.best_model_path)
+        assert resumed.global_step == 5

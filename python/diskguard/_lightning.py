@@ -17,19 +17,20 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
 from ._integration import check_callback_options, within
-from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
+from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError, disk_full_cause
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size, save
 
 if TYPE_CHECKING:
     from ._types import StrPath
 
-__all__ = ['DiskGuardCallbackMixin', 'GuardedCheckpointIOMixin']
+__all__ = ['DiskGuardCallbackMixin', 'GuardedAsyncCheckpointIOMixin', 'GuardedCheckpointIOMixin']
 
 logger = logging.getLogger('diskguard.lightning')
 
@@ -77,6 +78,101 @@ class GuardedCheckpointIOMixin:
         raise TypeError('the checkpoint IO diskguard installs during a fit cannot be pickled')
 
 
+class GuardedAsyncCheckpointIOMixin:
+    """Stands in front of Lightning's ``AsyncCheckpointIO`` (whose own IO is replaced by a
+    :class:`_BackgroundWriter`): each save is checked for room on the training thread, with the
+    bytes of the saves still in flight counted as held, before the AsyncCheckpointIO copies it and
+    hands it to its thread; removals wait for the saves before them to complete."""
+
+    def __init__(self, callback: DiskGuardCallbackMixin, replaced: Any) -> None:
+        super().__init__()
+        self._callback = callback
+        #: The user's AsyncCheckpointIO, put back (with its own IO) at the end of the fit.
+        self.replaced = replaced
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(
+                f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
+                "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
+            )
+        self._callback._publish_async(checkpoint, os.fspath(path), self.replaced)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        self._callback._remove_async(os.fspath(path), self.replaced)
+
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        return self.replaced.load_checkpoint(*args, **kwargs)
+
+    def teardown(self) -> None:
+        # Lightning tears the strategy down before the callbacks: the saves in flight end here.
+        self._callback._drain(raise_errors=True)
+        self.replaced.teardown()
+
+    def __reduce__(self) -> Any:
+        raise TypeError('the checkpoint IO diskguard installs during a fit cannot be pickled')
+
+
+class _BackgroundWriter:
+    """The IO inside the user's ``AsyncCheckpointIO``, run on its thread: writes with
+    :func:`diskguard.save` (temp file, fsync, rename) and reports to the save's future instead of
+    raising (so the failure reaches the training thread through the guard, not Lightning's sticky
+    ``_error``). Anything else is the IO it replaced."""
+
+    def __init__(self, replaced: Any) -> None:
+        self.replaced = replaced
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if not isinstance(storage_options, _AsyncSave):
+            self.replaced.save_checkpoint(checkpoint, path, storage_options=storage_options)
+            return
+        storage_options.write(checkpoint, os.fspath(path))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.replaced, name)
+
+
+class _AsyncSave:
+    """One save through ``AsyncCheckpointIO``: the plan diskguard.dcp's tracker of saves in flight
+    settles on the training thread (``nbytes`` held meanwhile, ``finish``, ``abandon``)."""
+
+    def __init__(self, callback: DiskGuardCallbackMixin, path: str, nbytes: int, guarded: bool) -> None:
+        self.callback, self.path, self.nbytes, self.guarded = callback, path, nbytes, guarded
+        self.size = nbytes
+        self.removals: list[str] = []  # what ModelCheckpoint removed after this save: done once it is whole
+        self.snapshots = callback._snapshots  # ModelCheckpoint before the hook that saved, for a repair
+        self.future: Future[int] = Future()
+        self.future.set_running_or_notify_cancel()
+
+    # The background thread.
+    def write(self, checkpoint: dict[str, Any], path: str) -> None:
+        try:
+            # Room was asked for on the training thread: this only measures the size written.
+            save(checkpoint, path, guard=self)
+        except BaseException as err:  # noqa: BLE001 -- settled on the training thread
+            self.future.set_exception(err)
+        else:
+            self.future.set_result(self.size)
+
+    def before_save(self, path: str, nbytes: int) -> None:
+        pass
+
+    def after_save(self, path: str, nbytes: int) -> None:
+        self.size = nbytes
+
+    # The training thread.
+    def finish(self, guard: DiskGuard | None) -> None:
+        if guard is not None and self.guarded:
+            guard.after_save(self.path, self.size)
+        for path in self.removals:
+            self.callback._remove_now(path)
+
+    def abandon(self) -> None:
+        # The checkpoints this save was to replace stay: it is not whole.
+        self.removals.clear()
+        self.callback._failed_saves.append(self)
+
+
 class DiskGuardCallbackMixin:
     """The shared implementation of ``DiskGuardCallback`` (see :mod:`diskguard.lightning`).
 
@@ -87,6 +183,9 @@ class DiskGuardCallbackMixin:
         log_metrics: Log ``disk/free_bytes``, ``disk/used_percent`` and ``disk/hours_to_full`` with
             ``pl_module.log`` on the batches Lightning sends to its loggers: in the same logger call
             as the loss, at Lightning's step.
+        if_busy: With Lightning's ``AsyncCheckpointIO``: ``'wait'`` (the default) lets a save wait
+            for the previous one still in flight; ``'refuse'`` lets them overlap, counts the bytes
+            in flight as held, and refuses (the run stops) a save that does not fit beside them.
         guard_options: :class:`diskguard.DiskGuard`'s keyword arguments (``min_free``, ``budget``,
             ``retention``, ``reserve``, ``check_every_steps``...). The ranks and the reduction of
             the stop flag come from the Trainer.
@@ -100,10 +199,21 @@ class DiskGuardCallbackMixin:
     #: The concrete module's ``GuardedCheckpointIOMixin`` subclass, and the CheckpointIO it replaces.
     _guarded_io_class: ClassVar[type]
     _torch_io_class: ClassVar[type]
+    #: The package's ``AsyncCheckpointIO`` and the IO that stands in front of it.
+    _async_io_class: ClassVar[type]
+    _guarded_async_io_class: ClassVar[type]
 
     def __init__(
-        self, path: StrPath | None = None, *, log_metrics: bool = True, **guard_options: Any
+        self,
+        path: StrPath | None = None,
+        *,
+        log_metrics: bool = True,
+        if_busy: str = 'wait',
+        **guard_options: Any,
     ) -> None:
+        if if_busy not in ('wait', 'refuse'):
+            raise ValueError(f"if_busy={if_busy!r}: expected 'wait' or 'refuse'")
+        self._if_busy = if_busy
         check_callback_options(
             log_metrics,
             guard_options,
@@ -130,6 +240,8 @@ class DiskGuardCallbackMixin:
         self._guard: DiskGuard | None = None
         self._trainer: Any = None
         self._replaced_io: Any = None
+        self._replaced_inner_io: Any = None  # the IO inside an AsyncCheckpointIO
+        self._failed_saves: list[_AsyncSave] = []
         self._protected: tuple[str, ...] = ()
         self._snapshots: list[tuple[Any, dict[str, Any]]] = []
         self._refused: list[str] = []
@@ -245,8 +357,16 @@ class DiskGuardCallbackMixin:
         CheckpointIO of the user's (async, cloud, sharded) is left alone: the guard still checks, makes
         room and stops, but cannot refuse a save it does not see."""
         current = trainer.strategy.checkpoint_io
-        if isinstance(current, GuardedCheckpointIOMixin):  # left by a fit that raised
+        if isinstance(
+            current, GuardedCheckpointIOMixin | GuardedAsyncCheckpointIOMixin
+        ):  # left by a fit that raised
             current = trainer.strategy.checkpoint_io = current.replaced
+        if isinstance(current, self._async_io_class) and type(current.checkpoint_io) is self._torch_io_class:
+            # Lightning's AsyncCheckpointIO over its TorchCheckpointIO: checked in front, written behind.
+            self._replaced_io, self._replaced_inner_io = current, current.checkpoint_io
+            current._checkpoint_io = _BackgroundWriter(current.checkpoint_io)  # its setter keeps the first
+            trainer.strategy.checkpoint_io = self._guarded_async_io_class(self, current)
+            return
         if type(current) is not self._torch_io_class:
             if trainer.is_global_zero:
                 warnings.warn(
@@ -264,6 +384,8 @@ class DiskGuardCallbackMixin:
         trainer, replaced = self._trainer, self._replaced_io
         if trainer is not None and replaced is not None:
             trainer.strategy.checkpoint_io = replaced
+            if self._replaced_inner_io is not None:
+                replaced._checkpoint_io = self._replaced_inner_io
 
     # ----- what Lightning references -----
 
@@ -306,6 +428,95 @@ class DiskGuardCallbackMixin:
         if self._trainer.world_size == 1 and guard.should_stop:
             # This save left room for one more only: stop after this step, not a save later.
             self._stop_if(self._trainer, True)
+
+    def _publish_async(self, checkpoint: dict[str, Any], path: str, async_io: Any) -> None:
+        """Hands one checkpoint to Lightning's AsyncCheckpointIO once there is room for it beside the
+        saves still in flight (training thread); the write is settled at a later step or save."""
+        guard = self._guard
+        assert guard is not None
+        from .dcp import _InFlight, _tracker_for  # torch is loaded: Lightning runs on it
+
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        self._keep_next_removal = False
+        self._protect(self._trainer, saving=True)
+        tracker = _tracker_for(guard)
+        # 'wait': the previous save ends first. A failure of an earlier one surfaces here, and this
+        # save is not made: the run stops with the checkpoints already whole.
+        failed = self._settled(lambda: tracker.settle(wait=self._if_busy == 'wait'))
+        if failed is not None:
+            self._refuse(path, failed)
+            return
+        guarded = not _is_remote(path) and within(path, os.fsdecode(guard.path))
+        plan = _AsyncSave(self, path, estimate_size(checkpoint), guarded)
+        if guarded:
+            try:
+                guard.before_save(path, plan.nbytes + tracker.held())
+            except InsufficientSpaceError as err:
+                self._refuse(path, err)
+                return
+        for earlier in tracker.inflight:  # this save replaces that file: it must not be removed after it
+            if isinstance(earlier.plan, _AsyncSave) and path in earlier.plan.removals:
+                earlier.plan.removals.remove(path)
+        tracker.inflight.append(_InFlight(plan, plan.future))
+        plan.future.add_done_callback(tracker.poke)
+        async_io.save_checkpoint(checkpoint, path, storage_options=plan)
+        if self._trainer.world_size == 1 and guard.should_stop:
+            self._stop_if(self._trainer, True)
+
+    def _remove_async(self, path: str, async_io: Any) -> None:
+        """ModelCheckpoint removes a file right after handing the save that replaces it over: the
+        removal waits until that save is whole (dropped if it fails)."""
+        if self._keeps(path):
+            return
+        saves = self._guard._saves if self._guard is not None else None
+        if saves is not None and saves.inflight and isinstance(saves.inflight[-1].plan, _AsyncSave):
+            saves.inflight[-1].plan.removals.append(path)
+            return
+        self._remove_now(path, async_io)
+
+    def _remove_now(self, path: str, async_io: Any = None) -> None:
+        (async_io or self._replaced_io).remove_checkpoint(path)
+        self._removed(path)
+
+    def _settled(self, call: Callable[[], object]) -> OSError | None:
+        """Runs ``call`` (which may settle saves in flight); returns the error of a background save
+        that failed because its disk or quota filled, once reported (the caller stops the run).
+        Any other error of a background write is raised as it is."""
+        try:
+            call()
+        except OSError as err:
+            if not self._failed_saves or disk_full_cause(err) is None:
+                raise
+            self._report_failed_saves(err)
+            return err
+        return None
+
+    def _report_failed_saves(self, err: BaseException) -> None:
+        failed, self._failed_saves = self._failed_saves, []
+        notes = ' '.join(getattr(err, '__notes__', ()))
+        for plan in failed:
+            self._refused.append(plan.path)
+            self._snapshots = plan.snapshots  # ModelCheckpoint as it was before that save
+        if notes:
+            logger.error('%s', notes)
+        warnings.warn(
+            f'diskguard: checkpoint {failed[0].path!r} was not saved: its background write failed '
+            f'({err}). {notes} The run stops; the checkpoints already written are kept',
+            DiskSpaceWarning,
+            stacklevel=_caller_level(),
+        )
+
+    def _drain(self, raise_errors: bool) -> None:
+        """Waits for the saves still in flight (the end of a fit) and settles them."""
+        saves = self._guard._saves if self._guard is not None else None
+        if saves is None or not saves.inflight:
+            return
+        try:
+            self._settled(lambda: saves.settle(wait=True))
+        except BaseException:
+            if raise_errors:
+                raise
+            logger.exception('diskguard: a checkpoint written in the background failed')
 
     def _refuse(self, path: str, err: Exception) -> None:
         """A save that did not fit wrote nothing: the run stops instead of crashing, and the
@@ -351,7 +562,11 @@ class DiskGuardCallbackMixin:
             # that save (each runs _before_hook) and is protected again by each save.
             self._repair(trainer)
         # Every rank calls this once per batch: the guard reduces its flag on the same calls.
-        if guard.step():
+        # A save written in the background that failed surfaces here.
+        # A save written in the background that failed surfaces here (in a distributed run once
+        # every rank agreed to stop).
+        stopped: list[bool] = []
+        if self._settled(lambda: stopped.append(guard.step())) is not None or stopped[0]:
             self._stop_if(trainer, True)
         if self._logs and trainer._logger_connector.should_update_logs:
             self._log(pl_module)
@@ -368,7 +583,10 @@ class DiskGuardCallbackMixin:
         if self._guard is None or trainer.sanity_checking:
             return
         self._before_hook(trainer)
-        self._stop_if(trainer, self._guard.sync_stop())
+        guard = self._guard
+        stopped: list[bool] = []
+        failed = self._settled(lambda: stopped.append(guard.sync_stop()))
+        self._stop_if(trainer, failed is not None or stopped[0])
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self._guard is not None:
@@ -464,6 +682,7 @@ class DiskGuardCallbackMixin:
     def _finish(self) -> None:
         """Puts Lightning's IO back and releases the guard's reserve; keeps the guard's state."""
         guard = self._guard
+        self._drain(raise_errors=False)  # the saves in flight still write through the installed IO
         self._uninstall_io()
         if guard is not None:
             self._pending_state = self.state_dict()

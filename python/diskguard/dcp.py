@@ -189,6 +189,12 @@ class _Plan:
     def __init__(self, final: str, staging: str, leader: bool, nbytes: int) -> None:
         self.final, self.staging, self.leader, self.nbytes = final, staging, leader, nbytes
 
+    def finish(self, guard: DiskGuard | None) -> None:
+        _finish(guard, self)
+
+    def abandon(self) -> None:
+        _abandon(self)
+
 
 def _filesystem_key(directory: str) -> tuple[str, Any]:
     """Ranks with the same key write to the same filesystem: one every node sees, or this node's."""
@@ -334,9 +340,12 @@ def _writer(checkpoint_id: StrPath | None, storage_writer: StagedWriter | None) 
 
 
 class _InFlight:
+    """A save in flight: its plan (``nbytes``, ``finish(guard)``, ``abandon()``; the Lightning
+    callback brings its own for ``AsyncCheckpointIO``) and the future of its background write."""
+
     __slots__ = ('future', 'plan')
 
-    def __init__(self, plan: _Plan, future: Future[Any]) -> None:
+    def __init__(self, plan: Any, future: Future[Any]) -> None:
         self.plan, self.future = plan, future
 
 
@@ -375,13 +384,13 @@ class _Tracker:
             try:
                 save.future.result()
             except BaseException as err:  # noqa: BLE001 -- DCP's CheckpointException; raised below
-                _abandon(save.plan)
+                save.plan.abandon()
                 failure = failure or err
                 continue
             if failure is None:
-                _finish(self.guard, save.plan)
+                save.plan.finish(self.guard)
             else:
-                _abandon(save.plan)  # the run stops at the first failure: nothing newer is published
+                save.plan.abandon()  # the run stops at the first failure: nothing newer is published
         if failure is not None:
             self.failed = False
             raise _diagnosed(self.guard, failure)

@@ -18,21 +18,27 @@ standalone ``pytorch_lightning`` package use :mod:`diskguard.pytorch_lightning`.
 from __future__ import annotations
 
 try:
+    from lightning.fabric.plugins import CheckpointIO
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
     from lightning.pytorch import Callback
+    from lightning.pytorch.plugins.io.async_plugin import AsyncCheckpointIO
 except ImportError as err:
     raise ImportError(
         'diskguard.lightning needs the lightning package: pip install lightning '
         '(for the standalone pytorch_lightning package, use diskguard.pytorch_lightning)'
     ) from err
 
-from ._lightning import DiskGuardCallbackMixin, GuardedCheckpointIOMixin
+from ._lightning import DiskGuardCallbackMixin, GuardedAsyncCheckpointIOMixin, GuardedCheckpointIOMixin
 
 __all__ = ['DiskGuardCallback']
 
 
 class _GuardedCheckpointIO(GuardedCheckpointIOMixin, TorchCheckpointIO):
     """Lightning's TorchCheckpointIO, publishing with diskguard.save."""
+
+
+class _GuardedAsyncCheckpointIO(GuardedAsyncCheckpointIOMixin, CheckpointIO):
+    """In front of Lightning's AsyncCheckpointIO: room checked before each background save."""
 
 
 class DiskGuardCallback(DiskGuardCallbackMixin, Callback):
@@ -43,3 +49,5 @@ class DiskGuardCallback(DiskGuardCallbackMixin, Callback):
 
     _guarded_io_class = _GuardedCheckpointIO
     _torch_io_class = TorchCheckpointIO
+    _async_io_class = AsyncCheckpointIO
+    _guarded_async_io_class = _GuardedAsyncCheckpointIO

@@ -18,21 +18,27 @@ After ``fit()``, ``callback.stop_reason`` says whether and why it stopped the ru
 from __future__ import annotations
 
 try:
+    from lightning_fabric.plugins import CheckpointIO
     from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
     from pytorch_lightning import Callback
+    from pytorch_lightning.plugins.io.async_plugin import AsyncCheckpointIO
 except ImportError as err:
     raise ImportError(
         'diskguard.pytorch_lightning needs the pytorch_lightning package: pip install pytorch-lightning '
         '(for the lightning package, use diskguard.lightning)'
     ) from err
 
-from ._lightning import DiskGuardCallbackMixin, GuardedCheckpointIOMixin
+from ._lightning import DiskGuardCallbackMixin, GuardedAsyncCheckpointIOMixin, GuardedCheckpointIOMixin
 
 __all__ = ['DiskGuardCallback']
 
 
 class _GuardedCheckpointIO(GuardedCheckpointIOMixin, TorchCheckpointIO):
     """Lightning's TorchCheckpointIO, publishing with diskguard.save."""
+
+
+class _GuardedAsyncCheckpointIO(GuardedAsyncCheckpointIOMixin, CheckpointIO):
+    """In front of Lightning's AsyncCheckpointIO: room checked before each background save."""
 
 
 class DiskGuardCallback(DiskGuardCallbackMixin, Callback):
@@ -43,3 +49,5 @@ class DiskGuardCallback(DiskGuardCallbackMixin, Callback):
 
     _guarded_io_class = _GuardedCheckpointIO
     _torch_io_class = TorchCheckpointIO
+    _async_io_class = AsyncCheckpointIO
+    _guarded_async_io_class = _GuardedAsyncCheckpointIO
