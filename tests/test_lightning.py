@@ -799,14 +799,14 @@ def async_io(pl: ModuleType, gates: dict[str, tuple[Any, Any]] | None = None) ->
     return Gated()
 
 
-def on_batch(pl: ModuleType, hook: str, step: int, action: Any) -> Any:
-    """A callback that runs ``action()`` in ``hook`` when ``trainer.global_step == step``."""
+def on_batch(pl: ModuleType, hook: str, step: int | None, action: Any) -> Any:
+    """A callback that runs ``action()`` in ``hook`` when ``trainer.global_step == step`` (None: always)."""
 
     class OnBatch(pl.Callback):
         pass
 
     def run(self: Any, trainer: Any, *args: Any) -> None:
-        if trainer.global_step == step:
+        if step is None or trainer.global_step == step:
             action()
 
     setattr(OnBatch, hook, run)
@@ -888,3 +888,76 @@ def test_an_async_save_that_hits_enospc_surfaces_at_the_next_step_and_the_run_st
         resumed = trainer(pl, tmp_path, [callback_class(), checkpoint], max_steps=5, plugins=[async_io(pl)])
         resumed.fit(tiny_model(pl), ckpt_path=checkpoint.best_model_path)
         assert resumed.global_step == 5
+
+
+def main_thread_blocked() -> bool:
+    """Whether the main (training) thread is waiting on a threading condition (a future's result)."""
+    import threading
+
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    while frame is not None:
+        if frame.f_code.co_name == 'wait' and frame.f_code.co_filename.endswith('threading.py'):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('if_busy', ['wait', 'refuse'])
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_save_beside_one_in_flight_waits_or_is_refused(name: str, if_busy: str, tmp_path: Path) -> None:
+    """The step-2 save is held on the plugin's thread before its write. ``refuse``: after step 3 the
+    disk has room for 2 checkpoints but not their margins; the step-4 save counts the step-2 one's bytes (not on disk
+    yet) as held, does not fit beside them and is refused before a byte is written (the run stops;
+    step 2 is written once released). ``wait``: the step-4 save blocks the training thread until
+    the step-2 one is whole."""
+    import threading
+
+    pl, callback_class = framework(name)
+    release, blocked = threading.Event(), []
+
+    def watch() -> None:  # releases the step-2 write once the training thread waits for it
+        for _ in range(3000):
+            if main_thread_blocked():
+                blocked.append(True)
+                break
+            release.wait(0.01)
+        release.set()
+
+    with checkpoint_disk(tmp_path, 12 * CHECKPOINT_MB) as ckpt:
+
+        def leave_room() -> None:  # another file takes all but 2 checkpoints' room
+            stat = os.statvfs(ckpt)
+            with open(ckpt / 'other', 'wb') as other:
+                os.posix_fallocate(other.fileno(), 0, stat.f_bavail * stat.f_frsize - int(2.0 * 0.92e6))
+
+        plugin = async_io(pl, {'step=2': (lambda: release.wait(60), None)})
+        callback = callback_class(check_every_steps=10**6, check_every_seconds=10.0**6, if_busy=if_busy)
+        checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=-1, every_n_train_steps=2)
+        if if_busy == 'refuse':
+            hooks = [
+                on_batch(pl, 'on_train_batch_end', 3, leave_room),
+                on_batch(pl, 'on_train_end', None, release.set),
+            ]
+        else:
+            hooks = [on_batch(pl, 'on_train_batch_end', 4, lambda: threading.Thread(target=watch).start())]
+        fit = trainer(pl, tmp_path, [*hooks, callback, checkpoint], max_steps=6, plugins=[plugin])
+        if if_busy == 'refuse':
+            with pytest.warns(DiskSpaceWarning, match=r"step=4.ckpt' was not saved") as caught:
+                fit.fit(tiny_model(pl))
+            assert any('1.5 MiB checkpoint' in str(w.message) for w in caught), 'the bytes in flight are held'
+            assert fit.global_step == 4
+            assert sorted(p.name for p in ckpt.glob('*.ckpt')) == ['epoch=0-step=2.ckpt']
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter('error', DiskSpaceWarning)
+                fit.fit(tiny_model(pl))
+            assert blocked, 'the step-4 save waited for the step-2 one'
+            assert fit.global_step == 6
+            assert sorted(p.name for p in ckpt.glob('*.ckpt')) == [
+                'epoch=0-step=2.ckpt',
+                'epoch=0-step=4.ckpt',
+                'epoch=0-step=6.ckpt',
+            ]
+        assert_nothing_partial(ckpt)
+        assert_references_exist(checkpoint)
