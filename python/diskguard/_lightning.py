@@ -200,7 +200,7 @@ class DiskGuardCallbackMixin:
     _guarded_io_class: ClassVar[type]
     _torch_io_class: ClassVar[type]
     #: The package's ``AsyncCheckpointIO`` and the IO that stands in front of it.
-    _async_io_class: ClassVar[type]
+    _async_io_class: ClassVar[Any]
     _guarded_async_io_class: ClassVar[type]
 
     def __init__(
@@ -353,13 +353,13 @@ class DiskGuardCallbackMixin:
             self._guard.load_state_dict(state['guard'])
 
     def _install_io(self, trainer: Any) -> None:
-        """Replaces Lightning's TorchCheckpointIO with one that publishes through diskguard.save. A
-        CheckpointIO of the user's (async, cloud, sharded) is left alone: the guard still checks, makes
+        """Replaces Lightning's TorchCheckpointIO with one that publishes through diskguard.save; an
+        ``AsyncCheckpointIO`` over it gets the guarded IO in front and diskguard.save behind. Another
+        CheckpointIO of the user's (cloud, sharded) is left alone: the guard still checks, makes
         room and stops, but cannot refuse a save it does not see."""
-        current = trainer.strategy.checkpoint_io
-        if isinstance(
-            current, GuardedCheckpointIOMixin | GuardedAsyncCheckpointIOMixin
-        ):  # left by a fit that raised
+        current: Any = trainer.strategy.checkpoint_io
+        left = (GuardedCheckpointIOMixin, GuardedAsyncCheckpointIOMixin)
+        if isinstance(current, left):  # left by a fit that raised
             current = trainer.strategy.checkpoint_io = current.replaced
         if isinstance(current, self._async_io_class) and type(current.checkpoint_io) is self._torch_io_class:
             # Lightning's AsyncCheckpointIO over its TorchCheckpointIO: checked in front, written behind.
