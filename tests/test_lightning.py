@@ -961,3 +961,36 @@ def test_a_save_beside_one_in_flight_waits_or_is_refused(name: str, if_busy: str
             ]
         assert_nothing_partial(ckpt)
         assert_references_exist(checkpoint)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_an_async_save_that_fails_as_the_fit_ends_is_reported_and_the_previous_one_kept(
+    name: str, tmp_path: Path
+) -> None:
+    """The last save of the fit (step 6) hits ENOSPC in the background after the last step: the end
+    of the fit waits for it, reports it with the guard's diagnosis, keeps the step-4 checkpoint
+    Lightning had asked to remove, and points ModelCheckpoint back at it."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 12 * CHECKPOINT_MB) as ckpt:
+        filler = ckpt / 'other'
+        filler.mkdir()
+        code = FILLER.format(tests=str(Path(__file__).parent), directory=str(filler))
+
+        def fill() -> None:
+            subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+        plugin = async_io(pl, {'step=6': (fill, None)})
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt, save_top_k=1, monitor='step', mode='max', every_n_train_steps=2
+        )
+        callback = callback_class(check_every_steps=10**6, check_every_seconds=10.0**6)
+        fit = trainer(pl, tmp_path, [callback, checkpoint], max_steps=6, plugins=[plugin])
+        with pytest.warns(DiskSpaceWarning, match=r"step=6.ckpt' was not saved: its background write failed"):
+            fit.fit(tiny_model(pl))
+        assert sorted(p.name for p in ckpt.glob('*.ckpt')) == ['epoch=0-step=4.ckpt']
+        assert_nothing_partial(ckpt)
+        assert_references_exist(checkpoint)
+        assert checkpoint.best_model_path == str(ckpt / 'epoch=0-step=4.ckpt')
+        assert torch.load(checkpoint.best_model_path, weights_only=False)['global_step'] == 4
+        assert plugin._error is None and fit.strategy.checkpoint_io is plugin

@@ -106,8 +106,10 @@ class GuardedAsyncCheckpointIOMixin:
 
     def teardown(self) -> None:
         # Lightning tears the strategy down before the callbacks: the saves in flight end here.
-        self._callback._drain(raise_errors=True)
-        self.replaced.teardown()
+        try:
+            self._callback._drain(raise_errors=True)
+        finally:
+            self.replaced.teardown()
 
     def __reduce__(self) -> Any:
         raise TypeError('the checkpoint IO diskguard installs during a fit cannot be pickled')
@@ -148,7 +150,7 @@ class _AsyncSave:
     def write(self, checkpoint: dict[str, Any], path: str) -> None:
         try:
             # Room was asked for on the training thread: this only measures the size written.
-            save(checkpoint, path, guard=self)
+            save(checkpoint, path, guard=self if self.guarded else None)
         except BaseException as err:  # noqa: BLE001 -- settled on the training thread
             self.future.set_exception(err)
         else:
@@ -436,6 +438,9 @@ class DiskGuardCallbackMixin:
         assert guard is not None
         from .dcp import _InFlight, _tracker_for  # torch is loaded: Lightning runs on it
 
+        if _is_remote(path):  # Lightning's own IO (fsspec) writes it, on the plugin's thread
+            async_io.save_checkpoint(checkpoint, path)
+            return
         os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
         self._keep_next_removal = False
         self._protect(self._trainer, saving=True)
@@ -446,7 +451,7 @@ class DiskGuardCallbackMixin:
         if failed is not None:
             self._refuse(path, failed)
             return
-        guarded = not _is_remote(path) and within(path, os.fsdecode(guard.path))
+        guarded = within(path, os.fsdecode(guard.path))
         plan = _AsyncSave(self, path, estimate_size(checkpoint), guarded)
         if guarded:
             try:
@@ -486,6 +491,7 @@ class DiskGuardCallbackMixin:
             call()
         except OSError as err:
             if not self._failed_saves or disk_full_cause(err) is None:
+                self._failed_saves = []
                 raise
             self._report_failed_saves(err)
             return err
@@ -683,6 +689,8 @@ class DiskGuardCallbackMixin:
         """Puts Lightning's IO back and releases the guard's reserve; keeps the guard's state."""
         guard = self._guard
         self._drain(raise_errors=False)  # the saves in flight still write through the installed IO
+        if self._refused and self._trainer is not None:
+            self._repair(self._trainer)  # a save that failed as the fit ended: ModelCheckpoint put back
         self._uninstall_io()
         if guard is not None:
             self._pending_state = self.state_dict()
