@@ -31,6 +31,7 @@ pub mod guard;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod ordering;
 pub mod probe;
 pub mod resume;
 pub mod retention;

@@ -64,15 +64,17 @@ Rule = KeepLast | KeepBest | KeepEvery | KeepWithin | Protect
 
 @dataclass(frozen=True)
 class FreeSpaceResult:
-    """What :func:`free_space` achieved. When ``met`` is false, everything deletable was tried:
-    what is left is the newest complete checkpoint, protected ones, partial saves left alone, or
-    deletions that failed (see ``outcomes``)."""
+    """What :func:`free_space` achieved. When ``met`` is false, either everything deletable was
+    tried (what is left is the newest complete checkpoint, protected ones, partial saves left
+    alone, or deletions that failed: see ``outcomes``), or ``shortfall`` says by how many bytes
+    deleting every candidate would still miss the target, and nothing was deleted."""
 
     avail: int
     target: int
     met: bool
     deleted: list[str]
     outcomes: list[tuple[str, str, str]]
+    shortfall: int | None = None
 
 
 def free_space(
@@ -90,11 +92,15 @@ def free_space(
     fraction of the filesystem's size in (0, 1]); a float is never taken for a byte count.
     Deletion order: what the plan deletes anyway (oldest first), then what rules keep, least
     valuable first (recent < last N < milestones < best K). It stops before the newest complete
-    checkpoint and protected ones. ``wait`` / ``timeout`` are :func:`apply`'s.
+    checkpoint and protected ones. When even deleting every candidate would not reach the target,
+    nothing is deleted and ``shortfall`` says by how much it falls short. ``wait`` / ``timeout``
+    are :func:`apply`'s.
     """
-    avail, goal, met, outcomes = _free_space(directory, policy, target_bytes, target_fraction, wait, timeout)
+    avail, goal, met, outcomes, shortfall = _free_space(
+        directory, policy, target_bytes, target_fraction, wait, timeout
+    )
     rows = [(os.fsdecode(p), w, d) for p, w, d in outcomes]
-    return FreeSpaceResult(avail, goal, met, [p for p, w, _ in rows if w == 'deleted'], rows)
+    return FreeSpaceResult(avail, goal, met, [p for p, w, _ in rows if w == 'deleted'], rows, shortfall)
 
 
 @dataclass(frozen=True)
