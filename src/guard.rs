@@ -1720,10 +1720,16 @@ impl Guard {
             self.run.own.insert(id);
             self.run.newest_own = Some(id);
         }
-        self.apply_retention(t);
-        if self.deletes() && self.dir_responsive() {
+        let measurable = self.deletes() && self.dir_responsive();
+        if measurable {
+            // Named before retention may delete them: they rank below this save whatever their step.
             if let Ok(plan) = self.plan(None) {
                 self.tell_foreign(&plan);
+            }
+        }
+        self.apply_retention(t);
+        if measurable {
+            if let Ok(plan) = self.plan(None) {
                 self.tell_recovered(&plan);
             }
         }
@@ -2025,32 +2031,27 @@ impl Guard {
         Ok(())
     }
 
-    /// A resumed run keeps knowing its checkpoints: those of `own` still here, and what was
-    /// written here since the oldest of them (the checkpoint it resumed from was written after
-    /// the state it carries was taken).
+    /// A resumed run keeps knowing its checkpoints: those of `own` still here, and the one
+    /// written next after the newest of them (the checkpoint that carried this state, written
+    /// once the state was taken: the one the run resumed from).
     fn adopt_lineage(&mut self, own: &[Identity]) {
         self.run.own.extend(own.iter().copied());
-        if !self.dir.is_dir() {
+        if own.is_empty() || !self.dir.is_dir() {
             return;
         }
         let Ok(plan) = self.plan(None) else { return };
-        let first = plan
-            .items
-            .iter()
-            .filter(|i| own.contains(&(i.checkpoint.dev, i.checkpoint.ino)))
-            .map(|i| i.checkpoint.mtime)
-            .min_by(f64::total_cmp);
-        let Some(first) = first else { return };
-        for item in &plan.items {
-            let c = &item.checkpoint;
-            if c.mtime >= first && c.uid == self.run.uid {
-                self.run.own.insert((c.dev, c.ino));
-            }
+        let mut by_time: Vec<&Checkpoint> = plan.items.iter().map(|i| &i.checkpoint).collect();
+        by_time.sort_by(|a, b| a.mtime.total_cmp(&b.mtime));
+        let newest_own = by_time.iter().rposition(|c| own.contains(&(c.dev, c.ino)));
+        let next = newest_own.and_then(|k| by_time.get(k + 1));
+        if let Some(c) = next.filter(|c| c.uid == self.run.uid) {
+            self.run.own.insert((c.dev, c.ino));
         }
     }
 
-    /// Deletes the emergency reserve file now (the guard is done).
+    /// Deletes the emergency reserve file now and leaves the directory (the guard is done).
     pub fn close(&mut self) {
+        self.presence = None;
         if let Some(reserve) = self.emergency.take() {
             if let Some(bytes) = reserve.release() {
                 self.held = self.held.saturating_sub(bytes);

@@ -92,11 +92,21 @@ impl RunView {
         let id = (c.dev, c.ino);
         if self.newest_own == Some(id) {
             Some("newest save of this run")
-        } else if self.shared && !self.own.contains(&id) {
+        } else if self.own.contains(&id) {
+            None
+        } else if c.uid != self.uid {
+            Some("another user's checkpoint: never deleted by this run")
+        } else if self.shared {
             Some("not written by this run, and another live run guards this directory")
         } else {
             None
         }
+    }
+
+    /// Whether `c` counts toward the retention rules: not another user's, and with another live
+    /// run in the directory, only the run's own.
+    pub fn counts(&self, c: &Checkpoint) -> bool {
+        self.own.contains(&(c.dev, c.ino)) || (c.uid == self.uid && !self.shared)
     }
 }
 

@@ -806,17 +806,16 @@ impl<V: FnMut(&mut Checkpoint)> Decisions<V> {
             if let Some(why) = run.keeps(&self.checkpoints[i]) {
                 self.keep(i, Keeper::Invariant, why.to_owned());
             }
-            self.counts[i] = !run.shared || run.owns(&self.checkpoints[i]);
+            self.counts[i] = run.counts(&self.checkpoints[i]);
         }
     }
 
     /// Keeps the newest complete checkpoint and returns its index (for a run sharing its
     /// directory, its own newest complete one, if any).
     fn keep_newest_complete(&mut self, run: Option<&RunView>) -> Option<usize> {
-        let shared = run.is_some_and(|r| r.shared);
         let newest = (0..self.checkpoints.len())
             .rev()
-            .find(|&i| (!shared || self.counts[i]) && self.complete(i))
+            .find(|&i| (run.is_none() || self.counts[i]) && self.complete(i))
             .or_else(|| (0..self.checkpoints.len()).rev().find(|&i| self.complete(i)))?;
         self.keep(newest, Keeper::Invariant, "newest complete checkpoint".to_owned());
         Some(newest)
