@@ -1499,7 +1499,7 @@ impl Guard {
     /// this save, and the rules keep as many as they ask): said once.
     fn tell_recovered(&mut self, plan: &Plan) {
         let forced = std::mem::take(&mut self.forced_since_save);
-        if !self.degraded || forced {
+        if !self.degraded || forced || self.should_stop() {
             return;
         }
         let asked = self.config.policy.as_ref().map_or(0, |p| {
