@@ -225,8 +225,10 @@ def test_a_held_directory_lock_is_said_once_and_retention_retried(disk: Path) ->
         [
             sys.executable,
             '-c',
-            'import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); '
-            'fcntl.flock(fd, fcntl.LOCK_EX); print("held", flush=True); sys.stdin.read()',
+            (
+                'import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); '
+                'fcntl.flock(fd, fcntl.LOCK_EX); print("held", flush=True); sys.stdin.read()'
+            ),
             str(disk),
         ],
         stdin=subprocess.PIPE,
@@ -276,7 +278,9 @@ def test_free_space_deletes_nothing_when_no_deletion_reaches_the_target(tmp_path
         assert len(checkpoints(small)) == 6
 
 
-def test_making_room_deletes_nothing_that_cannot_make_enough(disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_making_room_deletes_nothing_that_cannot_make_enough(
+    disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     for step in (1, 2, 3):
         save_old(disk / f'step={step}.pt', nbytes=MiB, age=100 - step)
     # Four checkpoints' room is needed (two saves of a 2 MiB estimate); deleting two frees two.
@@ -343,9 +347,13 @@ def test_a_directory_not_created_yet(disk: Path) -> None:
 # ----- 8. degradation said once -----
 
 
-def test_degradation_is_said_once_and_each_deletion_is_logged(disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_degradation_is_said_once_and_each_deletion_is_logged(
+    disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger='diskguard.guard')
-    guard = DiskGuard(disk, budget='1600KiB', retention=RetentionPolicy(KeepLast(3)), warn=None, critical=None)
+    guard = DiskGuard(
+        disk, budget='1600KiB', retention=RetentionPolicy(KeepLast(3)), warn=None, critical=None
+    )
     warned = []
     for step in range(1, 9):
         try:
@@ -376,3 +384,40 @@ def test_a_resumed_run_keeps_knowing_its_own_checkpoints(disk: Path) -> None:
     resumed.load_state_dict(state)
     caught(resumed.save, {'guard': resumed.state_dict()}, disk / 'step=300.pt')
     assert checkpoints(disk) == ['step=200.pt', 'step=300.pt'], 'the run lineage outranks step=900'
+
+
+# ----- 9. residue of the hostile-input sweep -----
+
+
+def test_residue_arguments_are_named_or_right(disk: Path) -> None:
+    from diskguard.logging import RotatingFileHandler
+
+    policy = RetentionPolicy(KeepLast(1), patterns='*.npz')
+    assert policy.patterns == ('*.npz',), 'a plain string is one pattern'
+    save_old(disk / 'step=1.pt')
+    p = diskguard.plan(disk, policy)
+    with pytest.raises(TypeError, match=r'wait=None: expected True'):
+        diskguard.apply(p, wait=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r'p=None: expected a RetentionPlan'):
+        diskguard.format_plan(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"orphans=\['x'\]: expected a list of Orphan"):
+        diskguard.remove_orphans(['x'])  # type: ignore[list-item]
+    for bad, kind in ((-1, ValueError), (float('nan'), ValueError), ('x', TypeError), (True, TypeError)):
+        with pytest.raises(kind, match='resize_interval=.*expected a finite number of seconds >= 0'):
+            RotatingFileHandler.from_budget(disk / 'train.log', resize_interval=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="order='newest'"):
+        diskguard.plan(disk, policy, order='newest')  # type: ignore[arg-type]
+
+
+def test_a_planted_reserve_file_name_is_skipped(disk: Path) -> None:
+    code = (
+        'import os, sys, diskguard; d = sys.argv[1]; '
+        'open(os.path.join(d, f".diskguard-reserve-{os.getpid()}-0"), "x").close(); '
+        'g = diskguard.DiskGuard(d, emergency_reserve="1MiB"); '
+        'print(os.path.basename(g.status().emergency_reserve[0])); g.close()'
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', code, str(disk)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith('-1'), done.stdout
