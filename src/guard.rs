@@ -527,13 +527,10 @@ pub struct Guard {
     presence: Option<Presence>,
     /// Things said once: another live run, a busy lock, foreign checkpoints named.
     told: Told,
-    /// Retention could not run (another process held the directory's lock): retried at the next
-    /// check.
-    retention_deferred: bool,
     /// Retention can no longer keep what its rules ask (making room deleted a kept checkpoint).
     degraded: bool,
-    /// Making room deleted something since the last save.
-    forced_since_save: bool,
+    /// What waits for a later check or save.
+    pending: Pending,
     /// This run's id (see [`Presence`]).
     run_id: u64,
 }
@@ -550,6 +547,16 @@ fn new_run_id() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.finish() % MAX_RUN_ID + 1
+}
+
+/// What waits for a later check or save.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Retention could not run (another process held the directory's lock): retried at the next
+    /// check.
+    retention: bool,
+    /// Making room deleted something since the last save.
+    forced_since_save: bool,
 }
 
 /// What the guard has said once and does not repeat.
@@ -694,9 +701,8 @@ impl Guard {
             dir_seen: false,
             presence: None,
             told: Told::default(),
-            retention_deferred: false,
             degraded: false,
-            forced_since_save: false,
+            pending: Pending::default(),
             run_id: new_run_id(),
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
@@ -1230,7 +1236,7 @@ impl Guard {
         for item in &plan.items {
             let c = &item.checkpoint;
             let id = (c.dev, c.ino);
-            if self.run.own.contains(&id) || !step_of(c).is_some_and(|s| s > own_step) {
+            if self.run.own.contains(&id) || step_of(c).is_none_or(|s| s <= own_step) {
                 continue;
             }
             if self.told.foreign.insert(id) {
@@ -1317,7 +1323,7 @@ impl Guard {
             }
             Err(err @ Error::Busy { .. }) => {
                 // Another process prunes there now: retention waits for the next check.
-                self.retention_deferred = true;
+                self.pending.retention = true;
                 if !self.told.busy {
                     self.told.busy = true;
                     self.events.push(Event::new(
@@ -1360,11 +1366,11 @@ impl Guard {
             }
         };
         if !plan.items.iter().any(|i| i.action == Action::Delete) {
-            self.retention_deferred = false;
+            self.pending.retention = false;
             return;
         }
         let Some(locked) = self.lock(&plan) else { return };
-        self.retention_deferred = false;
+        self.pending.retention = false;
         for item in plan.items.iter().filter(|i| i.action == Action::Delete) {
             let why = format!("retention: {}", item.reasons.join("; "));
             self.delete_one(&locked, &item.checkpoint, t, &why, false);
@@ -1457,7 +1463,7 @@ impl Guard {
             self.credit_dir(before, freed);
         }
         if !deleted.is_empty() {
-            self.forced_since_save = true;
+            self.pending.forced_since_save = true;
             self.tell_degraded(&plan, &deleted);
         }
     }
@@ -1498,7 +1504,7 @@ impl Guard {
     /// After a save: retention holds its rules again (no deletion was needed to make room for
     /// this save, and the rules keep as many as they ask): said once.
     fn tell_recovered(&mut self, plan: &Plan) {
-        let forced = std::mem::take(&mut self.forced_since_save);
+        let forced = std::mem::take(&mut self.pending.forced_since_save);
         if !self.degraded || forced || self.should_stop() {
             return;
         }
@@ -1609,7 +1615,7 @@ impl Guard {
         self.checks += 1;
         self.see_dir();
         self.measure(t);
-        if self.retention_deferred {
+        if self.pending.retention {
             self.apply_retention(t);
         }
         let target = self.reserve().saturating_mul(2);

@@ -362,8 +362,9 @@ mod tests {
     #[test]
     fn one_new_low_step_after_higher_ones_is_ambiguous() {
         let cps = steps(&[(300, 1.0), (400, 2.0), (500, 3.0), (100, 4.0)]);
-        let Reading::Ambiguous(why) = read_directory(&cps) else {
-            panic!("expected an ambiguity")
+        let reading = read_directory(&cps);
+        let Reading::Ambiguous(why) = reading else {
+            unreachable!("expected an ambiguity, got {reading:?}")
         };
         assert!(
             why.contains("by step: step=500.pt")
@@ -390,6 +391,61 @@ mod tests {
             names(&v),
             ["checkpoint_epoch_2.pt", "epoch=5.pt", "checkpoint_epoch_11.pt"]
         );
+    }
+
+    /// A small deterministic generator (xorshift): random sets without a new dependency.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_sets_keep_the_orders_promises() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..500 {
+            let n = usize::try_from(xorshift(&mut seed) % 12).unwrap_or(0) + 1;
+            let mut v: Vec<Checkpoint> = (0..n)
+                .map(|k| {
+                    let step = xorshift(&mut seed) % 50;
+                    let mut c = ckpt(
+                        &format!("step={step}-k{k}.pt"),
+                        (xorshift(&mut seed) % 1000) as f64,
+                    );
+                    c.ino = k as u64;
+                    c.uid = u32::from(xorshift(&mut seed) % 4 == 0);
+                    c
+                })
+                .collect();
+            let mut run = RunView::default();
+            for c in &v {
+                match xorshift(&mut seed) % 3 {
+                    0 => drop(run.own.insert((c.dev, c.ino))),
+                    1 => drop(run.before.insert((c.dev, c.ino))),
+                    _ => {}
+                }
+            }
+            let mut arranged = v.clone();
+            for_run(&mut arranged, &run);
+            let mut inos: Vec<u64> = arranged.iter().map(|c| c.ino).collect();
+            inos.sort_unstable();
+            assert_eq!(inos, (0..n as u64).collect::<Vec<_>>(), "a permutation");
+            // Never a checkpoint of the older generation after one of the run's own.
+            let first_own = arranged.iter().position(|c| run.owns(c)).unwrap_or(n);
+            assert!(arranged[first_own..].iter().all(|c| run.generation(c) == 1));
+            // Where steps grow with time, every reading is the time order.
+            v.sort_by(|a, b| a.mtime.total_cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+            let mut step = 0;
+            for c in &mut v {
+                step += 1 + xorshift(&mut seed) % 5;
+                c.info.step = Some(step);
+            }
+            assert_eq!(read_directory(&v), Reading::Clear(OrderChoice::Step));
+            let mut by_time = v.clone();
+            by_generations(&mut by_time);
+            assert_eq!(names(&by_time), names(&v));
+        }
     }
 
     #[test]

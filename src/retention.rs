@@ -578,7 +578,7 @@ pub fn plan_dir_ordered(dir: &Path, policy: &Policy, now: f64, ordering: Orderin
     let fd: OwnedFd = checkpoints::open_dir(dir)?;
     let scanned = checkpoints::scan(&fd, dir, &policy.patterns)?;
     plan_ordered(scanned, policy, now, ordering, |c| {
-        checkpoints::verify_file(&fd, c)
+        checkpoints::verify_file(&fd, c);
     })
 }
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -598,3 +599,21 @@ def test_a_save_a_user_callback_asks_for_is_checked_too(small_disk: Path) -> Non
     assert run.state.global_step == 3
     assert [w for w in warned if 'checkpoint-3' in w and 'the Trainer skips this save' in w], warned
     assert checkpoints(out) == []
+
+
+def test_a_fresh_run_in_a_finished_runs_output_dir_keeps_the_new_checkpoints(tmp_path: Path) -> None:
+    """Issue 16: a finished run left checkpoint-2..24; a fresh run (not resumed) saving 2..8 in the
+    same output_dir keeps its own newest ones, and the finished run's higher steps go first."""
+    out = tmp_path / 'out'
+    trainer(out, []).train()
+    assert checkpoints(out)[-1].name == 'checkpoint-24'
+    fresh = trainer(
+        out, [guard_callback(retention=diskguard.RetentionPolicy(diskguard.KeepLast(2)))], max_steps=8
+    )
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter('always')
+        fresh.train()
+    assert [p.name for p in checkpoints(out)] == ['checkpoint-6', 'checkpoint-8']
+    assert_all_complete(out)
+    named = [str(w.message) for w in warned if 'higher step' in str(w.message)]
+    assert len(named) == 1 and 'checkpoint-24' in named[0], named
