@@ -216,11 +216,20 @@ pub fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
 /// is written to the directory, and it is released with the descriptor, even when the process
 /// dies. It is a different lock from the `flock` deletions take, so a live run never blocks a
 /// prune. Copies of one run (a guard pickled into another process) share the id, so they do not
-/// take each other for another run.
+/// take each other for another run; nor do guards of one process (a notebook's finished Trainer
+/// and its next one), which cannot be training in that directory at once.
 #[derive(Debug)]
 pub struct Presence {
     fd: OwnedFd,
     at: i64,
+    dir: (u64, u64),
+}
+
+/// The presences of this process: (directory, id), so its own guards are not another live run.
+static PRESENCES: std::sync::Mutex<Vec<((u64, u64), i64)>> = std::sync::Mutex::new(Vec::new());
+
+fn presences() -> std::sync::MutexGuard<'static, Vec<((u64, u64), i64)>> {
+    PRESENCES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The highest run id: byte offsets past it stay free for the probes.
@@ -242,26 +251,50 @@ impl Presence {
     pub fn announce(dir: &Path, id: u64) -> Result<Self> {
         let at = i64::try_from(id.clamp(1, MAX_RUN_ID)).unwrap_or(1);
         let fd = open_directory(dir, DirLink::Refuse)?;
+        let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
         let lock = presence_lock(nix::libc::F_RDLCK, at, 1);
         nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock))
             .map_err(|e| Error::os("fcntl(F_OFD_SETLK)", dir, e))?;
-        Ok(Presence { fd, at })
+        let dir = (st.st_dev, st.st_ino);
+        presences().push((dir, at));
+        Ok(Presence { fd, at, dir })
     }
 
-    /// Whether another live run (another id) announced itself in the directory.
+    /// Whether another live run (another id, in another process) announced itself in the
+    /// directory.
     pub fn others(&self) -> bool {
         let held = |start: i64, len: i64| {
             let mut probe = presence_lock(nix::libc::F_WRLCK, start, len);
             nix::fcntl::fcntl(&self.fd, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut probe))
                 .is_ok_and(|_| i32::from(probe.l_type) != nix::libc::F_UNLCK)
         };
-        // Below the run's byte and above it (0 as a length: to the end of every offset).
-        held(0, self.at) || held(self.at + 1, 0)
+        // The gaps between this process's own bytes (0 as a length: to the end of every offset).
+        let mut ours: Vec<i64> = presences()
+            .iter()
+            .filter(|(dir, _)| *dir == self.dir)
+            .map(|&(_, at)| at)
+            .chain(std::iter::once(self.at))
+            .collect();
+        ours.sort_unstable();
+        ours.dedup();
+        let mut from = 0;
+        for at in ours {
+            if at > from && held(from, at - from) {
+                return true;
+            }
+            from = at + 1;
+        }
+        held(from, 0)
     }
 
-    /// Device and inode of the directory it holds.
-    pub fn identity(&self) -> Option<(u64, u64)> {
-        fstat(&self.fd).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let mut all = presences();
+        if let Some(k) = all.iter().position(|&(dir, at)| dir == self.dir && at == self.at) {
+            all.swap_remove(k);
+        }
     }
 }
 

@@ -421,3 +421,27 @@ def test_a_planted_reserve_file_name_is_skipped(disk: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith('-1'), done.stdout
+
+
+def test_recovery_is_said_once_too(disk: Path) -> None:
+    filler = disk / 'events.log'  # a log eating the budget, as TensorBoard's event files do
+    filler.write_bytes(os.urandom(700 * KiB))
+    guard = DiskGuard(
+        disk,
+        budget='2MiB',
+        retention=RetentionPolicy(KeepLast(3)),
+        warn=None,
+        critical=None,
+        rescan_interval=0.001,
+    )
+    warned = []
+    for step in range(1, 5):
+        warned += caught(guard.save, tensor_state(250 * KiB), disk / f'step={step}.pt')
+    assert len([m for m in warned if 'no longer keep what its rules ask' in m]) == 1, warned
+    filler.unlink()  # the log is rotated away: the budget holds the last three again
+    later = []
+    for step in range(5, 10):
+        later += caught(guard.save, tensor_state(250 * KiB), disk / f'step={step}.pt')
+    assert len([m for m in later if 'keeps what its rules ask again' in m]) == 1, later
+    assert [n for n in checkpoints(disk) if n.endswith('.pt')] == ['step=7.pt', 'step=8.pt', 'step=9.pt']
+    assert not guard.should_stop

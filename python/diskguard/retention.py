@@ -143,7 +143,9 @@ def apply(
     seconds bounds the wait. Returns (path, 'deleted' | 'skipped' | 'failed', detail) per planned
     deletion."""
     if not isinstance(wait, bool):
-        raise TypeError(f'wait={wait!r}: expected True (wait for the lock) or False (fail at once)')
+        raise TypeError(
+            f'wait={wait!r}: expected True or False (True waits for the lock, False fails at once)'
+        )
     return _apply(plan, wait=wait, timeout=timeout)
 
 
