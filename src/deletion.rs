@@ -229,7 +229,9 @@ pub struct Presence {
 static PRESENCES: std::sync::Mutex<Vec<((u64, u64), i64)>> = std::sync::Mutex::new(Vec::new());
 
 fn presences() -> std::sync::MutexGuard<'static, Vec<((u64, u64), i64)>> {
-    PRESENCES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    PRESENCES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The highest run id: byte offsets past it stay free for the probes.
@@ -286,7 +288,6 @@ impl Presence {
         }
         held(from, 0)
     }
-
 }
 
 impl Drop for Presence {
