@@ -64,7 +64,11 @@ def test_status_exits_with_the_worst_level(tmpfs: Path) -> None:
 def test_errors_are_one_line_with_usage_or_unknown_codes(tmp_path: Path) -> None:
     bad_size = run('status', '--min-free', '0.5', str(tmp_path))
     assert bad_size.returncode == 2
-    assert bad_size.stderr.startswith("diskguard: error: min_free='0.5': expected a non-negative byte count")
+    assert bad_size.stderr.startswith(
+        "diskguard: error: --min-free='0.5': a size without a unit is ambiguous"
+    )
+    bytes_only = run('status', '--min-free', '1B', str(tmp_path))
+    assert bytes_only.returncode == 0, bytes_only.stderr
     loop = tmp_path / 'loop'
     loop.symlink_to('loop')  # statfs fails with ELOOP: the state cannot be known
     failed = run('status', str(loop))
@@ -87,3 +91,50 @@ def test_names_that_are_not_utf8_are_printed_not_fatal(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert b'caf\xe9' in done.stdout
+
+
+def test_misspelt_options_get_a_suggestion_and_the_subcommands_usage(tmp_path: Path) -> None:
+    """Issue 20.9: ``--dryrun`` used to print the top-level usage, ``--warm`` no hint."""
+    dry = run('prune', str(tmp_path), '--dryrun')
+    assert dry.returncode == 2
+    assert dry.stderr.startswith('usage: diskguard prune ')
+    assert dry.stderr.rstrip().endswith('--dryrun: did you mean --dry-run?')
+    keep = run('prune', str(tmp_path), '--keep-lst', '3')
+    assert keep.returncode == 2 and 'did you mean --keep-last?' in keep.stderr
+    warm = run('check', '/', '--warm', '80%')
+    assert warm.returncode == 3 and warm.stdout.rstrip().endswith('--warm: did you mean --warning?')
+    watch = run('watch', '/', '--once', '--intervall', '5s')
+    assert watch.returncode == 2 and 'usage: diskguard watch' in watch.stderr
+    assert 'did you mean --interval?' in watch.stderr
+
+
+def test_a_dir_that_does_not_exist_is_a_usage_error_everywhere(tmp_path: Path) -> None:
+    """Issue 20.9: one table: bad input exits 2 in every subcommand, 3 (UNKNOWN) in check only."""
+    missing = str(tmp_path / 'missing')
+    for args in (['du', missing], ['prune', missing, '--keep-last', '1'], ['orphans', missing]):
+        done = run(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert (
+            done.stderr
+            == f"diskguard: error: DIR='{missing}': no such " + done.stderr.split(' no such ', 1)[1]
+        )
+    assert run('check', missing).returncode == 3
+    assert run('du', str(tmp_path), '--top', '0').returncode == 2
+    assert run('prune', str(tmp_path), '--keep-last', 'x').returncode == 2
+
+
+def test_status_in_a_deleted_working_directory_is_a_clear_error(tmp_path: Path) -> None:
+    """Issue 16's residue: it printed ``mount None`` and exited 0."""
+    gone = tmp_path / 'gone'
+    script = f'import os, sys; os.makedirs({str(gone)!r}, exist_ok=True); os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); from diskguard.cli import main; sys.exit(main(sys.argv[1:]))'
+    for args in ([], ['status', '.'], ['status', 'sub/dir']):
+        done = subprocess.run(
+            [sys.executable, '-c', script, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 3, (args, done.stdout)
+        assert done.stderr.startswith('diskguard: error: [Errno 2] the current directory was deleted')
+        assert 'mount       None' not in done.stdout
+    absolute = subprocess.run(
+        [sys.executable, '-c', script, 'status', '/'], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert absolute.returncode in (0, 1, 2) and 'mount       /' in absolute.stdout

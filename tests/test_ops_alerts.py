@@ -5,12 +5,15 @@ password never logged)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default
@@ -21,7 +24,20 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from diskguard.ops.alerts import Alert, Email, SmtpSettings, Webhook, deliver, smtp_login
+from conftest import run
+from diskguard.ops.alerts import (
+    Alert,
+    Delivery,
+    Email,
+    SmtpSettings,
+    Webhook,
+    deliver,
+    host_name,
+    smtp_login,
+    webhook_url,
+)
+from diskguard.ops.outbox import Outbox
+from diskguard.ops.redact import redact
 
 SECRET = 'key-3f9a1c0e'
 PASSWORD = 'hunter2-secret'
@@ -30,8 +46,9 @@ PASSWORD = 'hunter2-secret'
 class Recorder:
     """A local HTTP server that records each POST and answers with ``status``."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, port: int = 0, echo_path: bool = False) -> None:
         self.bodies: list[Any] = []
+        self.raw: list[bytes] = []
         self.paths: list[str] = []
         self.status = status
         recorder = self
@@ -39,16 +56,19 @@ class Recorder:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers['Content-Length'])
-                recorder.bodies.append(json.loads(self.rfile.read(length)))
+                raw = self.rfile.read(length)
+                recorder.raw.append(raw)
+                recorder.bodies.append(json.loads(raw))
                 recorder.paths.append(self.path)
-                self.send_response(recorder.status)
+                # A proxy that echoes the request in its reason phrase, as some do on errors.
+                self.send_response(recorder.status, f'failed {self.path}' if echo_path else None)
                 self.send_header('Content-Length', '0')
                 self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.server = ThreadingHTTPServer(('127.0.0.1', port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.url = f'http://127.0.0.1:{self.server.server_address[1]}/send?key={SECRET}'
@@ -73,7 +93,7 @@ ALERT = Alert(
 
 @pytest.mark.parametrize('fmt', ['generic', 'wecom', 'slack'])
 def test_webhook_payloads(http: Recorder, fmt: str) -> None:
-    assert deliver([Webhook(http.url, fmt)], ALERT) == {'webhook (' + fmt + ') to 127.0.0.1': True}
+    assert deliver([Webhook(http.url, fmt)], ALERT) == [Delivery('webhook (' + fmt + ') to 127.0.0.1', True)]
     (body,) = http.bodies
     assert http.paths == [f'/send?key={SECRET}']
     if fmt == 'wecom':
@@ -93,7 +113,7 @@ def test_a_failing_webhook_is_retried_with_backoff_then_given_up(caplog: pytest.
             outcome = deliver([Webhook(failing.url)], ALERT, attempts=3, backoff=0.5, sleep=pauses.append)
     finally:
         failing.close()
-    assert outcome == {'webhook (generic) to 127.0.0.1': False}
+    assert [(d.channel, d.ok) for d in outcome] == [('webhook (generic) to 127.0.0.1', False)]
     assert len(failing.bodies) == 3 and pauses == [0.5, 1.0]
     assert 'HTTP Error 500' in caplog.text and SECRET not in caplog.text
 
@@ -103,7 +123,8 @@ def test_an_unreachable_webhook_never_raises_nor_logs_its_url(caplog: pytest.Log
         outcome = deliver(
             [Webhook(f'http://127.0.0.1:1/x?key={SECRET}')], ALERT, attempts=2, sleep=lambda _: None
         )
-    assert outcome == {'webhook (generic) to 127.0.0.1': False}
+    assert [(d.channel, d.ok) for d in outcome] == [('webhook (generic) to 127.0.0.1', False)]
+    assert 'Connection refused' in (outcome[0].error or '') and SECRET not in (outcome[0].error or '')
     assert caplog.text.count('failed') == 2 and SECRET not in caplog.text
 
 
@@ -114,10 +135,19 @@ def test_bad_webhook_urls_are_refused_without_echoing_them(url: str) -> None:
     assert SECRET not in str(err.value)
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused until a server takes it)."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return int(probe.getsockname()[1])
+
+
 class Mailbox:
     """An aiosmtpd server on loopback that keeps what it receives; optional TLS and login."""
 
-    def __init__(self, tls: Any = None, starttls: Any = None, login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, tls: Any = None, starttls: Any = None, login: tuple[str, str] | None = None, port: int = 0
+    ) -> None:
         self.messages: list[Any] = []
         self.logins: list[str] = []
         mailbox = self
@@ -141,9 +171,7 @@ class Mailbox:
             kwargs['tls_context'] = starttls
         if tls is not None:
             kwargs['ssl_context'] = tls
-        with socket.socket() as probe:
-            probe.bind(('127.0.0.1', 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = port or free_port()
         self.controller = Controller(Handler(), hostname='127.0.0.1', port=self.port, **kwargs)
         self.controller.start()
 
@@ -156,8 +184,8 @@ def test_email_plain_with_login_from_the_environment(caplog: pytest.LogCaptureFi
     try:
         user, password = smtp_login(None, {'DISKGUARD_SMTP_USER': 'ops', 'DISKGUARD_SMTP_PASSWORD': PASSWORD})
         settings = SmtpSettings('127.0.0.1', box.port, 'none', 'guard@example.com', user, password)
-        assert deliver([Email(['a@example.com', 'b@example.com'], settings)], ALERT)[
-            f'e-mail via 127.0.0.1:{box.port}'
+        assert deliver([Email(['a@example.com', 'b@example.com'], settings)], ALERT) == [
+            Delivery(f'e-mail via 127.0.0.1:{box.port}', True)
         ]
     finally:
         box.close()
@@ -167,9 +195,8 @@ def test_email_plain_with_login_from_the_environment(caplog: pytest.LogCaptureFi
     assert ALERT.text in msg.get_content()
     closed = SmtpSettings('127.0.0.1', 1, 'none', None, 'ops', PASSWORD)
     with caplog.at_level(logging.WARNING, logger='diskguard.alerts'):
-        assert deliver([Email(['a@example.com'], closed)], ALERT, attempts=2, sleep=lambda _: None) == {
-            'e-mail via 127.0.0.1:1': False
-        }
+        (failed,) = deliver([Email(['a@example.com'], closed)], ALERT, attempts=2, sleep=lambda _: None)
+    assert failed.channel == 'e-mail via 127.0.0.1:1' and not failed.ok
     assert 'Connection refused' in caplog.text and PASSWORD not in caplog.text
 
 
@@ -202,7 +229,7 @@ def test_email_over_starttls_and_tls(
     try:
         user, password = smtp_login(str(login_file), {})
         settings = SmtpSettings('127.0.0.1', box.port, security, None, user, password)
-        assert all(deliver([Email(['a@example.com'], settings)], ALERT, attempts=1).values())
+        assert all(d.ok for d in deliver([Email(['a@example.com'], settings)], ALERT, attempts=1))
     finally:
         box.close()
     assert len(box.messages) == 1 and box.logins == ['ops']
@@ -238,3 +265,191 @@ def test_password_on_the_command_line_is_not_an_option() -> None:
     assert '--smtp-login-file' in helps.stdout and 'password' not in helps.stdout.replace(
         'password on line 2', ''
     )
+
+
+# -- secrets, bounded delivery, names as data (issue 17), headers (issue 20) ----------------------------
+
+
+class EchoingSmtp:
+    """A raw SMTP server on loopback that refuses AUTH PLAIN and echoes its base64 argument back in the
+    error, as some servers do: the client must not put that in a log."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen()
+        self.port = int(self.sock.getsockname()[1])
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, conn.makefile('rwb') as f:
+                f.write(b'220 echo ESMTP\r\n')
+                f.flush()
+                for raw in f:
+                    line = raw.decode().strip()
+                    if line.upper().startswith('EHLO'):
+                        f.write(b'250-echo\r\n250 AUTH PLAIN\r\n')
+                    elif line.upper().startswith('AUTH'):
+                        f.write(f'535 5.7.8 credentials {line.split()[-1]} rejected\r\n'.encode())
+                    else:
+                        f.write(b'221 bye\r\n')
+                        f.flush()
+                        break
+                    f.flush()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_secrets_are_redacted_in_every_form(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17.5: a reason phrase echoing the path and query, an SMTP server echoing AUTH PLAIN's
+    base64, userinfo: none of it reaches the log or the reported error."""
+    echo = Recorder(status=500, echo_path=True)
+    token = 'T0ABC123DEF/B0XYZ987654'
+    url = f'http://127.0.0.1:{echo.server.server_address[1]}/services/{token}/{SECRET}?key={SECRET}'
+    smtp = EchoingSmtp()
+    try:
+        with caplog.at_level(logging.WARNING, logger='diskguard.alerts'):
+            hook, mail = deliver(
+                [Webhook(url), Email(['a@example.com'], SmtpSettings('127.0.0.1', smtp.port, 'none', None, 'ops', PASSWORD))],
+                ALERT,
+                attempts=1,
+            )  # fmt: skip
+    finally:
+        echo.close()
+        smtp.close()
+    assert len(echo.bodies) == 1 and not hook.ok and not mail.ok
+    auth_plain = base64.b64encode(f'\0ops\0{PASSWORD}'.encode()).decode()
+    for text in (caplog.text, hook.error or '', mail.error or ''):
+        for secret in (SECRET, PASSWORD, auth_plain, 'T0ABC123DEF', 'B0XYZ987654'):
+            assert secret not in text, (secret, text)
+    assert 'HTTP Error 500' in (hook.error or '') and '535' in (mail.error or '')
+    assert redact(f'GET https://bot:{PASSWORD}@hooks.example.com/x?key={SECRET}&v=1') == (
+        'GET https://<hidden>@hooks.example.com/x?key=<hidden>&v=<hidden>'
+    )
+    assert redact(f'AUTH PLAIN {auth_plain}') == 'AUTH PLAIN <hidden>'
+
+
+def test_webhook_url_from_a_file_or_the_environment_and_a_warning_on_the_command_line(
+    tmp_path: Path, http: Recorder
+) -> None:
+    """Issue 17.5: ``ps`` shows argv to every user; a URL with a key there gets a warning, and it can
+    come from a file or the environment instead."""
+    url_file = tmp_path / 'webhook-url'
+    url_file.write_text(http.url + '\n')
+    assert webhook_url(None, str(url_file), {}) == (http.url, None)
+    assert webhook_url(None, None, {'DISKGUARD_WEBHOOK_URL': http.url}) == (http.url, None)
+    assert webhook_url('https://hooks.example.com/plain', None, {}) == (
+        'https://hooks.example.com/plain',
+        None,
+    )
+    url, warning = webhook_url(http.url, None, {})
+    assert url == http.url and warning is not None and '--webhook-file' in warning and SECRET not in warning
+    warn = ['check', str(tmp_path), '-w', '0.001%', '-c', '99.99%', '--proc-root', '/proc']
+    argv = run(*warn, '--webhook', http.url)
+    assert argv.returncode == 1 and 'diskguard: warning: --webhook: the URL holds a token' in argv.stderr
+    assert SECRET not in argv.stderr + argv.stdout
+    quiet = run(*warn, '--webhook-file', str(url_file))
+    assert quiet.returncode == 1 and quiet.stderr == ''
+    env = subprocess.run(
+        [sys.executable, '-m', 'diskguard', *warn],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, 'DISKGUARD_WEBHOOK_URL': http.url},
+    )  # fmt: skip
+    assert env.returncode == 1 and env.stderr == ''
+    assert len(http.bodies) == 3
+
+
+def test_delivery_is_bounded_in_total_time() -> None:
+    """Issue 17.6: a webhook that accepts and never answers costs at most the total time given."""
+    silent = socket.socket()
+    silent.bind(('127.0.0.1', 0))
+    silent.listen()
+    try:
+        started = time.monotonic()
+        (outcome,) = deliver(
+            [Webhook(f'http://127.0.0.1:{silent.getsockname()[1]}/x')], ALERT, attempts=3, total=1.5
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert not outcome.ok and 'timed out' in (outcome.error or '')
+    assert elapsed < 5, elapsed
+
+
+def test_names_are_data_in_webhook_and_email_bodies(tmp_path: Path, http: Recorder) -> None:
+    """Issue 17.2/17.3: a directory name with bytes that are not UTF-8, a newline and an escape reaches
+    both channels, escaped: valid UTF-8 JSON without lone surrogates, no forged mail line or header."""
+    odd = os.fsencode(tmp_path) + b'/\xff\xfe\nFORGED: line\x1b[31m'
+    os.mkdir(odd)
+    url_file = tmp_path / 'url'
+    url_file.write_text(http.url)
+    box = Mailbox()
+    try:
+        done = subprocess.run(
+            [sys.executable, '-m', 'diskguard', 'check', odd, '-w', '0.001%', '-c', '99.99%', '--json',
+             '--webhook-file', str(url_file), '--email', 'ops@example.com', '--smtp-host', '127.0.0.1',
+             '--smtp-port', str(box.port), '--smtp-security', 'none'],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        box.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert [a['ok'] for a in report['alerts']] == [True, True], report['alerts']
+    (raw,) = http.raw
+    raw.decode('utf-8')  # strict
+    assert b'\\udc' not in raw and b'\\\\xff\\\\xfe\\\\x0aFORGED: line\\\\x1b[31m' in raw
+    ((_, msg),) = box.messages
+    body = msg.get_content()
+    assert not any(line.startswith('FORGED') for line in body.splitlines()), body
+    assert '\\xff\\xfe\\x0aFORGED: line\\x1b[31m' in body and '\x1b' not in body
+    assert '\n' not in msg['Subject']
+
+
+def test_email_has_date_message_id_and_a_sender_named_after_the_host() -> None:
+    """Issue 20.7: the headers a mail system expects, and the host in the sender as in the subject."""
+    box = Mailbox()
+    try:
+        alert = Alert.about('WARNING', ['WARNING (was OK): /data 90.0% used'], subject='/data (was OK)')
+        (outcome,) = deliver([Email(['a@example.com'], SmtpSettings('127.0.0.1', box.port, 'none'))], alert)
+    finally:
+        box.close()
+    assert outcome.ok
+    ((_, msg),) = box.messages
+    host = host_name()
+    assert host != 'localhost' and msg['From'] == f'diskguard@{host}'
+    assert msg['Subject'] == f'[diskguard] WARNING on {host}: /data (was OK)'
+    assert msg['Date'] and msg['Message-ID'].endswith(f'@{host}>')
+
+
+def test_outbox_keeps_what_a_channel_did_not_take_with_backoff() -> None:
+    """Issue 20.1: a failed try moves the next one back (doubling); success removes it; bounded."""
+    hook = Webhook('http://127.0.0.1:1/x')
+    box = Outbox([hook], retry=60.0, max_retry=300.0, limit=3)
+    first = Alert.about('WARNING', ['a'])
+    box.add(first, 1000.0)
+    (item,) = box.due(1000.0)
+    box.record(item, 'refused', 1000.0)
+    assert box.due(1059.0) == [] and box.due(1060.0) == [item]
+    box.record(item, 'refused', 1060.0)
+    assert item.attempts == 2 and item.next_attempt == 1180.0
+    for _ in range(3):
+        box.record(item, 'refused', 2000.0)
+    assert item.next_attempt == 2300.0  # capped at max_retry
+    for n in range(4):
+        box.add(Alert.about('CRITICAL', [str(n)]), 3000.0)
+    assert [p.alert.text for p in box.pending()] == ['1', '2', '3']  # the oldest dropped
+    restored = Outbox([hook])
+    restored.load(json.loads(json.dumps(box.to_json())))
+    assert [p.to_json() for p in restored.pending()] == box.to_json()
+    due = box.due(4000.0)
+    assert [p.alert.text for p in due] == ['1', '2', '3']  # in order; a channel waits as one
+    box.record(due[0], None, 4000.0)
+    assert [p.alert.text for p in box.pending()] == ['2', '3']

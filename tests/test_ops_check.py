@@ -74,7 +74,9 @@ def test_inode_thresholds(tmpfs: Path) -> None:
 
 def test_worst_of_several_paths_and_json(tmpfs: Path, tmp_path: Path) -> None:
     fill_to(tmpfs, 0.5, slack=8 * 4096)
-    done = run('check', str(tmpfs), str(tmpfs / 'not-yet'), '-w', '40%', '-c', '90%', '--json')
+    done = run(
+        'check', str(tmpfs), str(tmpfs / 'not-yet'), '-w', '40%', '-c', '90%', '--json', '--nearest-ancestor'
+    )
     assert done.returncode == 1
     report = json.loads(done.stdout)
     assert report['state'] == 'WARNING' and report['exit_code'] == 1
@@ -169,3 +171,130 @@ def test_budget_over_its_limit_is_critical_and_names_dir_owner_and_largest(tmpfs
     text = run('check', str(tmpfs), '--budget', f'{tmpfs}/*=2MiB')
     assert f'budget {alice} (owner root)' in text.stdout.splitlines()[0]
     assert 'largest: ckpt 3.0 MiB' in text.stdout
+
+
+# -- issue 20: config paths, missing paths, units, budgets, failed alerts, wording, notes, textfiles ----
+
+
+def test_check_config_reads_paths(tmpfs: Path, tmp_path: Path) -> None:
+    """Issue 20.5: ``paths`` in --config is enough."""
+    config = tmp_path / 'c.toml'
+    config.write_text(f'paths = ["{tmpfs}"]\nwarning = "40%"\n')
+    fill_to(tmpfs, 0.5, slack=8 * 4096)
+    done = run('check', '--config', str(config))
+    assert done.returncode == 1 and done.stdout.startswith(f'DISK WARNING - {tmpfs} '), done.stdout
+    none = tmp_path / 'none.toml'
+    none.write_text('warning = "40%"\n')
+    assert run('check', '--config', str(none)).stdout.startswith(
+        'DISK UNKNOWN - check: give at least one PATH'
+    )
+
+
+def test_a_missing_path_is_unknown_unless_its_ancestor_is_asked_for(tmpfs: Path) -> None:
+    """Issue 20.6: a typo in a monitored path must not pass as OK for the nearest existing ancestor."""
+    typo = tmpfs / 'workspce'
+    done = run('check', str(typo))
+    assert done.returncode == 3 and done.stdout.startswith(f'DISK UNKNOWN - {typo}: does not exist')
+    asked = run('check', str(typo), '--nearest-ancestor')
+    assert asked.returncode == 0 and asked.stdout.startswith(f'DISK OK - {typo} ')
+
+
+@pytest.mark.parametrize('args', [['--budget', '/tmp/*=500'], ['--budget', '/tmp=4096'], ['-w', '85']])
+def test_a_size_without_a_unit_is_refused_as_ambiguous(args: list[str]) -> None:
+    """Issue 20.6: ``=500`` meant 500 bytes while ``-w 85`` was refused; now both are."""
+    done = run('check', '/', *args)
+    assert done.returncode == 3 and 'ambiguous' in done.stdout, done.stdout
+
+
+def test_budgets_that_match_nothing_or_overlap_are_unknown(tmpfs: Path) -> None:
+    """Issue 20.6: a glob matching nothing is reported; overlapping budgets are refused, naming both."""
+    (tmpfs / 'users' / 'alice').mkdir(parents=True)
+    nothing = run('check', str(tmpfs), '--budget', f'{tmpfs}/nobody-*=1GiB')
+    assert nothing.returncode == 3, nothing.stdout
+    assert f'budget UNKNOWN: {tmpfs}/nobody-*: cannot measure: matches no directory' in nothing.stdout
+    both = run('check', str(tmpfs), '--budget', f'{tmpfs}/*=1GiB', '--budget', f'{tmpfs}/users/*=2GiB')
+    assert both.returncode == 3, both.stdout
+    assert f"{tmpfs}/users: cannot measure: overlaps budget '{tmpfs}/users/*'" in both.stdout
+    apart = run('check', str(tmpfs), '--budget', f'{tmpfs}/users/*=1GiB')
+    assert apart.returncode == 0, apart.stdout
+
+
+def test_a_failed_alert_goes_to_stderr_json_and_the_exit_code_when_asked(tmpfs: Path) -> None:
+    """Issue 17.6: never silent: each failed channel on stderr and in --json; --alert-failure-critical."""
+    from test_ops_alerts import free_port
+
+    fill_to(tmpfs, 0.5, slack=8 * 4096)
+    args = ['check', str(tmpfs), '-w', '40%', '-c', '90%', '--proc-root', '/proc']
+    args += ['--webhook', f'http://127.0.0.1:{free_port()}/hook']
+    done = run(*args, '--json')
+    assert done.returncode == 1
+    ((alert),) = json.loads(done.stdout)['alerts']
+    assert alert['channel'] == 'webhook (generic) to 127.0.0.1' and alert['ok'] is False
+    assert 'Connection refused' in alert['error']
+    assert 'diskguard check: alert via webhook (generic) to 127.0.0.1 not delivered: ' in done.stderr
+    strict = run(*args, '--alert-failure-critical')
+    assert strict.returncode == 2 and strict.stdout.startswith('DISK CRITICAL - ')
+    assert 'alert not delivered via webhook (generic) to 127.0.0.1' in strict.stdout.splitlines()[0]
+
+
+def test_check_alert_lines_carry_their_own_state_once(tmpfs: Path, tmp_path: Path) -> None:
+    """Issue 20.7: each line says its state; a budget line appears once."""
+    from test_ops_alerts import Recorder
+
+    (tmpfs / 'alice').mkdir()
+    (tmpfs / 'alice' / 'x.pt').write_bytes(b'\1' * 3 * MIB)
+    hook = Recorder()
+    url = tmp_path / 'url'
+    url.write_text(hook.url)
+    try:
+        done = run(
+            'check',
+            str(tmpfs),
+            '-w',
+            '10%',
+            '-c',
+            '90%',
+            '--budget',
+            f'{tmpfs}/*=2MiB',
+            '--webhook-file',
+            str(url),
+        )
+    finally:
+        hook.close()
+    assert done.returncode == 2
+    ((body),) = hook.bodies
+    lines = body['text'].splitlines()
+    assert lines[0].startswith(f'WARNING: {tmpfs} ') and lines[1].startswith(
+        f'CRITICAL: budget {tmpfs}/alice '
+    )
+    assert len(lines) == 2 and body['text'].count(f'{tmpfs}/alice (owner') == 1
+    assert body['title'].endswith(f': {tmpfs} WARNING, budget {tmpfs}/alice CRITICAL')
+
+
+def test_the_container_note_once_on_stderr_and_proc_root_silences_it(tmpfs: Path) -> None:
+    """Issue 20.8: cron mails whatever is printed: the note is not on stdout, once, and --proc-root
+    (/proc when the container's view is what is wanted) silences it without another line."""
+    from diskguard.ops.container import CONTAINER_NOTE, in_container
+
+    done = run('check', str(tmpfs), str(tmpfs))
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1
+    assert done.stderr == (f'note: {CONTAINER_NOTE}\n' if in_container() else '')
+    quiet = run('check', str(tmpfs), '--proc-root', '/proc')
+    assert quiet.returncode == 0 and len(quiet.stdout.splitlines()) == 1 and quiet.stderr == ''
+
+
+def test_check_and_watch_never_replace_each_others_textfile(tmpfs: Path, tmp_path: Path) -> None:
+    """Issue 20.4: one producer per file: check's run leaves watch's budget and forecast series."""
+    (tmpfs / 'alice').mkdir()
+    textfiles = tmp_path / 'textfiles'
+    textfiles.mkdir()
+    common = [str(tmpfs), '--textfile', str(textfiles), '--proc-root', '/proc']
+    watched = run(
+        'watch', '--once', *common, '--budget', f'{tmpfs}/*=1GiB', '--state-file', str(tmp_path / 's')
+    )
+    assert watched.returncode == 0, watched.stderr
+    watch_file = (textfiles / 'diskguard.prom').read_text()
+    assert 'diskguard_budget_bytes{' in watch_file and 'diskguard_time_to_full_seconds{' in watch_file
+    assert run('check', *common).returncode == 0
+    assert (textfiles / 'diskguard.prom').read_text() == watch_file
+    assert 'diskguard_level{' in (textfiles / 'diskguard-check.prom').read_text()

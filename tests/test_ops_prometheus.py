@@ -219,4 +219,4 @@ def test_example_rules_pass_promtool() -> None:
         [tool('promtool'), 'check', 'rules', str(rules)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert 'SUCCESS: 6 rules found' in done.stdout
+    assert 'SUCCESS: 7 rules found' in done.stdout

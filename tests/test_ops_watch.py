@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import run
-from diskguard.ops.alerts import Webhook
+from diskguard.ops.alerts import Email, SmtpSettings, Webhook
 from diskguard.ops.budgets import Budget
 from diskguard.ops.check import CRITICAL, OK, WARNING, Limits
 from diskguard.ops.parse import Threshold
 from diskguard.ops.watch import Settings, Watcher, with_hysteresis
-from test_ops_alerts import Recorder
+from test_ops_alerts import Mailbox, Recorder, free_port
 from test_ops_check import fill_to
 
 MIB = 1024 * 1024
@@ -76,6 +77,7 @@ def test_alerts_on_changes_only_with_hysteresis_and_reminders(
     fill_to(tmpfs, 0.1)
     clock.now += 60
     assert 'OK (was CRITICAL)' in (w.step() or pytest.fail('no alert')).text
+    w.finish()
     assert [b['state'] for b in hook.bodies] == ['WARNING', 'WARNING', 'CRITICAL', 'OK']
 
 
@@ -97,6 +99,7 @@ def test_a_restart_neither_realerts_nor_forgets_the_trend(
     for _ in range(5):
         first.step()
         clock.now += 60
+    first.finish()
     assert len(hook.bodies) == 1
     saved = json.loads(state.read_text())
     assert saved['paths'][str(tmpfs)]['alerted_level'] == WARNING
@@ -162,6 +165,7 @@ def test_budgets_alert_naming_directory_owner_and_largest(
     assert alert is not None
     assert f'CRITICAL (was OK): budget {tmpfs}/alice (owner root) 3.0 MiB of 2.0 MiB budget' in alert.text
     assert 'largest: big 3.0 MiB, small 0 B' in alert.text or 'largest: big 3.0 MiB' in alert.text
+    w.finish()
     assert hook.bodies[0]['state'] == 'CRITICAL'
 
 
@@ -248,6 +252,7 @@ def test_a_full_disk_does_not_stop_the_monitor(
     w.step()
     fill_to(tmpfs, 1.0)  # nothing left: ENOSPC for every write
     alert = w.step()
+    w.sender.wait(30)  # alerts go out off the check loop
     assert alert is not None and alert.state == 'CRITICAL' and hook.bodies[-1]['state'] == 'CRITICAL'
     assert 'cannot save the state file' in caplog.text or 'cannot write the textfile' in caplog.text
     assert [p.name for p in tmpfs.iterdir() if p.name.endswith('.tmp')] == []
@@ -273,3 +278,128 @@ def test_a_port_already_taken_is_one_line(tmp_path: Path) -> None:
         f'--listen=127.0.0.1:{port}: cannot listen there (Address already in use)'
     )
     assert 'Traceback' not in done.stderr
+
+
+# -- issue 20 and 17: no lost alert, never blocking, what the title says, the config ------------------
+
+
+def test_an_alert_no_channel_took_stays_pending_then_goes_out_exactly_once(
+    tmpfs: Path, tmp_path: Path
+) -> None:
+    """Issue 20.1: both channels refused, then back (after a restart from the state file): the alert
+    goes out once on each, and not again."""
+    hook_port, smtp_port = free_port(), free_port()
+    state = tmp_path / 'state.json'
+    s = Settings(
+        paths=[str(tmpfs)],
+        limits=Limits(Threshold(fraction=0.5), Threshold(fraction=0.8)),
+        state_file=str(state),
+        channels=[
+            Webhook(f'http://127.0.0.1:{hook_port}/send?key=k'),
+            Email(['ops@example.com'], SmtpSettings('127.0.0.1', smtp_port, 'none')),
+        ],
+    )
+    clock = Clock()
+    fill_to(tmpfs, 0.9)
+    down = Watcher(s, clock=clock)
+    assert down.step() is not None
+    down.finish()
+    saved = json.loads(state.read_text())
+    assert {p['channel'] for p in saved['pending']} == {c.name for c in s.channels}
+    assert all(p['attempts'] == 1 and 'refused' in p['error'] for p in saved['pending'])
+    hook, box = Recorder(port=hook_port), Mailbox(port=smtp_port)
+    try:
+        clock.now += 120
+        up = Watcher(s, clock=clock)
+        assert up.step() is None  # nothing new to say, only what is pending
+        up.finish()
+        clock.now += 3000
+        up.step()
+        up.finish()
+    finally:
+        hook.close()
+        box.close()
+    assert len(hook.bodies) == 1 and hook.bodies[0]['state'] == 'CRITICAL'
+    assert len(box.messages) == 1 and 'CRITICAL (was OK)' in box.messages[0][1].get_content()
+    assert json.loads(state.read_text())['pending'] == []
+
+
+def test_a_hanging_channel_never_delays_the_checks(tmpfs: Path, tmp_path: Path) -> None:
+    """Issue 17.6: a webhook that never answers: the step returns at once, the send is bounded."""
+    silent = socket.socket()
+    silent.bind(('127.0.0.1', 0))
+    silent.listen()
+    try:
+        s = Settings(
+            paths=[str(tmpfs)],
+            limits=Limits(Threshold(fraction=0.5), Threshold(fraction=0.8)),
+            state_file=str(tmp_path / 's.json'),
+            channels=[Webhook(f'http://127.0.0.1:{silent.getsockname()[1]}/x')],
+        )
+        fill_to(tmpfs, 0.9)
+        w = Watcher(s)
+        w.sender.total = 2.0
+        started = time.monotonic()
+        assert w.step() is not None
+        assert time.monotonic() - started < 1.5
+        assert w.sender.wait(10)  # done within its bound
+        w.finish()
+    finally:
+        silent.close()
+    (pending,) = json.loads((tmp_path / 's.json').read_text())['pending']
+    assert 'timed out' in pending['error']
+
+
+def test_the_title_says_what_changed_and_its_own_state(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:
+    """Issue 20.7: a filesystem entering WARNING while a budget is CRITICAL goes out as WARNING."""
+    (tmpfs / 'alice').mkdir()
+    (tmpfs / 'alice' / 'x.pt').write_bytes(b'\1' * 3 * MIB)
+    w = Watcher(settings(tmpfs, tmp_path / 's.json', hook, budgets=[Budget(f'{tmpfs}/*', 2 * MIB)]))
+    first = w.step()
+    assert first is not None and first.title.endswith(f': budget {tmpfs}/alice CRITICAL (was OK)')
+    fill_to(tmpfs, 0.6)
+    second = w.step()
+    assert second is not None and second.state == 'WARNING'
+    assert second.title.startswith('[diskguard] WARNING on ') and second.title.endswith(
+        f': {tmpfs} WARNING (was OK)'
+    )
+    assert second.text.startswith(f'WARNING (was OK): {tmpfs} ')
+    w.finish()
+    assert [b['state'] for b in hook.bodies] == ['CRITICAL', 'WARNING']
+
+
+def test_once_exits_with_the_level_and_says_nothing_when_all_went_out(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    """Issue 20.2: the cron form: exit code as check, silent unless a human is needed."""
+    args = ['watch', '--once', str(tmpfs), '-w', '40%', '-c', '70%', '--state-file', str(tmp_path / 's.json')]
+    args += ['--proc-root', '/proc']
+    assert (ok := run(*args)).returncode == 0 and ok.stdout == ok.stderr == ''
+    fill_to(tmpfs, 0.5)
+    url = tmp_path / 'url'
+    url.write_text(hook.url)
+    warned = run(*args, '--webhook-file', str(url))
+    assert warned.returncode == 1 and warned.stdout == warned.stderr == ''
+    assert [b['state'] for b in hook.bodies] == ['WARNING']
+    gone = run(*args, '--webhook', f'http://127.0.0.1:{free_port()}/x', '-c', '45%')
+    assert gone.returncode == 2 and 'kept to retry later' in gone.stderr
+
+
+@pytest.mark.parametrize(
+    ('line', 'message'),
+    [
+        ('paths = "/tmp"', 'paths must be a list of strings such as ["/workspace", "/tmp"], not a string'),
+        ('paths = ["/tmp"]\nemail = "ops@example.com"', 'email must be a list of strings'),
+        ('paths = ["/tmp"]\ninterval = ["60s"]', 'interval must be one value'),
+        ('paths = ["/tmp"]\nnearest_ancestor = "yes"', 'nearest_ancestor must be true or false'),
+    ],
+)
+def test_the_config_refuses_a_string_where_a_list_is_expected(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """Issue 17.10: ``paths = "/tmp"`` used to watch /, t, m and p."""
+    config = tmp_path / 'c.toml'
+    config.write_text(line + '\n')
+    done = run('watch', '--config', str(config), '--once', '--state-file', str(tmp_path / 's.json'))
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert run('check', '--config', str(config)).stdout.startswith('DISK UNKNOWN - ')

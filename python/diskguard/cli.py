@@ -9,11 +9,14 @@ training demo (needs torch).
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import (
     DEFAULT_CRITICAL,
@@ -36,6 +39,7 @@ from . import (
     plan,
 )
 from .demo import add_parser as add_demo_parser
+from .ops.check import cwd_deleted
 from .retention import display_name
 
 
@@ -73,6 +77,16 @@ def _status_lines(result: CheckResult) -> list[str]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.min_free is not None and re.fullmatch(r'\s*[\d.]+\s*', args.min_free):
+        raise ValueError(
+            f"--min-free={args.min_free!r}: a size without a unit is ambiguous: write '20GiB', or '4096B' for bytes"
+        )
+    for path in args.paths or ['.']:
+        if cwd_deleted(path):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                'the current directory was deleted: cd to a directory that exists, or give a PATH',
+            )
     results = [
         check(
             path,
@@ -167,7 +181,11 @@ def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]
 def _prune(args: argparse.Namespace) -> int:
     """``diskguard prune``: exit 0 when done, 1 when a deletion failed, 3 when steps and write times
     disagree and neither reading is clear (without ``--order``); errors are main()'s (2 for bad
-    arguments, 3 otherwise: the lock is held, the directory cannot be read)."""
+    arguments, a DIR that does not exist included; 3 otherwise: the lock is held, the directory
+    cannot be read)."""
+    if not os.path.lexists(args.dir):
+        # A DIR that does not exist is a wrong argument (exit 2), as in du and orphans.
+        raise ValueError(f'DIR={args.dir!r}: no such directory')
     policy = _policy(args)
     keeping = [r for r in policy.rules if not isinstance(r, Protect)]
     if not keeping and not args.dry_run:
@@ -200,8 +218,26 @@ def _prune(args: argparse.Namespace) -> int:
     return 1 if any(o == 'failed' for _, o, _ in results) else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with suggestions for misspelt options (``--warm``: did you mean ``--warning``?);
+    subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        from .ops.commands import with_suggestion
+
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f'{self.prog}: error: {with_suggestion(self, message)}\n')
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]  # type: ignore[no-any-return]
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='diskguard',
         description='How full is the disk under a path, the way df computes it. '
         'With no command: a status report of the disk under the current directory.',
@@ -299,9 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors='surrogateescape')
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
     if args.command is None:
-        args = parser.parse_args(['status', *(argv or [])])
+        args, extras = parser.parse_known_args(['status', *(sys.argv[1:] if argv is None else argv)])
+    if extras:
+        # The subcommand's own usage and suggestions, not the top-level usage.
+        _subcommand(parser, args.command).error(f'unrecognized arguments: {" ".join(extras)}')
     try:
         return int(args.run(args))
     except BrokenPipeError:

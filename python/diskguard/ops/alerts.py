@@ -1,37 +1,92 @@
 """Alert channels: a webhook (generic JSON, or WeCom / Slack robot payloads) and e-mail over SMTP.
 
-Delivery is bounded (a few attempts with exponential backoff, each with a timeout) and never raises:
-a failing channel is logged and the monitor goes on. Webhook URLs and SMTP passwords carry secrets,
-so neither ever appears in a log line or an error message: channels are named by kind and host only.
+Delivery is bounded (a few attempts with exponential backoff, each with a timeout, all within a total
+time) and never raises: every outcome comes back as a :class:`Delivery` (channel, ok, error) for the
+caller to report, and a failing channel never stops the monitor. An alert counts as sent only when a
+channel took it: :mod:`diskguard.ops.outbox` keeps what a channel has not taken and retries it.
+
+Webhook URLs and SMTP logins carry secrets: channels are named by kind and host only, and every
+error we log or report goes through :func:`diskguard.ops.redact.redact`. Names in alert texts are data:
+:func:`printable` escapes what could forge a line or a header, or fail to encode.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from typing import Any
+
+from .redact import redact, secret_forms, token_like, url_has_token
 
 log = logging.getLogger('diskguard.alerts')
 
 #: Seconds one delivery attempt may take.
 TIMEOUT = 10.0
+#: Seconds one delivery of an alert may take in all, every channel and attempt included.
+TOTAL_TIME = 30.0
 WEBHOOK_FORMATS = ('generic', 'wecom', 'slack')
 SMTP_SECURITY = ('starttls', 'tls', 'none')
+#: Where a webhook URL may come from besides the command line (which every user sees in ``ps``).
+WEBHOOK_ENV = 'DISKGUARD_WEBHOOK_URL'
+
+
+@functools.cache
+def host_name() -> str:
+    """This machine's name, as the alert titles and the e-mail sender give it: the fully qualified
+    name when the resolver knows one, else the kernel's host name (never ``localhost``)."""
+    fqdn = socket.getfqdn()
+    if fqdn and '.' in fqdn and not fqdn.startswith('localhost'):
+        return fqdn
+    return socket.gethostname()
+
+
+# Surrogates (bytes that are not UTF-8, from os.fsdecode), C0/C1 controls and DEL: what could fail to
+# encode, forge a line or a header, or drive a terminal.
+_UNPRINTABLE = re.compile('[\x00-\x1f\x7f-\x9f\udc80-\udcff]')
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f'\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}'
+
+
+def printable(text: str) -> str:
+    """``text`` on one line of valid UTF-8: controls and undecodable bytes as ``\\xNN`` (a name's
+    byte ``\\xff`` shows as ``\\xff``, a newline in a name as ``\\x0a``)."""
+    return _UNPRINTABLE.sub(_escape_char, text)
+
+
+_SURROGATE = re.compile('[\udc80-\udcff]')
+
+
+def _clean(value: Any) -> Any:
+    """Every string in a JSON-able value with its undecodable bytes as ``\\xNN``, so the JSON stays
+    valid UTF-8 (no lone surrogates); JSON escapes the controls itself."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(_escape_char, value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 @dataclass
 class Alert:
-    """What changed, in words and as data."""
+    """What changed, in words and as data. Each line of ``text`` says one item's state."""
 
     state: str
     title: str
@@ -42,31 +97,47 @@ class Alert:
         return f'{self.title}\n\n{self.text}'
 
     @classmethod
-    def about(cls, state: str, text: str, details: dict[str, Any] | None = None) -> Alert:
-        """An alert titled ``[diskguard] STATE on HOST``."""
-        return cls(state, f'[diskguard] {state} on {socket.gethostname()}', text, details or {})
+    def about(
+        cls, state: str, lines: Iterable[str], details: dict[str, Any] | None = None, subject: str = ''
+    ) -> Alert:
+        """An alert titled ``[diskguard] STATE on HOST: subject``; every line and the subject are
+        made :func:`printable` (a name cannot add a line, nor a header)."""
+        title = f'[diskguard] {state} on {host_name()}' + (f': {subject}' if subject else '')
+        text = '\n'.join(printable(line) for line in lines)
+        return cls(state, printable(title), text, _clean(details or {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {'state': self.state, 'title': self.title, 'text': self.text, 'details': self.details}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alert:
+        return cls(str(data['state']), str(data['title']), str(data['text']), dict(data.get('details', {})))
+
+
+def summarize(items: list[str], most: int = 3) -> str:
+    """``a, b, c and 2 more``: a subject line that stays short."""
+    shown = ', '.join(items[:most])
+    return shown + (f' and {len(items) - most} more' if len(items) > most else '')
+
+
+# -- channels -----------------------------------------------------------------------------------------
 
 
 class Channel:
-    """Something an alert can be sent to. ``name`` is safe to log."""
+    """Something an alert can be sent to. ``name`` is safe to log; ``secrets`` are never logged."""
 
     name = 'channel'
+    secrets: Sequence[str] = ()
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, timeout: float = TIMEOUT) -> None:
         raise NotImplementedError
-
-
-def _redact(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, '<hidden>')
-    return text
 
 
 class Webhook(Channel):
     """POSTs JSON to ``url``: the generic payload, or a WeCom / Slack robot's text message."""
 
     def __init__(self, url: str, fmt: str = 'generic') -> None:
+        url = url.strip()
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ('http', 'https') or not parsed.hostname:
             # The value itself may hold a key: say what is wrong without echoing it.
@@ -78,6 +149,12 @@ class Webhook(Channel):
         self._url = url
         self.format = fmt
         self.name = f'webhook ({fmt}) to {parsed.hostname}'
+        query_values = [v for _, v in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)]
+        tokens = [seg for seg in parsed.path.split('/') if token_like(seg)]
+        self.secrets = secret_forms(
+            url, parsed.path if tokens else None, parsed.query, parsed.username, parsed.password,
+            *query_values, *tokens,
+        )  # fmt: skip
 
     def payload(self, alert: Alert) -> dict[str, Any]:
         if self.format == 'wecom':
@@ -86,24 +163,49 @@ class Webhook(Channel):
             return {'text': alert.as_text()}
         return {
             'source': 'diskguard',
-            'host': socket.gethostname(),
+            'host': host_name(),
             'state': alert.state,
             'title': alert.title,
             'text': alert.text,
             'details': alert.details,
         }
 
-    def send(self, alert: Alert) -> None:
-        body = json.dumps(self.payload(alert)).encode()
+    def send(self, alert: Alert, timeout: float = TIMEOUT) -> None:
+        body = json.dumps(_clean(self.payload(alert))).encode()
         request = urllib.request.Request(
             self._url, data=body, method='POST', headers={'Content-Type': 'application/json'}
         )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if not 200 <= response.status < 300:
+                raise OSError(f'HTTP {response.status}')
+
+
+def webhook_url(
+    url: str | None, url_file: str | None, environ: dict[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """The webhook URL and where it came from: ``--webhook`` (a warning is due when it holds a token:
+    every user sees the command line), else the first line of ``--webhook-file``, else
+    ``$DISKGUARD_WEBHOOK_URL``. Returns ``(url, warning)``."""
+    env = os.environ if environ is None else environ
+    if url:
+        if url_has_token(url):
+            return url, (
+                '--webhook: the URL holds a token (query string, user or key in the path) and the '
+                'command line is visible to every user (ps); pass it with --webhook-file FILE or '
+                f'${WEBHOOK_ENV} instead'
+            )
+        return url, None
+    if url_file:
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                if not 200 <= response.status < 300:
-                    raise OSError(f'HTTP {response.status}')
-        except Exception as err:  # noqa: BLE001 - any failure becomes one redacted OSError
-            raise OSError(_redact(f'{type(err).__name__}: {err}', self._url)) from None
+            with open(url_file, encoding='utf-8') as f:
+                first = f.readline(64 * 1024).strip()
+        except (OSError, UnicodeDecodeError) as err:
+            why = err.strerror if isinstance(err, OSError) else 'not UTF-8 text'
+            raise ValueError(f'--webhook-file={url_file!r}: cannot read it ({why})') from None
+        if not first:
+            raise ValueError(f'--webhook-file={url_file!r}: expected the URL on the first line')
+        return first, None
+    return (env.get(WEBHOOK_ENV) or '').strip() or None, None
 
 
 @dataclass
@@ -130,7 +232,7 @@ def smtp_login(
     if login_file is not None:
         try:
             with open(login_file, encoding='utf-8') as f:
-                lines = f.read().splitlines()
+                lines = f.read(64 * 1024).splitlines()
         except OSError as err:
             raise ValueError(f'--smtp-login-file={login_file!r}: cannot read it ({err.strerror})') from None
         if len(lines) < 2 or not lines[0].strip():
@@ -159,33 +261,97 @@ class Email(Channel):
         self.to = to
         self.settings = settings
         self.name = f'e-mail via {settings.host}:{settings.effective_port()}'
+        user, password = settings.user, settings.password
+        # AUTH PLAIN sends base64('\0user\0password'): an echo of it must not reach the log either.
+        plain = f'\0{user}\0{password}' if user and password else None
+        self.secrets = secret_forms(password, plain, f'{user}\0{user}\0{password}' if plain else None)
 
     def message(self, alert: Alert) -> EmailMessage:
+        host = host_name()
         msg = EmailMessage()
-        msg['Subject'] = alert.title
-        msg['From'] = self.settings.sender or f'diskguard@{socket.getfqdn()}'
+        msg['Subject'] = printable(alert.title)
+        msg['From'] = self.settings.sender or f'diskguard@{host}'
         msg['To'] = ', '.join(self.to)
-        msg.set_content(alert.text + '\n')
+        msg['Date'] = formatdate(localtime=True)
+        msg['Message-ID'] = make_msgid('diskguard', domain=host)
+        msg.set_content(printable_lines(alert.text) + '\n')
         return msg
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, timeout: float = TIMEOUT) -> None:
         s = self.settings
-        try:
-            smtp: smtplib.SMTP
-            if s.security == 'tls':
-                smtp = smtplib.SMTP_SSL(
-                    s.host, s.effective_port(), timeout=TIMEOUT, context=ssl.create_default_context()
-                )
-            else:
-                smtp = smtplib.SMTP(s.host, s.effective_port(), timeout=TIMEOUT)
-            with smtp:
-                if s.security == 'starttls':
-                    smtp.starttls(context=ssl.create_default_context())
-                if s.user is not None and s.password is not None:
-                    smtp.login(s.user, s.password)
-                smtp.send_message(self.message(alert))
-        except Exception as err:  # noqa: BLE001 - any failure becomes one redacted OSError
-            raise OSError(_redact(f'{type(err).__name__}: {err}', s.password)) from None
+        smtp: smtplib.SMTP
+        if s.security == 'tls':
+            smtp = smtplib.SMTP_SSL(
+                s.host, s.effective_port(), timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(s.host, s.effective_port(), timeout=timeout)
+        with smtp:
+            if s.security == 'starttls':
+                smtp.starttls(context=ssl.create_default_context())
+            if s.user is not None and s.password is not None:
+                smtp.login(s.user, s.password)
+            smtp.send_message(self.message(alert))
+
+
+def printable_lines(text: str) -> str:
+    """Each line of ``text`` made :func:`printable`, the line breaks kept."""
+    return '\n'.join(printable(line) for line in text.split('\n'))
+
+
+# -- delivery -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """One channel's outcome for one alert; ``error`` is redacted, fit to print and log."""
+
+    channel: str
+    ok: bool
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {'channel': self.channel, 'ok': self.ok, 'error': self.error}
+
+
+def send_once(channel: Channel, alert: Alert, timeout: float) -> str | None:
+    """One attempt; returns the redacted error, or None when the channel took the alert."""
+    try:
+        channel.send(alert, timeout)
+    except Exception as err:  # noqa: BLE001 - a channel must never stop the monitor
+        return redact(' '.join(f'{type(err).__name__}: {err}'.split()), channel.secrets)
+    return None
+
+
+def deliver_one(
+    channel: Channel,
+    alert: Alert,
+    *,
+    attempts: int = 3,
+    backoff: float = 1.0,
+    total: float = TOTAL_TIME,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Delivery:
+    """Sends ``alert`` on ``channel``: up to ``attempts`` tries, backoff doubling from ``backoff``
+    seconds, all within ``total`` seconds (each try's timeout is what is left). Never raises."""
+    deadline = clock() + total
+    error = 'no time left to try'
+    for attempt in range(attempts):
+        left = deadline - clock()
+        if left <= 0:
+            break
+        failed = send_once(channel, alert, min(TIMEOUT, left))
+        if failed is None:
+            return Delivery(channel.name, True)
+        error = failed
+        log.warning('alert via %s failed (attempt %d of %d): %s', channel.name, attempt + 1, attempts, error)
+        pause = backoff * 2**attempt
+        if attempt + 1 < attempts and deadline - clock() > pause:
+            sleep(pause)
+        elif attempt + 1 < attempts:
+            break
+    return Delivery(channel.name, False, error)
 
 
 def deliver(
@@ -194,23 +360,12 @@ def deliver(
     *,
     attempts: int = 3,
     backoff: float = 1.0,
+    total: float = TOTAL_TIME,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, bool]:
-    """Sends ``alert`` on every channel, each tried up to ``attempts`` times with backoff doubling
-    from ``backoff`` seconds. Never raises; returns whether each channel (by name) succeeded."""
-    outcome: dict[str, bool] = {}
-    for channel in channels:
-        outcome[channel.name] = False
-        for attempt in range(attempts):
-            try:
-                channel.send(alert)
-            except Exception as err:  # noqa: BLE001 - a channel must never stop the monitor
-                log.warning(
-                    'alert via %s failed (attempt %d of %d): %s', channel.name, attempt + 1, attempts, err
-                )
-                if attempt + 1 < attempts:
-                    sleep(backoff * 2**attempt)
-                continue
-            outcome[channel.name] = True
-            break
-    return outcome
+) -> list[Delivery]:
+    """Sends ``alert`` on every channel, each within its share of ``total`` seconds (see
+    :func:`deliver_one`). Never raises; returns each channel's :class:`Delivery`."""
+    share = total / max(1, len(channels))
+    return [
+        deliver_one(c, alert, attempts=attempts, backoff=backoff, total=share, sleep=sleep) for c in channels
+    ]

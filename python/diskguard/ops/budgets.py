@@ -47,7 +47,7 @@ class BudgetResult:
             f'{format_size(self.limit)} budget'
         )
         if self.errors:
-            text += f' ({self.errors} entries unreadable)'
+            text += f' ({self.errors} {"entry" if self.errors == 1 else "entries"} unreadable)'
         return text + (f'; largest: {largest}' if largest else '')
 
     def to_json(self) -> dict[str, Any]:
@@ -117,8 +117,46 @@ def measure(
     )
 
 
+def targets(budgets: list[Budget]) -> list[tuple[Budget, str, str | None]]:
+    """Every (budget, directory, problem) to measure. A pattern that matches no directory is a problem
+    (a typo must not pass as OK), and so is a directory that is, or holds, a directory of another
+    budget: its bytes would count against two budgets (``/workspace/*`` would cap ``/workspace/team-a``
+    whole by a per-user budget), so overlapping budgets are refused, naming both."""
+    found = [(b, d) for b in budgets for d in directories(b.pattern)]
+    by_directory: dict[str, set[str]] = {}
+    for b, d in found:
+        by_directory.setdefault(d, set()).add(b.pattern)
+    problems: dict[tuple[str, str], str] = {}
+    for b, d in found:
+        ancestor = d
+        while True:
+            for other in by_directory.get(ancestor, set()) - {b.pattern}:
+                problems.setdefault(
+                    (other, ancestor),
+                    f'overlaps budget {b.pattern!r} (which measures {d}): the same bytes would count '
+                    'against both; give each budget its own tree',
+                )
+            parent = os.path.dirname(ancestor)
+            if parent == ancestor:
+                break
+            ancestor = parent
+    out: list[tuple[Budget, str, str | None]] = []
+    for b in budgets:
+        mine = [d for x, d in found if x is b]
+        if not mine:
+            out.append((b, b.pattern, 'matches no directory'))
+        out += [(b, d, problems.get((b.pattern, d))) for d in mine]
+    return out
+
+
+def refused(budget: Budget, directory: str, problem: str) -> BudgetResult:
+    """A budget that cannot be measured as given: UNKNOWN, saying why."""
+    return BudgetResult(budget.pattern, directory, '?', budget.limit, state=UNKNOWN, error=problem)
+
+
 def measure_all(budgets: list[Budget], *, warn_fraction: float = 0.9, top: int = 5) -> list[BudgetResult]:
-    """Every directory of every budget."""
+    """Every directory of every budget (see :func:`targets` for what is refused)."""
     return [
-        measure(b, d, warn_fraction=warn_fraction, top=top) for b in budgets for d in directories(b.pattern)
+        refused(b, d, problem) if problem else measure(b, d, warn_fraction=warn_fraction, top=top)
+        for b, d, problem in targets(budgets)
     ]

@@ -10,6 +10,7 @@ thresholds are floors of available bytes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +32,15 @@ def worst(states: list[int]) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used)."""
+    """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used).
+    ``nearest_ancestor``: a path that does not exist is measured at its nearest existing ancestor
+    (else it is UNKNOWN, so a typo in a monitored path cannot pass as OK)."""
 
     warning: Threshold = field(default_factory=lambda: Threshold(fraction=DEFAULT_WARN))
     critical: Threshold = field(default_factory=lambda: Threshold(fraction=DEFAULT_CRITICAL))
     inodes_warning: float | None = DEFAULT_WARN
     inodes_critical: float | None = DEFAULT_CRITICAL
+    nearest_ancestor: bool = False
 
     def used_bytes_at(self, t: Threshold, u: DiskUsage) -> int:
         """The used bytes at which ``t`` fires on ``u``'s filesystem (check_disk's perfdata rule)."""
@@ -58,9 +62,24 @@ class FsResult:
     host_path: str | None = None
 
 
+def cwd_deleted(path: str) -> bool:
+    """Whether ``path`` is relative to a working directory that no longer exists (its filesystem
+    can still be measured, but no mount point can be named for it: the answer would be a guess)."""
+    if os.path.isabs(path):
+        return False
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def check_path(path: str, limits: Limits) -> FsResult:
     """Grades one path with the core's thresholds; an OS failure is UNKNOWN with its message."""
     w, c = limits.warning, limits.critical
+    if cwd_deleted(path):
+        why = 'the current directory was deleted: give an absolute PATH, or cd to a directory that exists'
+        return FsResult(path, UNKNOWN, [why], error=f'{path}: {why}')
     try:
         result = check(
             path,
@@ -73,6 +92,9 @@ def check_path(path: str, limits: Limits) -> FsResult:
         )
     except OSError as err:
         return FsResult(path, UNKNOWN, [f'cannot measure: {err.strerror or err}'], error=str(err))
+    if not result.usage.path_exists and not limits.nearest_ancestor:
+        why = 'does not exist (--nearest-ancestor measures its nearest existing ancestor instead)'
+        return FsResult(path, UNKNOWN, [why], error=f'{path}: {why}')
     return FsResult(path, int(result.level), list(result.reasons), usage=result.usage)
 
 

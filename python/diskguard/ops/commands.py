@@ -7,9 +7,11 @@ raises ``ValueError`` for a bad argument (the main entry point prints it on one 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import pwd
+import re
 import stat
 import sys
 from typing import Any, NoReturn
@@ -18,19 +20,41 @@ from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DuEntry, DuOwner, find_orphans, f
 from . import parse
 from .alerts import (
     SMTP_SECURITY,
+    WEBHOOK_ENV,
     WEBHOOK_FORMATS,
     Alert,
     Channel,
+    Delivery,
     Email,
     SmtpSettings,
     Webhook,
     deliver,
     smtp_login,
+    summarize,
+    webhook_url,
 )
 from .budgets import Budget, BudgetResult, measure_all
-from .check import OK, STATE_NAMES, UNKNOWN, FsResult, Limits, check_path, status_line, to_json, worst
+from .check import (
+    CRITICAL as CRITICAL_STATE,
+)
+from .check import (
+    OK,
+    STATE_NAMES,
+    UNKNOWN,
+    FsResult,
+    Limits,
+    check_path,
+    status_line,
+    summary,
+    to_json,
+    worst,
+)
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
 from .prometheus import render, write_textfile
+
+#: ``check --textfile DIR`` writes this file; ``watch`` writes ``diskguard.prom``: one producer per
+#: file, so neither replaces the other's series (watch's budgets and forecast stay when check runs).
+CHECK_TEXTFILE = 'diskguard-check.prom'
 
 #: The exit code of a command interrupted by Ctrl-C (128 + SIGINT), as shells use.
 EXIT_INTERRUPTED = 130
@@ -78,15 +102,25 @@ def add_threshold_options(p: argparse.ArgumentParser) -> None:
         help="a per-user/per-project budget, e.g. '/workspace/*=500GiB' (repeatable)",
     )
     p.add_argument(
-        '--proc-root', metavar='DIR', help="the host's /proc mounted in a container, e.g. /host_proc"
+        '--nearest-ancestor',
+        action='store_true',
+        default=None,
+        help='measure a PATH that does not exist at its nearest existing ancestor (else it is UNKNOWN)',
     )
     p.add_argument(
-        '--textfile', metavar='DIR', help='write DIR/diskguard.prom for node_exporter (atomically)'
+        '--proc-root',
+        metavar='DIR',
+        help="the host's /proc mounted in a container, e.g. /host_proc (also silences the container note)",
     )
 
 
 def add_alert_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--webhook', metavar='URL', help='POST alerts as JSON to URL (kept out of logs)')
+    p.add_argument(
+        '--webhook',
+        metavar='URL',
+        help=f'POST alerts as JSON to URL (kept out of logs; one with a key: --webhook-file or ${WEBHOOK_ENV})',
+    )
+    p.add_argument('--webhook-file', metavar='FILE', help='the webhook URL on the first line of FILE')
     p.add_argument(
         '--webhook-format', choices=WEBHOOK_FORMATS, help='payload: generic JSON, wecom or slack robot'
     )
@@ -113,6 +147,7 @@ def option(args: argparse.Namespace, config: dict[str, Any], name: str, default:
 
 
 def limits_from(args: argparse.Namespace, config: dict[str, Any]) -> Limits:
+    nearest_ancestor = bool(option(args, config, 'nearest_ancestor', False))
     warning = parse.threshold('--warning', str(option(args, config, 'warning', WARN)))
     critical = parse.threshold('--critical', str(option(args, config, 'critical', CRITICAL)))
     inodes_warn = parse.percentage('--inodes-warn', str(option(args, config, 'inodes_warn', WARN)))
@@ -139,7 +174,7 @@ def limits_from(args: argparse.Namespace, config: dict[str, Any]) -> Limits:
             f'--warning={format_size(warning.free_bytes)} free: must be at least --critical='
             f'{format_size(critical.free_bytes)} free (a warning comes before the critical floor)'
         )
-    return Limits(warning, critical, inodes_warn, inodes_critical)
+    return Limits(warning, critical, inodes_warn, inodes_critical, nearest_ancestor)
 
 
 def budgets_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Budget]:
@@ -155,7 +190,12 @@ def budgets_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Budge
 
 def channels_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Channel]:
     channels: list[Channel] = []
-    url = option(args, config, 'webhook')
+    # The command line first (with a warning when the URL holds a key), then the files, then $ENV.
+    url, warning = webhook_url(getattr(args, 'webhook', None), getattr(args, 'webhook_file', None), {})
+    if url is None:
+        url, _ = webhook_url(config.get('webhook'), config.get('webhook_file'))
+    if warning:
+        print(f'diskguard: warning: {warning}', file=sys.stderr)
     if url:
         channels.append(Webhook(str(url), str(option(args, config, 'webhook_format', 'generic'))))
     to = option(args, config, 'email')
@@ -176,7 +216,8 @@ def channels_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Chan
 
 def measure(paths: list[str], limits: Limits, proc_root: str | None) -> tuple[list[FsResult], list[str]]:
     """Checks every path; with ``proc_root`` each result carries its host path. Returns the results
-    and notes about the view (a container without the host's /proc)."""
+    and notes about the view (a container without the host's /proc: said once per run, on stderr or
+    in ``--json``; ``--proc-root`` silences it)."""
     results = [check_path(p, limits) for p in paths]
     notes: list[str] = []
     if proc_root is not None:
@@ -192,12 +233,27 @@ def measure(paths: list[str], limits: Limits, proc_root: str | None) -> tuple[li
 # -- check ----------------------------------------------------------------------------------------
 
 
+def with_suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    """``message`` plus ``did you mean --warning?`` for each misspelt option it names."""
+    match = re.match(r'unrecognized arguments: (.*)', message)
+    if not match:
+        return message
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith('--')]
+    hints = []
+    for word in match.group(1).split():
+        name = word.split('=', 1)[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if name.startswith('-') else []
+        if close:
+            hints.append(f'{name}: did you mean {close[0]}?')
+    return '; '.join([message, *hints])
+
+
 def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
     """A plugin's bad command line is UNKNOWN (3), not argparse's 2 (monitoring.md §5.1)."""
 
     def error(message: str) -> NoReturn:
         # Nagios reads the first line of stdout.
-        print(f'DISK UNKNOWN - diskguard check: {message}')
+        print(f'DISK UNKNOWN - diskguard check: {with_suggestion(parser, message)}')
         sys.exit(UNKNOWN)
 
     parse_known = parser.parse_known_args
@@ -221,19 +277,49 @@ def _add_check(commands: Any) -> None:
         "conventions: one status line with perfdata ('label'=usedB;warn;crit;0;total), exit 0/1/2/3. "
         'Percentages are of what non-root can use, as df counts; sizes are floors of available space.',
     )
-    p.add_argument('paths', nargs='+', metavar='PATH')
+    p.add_argument('paths', nargs='*', metavar='PATH', help='paths to check (or `paths` in --config)')
     add_threshold_options(p)
+    p.add_argument(
+        '--textfile',
+        metavar='DIR',
+        help=f'write DIR/{CHECK_TEXTFILE} for node_exporter (atomically; watch writes its own file)',
+    )
     add_alert_options(p)
+    p.add_argument(
+        '--alert-failure-critical',
+        action='store_true',
+        default=None,
+        help='exit CRITICAL when an alert could not be delivered on some channel',
+    )
     p.add_argument('--json', action='store_true', help='machine-readable output (same exit codes)')
-    p.add_argument('--config', metavar='FILE', help='a TOML file with the same settings (see examples/)')
+    p.add_argument(
+        '--config', metavar='FILE', help='a TOML file with the same settings, paths included (see examples/)'
+    )
     p.set_defaults(run=run_check)
     _unknown_on_bad_arguments(p)
 
 
-def check_alert(results: list[FsResult], budgets: list[BudgetResult], state: int, line: str) -> Alert:
-    text = '\n'.join([line.split(' | ', 1)[0]] + [b.describe() for b in budgets if b.state != OK])
+def check_alert(results: list[FsResult], budgets: list[BudgetResult], state: int) -> Alert:
+    """Every filesystem and every budget not OK, one line each, each saying its own state; the title
+    names what is not OK."""
+    lines = [f'{STATE_NAMES[r.state]}: {summary(r)}' for r in results]
+    lines += [f'{STATE_NAMES[b.state]}: budget {b.describe()}' for b in budgets if b.state != OK]
+    bad = [f'{r.path} {STATE_NAMES[r.state]}' for r in results if r.state != OK]
+    bad += [f'budget {b.directory} {STATE_NAMES[b.state]}' for b in budgets if b.state != OK]
     details = {'filesystems': [r.path for r in results], 'budgets': [b.to_json() for b in budgets]}
-    return Alert.about(STATE_NAMES[state], text, details)
+    return Alert.about(STATE_NAMES[state], lines, details, subject=summarize(bad))
+
+
+def config_paths(config: dict[str, Any]) -> list[str]:
+    """``paths`` from the config file (already checked to be a list of strings)."""
+    return list(config.get('paths', []))
+
+
+def report_deliveries(command: str, deliveries: list[Delivery]) -> None:
+    """Every channel that did not take the alert, one line each on stderr (errors redacted)."""
+    for d in deliveries:
+        if not d.ok:
+            print(f'diskguard {command}: alert via {d.channel} not delivered: {d.error}', file=sys.stderr)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -241,47 +327,56 @@ def run_check(args: argparse.Namespace) -> int:
         from .watch import load_config
 
         config = load_config(args.config)
+        paths = list(args.paths) or config_paths(config)
+        if not paths:
+            raise ValueError('check: give at least one PATH (or paths = [...] in --config)')
         limits = limits_from(args, config)
         budgets = budgets_from(args, config)
         channels = channels_from(args, config)
+        failure_critical = bool(option(args, config, 'alert_failure_critical', False))
         textfile = option(args, config, 'textfile')
         if textfile is not None and not os.path.isdir(str(textfile)):
             raise ValueError(
                 f"--textfile={textfile!r}: not a directory (give node_exporter's textfile directory)"
             )
-        results, notes = measure(args.paths, limits, option(args, config, 'proc_root'))
+        results, notes = measure(paths, limits, option(args, config, 'proc_root'))
         budget_results = measure_all(budgets)
     except (ValueError, TypeError, OSError) as err:
         # Monitoring Plugins: a bad argument or a failure of the plugin itself is UNKNOWN.
         print(f'DISK UNKNOWN - {" ".join(str(err).split())}')
         return UNKNOWN
     state = worst([r.state for r in results] + [b.state for b in budget_results])
+    if textfile:
+        write_textfile(str(textfile), render(results, budget_results), CHECK_TEXTFILE)
+    deliveries: list[Delivery] = []
+    if channels and state != OK:
+        deliveries = deliver(channels, check_alert(results, budget_results, state))
+        report_deliveries('check', deliveries)
+    undelivered = [d.channel for d in deliveries if not d.ok]
+    code = worst([state, CRITICAL_STATE]) if failure_critical and undelivered else state
     extra = [f'budget {b.describe()}' for b in budget_results if b.state != OK]
-    line = status_line(results, limits, extra, state)
+    extra += [f'alert not delivered via {name}' for name in undelivered]
     if args.json:
         payload = {
-            'state': STATE_NAMES[state],
-            'exit_code': state,
+            'state': STATE_NAMES[code],
+            'exit_code': code,
             'filesystems': [to_json(r, limits) for r in results],
             'budgets': [b.to_json() for b in budget_results],
+            'alerts': [d.to_json() for d in deliveries],
             'notes': notes,
         }
         print(json.dumps(payload, indent=2))
     else:
-        print(line)
+        print(status_line(results, limits, extra, code))
         # Long output (lines after the first): whatever the one line could not hold.
         for r in results:
-            if r.host_path is not None:
+            if r.host_path is not None and r.host_path != os.path.abspath(r.path):
                 print(f'{r.path}: host mount point {r.host_path}')
         for b in budget_results:
             print(f'budget {STATE_NAMES[b.state]}: {b.describe()}')
         for note in notes:
-            print(f'note: {note}')
-    if textfile:
-        write_textfile(str(textfile), render(results, budget_results))
-    if channels and state != OK:
-        deliver(channels, check_alert(results, budget_results, state, line))
-    return state
+            print(f'note: {note}', file=sys.stderr)
+    return code
 
 
 # -- du ---------------------------------------------------------------------------------------------
@@ -344,6 +439,9 @@ def run_du(args: argparse.Namespace) -> int:
             progress.clear()
         print('diskguard: du: interrupted', file=sys.stderr)
         return EXIT_INTERRUPTED
+    except FileNotFoundError:
+        # A DIR that does not exist is a wrong argument (exit 2), as everywhere but check.
+        raise ValueError(f'DIR={args.dir!r}: no such file or directory') from None
     if progress:
         progress.clear()
     key = 'apparent' if args.apparent_size else 'allocated'
@@ -359,7 +457,7 @@ def run_du(args: argparse.Namespace) -> int:
         print(json.dumps({**_du_json(report, args.by, shown), **where}, indent=2))
     else:
         _du_table(report, args.by, shown, len(rows))
-        if 'host_path' in where:
+        if 'host_path' in where and where['host_path'] != os.path.realpath(args.dir):
             print(f'on the host: {where["host_path"]}')
         for note in where.get('notes', []):
             print(f'note: {note}', file=sys.stderr)
@@ -416,13 +514,18 @@ def _du_table(report: Any, by: str, shown: list[tuple[str, Any]], total_rows: in
     )
     if report.other_filesystems:
         print(
-            f'note: {report.other_filesystems} directories on other filesystems skipped (--cross-filesystems)'
+            f'note: {_count(report.other_filesystems, "directory", "directories")} on other filesystems '
+            'skipped (--cross-filesystems)'
         )
     if report.errors:
         print(
-            f'note: {report.errors} entries could not be read, e.g. {report.error_samples[0]}',
+            f'note: {_count(report.errors, "entry", "entries")} could not be read, e.g. {report.error_samples[0]}',
             file=sys.stderr,
         )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f'{n:,} {one if n == 1 else many}'
 
 
 # -- orphans ----------------------------------------------------------------------------------------
@@ -446,8 +549,10 @@ def _add_orphans(commands: Any) -> None:
 
 def run_orphans(args: argparse.Namespace) -> int:
     min_age = parse.duration('--min-age', args.min_age, minimum=0)
-    if not stat.S_ISDIR(os.stat(args.dir).st_mode):  # a missing DIR raises FileNotFoundError here
-        raise NotADirectoryError(20, 'Not a directory (orphans needs the checkpoint directory)', args.dir)
+    if not os.path.lexists(args.dir):
+        raise ValueError(f'DIR={args.dir!r}: no such directory')
+    if not stat.S_ISDIR(os.stat(args.dir).st_mode):
+        raise ValueError(f'DIR={args.dir!r}: not a directory (orphans needs the checkpoint directory)')
     found = find_orphans(
         args.dir, temp_dir=args.temp_dir, include_temp_dir=not args.no_temp_dir, min_age=min_age
     )

@@ -103,15 +103,15 @@ def render(
     return '\n'.join(lines) + '\n'
 
 
-def write_textfile(directory: str, text: str) -> str:
-    """Writes ``directory/diskguard.prom`` atomically (temporary file, fsync, rename); returns its path."""
+def write_textfile(directory: str, text: str, name: str = TEXTFILE_NAME) -> str:
+    """Writes ``directory/name`` atomically (temporary file, fsync, rename); returns its path."""
     if not os.path.isdir(directory):
         raise ValueError(
             f"--textfile={directory!r}: not a directory (give node_exporter's textfile directory)"
         )
-    final = os.path.join(directory, TEXTFILE_NAME)
+    final = os.path.join(directory, name)
     # Not *.prom, so node_exporter never reads the half-written file.
-    temporary = os.path.join(directory, f'.{TEXTFILE_NAME}.{os.getpid()}.tmp')
+    temporary = os.path.join(directory, f'.{name}.{os.getpid()}.tmp')
     try:
         with open(temporary, 'w', encoding='utf-8', newline='\n') as f:
             f.write(text)

@@ -4,9 +4,12 @@ Each interval it grades every path (the same thresholds as ``check``), samples a
 :class:`diskguard.TrendMonitor` per filesystem (paths on one mount share it) for the time to full,
 measures budgets less often, and alerts only when a level changes. Levels have hysteresis: a level is entered at its threshold and
 left only ``hysteresis`` below it, so a disk hovering at 85% does not alert every interval; while not
-OK, a reminder goes out at most every ``reminder``. The state file (levels, when each was alerted,
-recent samples) is rewritten atomically each interval, so a restart neither re-alerts nor forgets the
-trend. SIGTERM and SIGINT finish the current step and exit 0.
+OK, a reminder goes out at most every ``reminder``. Alerts go out on a background thread within a
+bounded time (:class:`diskguard.ops.outbox.Sender`); one a channel did not take stays pending and is
+retried on later ticks with backoff. The state file (levels, when each was alerted, pending alerts,
+recent samples) is rewritten atomically each interval, so a restart neither re-alerts, nor loses an
+undelivered alert, nor forgets the trend. SIGTERM and SIGINT finish the current step and exit 0;
+``--once`` exits with the Nagios code of what it measured.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from typing import Any
 
 from .. import TrendMonitor
 from . import parse
-from .alerts import Alert, Channel, deliver
-from .budgets import Budget, BudgetResult, Interrupted, directories, measure
+from .alerts import TOTAL_TIME, Alert, Channel, summarize
+from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
+from .outbox import Outbox, Sender
 from .parse import Threshold
 from .prometheus import MetricsServer, render, write_textfile
 
@@ -47,9 +51,13 @@ CONFIG_KEYS = frozenset(
         'paths', 'interval', 'warning', 'critical', 'inodes_warn', 'inodes_critical', 'hysteresis',
         'reminder', 'forecast_horizon', 'budget_interval', 'budgets', 'state_file', 'textfile', 'listen',
         'proc_root', 'webhook', 'webhook_format', 'email', 'smtp_host', 'smtp_port', 'smtp_security',
-        'smtp_from', 'smtp_login_file', 'trend_window', 'trend_warmup',
+        'smtp_from', 'smtp_login_file', 'trend_window', 'trend_warmup', 'webhook_file', 'nearest_ancestor',
+        'alert_failure_critical',
     }
 )  # fmt: skip
+#: Settings that hold a list of strings, a table, or a true/false; every other one holds one value.
+LIST_KEYS = {'paths': '["/workspace", "/tmp"]', 'email': '["ops@example.com"]'}
+BOOL_KEYS = frozenset({'nearest_ancestor', 'alert_failure_critical'})
 #: Samples kept per path in the state file.
 MAX_SAMPLES = 720
 
@@ -71,7 +79,29 @@ def load_config(path: str | None) -> dict[str, Any]:
         raise ValueError(
             f'--config={path!r}: unknown setting(s) {", ".join(unknown)}; known: {", ".join(sorted(CONFIG_KEYS))}'
         )
+    for key, value in config.items():
+        problem = _config_type_problem(key, value)
+        if problem:
+            raise ValueError(f'--config={path!r}: {key} {problem}')
     return config
+
+
+def _config_type_problem(key: str, value: Any) -> str | None:
+    """What is wrong with the type of ``key = value``, or None: a string where a list is expected
+    (``paths = "/tmp"`` would otherwise watch ``/``, ``t``, ``m``, ``p``), a list for one value."""
+    kind = type(value).__name__.replace('str', 'string').replace('dict', 'table')
+    if key in LIST_KEYS:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            return f'must be a list of strings such as {LIST_KEYS[key]}, not a {kind}'
+    elif key == 'budgets':
+        if not isinstance(value, dict):
+            return "must be a table of 'DIR_OR_GLOB' = 'SIZE' ([budgets])"
+    elif key in BOOL_KEYS:
+        if not isinstance(value, bool):
+            return f'must be true or false, not a {kind}'
+    elif not isinstance(value, str | int | float) or isinstance(value, bool):
+        return f'must be one value (a string or a number), not a {kind}'
+    return None
 
 
 def default_state_file() -> str:
@@ -178,6 +208,11 @@ class Watcher:
         self.stop = threading.Event()
         self.server: MetricsServer | None = None
         self.host_table = host_table(settings.proc_root) if settings.proc_root else None
+        # Alerts no channel has taken yet: retried from one interval on, doubling up to an hour.
+        self.outbox = Outbox(settings.channels, retry=max(settings.interval, 30.0))
+        self.sender = Sender(self.outbox, clock=clock)
+        #: The worst level of the last step (the exit code of ``--once``).
+        self.level = OK
         self._load_state()
 
     # -- state -----------------------------------------------------------------------------------
@@ -198,6 +233,7 @@ class Watcher:
                     table[name] = Tracked(int(t['level']), int(t['alerted_level']), float(t['alerted_at']))
             for key, samples in data.get('trends', {}).items():
                 self._trend(key, [(float(a), int(b), int(c)) for a, b, c in samples])
+            self.outbox.load(list(data.get('pending', [])))
         except (OSError, ValueError, KeyError, TypeError) as err:
             # A damaged state file costs at most one repeated alert; never refuse to start over it.
             log.warning('ignoring the state file %s: %s', self.s.state_file, err)
@@ -223,6 +259,8 @@ class Watcher:
             'version': 1,
             'paths': table(self.tracked),
             'budgets': table(self.budget_tracked),
+            # Alerts a channel has not taken: sent on the next tick (or run of --once) when due.
+            'pending': self.outbox.to_json(),
             'trends': {key: trend.samples for key, trend in self.trends.items()},
         }
         directory = os.path.dirname(os.path.abspath(self.s.state_file))
@@ -276,29 +314,38 @@ class Watcher:
         self.budgets_measured_at = now
         results = []
         try:
-            for b in self.s.budgets:
-                for d in directories(b.pattern):
-                    results.append(measure(b, d, should_stop=self.stop.is_set))
+            for b, d, problem in targets(self.s.budgets):
+                results.append(
+                    refused(b, d, problem) if problem else measure(b, d, should_stop=self.stop.is_set)
+                )
         except Interrupted:
             return  # shutting down: keep the previous figures
         self.budget_results = results
         for r in results:
             self.budget_tracked.setdefault(r.directory, Tracked()).level = r.state
 
-    def _changes(self, items: dict[str, Tracked], describe: dict[str, str], now: float) -> list[str]:
-        lines = []
+    def _changes(
+        self, items: dict[str, Tracked], describe: dict[str, str], now: float, kind: str = ''
+    ) -> list[tuple[int, str, str]]:
+        """(level, what changed for the title, the line) of each item whose level changed or is due
+        a reminder. An item counts as alerted once its alert is in the outbox, which keeps it until
+        a channel takes it."""
+        changes = []
         for name, t in items.items():
             if name not in describe:
                 continue
+            state = STATE_NAMES[t.level]
             if t.level != t.alerted_level:
                 was = STATE_NAMES[t.alerted_level]
-                lines.append(f'{STATE_NAMES[t.level]} (was {was}): {describe[name]}')
+                changes.append(
+                    (t.level, f'{kind}{name} {state} (was {was})', f'{state} (was {was}): {describe[name]}')
+                )
             elif t.level != OK and now - t.alerted_at >= self.s.reminder:
-                lines.append(f'still {STATE_NAMES[t.level]}: {describe[name]}')
+                changes.append((t.level, f'{kind}{name} still {state}', f'still {state}: {describe[name]}'))
             else:
                 continue
             t.alerted_level, t.alerted_at = t.level, now
-        return lines
+        return changes
 
     def step(self) -> Alert | None:
         """Measures everything once, publishes metrics, saves the state; returns the alert sent."""
@@ -312,18 +359,38 @@ class Watcher:
             self._keep_going('write the textfile', lambda: write_textfile(str(self.s.textfile), text))
         if self.server is not None:
             self.server.update(text)
-        lines = self._changes(self.tracked, {r.path: summary(r) for r in results}, now)
-        lines += self._changes(
-            self.budget_tracked, {b.directory: 'budget ' + b.describe() for b in self.budget_results}, now
+        self.level = worst([r.state for r in results] + [b.state for b in self.budget_results])
+        changes = self._changes(self.tracked, {r.path: summary(r) for r in results}, now)
+        changes += self._changes(
+            self.budget_tracked,
+            {b.directory: 'budget ' + b.describe() for b in self.budget_results},
+            now,
+            kind='budget ',
         )
         alert = None
-        if lines:
-            state = worst([r.state for r in results] + [b.state for b in self.budget_results])
-            alert = Alert.about(STATE_NAMES[state], '\n'.join(lines))
-            log.warning('%s', alert.as_text().replace('\n', ' | '))
-            deliver(self.s.channels, alert)
+        if changes:
+            # The title's state is that of what changed, not the worst of everything.
+            state = worst([level for level, _, _ in changes])
+            alert = Alert.about(
+                STATE_NAMES[state],
+                [line for _, _, line in changes],
+                subject=summarize([c for _, c, _ in changes]),
+            )
+            log.info('alert: %s', alert.as_text().replace('\n', ' | '))
+            self.outbox.add(alert, now)
+        self.sender.dispatch(now)
         self._keep_going('save the state file', self._save_state)
         return alert
+
+    def finish(self, timeout: float = TOTAL_TIME) -> None:
+        """Waits (at most ``timeout`` seconds) for the alerts on their way, then saves the state, so
+        that what was delivered is not sent again and what was not stays pending."""
+        deadline = time.monotonic() + timeout
+        while self.sender.wait(max(0.0, deadline - time.monotonic())) and time.monotonic() < deadline:
+            # What came due while the last batch was out (alerts of earlier ticks) goes out now.
+            if not self.sender.dispatch(self.clock()):
+                break
+        self._keep_going('save the state file', self._save_state)
 
     @staticmethod
     def _keep_going(what: str, write: Callable[[], object]) -> None:
@@ -353,6 +420,7 @@ class Watcher:
         finally:
             if self.server is not None:
                 self.server.close()
+            self.finish()
         log.info('stopped')
         return 0
 
@@ -385,8 +453,15 @@ def add_watch_command(commands: Any) -> None:
     )
     p.add_argument('--listen', metavar='HOST:PORT', help='serve /metrics, e.g. 127.0.0.1:9101')
     p.add_argument('--config', metavar='FILE', help='a TOML file with these settings (see examples/)')
-    p.add_argument('--once', action='store_true', help='one measurement, then exit (for tests and cron)')
+    p.add_argument(
+        '--once',
+        action='store_true',
+        help='one measurement (alerts on changes, pending ones retried), then exit 0/1/2/3 as check: for cron',
+    )
     add_threshold_options(p)
+    p.add_argument(
+        '--textfile', metavar='DIR', help='write DIR/diskguard.prom for node_exporter (atomically)'
+    )
     add_alert_options(p)
     p.set_defaults(run=run_watch)
 
@@ -395,7 +470,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     from .commands import budgets_from, channels_from, limits_from, option
 
     config = load_config(args.config)
-    paths = list(args.paths) or list(config.get('paths', []))
+    paths = list(args.paths) or list(config.get('paths', []))  # a list of strings: load_config checks
     if not paths or not all(isinstance(p, str) and p for p in paths):
         raise ValueError('watch: give at least one PATH (or paths = [...] in --config)')
     listen = option(args, config, 'listen')
@@ -427,7 +502,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def run_watch(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format='diskguard watch: %(message)s', stream=sys.stderr)
+        # Under cron (--once) only what needs a human: failed deliveries, failed writes, warnings.
+        level = logging.WARNING if args.once else logging.INFO
+        logging.basicConfig(level=level, format='diskguard watch: %(message)s', stream=sys.stderr)
     settings = settings_from(args)
     if settings.textfile and not os.path.isdir(settings.textfile):
         raise ValueError(f'--textfile={settings.textfile!r}: not a directory')
@@ -436,7 +513,8 @@ def run_watch(args: argparse.Namespace) -> int:
         log.warning('%s', CONTAINER_NOTE)
     if args.once:
         watcher.step()
-        return 0
+        watcher.finish()
+        return watcher.level
 
     def stop(signum: int, _frame: object) -> None:
         log.info('%s received: finishing', signal.Signals(signum).name)
