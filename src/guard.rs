@@ -1743,6 +1743,16 @@ impl Guard {
         Ok(())
     }
 
+    /// Measures again what the run holds under its directory, now: after a framework deleted
+    /// checkpoints of its own (Lightning's top-k, the Trainer's `save_total_limit`), which the
+    /// periodic rescan would see only `rescan_interval` later. Only the deleting process measures.
+    pub fn rescan(&mut self, t: f64) {
+        if self.deletes() && self.dir_responsive() && self.dir.is_dir() {
+            self.held = held_bytes(&self.dir);
+            self.last_rescan = t;
+        }
+    }
+
     fn check_inside(&self, path: &Path) -> Result<()> {
         crate::usage::validate_path("path", path)?;
         if inside(&self.dir, path) {

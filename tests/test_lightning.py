@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import importlib
 import json
+import logging
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -208,12 +211,94 @@ def test_a_last_link_keeps_its_target(tmp_path: Path) -> None:
         assert_references_exist(checkpoint)
 
 
-def test_without_a_model_checkpoint_the_path_must_be_given(tmp_path: Path) -> None:
-    pl, callback_class = framework('lightning')
-    fit = trainer(pl, tmp_path, [callback_class()], max_steps=2, enable_checkpointing=False)
-    with pytest.raises(ValueError, match='pass path='):
+class SaveEveryStep:
+    """A callback (of either package) that calls ``trainer.save_checkpoint`` by hand after every
+    training step, into ``directory``: a run that checkpoints without a ModelCheckpoint."""
+
+    def __new__(cls, pl: ModuleType, directory: Path) -> Any:
+        class Save(pl.Callback):
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                trainer.save_checkpoint(directory / f'manual-{trainer.global_step}.ckpt')
+
+        return Save()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_without_a_model_checkpoint_the_default_root_dir_is_guarded(name: str, tmp_path: Path) -> None:
+    """``enable_checkpointing=False`` and saves made by hand: the callback guards
+    ``default_root_dir`` (no exception for the missing ModelCheckpoint), and records the saves."""
+    pl, callback_class = framework(name)
+    callback = callback_class(check_every_steps=1)
+    root = tmp_path / 'root'
+    fit = trainer(pl, root, [callback, SaveEveryStep(pl, root)], max_steps=3, enable_checkpointing=False)
+    fit.fit(tiny_model(pl))
+    assert fit.global_step == 3
+    assert callback.guard is not None and callback.guard.path == str(root)
+    assert callback.guard.status().saves == 3
+    assert callback.stop_reason is None
+    assert sorted(p.name for p in root.glob('*.ckpt')) == [f'manual-{n}.ckpt' for n in (1, 2, 3)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_manual_save_that_cannot_fit_is_refused_and_the_stop_is_readable_after_fit(
+    name: str, tmp_path: Path
+) -> None:
+    """No ModelCheckpoint, ``default_root_dir`` on a small tmpfs that another process fills after
+    step 2: the manual ``trainer.save_checkpoint`` of step 2 is refused before a byte is written,
+    the run stops without an exception, and after ``fit()`` the callback still tells why."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as root:
+        filler = root / 'other'
+        filler.mkdir()
+        callback = callback_class(on_full='stop', check_every_steps=10**6, check_every_seconds=10.0**6)
+        callbacks = [fill_at_step(pl, 2, filler), callback, SaveEveryStep(pl, root)]
+        fit = trainer(pl, root, callbacks, max_steps=20, enable_checkpointing=False)
+        with pytest.warns(DiskSpaceWarning, match='manual-2.ckpt.* was not saved'):
+            fit.fit(tiny_model(pl))
+        assert fit.global_step == 2, 'the refused save stops the run at its step'
+        assert [p.name for p in root.glob('*.ckpt')] == ['manual-1.ckpt']
+        assert_nothing_partial(root)
+        assert callback.guard is not None and callback.stop_reason
+        assert callback.stop_reason == callback.guard.status().stop_reason
+        assert 'DiskGuard' in str(callback.guard.status())
+
+
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_custom_checkpoint_without_a_dirpath_falls_back_to_default_root_dir(
+    name: str, tmp_path: Path
+) -> None:
+    pl, callback_class = framework(name)
+
+    class OwnCheckpoint(pl.callbacks.Checkpoint):
+        """A user's own checkpoint callback, with no dirpath."""
+
+    callback = callback_class()
+    fit = trainer(pl, tmp_path, [callback, OwnCheckpoint()], max_steps=2)
+    fit.fit(tiny_model(pl))
+    assert fit.global_step == 2
+    assert callback.guard is not None and callback.guard.path == str(tmp_path)
+
+
+@pytest.mark.parametrize('name', FRAMEWORKS)
+@pytest.mark.parametrize('mode', ['barebones', 'fast_dev_run'])
+def test_barebones_and_fast_dev_run_are_left_alone_with_a_debug_line(
+    name: str, mode: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Neither has a ModelCheckpoint; neither may fail for it. The callback builds no guard, logs
+    one debug line saying why, and stays out of validate() too."""
+    pl, callback_class = framework(name)
+    callback = callback_class()
+    options: dict[str, Any] = {'barebones': True} if mode == 'barebones' else {'fast_dev_run': 2}
+    fit = trainer(pl, tmp_path, [callback], max_steps=2, **options)
+    with caplog.at_level(logging.DEBUG, logger='diskguard.lightning'):
         fit.fit(tiny_model(pl))
-    assert fit.global_step == 0
+        fit.validate(tiny_model(pl))
+    assert fit.global_step == 2
+    assert callback.guard is None
+    lines = [r.getMessage() for r in caplog.records if r.name == 'diskguard.lightning']
+    assert len(lines) == 1 and mode in lines[0], lines
 
 
 def test_a_remote_directory_is_left_alone(tmp_path: Path) -> None:
@@ -327,7 +412,8 @@ def test_another_process_fills_the_disk_mid_run(name: str, cadence: str, tmp_pat
         )
         options = {'check_every_steps': 1} if cadence == 'checked' else {'check_every_steps': 10**6}
         options['check_every_seconds'] = 10.0**6
-        callbacks = [fill_at_step(pl, 5, filler), callback_class(**options), checkpoint]
+        callback = callback_class(**options)
+        callbacks = [fill_at_step(pl, 5, filler), callback, checkpoint]
         fit = trainer(pl, tmp_path, callbacks, max_steps=60)
         if cadence == 'checked':
             fit.fit(tiny_model(pl))
@@ -347,6 +433,9 @@ def test_another_process_fills_the_disk_mid_run(name: str, cadence: str, tmp_pat
             assert checkpoint.best_model_path == str(ckpt / 'epoch=0-step=4.ckpt')
 
         assert (filler / 'filler').stat().st_size > 0
+        # The stop can be read after fit(): the guard stays, with its status and reason.
+        assert callback.guard is not None and callback.stop_reason == callback.guard.status().stop_reason
+        assert callback.stop_reason
         assert_references_exist(checkpoint)
         assert checkpoint.best_model_path and checkpoint.last_model_path
         assert_nothing_partial(ckpt)
@@ -404,24 +493,212 @@ def test_checkpoint_state_loads_with_weights_only(tmp_path: Path) -> None:
     assert fit.strategy.checkpoint_io.__class__.__name__ == 'TorchCheckpointIO', 'put back after the fit'
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_torch_writer_failure_on_a_full_disk_is_diagnosed(name: str, tmp_path: Path) -> None:
+    """``torch.save`` on a full disk raises ``RuntimeError: ... unexpected pos ...`` with no errno:
+    the callback's diagnosis recognises it, having checked that the filesystem is full; the same
+    message with room on the disk is not blamed on it."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 2 * CHECKPOINT_MB) as ckpt:
+
+        class PlainSave(pl.Callback):
+            def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+                torch.save({'w': torch.zeros(10**6)}, ckpt / 'plain.pt')  # 4 MB: more than the disk
+
+        callback = callback_class(ckpt, check_every_steps=10**6)
+        fit = trainer(pl, tmp_path, [callback, PlainSave()], max_steps=3, enable_checkpointing=False)
+        with pytest.raises(RuntimeError, match='unexpected pos|file write failed') as caught:
+            fit.fit(tiny_model(pl))
+        assert getattr(caught.value, 'errno', None) is None
+        (note,) = getattr(caught.value, '__notes__', [])
+        assert 'torch failed writing a checkpoint' in note and 'no space left on device' in note, note
+        assert f'mounted at {ckpt}' in note, note
+
+        assert callback.guard is not None
+        # Room again (the traceback's frames hold torch's file open): the same error no longer
+        # means a full disk.
+        error = caught.value
+        for link in (error, error.__context__):
+            if link is not None:
+                link.__traceback__ = None
+        del caught
+        gc.collect()
+        os.remove(ckpt / 'plain.pt')
+        assert callback.guard.diagnose(error) is None
+        assert callback.guard.diagnose(RuntimeError('something else')) is None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_contradicting_settings_are_named_once_at_fit_start(name: str, tmp_path: Path) -> None:
+    """save_top_k=-1 with a monitor keeps (and references) every checkpoint, so a retention rule
+    can delete none; save_top_k=10 needs more room than a 2 MB disk has. Each is named once, when
+    the fit starts, with what to change; a fit without either conflict hears nothing."""
+    from diskguard import KeepLast, RetentionPolicy
+
+    pl, callback_class = framework(name)
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / 'all', save_top_k=-1, monitor='val_loss')
+    callback = callback_class(retention=RetentionPolicy(KeepLast(3)))
+    fit = trainer(pl, tmp_path, [callback, checkpoint], max_epochs=3, limit_train_batches=2)
+    with pytest.warns(DiskSpaceWarning) as warned:
+        fit.fit(tiny_model(pl))
+    named = [str(w.message) for w in warned if 'save_top_k=-1' in str(w.message)]
+    assert len(named) == 1 and 'retention=' in named[0] and 'Set save_top_k' in named[0], named
+    assert fit.current_epoch == 3
+
+    with checkpoint_disk(tmp_path, 2 * CHECKPOINT_MB) as ckpt:
+        checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=10, monitor='val_loss')
+        fit = trainer(pl, tmp_path, [callback_class(), checkpoint], max_steps=1)
+        with pytest.warns(DiskSpaceWarning) as warned:
+            fit.fit(tiny_model(pl))
+        named = [str(w.message) for w in warned if 'save_top_k=10' in str(w.message)]
+        assert len(named) == 1 and 'lower save_top_k to' in named[0], named
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DiskSpaceWarning)
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=tmp_path / 'three', save_top_k=3, monitor='val_loss'
+        )
+        trainer(pl, tmp_path, [callback_class(), checkpoint], max_steps=2).fit(tiny_model(pl))
+
+
+def du(directory: Path) -> int:
+    """Bytes allocated under ``directory``, itself included (as the guard counts what it holds)."""
+    total = directory.lstat().st_blocks * 512
+    for path in directory.rglob('*'):
+        total += path.lstat().st_blocks * 512
+    return total
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_what_the_run_holds_follows_lightnings_top_k_removals(name: str, tmp_path: Path) -> None:
+    """ModelCheckpoint(save_top_k=2) saves at every step and removes the one that drops out:
+    right after, the guard's figure of what the run holds is what the directory holds."""
+    pl, callback_class = framework(name)
+    ckpt = tmp_path / 'ckpt'
+    seen: list[tuple[int, int]] = []
+
+    class Compare(pl.Callback):
+        def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
+            if trainer.global_step:  # after the previous step's save and removal
+                seen.append((callback.guard.status().held, du(ckpt)))
+
+    callback = callback_class(check_every_steps=1)
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=ckpt, save_top_k=2, monitor='step', mode='max', every_n_train_steps=1
+    )
+    trainer(pl, tmp_path, [Compare(), callback, checkpoint], max_steps=8).fit(tiny_model(pl))
+    assert len(list(ckpt.glob('*.ckpt'))) == 2
+    assert len(seen) == 7
+    # Within a few blocks (the directory's own, made by the first save), where a checkpoint is 0.8 MB.
+    assert all(abs(held - on_disk) <= 16 * 1024 for held, on_disk in seen), seen
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_warnings_point_at_the_users_code(name: str, tmp_path: Path) -> None:
+    """The guard's warnings name the line that called ``fit()`` (here, this file), not a Lightning
+    dispatch line."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as root:
+        filler = root / 'other'
+        filler.mkdir()
+        callback = callback_class(on_full='stop', check_every_steps=10**6, check_every_seconds=10.0**6)
+        callbacks = [fill_at_step(pl, 2, filler), callback, SaveEveryStep(pl, root)]
+        fit = trainer(pl, root, callbacks, max_steps=20, enable_checkpointing=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            fit.fit(tiny_model(pl))
+    ours = [w for w in caught if issubclass(w.category, DiskSpaceWarning)]
+    assert ours and [w.filename for w in ours] == [__file__] * len(ours), [
+        (w.filename, w.lineno) for w in ours
+    ]
+
+
 # ----- the disk next to the loss -----
 
 
-@pytest.mark.parametrize('log_metrics', [True, False])
-def test_disk_metrics_appear_in_the_csv_logger(tmp_path: Path, log_metrics: bool) -> None:
-    pl, callback_class = framework('lightning')
-    csv_logger = pl.loggers.CSVLogger(tmp_path / 'logs')
-    callback = callback_class(tmp_path / 'ckpt', check_every_steps=1, log_metrics=log_metrics)
-    fit = trainer(pl, tmp_path, [callback], max_steps=4, logger=csv_logger, log_every_n_steps=1)
+def recording_logger(pl: ModuleType) -> Any:
+    """A logger of ``pl`` that records every ``log_metrics`` call, as a custom logger sees them."""
+
+    class Recording(pl.loggers.Logger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[int, dict[str, float]]] = []
+
+        @property
+        def name(self) -> str:
+            return 'recording'
+
+        @property
+        def version(self) -> int:
+            return 0
+
+        def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+            self.calls.append((step, dict(metrics)))
+
+        def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return Recording()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_disk_figures_go_in_the_same_logger_calls_as_the_loss(name: str, tmp_path: Path) -> None:
+    """Every ``log_metrics`` call a logger gets has steps that never go backwards, and the disk
+    figures come in exactly the calls that carry the training loss (Lightning's step and
+    ``log_every_n_steps`` cadence): none before the first training step, none on a step of their
+    own, none beside the validation metrics."""
+    pl, callback_class = framework(name)
+    recording = recording_logger(pl)
+    callback = callback_class(tmp_path / 'ckpt', check_every_steps=1)
+    fit = trainer(pl, tmp_path, [callback], max_steps=20, logger=recording, log_every_n_steps=3)
     fit.fit(tiny_model(pl))
+    steps = [step for step, _ in recording.calls]
+    assert steps == sorted(steps), f'steps go backwards: {steps}'
+    with_loss = [(step, m) for step, m in recording.calls if 'train_loss' in m]
+    with_disk = [(step, m) for step, m in recording.calls if 'disk/free_bytes' in m]
+    assert with_loss and with_disk == with_loss, recording.calls
+    assert [step for step, _ in with_loss] == [2, 5, 8, 11, 14, 17], 'log_every_n_steps=3'
+    assert all(m['disk/free_bytes'] > 0 and 0 < m['disk/used_percent'] < 100 for _, m in with_disk)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('log_metrics', [True, False])
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_disk_columns_are_on_the_loss_rows_in_csv_and_tensorboard(
+    name: str, log_metrics: bool, tmp_path: Path
+) -> None:
+    pl, callback_class = framework(name)
+    csv_logger = pl.loggers.CSVLogger(tmp_path / 'logs')
+    tensorboard = pl.loggers.TensorBoardLogger(tmp_path / 'tb')
+    callback = callback_class(tmp_path / 'ckpt', check_every_steps=1, log_metrics=log_metrics)
+    fit = trainer(
+        pl, tmp_path, [callback], max_steps=10, logger=[csv_logger, tensorboard], log_every_n_steps=2
+    )
+    fit.fit(tiny_model(pl))
+
     with open(Path(csv_logger.log_dir) / 'metrics.csv', newline='') as f:
         rows = list(csv.DictReader(f))
-    columns = set(rows[0]) if rows else set()
+    loss_rows = [row['step'] for row in rows if row.get('train_loss')]
+    disk_rows = [row['step'] for row in rows if row.get('disk/free_bytes')]
+    assert loss_rows == ['1', '3', '5', '7', '9']
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tensorboard.log_dir))
+    events.Reload()
+    tags = events.Tags()['scalars']
+    loss_steps = [event.step for event in events.Scalars('train_loss')]
     if log_metrics:
-        assert {'disk/free_bytes', 'disk/used_percent'} <= columns
-        assert any(float(row['disk/free_bytes'] or 0) > 0 for row in rows)
+        assert disk_rows == loss_rows, rows
+        assert [event.step for event in events.Scalars('disk/free_bytes')] == loss_steps
+        assert [event.step for event in events.Scalars('disk/used_percent')] == loss_steps
     else:
-        assert not any(column.startswith('disk/') for column in columns)
+        assert disk_rows == [] and not [tag for tag in tags if tag.startswith('disk/')]
 
 
 # ----- DDP: two CPU processes (gloo) -----

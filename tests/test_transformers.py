@@ -320,22 +320,148 @@ def test_the_disk_figures_reach_tensorboard(tmp_path: Path) -> None:
 
 
 def test_the_callback_state_is_json_in_trainer_state_and_restores(tmp_path: Path) -> None:
+    """trainer_state.json holds the callback's arguments (so the Trainer can rebuild it) and
+    nothing that changes during a run."""
     out = tmp_path / 'out'
     trainer(out, [guard_callback(min_free='1MiB')], max_steps=4).train()
     stored = json.loads((out / 'checkpoint-4' / 'trainer_state.json').read_text())
     state = stored['stateful_callbacks']['DiskGuardCallback']
-    assert state['args'] == {'path': None, 'log_metrics': True, 'check_every_steps': 1, 'min_free': '1MiB'}
-    assert state['attributes']['guard_state']['saves'] >= 1
+    assert state == {
+        'args': {'path': None, 'log_metrics': True, 'check_every_steps': 1, 'min_free': '1MiB'},
+        'attributes': {},
+    }
 
     fresh = guard_callback(min_free='1MiB')
     resumed = trainer(out, [fresh], max_steps=6, restore_callback_states_from_checkpoint=True)
     resumed.train(resume_from_checkpoint=str(out / 'checkpoint-4'))
     (restored,) = [cb for cb in resumed.callback_handler.callbacks if isinstance(cb, DiskGuardCallback)]
     assert restored is not fresh, 'the Trainer rebuilt it from trainer_state.json'
-    assert (
-        restored.guard is not None
-        and restored.guard.state_dict()['saves'] > state['attributes']['guard_state']['saves']
+    assert restored.guard_kwargs == {'check_every_steps': 1, 'min_free': '1MiB'}
+    assert restored.guard is not None and restored.guard.status().saves == 1  # checkpoint-6
+
+
+class Interrupt(TrainerCallback):
+    """Ends the process's training at the start of one step, as a preemption does."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step + 1 == self.step:
+            raise KeyboardInterrupt(f'preempted before step {self.step}')
+
+
+def without_disk_keys(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A log history with the disk figures (which differ from run to run) and the summary's
+    timings and loss over the steps this process ran (as transformers' own resume test) left out."""
+    volatile = ('train_runtime', 'train_samples_per_second', 'train_steps_per_second', 'train_loss')
+    return [
+        {k: v for k, v in record.items() if not k.startswith('disk/') and k not in volatile}
+        for record in history
+    ]
+
+
+def test_a_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -> None:
+    """Interrupted after checkpoint-4 and resumed from it (without
+    restore_callback_states_from_checkpoint), the run ends with the same log history, disk figures
+    aside, and stores the same callback state as the run that was not interrupted; the final
+    summary record carries no disk figures."""
+    whole = trainer(tmp_path / 'whole', [guard_callback()], max_steps=8)
+    whole.train()
+
+    out = tmp_path / 'interrupted'
+    with pytest.raises(KeyboardInterrupt):
+        trainer(out, [guard_callback(), Interrupt(5)], max_steps=8).train()
+    assert [p.name for p in checkpoints(out)] == ['checkpoint-2', 'checkpoint-4']
+    resumed = trainer(out, [guard_callback()], max_steps=8)
+    resumed.train(resume_from_checkpoint=str(out / 'checkpoint-4'))
+
+    assert 'train_runtime' in whole.state.log_history[-1]
+    assert not [k for k in whole.state.log_history[-1] if k.startswith('disk/')]
+    assert [k for r in whole.state.log_history if 'loss' in r for k in r if k.startswith('disk/')]
+    assert without_disk_keys(resumed.state.log_history) == without_disk_keys(whole.state.log_history)
+    for step in (4, 6, 8):
+        a = json.loads((tmp_path / 'whole' / f'checkpoint-{step}' / 'trainer_state.json').read_text())
+        b = json.loads((out / f'checkpoint-{step}' / 'trainer_state.json').read_text())
+        assert a['stateful_callbacks'] == b['stateful_callbacks'], step
+        assert without_disk_keys(a.pop('log_history')) == without_disk_keys(b.pop('log_history')), step
+        assert a == b, step
+
+
+def test_a_stop_is_recorded_in_the_final_log_record_and_returned_by_train(small_disk: Path) -> None:
+    out = small_disk / 'out'
+    out.mkdir()
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    callback = guard_callback()
+    run = trainer(out, [callback])
+    with pytest.warns(diskguard.DiskSpaceWarning):
+        output = run.train()
+    assert run.state.global_step == 2
+    assert callback.guard is not None and callback.stop_reason
+    assert callback.stop_reason == callback.guard.stop_reason
+    expected = f'stopped at step 2: {callback.stop_reason}'
+    assert output.metrics['diskguard_stop'] == expected
+    assert run.state.log_history[-1]['diskguard_stop'] == expected
+    assert 'train_runtime' in run.state.log_history[-1]
+
+    (small_disk / 'dataset.bin').unlink()
+    finished = trainer(small_disk / 'other', [callback], max_steps=2)
+    output = finished.train()
+    assert 'diskguard_stop' not in output.metrics and callback.stop_reason is None
+
+
+def du(directory: Path) -> int:
+    """Bytes allocated under ``directory``, itself included (as the guard counts what it holds)."""
+    total = directory.lstat().st_blocks * 512
+    for path in directory.rglob('*'):
+        total += path.lstat().st_blocks * 512
+    return total
+
+
+class CompareHeld(TrainerCallback):
+    """After each save (and the Trainer's rotation), what the guard says the run holds against
+    what the directory holds."""
+
+    def __init__(self, callback: DiskGuardCallback, output_dir: Path) -> None:
+        self.callback, self.output_dir = callback, output_dir
+        self.seen: list[tuple[int, int]] = []
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        assert self.callback.guard is not None
+        self.seen.append((self.callback.guard.status().held, du(self.output_dir)))
+
+
+def test_what_the_run_holds_follows_save_total_limit(tmp_path: Path) -> None:
+    out = tmp_path / 'out'
+    callback = guard_callback()
+    compare = CompareHeld(callback, out)
+    trainer(out, [callback, compare], max_steps=12, save_total_limit=2).train()
+    assert len(checkpoints(out)) == 2 and len(compare.seen) == 6
+    assert all(abs(held - on_disk) <= 64 * 1024 for held, on_disk in compare.seen), compare.seen
+
+    # Resumed, the guard measures the directory afresh and follows the rotation from there.
+    callback = guard_callback()
+    compare = CompareHeld(callback, out)
+    trainer(out, [callback, compare], max_steps=16, save_total_limit=2).train(
+        resume_from_checkpoint=str(out / 'checkpoint-12')
     )
+    assert len(compare.seen) == 2
+    assert all(abs(held - on_disk) <= 64 * 1024 for held, on_disk in compare.seen), compare.seen
+
+
+def test_warnings_point_at_the_users_code(small_disk: Path) -> None:
+    """The guard's and the callback's warnings name the line that called ``train()`` (here, this
+    file), not transformers' ``call_event``."""
+    out = small_disk / 'out'
+    out.mkdir()
+    (small_disk / 'dataset.bin').write_bytes(b'\1' * 13 * MiB)
+    run = trainer(out, [guard_callback()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        run.train()
+    ours = [w for w in caught if issubclass(w.category, diskguard.DiskSpaceWarning)]
+    assert len(ours) >= 2, [str(w.message) for w in ours]
+    assert [w.filename for w in ours] == [__file__] * len(ours), [(w.filename, w.lineno) for w in ours]
 
 
 def test_the_best_checkpoint_is_never_deleted_to_make_room(small_disk: Path) -> None:
@@ -519,8 +645,7 @@ def test_attached_to_a_run_resumed_from_a_checkpoint_written_without_it(tmp_path
     resumed.train(resume_from_checkpoint=str(out / 'checkpoint-2'))
     assert resumed.state.global_step == 4
     stored = json.loads((out / 'checkpoint-4' / 'trainer_state.json').read_text())
-    # Taken before on_save records checkpoint-4: the resumed guard had recorded no save yet.
-    assert stored['stateful_callbacks']['DiskGuardCallback']['attributes']['guard_state']['saves'] == 0
+    assert stored['stateful_callbacks']['DiskGuardCallback']['attributes'] == {}
 
 
 def test_the_final_model_of_an_earlier_run_is_never_taken_for_an_old_checkpoint(small_disk: Path) -> None:

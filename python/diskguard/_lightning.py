@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._diskguard import DiskGuardError
 from ._integration import check_callback_options, within
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
-from .guard import DiskGuard
-from .saving import save
+from .guard import DiskGuard, _caller_level
+from .saving import estimate_size, save
 
 if TYPE_CHECKING:
     from ._types import StrPath
@@ -70,6 +70,7 @@ class GuardedCheckpointIOMixin:
         if self._callback._keeps(os.fspath(path)):
             return
         super().remove_checkpoint(path)  # type: ignore[misc]
+        self._callback._removed(os.fspath(path))
 
     def __reduce__(self) -> Any:
         # Installed only for the length of a fit, in the process that fits: never pickled with it.
@@ -81,9 +82,11 @@ class DiskGuardCallbackMixin:
 
     Args:
         path: The checkpoint directory to guard; by default the first ModelCheckpoint's ``dirpath``
-            once Lightning has resolved it (the other ModelCheckpoints' directories are watched).
-        log_metrics: Log ``disk/free_bytes``, ``disk/used_percent`` and ``disk/hours_to_full`` through
-            the Trainer's loggers at each check (rank zero).
+            once Lightning has resolved it (the other ModelCheckpoints' directories are watched),
+            else ``trainer.default_root_dir`` (a fit that saves by hand, ``enable_checkpointing=False``).
+        log_metrics: Log ``disk/free_bytes``, ``disk/used_percent`` and ``disk/hours_to_full`` with
+            ``pl_module.log`` on the batches Lightning sends to its loggers: in the same logger call
+            as the loss, at Lightning's step.
         guard_options: :class:`diskguard.DiskGuard`'s keyword arguments (``min_free``, ``budget``,
             ``retention``, ``reserve``, ``check_every_steps``...). The ranks and the reduction of
             the stop flag come from the Trainer.
@@ -117,12 +120,13 @@ class DiskGuardCallbackMixin:
         self._options = guard_options
         # Lightning reads state_key at every hook (its profiler's label): computed once.
         self._state_key: str = self._generate_state_key(path=path)  # type: ignore[attr-defined]
-        self._log_every = 50  # the Trainer's log_every_n_steps, read when the fit starts
         self._pending_state: dict[str, Any] | None = None
+        self._finished: DiskGuard | None = None
         self._reset_fit()
 
     def _reset_fit(self) -> None:
-        """Forgets what belongs to one fit (the guard, the installed IO, the trainer)."""
+        """Forgets what belongs to one fit (the guard, the installed IO, the trainer); the guard of a
+        finished fit stays readable as :attr:`guard` until the next fit starts."""
         self._guard: DiskGuard | None = None
         self._trainer: Any = None
         self._replaced_io: Any = None
@@ -130,7 +134,7 @@ class DiskGuardCallbackMixin:
         self._snapshots: list[tuple[Any, dict[str, Any]]] = []
         self._refused: list[str] = []
         self._keep_next_removal = False
-        self._calls = 0
+        self._logs = False
         self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
@@ -141,8 +145,16 @@ class DiskGuardCallbackMixin:
 
     @property
     def guard(self) -> DiskGuard | None:
-        """The guard of the current fit (built in ``on_fit_start``), else None."""
-        return self._guard
+        """The guard of the current fit (built in ``on_fit_start``), or of the last one once it
+        ended (its :meth:`~diskguard.DiskGuard.status` and ``stop_reason`` stay readable); None
+        before the first fit and for a fit it did not guard (``fast_dev_run``, ``barebones``)."""
+        return self._guard if self._guard is not None else self._finished
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why diskguard stopped the current or last fit, or None when it did not stop it."""
+        guard = self.guard
+        return None if guard is None else guard.stop_reason
 
     def state_dict(self) -> dict[str, Any]:
         """Plain values only (checkpoints load with ``torch.load(weights_only=True)``)."""
@@ -156,15 +168,18 @@ class DiskGuardCallbackMixin:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_guard=None, _trainer=None, _replaced_io=None, _snapshots=[])
+        state.update(_guard=None, _finished=None, _trainer=None, _replaced_io=None, _snapshots=[])
         return state
 
     # ----- building the guard -----
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._reset_fit()
-        if trainer.fast_dev_run:
-            return  # a smoke test of the code: Lightning saves no checkpoint either
+        self._finished = None
+        skipped = _not_guarded(trainer)
+        if skipped is not None:
+            logger.debug('diskguard does not guard this fit: %s', skipped)
+            return
         path, others = self._directories(trainer)
         if path is None:
             return
@@ -180,32 +195,33 @@ class DiskGuardCallbackMixin:
             sync=lambda flag: trainer.strategy.reduce_boolean_decision(flag, all=False),
         )
         self._trainer = trainer
-        # The disk curve at the Trainer's own logging cadence, beside the loss: not at every check
-        # (a logger call costs more than a check).
-        self._log_every = max(1, int(getattr(trainer, 'log_every_n_steps', 50) or 50))
+        # Figures go through pl_module.log, which needs a logger to go to.
+        self._logs = self._log_metrics and bool(trainer.loggers)
         self._restore_state()
         self._saves_at_batch_end = any(_may_save_at_batch_end(cb) for cb in trainer.checkpoint_callbacks)
         self._install_io(trainer)
         self._protect(trainer)
         # Timer-style: a run resumed onto a full disk stops before its first step.
         self._stop_if(trainer, self._guard.sync_stop())
-        self._log(trainer)
+        if trainer.is_global_zero:
+            for conflict in _conflicts(trainer, self._guard, pl_module, self._options.get('retention')):
+                warnings.warn(conflict, DiskSpaceWarning, stacklevel=_caller_level())
 
     def _directories(self, trainer: Any) -> tuple[str | None, list[str]]:
         """The guarded directory (``path``, else the first ModelCheckpoint's ``dirpath``, which
-        Lightning has resolved by now) and the other checkpoint directories, to watch."""
-        dirs = [os.path.abspath(os.fspath(d)) for d in self._checkpoint_dirs(trainer)]
-        path = self._path if self._path is not None else (dirs[0] if dirs else None)
+        Lightning has resolved by now, else ``trainer.default_root_dir``, where a manual
+        ``trainer.save_checkpoint`` usually writes) and the other checkpoint directories, to watch."""
+        dirs = [os.fsdecode(os.fspath(d)) for d in self._checkpoint_dirs(trainer)]
+        dirs = [d if _is_remote(d) else os.path.abspath(d) for d in dirs]
+        path = self._path
         if path is None:
-            raise ValueError(
-                "DiskGuardCallback(path=None) guards the ModelCheckpoint's dirpath, and this Trainer has "
-                'no ModelCheckpoint: pass path= (the directory your checkpoints go to)'
-            )
+            path = dirs[0] if dirs else os.fsdecode(os.fspath(trainer.default_root_dir))
+            path = path if _is_remote(path) else os.path.abspath(path)
         if _is_remote(path):
             warnings.warn(
                 f'diskguard does not guard {path!r}: it measures local filesystems only',
                 DiskSpaceWarning,
-                stacklevel=2,
+                stacklevel=_caller_level(),
             )
             return None, []
         return path, [d for d in dict.fromkeys(dirs) if d != path and not _is_remote(d)]
@@ -238,7 +254,7 @@ class DiskGuardCallbackMixin:
                     'published atomically or checked for room before writing (the guard still checks '
                     'on its cadence, makes room and stops the run)',
                     DiskSpaceWarning,
-                    stacklevel=2,
+                    stacklevel=_caller_level(),
                 )
             return
         self._replaced_io = current
@@ -304,8 +320,15 @@ class DiskGuardCallbackMixin:
             f'diskguard: checkpoint {path!r} was not saved ({err}); the run stops at the next check, '
             'and the checkpoints already written are kept',
             DiskSpaceWarning,
-            stacklevel=2,
+            stacklevel=_caller_level(),
         )
+
+    def _removed(self, path: str) -> None:
+        """Lightning removed a checkpoint (a top-k one that dropped out): what the run holds
+        follows now, not at the guard's next periodic rescan."""
+        guard = self._guard
+        if guard is not None and not _is_remote(path) and within(path, os.fsdecode(guard.path)):
+            guard.rescan()
 
     def _keeps(self, path: str) -> bool:
         """True for the removal that follows a refused save: ModelCheckpoint removes the file the
@@ -327,12 +350,11 @@ class DiskGuardCallbackMixin:
             # No checkpoint callback saves here: what they reference changes only in the hooks
             # that save (each runs _before_hook) and is protected again by each save.
             self._repair(trainer)
-        self._calls += 1
         # Every rank calls this once per batch: the guard reduces its flag on the same calls.
         if guard.step():
             self._stop_if(trainer, True)
-        if self._log_metrics and self._calls % self._log_every == 0:
-            self._log(trainer)
+        if self._logs and trainer._logger_connector.should_update_logs:
+            self._log(pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._before_epoch_save(trainer)
@@ -347,7 +369,6 @@ class DiskGuardCallbackMixin:
             return
         self._before_hook(trainer)
         self._stop_if(trainer, self._guard.sync_stop())
-        self._log(trainer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self._guard is not None:
@@ -382,14 +403,15 @@ class DiskGuardCallbackMixin:
                 'or lower min_epochs/min_steps'
             )
 
-    def _log(self, trainer: Any) -> None:
-        """The disk next to the loss: the last check's figures through the Trainer's loggers."""
-        if not self._log_metrics or not trainer.is_global_zero or self._guard is None:
-            return
-        metrics = self._guard.metrics()
-        if metrics:
-            for pl_logger in trainer.loggers:
-                pl_logger.log_metrics(metrics, step=trainer.global_step)
+    def _log(self, pl_module: Any) -> None:
+        """The disk next to the loss: the last check's figures logged as Lightning's own metrics
+        are, so they travel in the same logger call as the loss, at Lightning's step. Called only
+        on the batches whose metrics Lightning sends to the loggers (``should_update_logs``): a
+        ``log`` call costs more than a check. Only the process that measures the directory has
+        figures; the loggers write from rank zero."""
+        assert self._guard is not None
+        for name, value in self._guard.metrics().items():
+            pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
 
     # ----- a refused save: ModelCheckpoint's bookkeeping put back -----
 
@@ -432,7 +454,7 @@ class DiskGuardCallbackMixin:
                     exception.add_note(diagnosis)
                 else:  # Python 3.10: a warning, which must not replace the exception under -W error
                     with contextlib.suppress(Warning):
-                        warnings.warn(diagnosis, DiskSpaceWarning, stacklevel=2)
+                        warnings.warn(diagnosis, DiskSpaceWarning, stacklevel=_caller_level())
         self._finish()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -447,9 +469,67 @@ class DiskGuardCallbackMixin:
             self._pending_state = self.state_dict()
             guard.close()
         self._reset_fit()
+        if guard is not None:
+            self._finished = guard  # read after fit(): guard.status(), stop_reason
 
 
 _REFERENCES = ('best_model_path', 'last_model_path', 'kth_best_model_path')
+
+
+def _not_guarded(trainer: Any) -> str | None:
+    """Why a fit is left alone, or None: a smoke test of the code saves no checkpoint, and
+    ``barebones`` asks for no overhead (and forbids ``log``)."""
+    if trainer.fast_dev_run:
+        return f'fast_dev_run={trainer.fast_dev_run!r} saves no checkpoint'
+    if getattr(trainer, 'barebones', False):
+        return 'Trainer(barebones=True) runs without checkpointing, logging or callbacks that cost time'
+    return None
+
+
+def _conflicts(trainer: Any, guard: DiskGuard, pl_module: Any, retention: Any) -> Iterator[str]:
+    """Settings that cannot both hold, named once when the fit starts, with what to change."""
+    for callback in trainer.checkpoint_callbacks:
+        top_k = getattr(callback, 'save_top_k', None)
+        if not isinstance(top_k, int):
+            continue
+        dirpath = getattr(callback, 'dirpath', None)
+        name = f'{type(callback).__name__}(dirpath={os.fspath(dirpath or "")!r}, save_top_k={top_k})'
+        if top_k < 0 and retention is not None and getattr(callback, 'monitor', None) is not None:
+            yield (
+                f'{name} keeps every checkpoint it saves, and diskguard never deletes a checkpoint '
+                f'Lightning keeps: retention={retention!r} can delete none of them, so the run stops '
+                'once the disk is full. Set save_top_k to the number to keep (Lightning then deletes '
+                'the others), or drop retention='
+            )
+        guarded = dirpath is not None and within(os.path.abspath(os.fspath(dirpath)), os.fsdecode(guard.path))
+        if top_k > 0 and guarded:
+            # A save comes before the removal it causes; a last.ckpt that is not a link is a copy.
+            extra = 1 + (1 if getattr(callback, 'save_last', None) is True else 0)
+            capacity = _checkpoints_that_fit(guard, pl_module)
+            if capacity is not None and top_k + extra > capacity:
+                yield (
+                    f'{name} holds {top_k + extra} checkpoints at its peak (save_top_k, the new one '
+                    f'saved before the k-th is removed{", last.ckpt" if extra > 1 else ""}), and the '
+                    f'disk has room for about {capacity}: lower save_top_k to {max(capacity - extra, 1)} '
+                    'or give the checkpoints more room; diskguard stops the run when it runs short'
+                )
+
+
+def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
+    """How many checkpoints of this model the guarded directory's filesystem can hold (what is
+    available now plus what the run holds there), or None when that is not known."""
+    status = guard.status()
+    size = status.largest_checkpoint
+    if not size:
+        try:
+            size = estimate_size(pl_module.state_dict())  # the weights: a lower bound on a checkpoint
+        except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
+            return None
+    own = ('checkpoint directory', 'budget of')  # the directory's filesystem, and its budget if any
+    room = min((space.room for space in status.spaces if space.name.startswith(own)), default=None)
+    if room is None or size <= 0:
+        return None
+    return int((room + status.held) // size)
 
 
 def _may_save_at_batch_end(callback: Any) -> bool:

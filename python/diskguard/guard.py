@@ -23,6 +23,7 @@ turns the core's events into :class:`DiskSpaceWarning` warnings and log records.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pickle
@@ -34,7 +35,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._diskguard import DEFAULT_CRITICAL, DEFAULT_WARN, GuardStatus, RunForecast, _Guard
+from ._diskguard import DEFAULT_CRITICAL, DEFAULT_WARN, GuardStatus, RunForecast, _Guard, format_size, usage
 from ._dist import Reduce, resolve_ranks, resolve_sync
 from .errors import DiskSpaceWarning, disk_full_cause
 from .retention import RetentionPolicy
@@ -65,15 +66,61 @@ _STATE_VERSION = 1
 _monotonic = time.monotonic
 
 
+# Modules a warning is never attributed to: diskguard's own and the frameworks that call its
+# callbacks (their dispatch lines say nothing about the user's code).
+_NOT_THE_CALLER = (
+    'diskguard',
+    'lightning',
+    'pytorch_lightning',
+    'lightning_fabric',
+    'transformers',
+    'accelerate',
+    'torch',
+)
+
+
 def _caller_level() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside diskguard (the user's
-    training loop, or the framework calling it), however deep inside the package it is issued."""
-    package = os.path.dirname(__file__)
+    """The ``stacklevel`` that points a warning at the first frame outside diskguard and the
+    training frameworks calling it (the user's training loop, ``trainer.fit(...)`` or
+    ``trainer.train()``), however deep inside them it is issued; the outermost frame if every one
+    is theirs."""
     frame: FrameType | None = sys._getframe(1)
     level = 1
-    while frame is not None and os.path.dirname(frame.f_code.co_filename) == package:
+    while frame is not None and frame.f_back is not None and _framework_frame(frame):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _remove_abandoned_temps(path: object) -> None:
+    """A guard starting in a directory first clears the temp files of saves that were killed
+    there (SIGTERM, SIGKILL): see :func:`diskguard.saving.remove_abandoned_temps`."""
+    from .saving import remove_abandoned_temps
+
+    if isinstance(path, str | bytes | os.PathLike):
+        remove_abandoned_temps(path)
+
+
+def _framework_frame(frame: FrameType) -> bool:
+    name = frame.f_globals.get('__name__')
+    return isinstance(name, str) and name.partition('.')[0] in _NOT_THE_CALLER
+
+
+_MIB = 1024 * 1024
+# What torch's zip writer (PyTorchStreamWriter) says when a write comes up short: it reports a full
+# disk this way, without an errno.
+_TORCH_WRITER_FAILURES = ('unexpected pos', 'PytorchStreamWriter failed', 'file write failed')
+
+
+def _torch_writer_failure(error: BaseException) -> BaseException | None:
+    """The ``RuntimeError`` of torch's writer in ``error``'s chain, or None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RuntimeError) and any(m in str(current) for m in _TORCH_WRITER_FAILURES):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class DiskGuard:
@@ -235,7 +282,7 @@ class DiskGuard:
         # worker takes that worker's ranks.
         ranks = resolve_ranks(settings.pop('rank'), settings.pop('local_rank'), settings.pop('world_size'))
         rank, local_rank, world_size = ranks
-        return _Guard(
+        core = _Guard(
             self._config['path'],
             temp_dir=tempfile.gettempdir(),
             rank=rank,
@@ -243,6 +290,9 @@ class DiskGuard:
             world_size=world_size,
             **settings,
         )
+        # After the core: it has validated the path.
+        _remove_abandoned_temps(self._config['path'])
+        return core
 
     @staticmethod
     def _emit(core: _Guard) -> None:
@@ -422,16 +472,46 @@ class DiskGuard:
     def diagnose(self, error: BaseException) -> str | None:
         """For a run that failed with ENOSPC or EDQUOT (``error`` or anything in its chain): which
         filesystem, what the run holds there and what to change, in a few lines; None for any
-        other error."""
+        other error.
+
+        ``torch.save`` reports a full disk without an errno (``RuntimeError: [enforce fail at
+        inline_container.cc:...] . unexpected pos 576 vs 534``, or ``file write failed``): such an
+        error is diagnosed as ENOSPC when a filesystem the guard watches has less room than a
+        checkpoint needs now (measured afresh), and is otherwise None (the writer failed for
+        another reason).
+        """
         if not isinstance(error, BaseException):
             raise TypeError(f'error={error!r}: expected an exception, got {type(error).__name__}')
         found = disk_full_cause(error)
         if found is None:
-            return None
+            return self._diagnose_torch_writer(error)
         path = found.filename
         if not isinstance(path, str | bytes | os.PathLike) or not path:
             path = None
         return self._engine.diagnose(found.errno or 0, path)
+
+    def _diagnose_torch_writer(self, error: BaseException) -> str | None:
+        """The diagnosis of torch's writer failing on a full disk (no errno), or None."""
+        failure = _torch_writer_failure(error)
+        if failure is None:
+            return None
+        status = self._engine.status()
+        if not all(space.responsive for space in status.spaces):
+            return None  # a hung mount must not hang the report: not measured, not claimed
+        needed = max(status.reserve, status.largest_checkpoint, _MIB)
+        for path in (self._config['path'], tempfile.gettempdir(), *self._config['watch']):
+            try:
+                available = usage(path).avail
+            except (OSError, ValueError, TypeError):
+                continue
+            if available < needed:
+                return (
+                    f'torch failed writing a checkpoint ({type(failure).__name__}: {failure}), which is '
+                    f'how torch reports a full disk (no errno): {os.fsdecode(path)} has '
+                    f'{format_size(available)} available, less than a checkpoint needs '
+                    f'({format_size(needed)})\n' + self._engine.diagnose(errno.ENOSPC, path)
+                )
+        return None
 
     @property
     def stop_reason(self) -> str | None:
@@ -476,6 +556,13 @@ class DiskGuard:
     def after_save(self, path: StrPath, nbytes: int) -> None:
         """Records a completed save of ``nbytes`` at ``path`` and applies retention."""
         self._act(lambda core: core.after_save(path, nbytes))
+
+    def rescan(self) -> None:
+        """Measures what the run holds under the directory again, now: call it after something
+        other than the guard deleted checkpoints there (a framework's own rotation), so
+        :meth:`status` and the room under ``budget`` follow at once rather than at the next
+        periodic rescan (``rescan_interval``)."""
+        self._engine.rescan()
 
     def save(self, obj: object, path: StrPath, **torch_save_kwargs: Any) -> None:
         """``diskguard.save(obj, path, guard=self, **torch_save_kwargs)``."""

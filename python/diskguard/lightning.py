@@ -7,10 +7,11 @@
 
     trainer = L.Trainer(callbacks=[DiskGuardCallback(min_free='20GiB')])
 
-The callback guards the ModelCheckpoint's directory (or ``path``), publishes every checkpoint with
-:func:`diskguard.save` (no staging copy in ``$TMPDIR``, never a partial file), never lets retention
+The callback guards the ModelCheckpoint's directory (or ``path``, else ``default_root_dir``),
+publishes every checkpoint with :func:`diskguard.save` (no staging copy in ``$TMPDIR``, never a partial file), never lets retention
 delete a file Lightning references, stops every rank together when the disk runs short (with room
-left for the save Lightning makes after a stop), and logs the disk's figures beside the loss. For the
+left for the save Lightning makes after a stop), and logs the disk's figures beside the loss.
+After ``fit()``, ``callback.stop_reason`` says whether and why it stopped the run. For the
 standalone ``pytorch_lightning`` package use :mod:`diskguard.pytorch_lightning`.
 """
 

@@ -22,8 +22,9 @@ ladder, retention, the stop) is the guard's. What the callback adds is where the
   ``output_dir`` besides the ``checkpoint-N`` folders (the final model ``trainer.save_model()``
   wrote there).
 - ``on_log``: the disk next to the loss (``disk/free_bytes``, ``disk/used_percent``,
-  ``disk/hours_to_full``) in the training log records: ``state.log_history``, TensorBoard, W&B...
-  (evaluation records, which ``evaluate()`` returns, are left as they are).
+  ``disk/hours_to_full``) in the training step records: ``state.log_history``, TensorBoard, W&B...
+  (evaluation records, which ``evaluate()`` returns, and the final summary are left as they are);
+  when the guard stopped the training, the final summary says so (``diskguard_stop``).
 
 ``save_strategy='best'`` decides a save after evaluation, where no callback is asked: such saves
 are recorded and retention applies, but they are not checked beforehand. An ``output_dir`` that is
@@ -75,7 +76,7 @@ from ._diskguard import plan
 from ._dist import resolve_sync
 from ._integration import check_callback_options, within
 from .errors import DiskSpaceWarning, InsufficientSpaceError
-from .guard import DiskGuard
+from .guard import DiskGuard, _caller_level
 from .saving import estimate_size
 
 if TYPE_CHECKING:
@@ -122,6 +123,11 @@ def _output_dir(args: TrainingArguments) -> str:
     return os.path.realpath(str(args.output_dir))
 
 
+def _summary(logs: dict[str, Any]) -> bool:
+    """Whether a log record is the summary ``train()`` logs at its end (``train_runtime``...)."""
+    return 'train_runtime' in logs
+
+
 def _evaluation(logs: dict[str, Any]) -> bool:
     """Whether a log record holds evaluation metrics (``eval_*``/``test_*``): the dict the Trainer
     also returns from ``evaluate()`` and reads ``metric_for_best_model`` from, kept as it is."""
@@ -153,11 +159,13 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             ``retention``, ``check_every_steps``, ``sync``...), except the ranks, which come from the
             Trainer's arguments. ``sync='auto'`` agrees the stop flag through ``torch.distributed``.
 
-    The guard is built when training begins (``on_train_begin``) and is then :attr:`guard`.
-    With ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` the Trainer rebuilds
-    the callback from ``trainer_state.json``: from the arguments JSON can hold (paths, sizes,
-    thresholds, cadences; not a ``retention`` policy or a ``sync`` callable, which then take their
-    defaults) and the guard's state (largest checkpoint, the trend forecast's history).
+    The guard is built when training begins (``on_train_begin``) and is then :attr:`guard`, kept
+    after ``train()`` returns; :attr:`stop_reason` says whether and why it stopped the training.
+    ``trainer_state.json`` stores the callback's arguments only (nothing that changes during a run,
+    so a resumed run's state equals an uninterrupted one's): with
+    ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` the Trainer rebuilds the
+    callback from the arguments JSON can hold (paths, sizes, thresholds, cadences; not a
+    ``retention`` policy or a ``sync`` callable, which then take their defaults).
 
     Raises:
         TypeError: An argument DiskGuard does not take, or a rank (the Trainer sets those).
@@ -183,6 +191,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         self.guard: DiskGuard | None = None
         self.guard_state: dict[str, Any] | None = None  # set by the Trainer's restore, applied once
         self._figures_placed = False
+        self._stopped_at: int | None = None  # the step at which the guard stopped this training
 
     # ----- building the guard -----
 
@@ -247,6 +256,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             self.guard = None
         self._guard_for(args)
         self._figures_placed = False
+        self._stopped_at = None
         # A run resumed from a checkpoint written without this callback has no entry for it in the
         # state the Trainer loaded, and its first save would fail looking it up (KeyError).
         stored: Any = state.stateful_callbacks  # typed as the list given, a dict once built
@@ -274,14 +284,28 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         if control.should_save:
             stop = self._make_room_or_veto(args, state, control, kwargs)
         if stop:
-            control.should_training_stop = True
+            self._stop(state, control)
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Before an epoch-end save: the stop agreed now, and room made for the save, or a veto."""
         if control.should_save and self._make_room_or_veto(args, state, control, kwargs):
-            control.should_training_stop = True
+            self._stop(state, control)
+
+    def _stop(self, state: TrainerState, control: TrainerControl) -> None:
+        """Stops the training, remembering at which step (the final log record says so)."""
+        control.should_training_stop = True
+        if self._stopped_at is None:
+            self._stopped_at = state.global_step
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why diskguard stopped the last training, or None when it did not stop it."""
+        if self._stopped_at is None:
+            return None
+        reason = self.guard.stop_reason if self.guard is not None else None
+        return reason or 'another rank ran out of room'
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -293,6 +317,16 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         guard.protect(self._referenced(args, state))
         if within(folder, os.fsdecode(guard.path)):
             guard.after_save(folder, self._estimate(guard, args, kwargs))
+        # The Trainer's save_total_limit rotation ran just before this event: what the run holds
+        # follows it now (measured after the save is recorded, so the new folder counts once).
+        guard.rescan()
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """After the Trainer's last deletion (``save_total_limit=1`` with a best checkpoint)."""
+        if self.guard is not None:
+            self.guard.rescan()
 
     def on_log(
         self,
@@ -302,10 +336,23 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Adds the disk figures to the record being logged (and to ``state.log_history``, where the
+        """Adds the disk figures to a training step's record (and to ``state.log_history``, where the
         Trainer put a copy of it just before); also called, earlier, by the
-        :class:`_FiguresBeforeReporters` ahead of the reporting integrations (the same figures)."""
-        if not self.log_metrics or self.guard is None or not logs or _evaluation(logs):
+        :class:`_FiguresBeforeReporters` ahead of the reporting integrations (the same figures).
+        On the final summary record of a training diskguard stopped, says so: ``diskguard_stop``
+        (the step and the reason), which ``train()`` also returns in its metrics."""
+        self._add_figures(state, logs)
+        if logs and self._stopped_at is not None and _summary(logs):
+            stop = f'stopped at step {self._stopped_at}: {self.stop_reason}'
+            logs['diskguard_stop'] = stop
+            history: list[dict[str, Any]] = state.log_history  # typed as floats; records hold any JSON
+            if history and isinstance(history[-1], dict):
+                history[-1]['diskguard_stop'] = stop
+
+    def _add_figures(self, state: TrainerState, logs: dict[str, Any] | None) -> None:
+        """The disk figures on a training step's record; not on evaluation records nor on the
+        final summary (``train_runtime``...), which stay as the Trainer makes them."""
+        if not self.log_metrics or self.guard is None or not logs or _evaluation(logs) or _summary(logs):
             return
         figures = self.guard.metrics()
         logs.update(figures)
@@ -344,7 +391,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
                 warnings.warn(
                     f'{refusal}; the Trainer skips this save (it would be left partial) and stops',
                     DiskSpaceWarning,
-                    stacklevel=2,
+                    stacklevel=_caller_level(),
                 )
         return stop
 
@@ -389,15 +436,16 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
     # ----- state in trainer_state.json -----
 
     def state(self) -> dict[str, Any]:
-        """What ``trainer_state.json`` stores (JSON only): the arguments JSON can hold, and the
-        guard's state."""
+        """What ``trainer_state.json`` stores (JSON only): the arguments JSON can hold, so that
+        ``restore_callback_states_from_checkpoint=True`` rebuilds the callback. Nothing that
+        changes during a run (counters, the trend's wall-clock samples) is stored: it would differ
+        between a run resumed from a checkpoint and one that was not, and nothing of it must
+        survive a resume: a resumed guard measures the directory and its checkpoints afresh."""
         stored = {'path': self.path, 'log_metrics': self.log_metrics, **self.guard_kwargs}
         json_args = {name: _json_value(value) for name, value in stored.items()}
         return {
             'args': {name: value for name, value in json_args.items() if value is not ...},
-            'attributes': {
-                'guard_state': self.guard.state_dict() if self.guard is not None else self.guard_state
-            },
+            'attributes': {},
         }
 
 
@@ -413,6 +461,13 @@ class _FiguresBeforeReporters(TrainerCallback):
     def __init__(self, owner: DiskGuardCallback) -> None:
         self.owner = owner
 
-    def on_log(self, *event: Any, **kwargs: Any) -> None:
-        """The owner's ``on_log``, now (the same arguments)."""
-        self.owner.on_log(*event, **kwargs)
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The owner's figures, now (the stop's text, not a number, is added after the reporters)."""
+        self.owner._add_figures(state, logs)

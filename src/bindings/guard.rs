@@ -311,6 +311,13 @@ impl PyGuard {
         Ok(py.detach(|| self.guard().after_save(&path, nbytes, t))?)
     }
 
+    /// Measures again what the run holds under its directory.
+    fn rescan(&self, py: Python<'_>) -> PyResult<()> {
+        let t = monotonic_now()?;
+        py.detach(|| self.guard().rescan(t));
+        Ok(())
+    }
+
     /// Events since the last call as `(kind, message, is_warning)`.
     fn take_events(&self, py: Python<'_>) -> Vec<(&'static str, String, bool)> {
         self.with(py, Guard::take_events)

@@ -15,7 +15,6 @@ undelivered alert, nor forgets the trend. SIGTERM and SIGINT finish the current 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -29,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import TrendMonitor
-from . import parse
+from . import atomic, parse
+from . import escape as names
 from .alerts import TOTAL_TIME, Alert, Channel, summarize
 from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
@@ -265,17 +265,8 @@ class Watcher:
         }
         directory = os.path.dirname(os.path.abspath(self.s.state_file))
         os.makedirs(directory, exist_ok=True)
-        temporary = f'{self.s.state_file}.{os.getpid()}.tmp'
-        try:
-            with open(temporary, 'w', encoding='utf-8') as f:
-                json.dump(data, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.s.state_file)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        # Exclusively created beside it, 0600: the state is the monitor's own (diskguard.ops.atomic).
+        atomic.write_file(self.s.state_file, json.dumps(data).encode(), 0o600)
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -376,7 +367,7 @@ class Watcher:
                 [line for _, _, line in changes],
                 subject=summarize([c for _, c, _ in changes]),
             )
-            log.info('alert: %s', alert.as_text().replace('\n', ' | '))
+            log.info('alert: %s', names.text(alert.as_text().replace('\n', ' | ')))
             self.outbox.add(alert, now)
         self.sender.dispatch(now)
         self._keep_going('save the state file', self._save_state)
