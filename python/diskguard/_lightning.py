@@ -139,7 +139,7 @@ class _AsyncSave:
     settles on the training thread (``nbytes`` held meanwhile, ``finish``, ``abandon``)."""
 
     def __init__(self, callback: DiskGuardCallbackMixin, path: str, nbytes: int, guarded: bool) -> None:
-        self.callback, self.path, self.nbytes, self.guarded = callback, path, nbytes, guarded
+        self.callback, self.target, self.nbytes, self.guarded = callback, path, nbytes, guarded
         self.size = nbytes
         self.removals: list[str] = []  # what ModelCheckpoint removed after this save: done once it is whole
         self.snapshots = callback._snapshots  # ModelCheckpoint before the hook that saved, for a repair
@@ -165,7 +165,7 @@ class _AsyncSave:
     # The training thread.
     def finish(self, guard: DiskGuard | None) -> None:
         if guard is not None and self.guarded:
-            guard.after_save(self.path, self.size)
+            guard.after_save(self.target, self.size)
         for path in self.removals:
             self.callback._remove_now(path)
 
@@ -501,12 +501,12 @@ class DiskGuardCallbackMixin:
         failed, self._failed_saves = self._failed_saves, []
         notes = ' '.join(getattr(err, '__notes__', ()))
         for plan in failed:
-            self._refused.append(plan.path)
+            self._refused.append(plan.target)
             self._snapshots = plan.snapshots  # ModelCheckpoint as it was before that save
         if notes:
             logger.error('%s', notes)
         warnings.warn(
-            f'diskguard: checkpoint {failed[0].path!r} was not saved: its background write failed '
+            f'diskguard: checkpoint {failed[0].target!r} was not saved: its background write failed '
             f'({err}). {notes} The run stops; the checkpoints already written are kept',
             DiskSpaceWarning,
             stacklevel=_caller_level(),
