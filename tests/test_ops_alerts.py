@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -36,7 +37,7 @@ from diskguard.ops.alerts import (
     smtp_login,
     webhook_url,
 )
-from diskguard.ops.outbox import Outbox
+from diskguard.ops.outbox import Outbox, Pending
 from diskguard.ops.redact import redact
 
 SECRET = 'key-3f9a1c0e'
@@ -453,3 +454,42 @@ def test_outbox_keeps_what_a_channel_did_not_take_with_backoff() -> None:
     assert [p.alert.text for p in due] == ['1', '2', '3']  # in order; a channel waits as one
     box.record(due[0], None, 4000.0)
     assert [p.alert.text for p in box.pending()] == ['2', '3']
+
+
+@pytest.mark.parametrize('kind', ['fifo', '/dev/zero', 'directory'])
+@pytest.mark.parametrize('option', ['--webhook-file', '--smtp-login-file', '--config'])
+def test_a_setting_file_that_is_not_a_regular_file_is_refused_at_once(
+    tmp_path: Path, option: str, kind: str
+) -> None:
+    """A FIFO given as a setting file used to block ``check`` forever (no writer ever comes), and
+    ``--config /dev/zero`` read until memory ran out: each is now one UNKNOWN line naming it."""
+    target = {'fifo': str(tmp_path / 'fifo'), '/dev/zero': '/dev/zero', 'directory': str(tmp_path)}[kind]
+    if kind == 'fifo':
+        os.mkfifo(target)
+    extra = ['--email', 'ops@example.com'] if option == '--smtp-login-file' else []
+    done = run('check', str(tmp_path), option, target, *extra, '--proc-root', '/proc', timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith(f'DISK UNKNOWN - {option}={target!r}: not a regular file'), done.stdout
+
+
+def test_outbox_survives_a_long_outage_a_clock_set_back_and_a_damaged_state_file() -> None:
+    """The backoff doubled a float that overflowed after ~1000 failed tries (six weeks at an hour
+    apart): the sender thread died at every try. A next try further away than the longest backoff
+    (a clock set back, NaN in the state file) held the channel's alerts for as long. A state file
+    could make a channel hold any number of pending alerts."""
+    hook = Webhook('http://127.0.0.1:1/x')
+    box = Outbox([hook], retry=60.0, max_retry=3600.0, limit=3)
+    box.add(Alert.about('WARNING', ['a']), 1000.0)
+    (item,) = box.due(1000.0)
+    item.attempts = 1100
+    box.record(item, 'refused', 1000.0)
+    assert item.attempts == 1101 and item.next_attempt == 1000.0 + 3600.0
+    for stuck in (1000.0 + 10 * 365 * 86400, math.nan, math.inf):
+        item.next_attempt = stuck
+        assert box.due(1000.0) == [item], stuck
+    item.next_attempt = 1000.0 + 3000.0  # within the longest backoff: it waits
+    assert box.due(1000.0) == []
+    many = [Pending(hook.name, Alert.about('WARNING', [str(n)]), 1, 0.0).to_json() for n in range(1000)]
+    restored = Outbox([hook], limit=3)
+    restored.load(many)
+    assert [p.alert.text for p in restored.pending()] == ['997', '998', '999']  # the newest kept

@@ -20,6 +20,7 @@ import re
 import smtplib
 import socket
 import ssl
+import stat
 import time
 import urllib.parse
 import urllib.request
@@ -41,6 +42,27 @@ WEBHOOK_FORMATS = ('generic', 'wecom', 'slack')
 SMTP_SECURITY = ('starttls', 'tls', 'none')
 #: Where a webhook URL may come from besides the command line (which every user sees in ``ps``).
 WEBHOOK_ENV = 'DISKGUARD_WEBHOOK_URL'
+#: Bytes read from a file holding a setting (a webhook URL, an SMTP login).
+SETTING_FILE_LIMIT = 64 * 1024
+
+
+def read_setting_file(path: str, option: str, limit: int = SETTING_FILE_LIMIT) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path`` (the file given to ``option``). Anything
+    else is refused naming the option: a FIFO would block the monitor forever, ``/dev/zero`` never
+    ends, a directory has no text."""
+    try:
+        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting for one.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as err:
+        raise ValueError(f'{option}={path!r}: cannot read it ({err.strerror})') from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f'{option}={path!r}: not a regular file')
+    with os.fdopen(fd, 'rb') as f:
+        try:
+            return f.read(limit)
+        except OSError as err:
+            raise ValueError(f'{option}={path!r}: cannot read it ({err.strerror})') from None
 
 
 @functools.cache
@@ -197,11 +219,9 @@ def webhook_url(
         return url, None
     if url_file:
         try:
-            with open(url_file, encoding='utf-8') as f:
-                first = f.readline(64 * 1024).strip()
-        except (OSError, UnicodeDecodeError) as err:
-            why = err.strerror if isinstance(err, OSError) else 'not UTF-8 text'
-            raise ValueError(f'--webhook-file={url_file!r}: cannot read it ({why})') from None
+            first = read_setting_file(url_file, '--webhook-file').split(b'\n', 1)[0].decode('utf-8').strip()
+        except UnicodeDecodeError:
+            raise ValueError(f'--webhook-file={url_file!r}: cannot read it (not UTF-8 text)') from None
         if not first:
             raise ValueError(f'--webhook-file={url_file!r}: expected the URL on the first line')
         return first, None
@@ -231,10 +251,9 @@ def smtp_login(
     env = os.environ if environ is None else environ
     if login_file is not None:
         try:
-            with open(login_file, encoding='utf-8') as f:
-                lines = f.read(64 * 1024).splitlines()
-        except OSError as err:
-            raise ValueError(f'--smtp-login-file={login_file!r}: cannot read it ({err.strerror})') from None
+            lines = read_setting_file(login_file, '--smtp-login-file').decode('utf-8').splitlines()
+        except UnicodeDecodeError:
+            raise ValueError(f'--smtp-login-file={login_file!r}: cannot read it (not UTF-8 text)') from None
         if len(lines) < 2 or not lines[0].strip():
             raise ValueError(
                 f'--smtp-login-file={login_file!r}: expected the user on the first line and the password '
