@@ -123,7 +123,10 @@ class Outbox:
                 mine = [p for p in self._items if p.channel == name]
                 if len(mine) > self.limit:
                     log.warning(
-                        'dropping %d alerts pending for %s (at most %d wait)', len(mine) - self.limit, name, self.limit
+                        'dropping %d alerts pending for %s (at most %d wait)',
+                        len(mine) - self.limit,
+                        name,
+                        self.limit,
                     )
                     dropped = {id(p) for p in mine[: len(mine) - self.limit]}
                     self._items = [p for p in self._items if id(p) not in dropped]

@@ -237,7 +237,9 @@ class Watcher:
                 raise TypeError(f'expected a JSON object, not {type(data).__name__}')
             for key, table in (('paths', self.tracked), ('budgets', self.budget_tracked)):
                 for name, t in data.get(key, {}).items():
-                    table[name] = Tracked(_level(t['level']), _level(t['alerted_level']), float(t['alerted_at']))
+                    table[name] = Tracked(
+                        _level(t['level']), _level(t['alerted_level']), float(t['alerted_at'])
+                    )
             for key, samples in data.get('trends', {}).items():
                 self._trend(key, [(float(a), int(b), int(c)) for a, b, c in samples])
             self.outbox.load(list(data.get('pending', [])))
