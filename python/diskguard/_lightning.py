@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
-from ._integration import check_callback_options, within
+from ._integration import check_callback_options, checkpoints_that_fit, within
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size, save
@@ -525,11 +525,7 @@ def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
             size = estimate_size(pl_module.state_dict())  # the weights: a lower bound on a checkpoint
         except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
             return None
-    own = ('checkpoint directory', 'budget of')  # the directory's filesystem, and its budget if any
-    room = min((space.room for space in status.spaces if space.name.startswith(own)), default=None)
-    if room is None or size <= 0:
-        return None
-    return int((room + status.held) // size)
+    return checkpoints_that_fit(guard, size)
 
 
 def _may_save_at_batch_end(callback: Any) -> bool:
