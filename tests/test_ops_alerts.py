@@ -28,6 +28,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import run
 from diskguard.ops.alerts import (
     Alert,
+    Channel,
     Delivery,
     Email,
     SmtpSettings,
@@ -38,7 +39,7 @@ from diskguard.ops.alerts import (
     webhook_url,
 )
 from diskguard.ops.outbox import Outbox, Pending
-from diskguard.ops.redact import redact
+from diskguard.ops.redact import redact, secret_forms
 
 SECRET = 'key-3f9a1c0e'
 PASSWORD = 'hunter2-secret'
@@ -344,6 +345,7 @@ def test_webhook_url_from_a_file_or_the_environment_and_a_warning_on_the_command
     come from a file or the environment instead."""
     url_file = tmp_path / 'webhook-url'
     url_file.write_text(http.url + '\n')
+    url_file.chmod(0o600)  # a secret: no warning
     assert webhook_url(None, str(url_file), {}) == (http.url, None)
     assert webhook_url(None, None, {'DISKGUARD_WEBHOOK_URL': http.url}) == (http.url, None)
     assert webhook_url('https://hooks.example.com/plain', None, {}) == (
@@ -493,3 +495,44 @@ def test_outbox_survives_a_long_outage_a_clock_set_back_and_a_damaged_state_file
     restored = Outbox([hook], limit=3)
     restored.load(many)
     assert [p.alert.text for p in restored.pending()] == ['997', '998', '999']  # the newest kept
+
+
+def test_a_secret_file_others_can_read_or_own_gets_a_warning(tmp_path: Path, http: Recorder) -> None:
+    """The webhook URL and the SMTP login hold secrets: a file other users can read gives them the
+    key, one they own or can write sends the alerts where they say. Each gets a warning naming the
+    option and what to do; a file only its owner (root or this user) can read gets none."""
+    url_file, login = tmp_path / 'url', tmp_path / 'login'
+    url_file.write_text(http.url)
+    login.write_text(f'ops\n{PASSWORD}\n')
+    args = ['check', str(tmp_path), '-w', '99%', '-c', '99.5%', '--proc-root', '/proc']
+    files = ['--webhook-file', str(url_file), '--smtp-login-file', str(login), '--email', 'ops@example.com']
+    for mode in (0o644, 0o660, 0o604):
+        url_file.chmod(mode)
+        login.chmod(mode)
+        done = run(*args, *files)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for option, path in (('--webhook-file', url_file), ('--smtp-login-file', login)):
+            assert f'diskguard: warning: {option}={str(path)!r} holds a secret' in done.stderr, done.stderr
+        assert f'mode {mode:04o}' in done.stderr and 'chmod 600' in done.stderr
+        assert PASSWORD not in done.stderr and SECRET not in done.stderr
+    url_file.chmod(0o600)
+    login.chmod(0o600)
+    assert run(*args, *files).stderr == ''
+    os.chown(url_file, 65534, 65534)  # another user's file
+    assert 'owned by uid 65534' in run(*args, *files).stderr
+
+
+def test_a_secret_with_runs_of_whitespace_is_redacted() -> None:
+    """The error's whitespace used to be collapsed before redaction: a password with two spaces or
+    a tab no longer matched and reached the log."""
+
+    class Echoing(Channel):
+        name = 'echo'
+        secrets = secret_forms('correct  horse\tbattery')
+
+        def send(self, alert: Alert, timeout: float = 10.0) -> None:
+            raise OSError('535 rejected password correct  horse\tbattery')
+
+    (outcome,) = deliver([Echoing()], ALERT, attempts=1)
+    assert not outcome.ok and outcome.error is not None
+    assert 'horse' not in outcome.error and '<hidden>' in outcome.error, outcome.error

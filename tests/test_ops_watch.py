@@ -379,6 +379,7 @@ def test_once_exits_with_the_level_and_says_nothing_when_all_went_out(
     fill_to(tmpfs, 0.5)
     url = tmp_path / 'url'
     url.write_text(hook.url)
+    url.chmod(0o600)  # a secret: no warning
     warned = run(*args, '--webhook-file', str(url))
     assert warned.returncode == 1 and warned.stdout == warned.stderr == ''
     assert [b['state'] for b in hook.bodies] == ['WARNING']
