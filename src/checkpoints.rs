@@ -539,30 +539,105 @@ fn has_zip_end(file: &std::fs::File, size: u64) -> bool {
     buf.windows(4).any(|w| w == b"PK\x05\x06")
 }
 
+/// Headers are read in pieces this large, so the memory one file costs is bounded whatever its
+/// header claims.
+const HEADER_CHUNK: u64 = 64 * 1024;
+
+/// Reads the header piece by piece. A piece with a NUL byte ends the check at once: JSON has none,
+/// and a file whose header lies in a hole (a sparse file claiming a 99 MiB header) reads as zeros,
+/// so the work per file is bounded by the bytes really written to it, not by what it claims.
 fn safetensors_problem(file: &std::fs::File, header_len: u64, size: u64) -> Option<String> {
-    let mut header = vec![0u8; usize::try_from(header_len).ok()?];
-    if !read_at(file, 8, &mut header) {
-        return Some("safetensors header cut short".to_owned());
+    let mut buf = vec![0u8; usize::try_from(header_len.min(HEADER_CHUNK)).ok()?];
+    let mut offsets = DataOffsets::default();
+    let mut last_visible = 0u8;
+    let mut read = 0u64;
+    while read < header_len {
+        let piece = usize::try_from((header_len - read).min(HEADER_CHUNK)).ok()?;
+        let chunk = &mut buf[..piece];
+        if !read_at(file, 8 + read, chunk) {
+            return Some("safetensors header cut short".to_owned());
+        }
+        if chunk.contains(&0) {
+            return Some("safetensors header holds NUL bytes (not JSON: a hole or a cut)".to_owned());
+        }
+        offsets.feed(chunk);
+        if let Some(&byte) = chunk.iter().rev().find(|b| !b.is_ascii_whitespace()) {
+            last_visible = byte;
+        }
+        read += piece as u64;
     }
-    let text = String::from_utf8_lossy(&header);
-    if !text.trim_end().ends_with('}') {
+    if last_visible != b'}' {
         return Some("safetensors header is not a complete JSON object".to_owned());
     }
     // The largest end offset among "data_offsets":[begin,end] must match the file size.
-    let mut data_end = 0u64;
-    for part in text.split("\"data_offsets\"").skip(1) {
-        let inner = part.split(']').next().unwrap_or("");
-        if let Some(end) = inner
-            .rsplit(',')
-            .next()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            data_end = data_end.max(end);
-        }
-    }
-    let expected = 8 + header_len + data_end;
+    let expected = (8 + header_len).saturating_add(offsets.largest_end);
     (expected != size)
         .then(|| format!("safetensors size {size} does not match its header ({expected} bytes)"))
+}
+
+/// The largest end of `"data_offsets":[begin,end]` in a header fed in pieces (a key or a number
+/// may straddle two pieces): the last number before each list's `]`.
+#[derive(Default)]
+struct DataOffsets {
+    /// How much of the key has matched so far.
+    matched: usize,
+    /// Inside a list that follows the key.
+    in_list: bool,
+    /// The number being read; `None` once something that cannot be part of it was seen.
+    current: Option<u64>,
+    /// The current number has digits.
+    digits: bool,
+    /// The current number has ended (whitespace after its digits).
+    ended: bool,
+    largest_end: u64,
+}
+
+impl DataOffsets {
+    const KEY: &'static [u8] = b"\"data_offsets\"";
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.in_list {
+                self.value_byte(byte);
+            } else if byte == Self::KEY[self.matched] {
+                self.matched += 1;
+                if self.matched == Self::KEY.len() {
+                    self.matched = 0;
+                    self.in_list = true;
+                    self.start_number();
+                }
+            } else {
+                // The key's only repeated byte is its quote, first and last: a mismatch restarts
+                // the match at that quote or at nothing.
+                self.matched = usize::from(byte == b'"');
+            }
+        }
+    }
+
+    fn start_number(&mut self) {
+        (self.current, self.digits, self.ended) = (Some(0), false, false);
+    }
+
+    fn value_byte(&mut self, byte: u8) {
+        match byte {
+            b']' => {
+                if let (Some(end), true) = (self.current, self.digits) {
+                    self.largest_end = self.largest_end.max(end);
+                }
+                self.in_list = false;
+            }
+            b',' => self.start_number(),
+            b'0'..=b'9' if !self.ended => {
+                let digit = u64::from(byte - b'0');
+                self.current = self.current.and_then(|n| n.checked_mul(10)?.checked_add(digit));
+                self.digits = true;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => self.ended = self.digits,
+            // The ':' and '[' before the list's first number.
+            b':' | b'[' if !self.digits => {}
+            _ => self.current = None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -734,6 +809,46 @@ mod tests {
             "{err}"
         );
         let _ = std::fs::remove_file(dir.with_extension("link"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The header is parsed in pieces: a key or a number split across two pieces, spaces,
+    /// several tensors, and the largest end wins, as when it is read whole.
+    #[test]
+    fn data_offsets_read_in_pieces_match_reading_whole() {
+        let header: &[u8] = br#"{"a":{"data_offsets":[0, 8]},"__metadata__":{"x":"]"},"b":{"data_offsets" : [ 8 ,24 ] },"c":{"data_offsets":[1,2]}}"#;
+        let whole = {
+            let mut d = DataOffsets::default();
+            d.feed(header);
+            d.largest_end
+        };
+        assert_eq!(whole, 24);
+        for size in 1..header.len() {
+            let mut d = DataOffsets::default();
+            for piece in header.chunks(size) {
+                d.feed(piece);
+            }
+            assert_eq!(d.largest_end, whole, "pieces of {size}");
+        }
+    }
+
+    /// A sparse file whose header claims 99 MiB is refused after one piece, not read whole.
+    #[test]
+    fn a_sparse_header_costs_one_piece() {
+        let dir = temp_dir("sparse");
+        let path = dir.join("step=1.safetensors");
+        let claimed: u64 = 99 << 20;
+        let mut bytes = claimed.to_le_bytes().to_vec();
+        bytes.push(b'{');
+        std::fs::write(&path, &bytes).expect("write");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        file.set_len(8 + claimed + 100).expect("set_len");
+        let problem = file_problem(&file, 8 + claimed + 100).expect("incomplete");
+        assert!(problem.contains("NUL"), "{problem}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,7 +3,8 @@
 //! - usage queries: [`usage`] (one `statfs`, `df`'s arithmetic), [`mounts`] (mountinfo, `df`'s mount
 //!   lookup), [`check`] (thresholds), [`size`] (human sizes);
 //! - trends: [`trend`] (time to full that separates tagged checkpoint steps from background drift,
-//!   and "will the rest of the run fit?");
+//!   and "will the rest of the run fit?"), [`trend_shape`] (a run's early history read as a burst,
+//!   a ramp, a staircase or a sawtooth);
 //! - retention: [`names`] (step/epoch/metrics from names), [`checkpoints`] (discovery and
 //!   completeness), [`retention`] (rules and plans), [`deletion`] (safe, identity-checked deletion,
 //!   free space, orphans), [`resume`] (the newest complete checkpoint to resume from);
@@ -36,6 +37,7 @@ pub mod resume;
 pub mod retention;
 pub mod size;
 pub mod trend;
+pub mod trend_shape;
 pub mod usage;
 
 #[cfg(feature = "python")]

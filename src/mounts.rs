@@ -153,17 +153,7 @@ pub fn parse_line(line: &[u8]) -> Option<Mount> {
 pub fn parse_mountinfo(content: &[u8]) -> Vec<Mount> {
     content
         .split(|b| *b == b'\n')
-        .filter(|line| !line.is_empty())
-        .filter_map(|line| {
-            let parsed = parse_line(line);
-            if parsed.is_none() {
-                log::debug!(
-                    "skipping malformed mountinfo line: {:?}",
-                    String::from_utf8_lossy(line)
-                );
-            }
-            parsed
-        })
+        .filter_map(parse_kept_line)
         .collect()
 }
 
@@ -195,7 +185,7 @@ pub fn read_mounts(proc_root: &Path, pid: Option<&str>) -> Result<Vec<Mount>> {
     let mut last_error = None;
     for file in &candidates {
         match read_table(file) {
-            Ok(content) => return Ok(parse_mountinfo(&content)),
+            Ok(table) => return Ok(table),
             Err(err @ Error::InvalidArgument { .. }) => return Err(err),
             Err(err) => last_error = Some(err),
         }
@@ -205,11 +195,19 @@ pub fn read_mounts(proc_root: &Path, pid: Option<&str>) -> Result<Vec<Mount>> {
 
 /// The most a mount table may hold: a host with 10,000 mounts has about 1.5 MiB of mountinfo.
 const MAX_MOUNTINFO_BYTES: u64 = 64 << 20;
+/// The most mounts a table may list (ten times a very busy Kubernetes node): past this it is not a
+/// mount table but a file made to exhaust memory with millions of tiny lines.
+pub const MAX_MOUNTS: usize = 100_000;
+/// The longest line kept (an overlay with hundreds of layers has lines of a few KiB); longer ones
+/// are skipped as malformed without being held in memory.
+const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// Reads a mountinfo file, refusing anything that is not a regular file (procfs files are: a FIFO
-/// would block forever, `/dev/zero` never ends) and anything larger than [`MAX_MOUNTINFO_BYTES`].
-fn read_table(file: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
+/// Reads and parses a mountinfo file line by line, so memory stays a small multiple of the
+/// mounts kept (never the whole file plus its parse). Refuses anything that is not a regular file
+/// (procfs files are: a FIFO would block forever, `/dev/zero` never ends), more than
+/// [`MAX_MOUNTINFO_BYTES`] and more than [`MAX_MOUNTS`] mounts.
+fn read_table(file: &Path) -> Result<Vec<Mount>> {
+    use std::io::{BufRead, BufReader, Read};
     use std::os::unix::fs::OpenOptionsExt;
 
     let handle = std::fs::OpenOptions::new()
@@ -228,19 +226,75 @@ fn read_table(file: &Path) -> Result<Vec<u8>> {
             "expected a proc filesystem whose mountinfo is a regular file",
         ));
     }
-    let mut content = Vec::new();
-    handle
-        .take(MAX_MOUNTINFO_BYTES + 1)
-        .read_to_end(&mut content)
-        .map_err(|source| Error::os("read", file, source))?;
-    if content.len() as u64 > MAX_MOUNTINFO_BYTES {
-        return Err(Error::invalid(
-            "proc_root",
-            crate::error::show_path(file),
-            format!("a mount table larger than {MAX_MOUNTINFO_BYTES} bytes is not a mountinfo file"),
-        ));
+    let too_large = |what: String| Error::invalid("proc_root", crate::error::show_path(file), what);
+    let mut reader = BufReader::with_capacity(64 * 1024, handle.take(MAX_MOUNTINFO_BYTES + 1));
+    let mut table = Vec::new();
+    let mut line = Vec::new();
+    let mut total = 0u64;
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|source| Error::os("read", file, source))?;
+        if read == 0 {
+            break;
+        }
+        total += read as u64;
+        if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+            total += skip_line(&mut reader).map_err(|source| Error::os("read", file, source))?;
+            log::debug!("skipping a mountinfo line longer than {MAX_LINE_BYTES} bytes");
+        } else if let Some(mount) = parse_kept_line(&line) {
+            if table.len() == MAX_MOUNTS {
+                return Err(too_large(format!(
+                    "a mount table with more than {MAX_MOUNTS} mounts is not a mountinfo file"
+                )));
+            }
+            table.push(mount);
+        }
+        if total > MAX_MOUNTINFO_BYTES {
+            return Err(too_large(format!(
+                "a mount table larger than {MAX_MOUNTINFO_BYTES} bytes is not a mountinfo file"
+            )));
+        }
     }
-    Ok(content)
+    Ok(table)
+}
+
+/// Reads through the rest of an overlong line without keeping it; returns the bytes skipped.
+fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(skipped);
+        }
+        let (used, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buf.len(), false),
+        };
+        reader.consume(used);
+        skipped += used as u64;
+        if done {
+            return Ok(skipped);
+        }
+    }
+}
+
+/// One line of a streamed table (its newline included), `None` when empty or malformed.
+fn parse_kept_line(line: &[u8]) -> Option<Mount> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    if line.is_empty() {
+        return None;
+    }
+    let parsed = parse_line(line);
+    if parsed.is_none() {
+        log::debug!(
+            "skipping malformed mountinfo line: {:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    parsed
 }
 
 /// True when `prefix` is `path` or one of its ancestors, compared by whole components.
@@ -493,6 +547,30 @@ garbage line
             ]
         );
         assert!(read_mounts(Path::new("/proc"), Some("1/../2")).is_err());
+    }
+
+    /// Streamed: an overlong line is skipped without being kept, its neighbours are read, and a
+    /// table of more than `MAX_MOUNTS` mounts is refused.
+    #[test]
+    fn streams_skipping_overlong_lines_and_refusing_huge_tables() {
+        let dir = std::env::temp_dir().join(format!("diskguard-mounts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("mountinfo");
+        let mut table = b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n23 22 8:2 / /".to_vec();
+        table.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        table.extend_from_slice(b" rw - ext4 /dev/x rw\n24 22 8:3 / /data rw - ext4 /dev/sdb rw");
+        std::fs::write(&file, &table).expect("write");
+        let read = read_table(&file).expect("read");
+        let points: Vec<_> = read.iter().map(|m| m.mount_point.clone()).collect();
+        assert_eq!(points, [PathBuf::from("/"), PathBuf::from("/data")]);
+
+        let line = b"1 1 0:1 / /m rw - t s rw\n";
+        std::fs::write(&file, line.repeat(MAX_MOUNTS + 1)).expect("write");
+        let err = read_table(&file).expect_err("too many mounts");
+        assert!(err.to_string().contains("mounts"), "{err}");
+        std::fs::write(&file, line.repeat(MAX_MOUNTS)).expect("write");
+        assert_eq!(read_table(&file).expect("read").len(), MAX_MOUNTS);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,9 +14,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -187,8 +189,12 @@ def fill_until_enospc(directory: Path, chunk: int = 64 * 1024) -> int:
 
 
 @contextlib.contextmanager
-def slow_fuse(where: Path, statfs_delay: float, getattr_delay: float = 0.0) -> Iterator[Path]:
-    """A FUSE mount whose statfs (and optionally getattr) blocks, like a hung NFS server."""
+def slow_fuse(
+    where: Path, statfs_delay: float, getattr_delay: float = 0.0, getattr_seen: threading.Event | None = None
+) -> Iterator[Path]:
+    """A FUSE mount whose statfs (and optionally getattr) blocks, like a hung NFS server. Yields
+    once the server has answered the kernel's INIT (the mount works); ``getattr_seen`` is set when
+    a GETATTR reaches the server (a caller is then inside the slow request)."""
     _require_mounting()
     if not os.path.exists('/dev/fuse'):
         pytest.skip('no /dev/fuse on this machine: the kernel has no FUSE')
@@ -200,6 +206,7 @@ def slow_fuse(where: Path, statfs_delay: float, getattr_delay: float = 0.0) -> I
             str(where),
             str(statfs_delay),
             str(getattr_delay),
+            *(['announce'] if getattr_seen is not None else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -210,6 +217,13 @@ def slow_fuse(where: Path, statfs_delay: float, getattr_delay: float = 0.0) -> I
         first = server.stdout.readline().strip()
         if first != 'ready':
             pytest.skip(f'cannot mount FUSE here: {first}')
+        # Mounted is not yet served: wait until the server has answered INIT.
+        second = server.stdout.readline().strip()
+        assert second == 'initialized', f'the FUSE server did not start: {second!r}'
+        if getattr_seen is not None:
+            threading.Thread(
+                target=_watch_for_getattr, args=(server.stdout, getattr_seen), daemon=True
+            ).start()
         yield where
     finally:
         _umount(where)
@@ -220,6 +234,12 @@ def slow_fuse(where: Path, statfs_delay: float, getattr_delay: float = 0.0) -> I
             server.wait()
         if server.stdout is not None:
             server.stdout.close()
+
+
+def _watch_for_getattr(lines: IO[str], seen: threading.Event) -> None:
+    for line in lines:  # ends when the server exits
+        if line.strip() == 'getattr':
+            seen.set()
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """A FUSE filesystem whose statfs takes DELAY seconds, like a hung network mount, in plain Python.
 
-Run as root: ``python slow_fuse.py MOUNTPOINT DELAY [GETATTR_DELAY]``. It speaks the /dev/fuse
-protocol itself (no libfuse), mounts, prints ``ready`` and serves until unmounted. It answers INIT,
-GETATTR of the root (after GETATTR_DELAY seconds, default 0) and STATFS (after DELAY seconds, with
-fixed figures); everything else gets ENOSYS.
+Run as root: ``python slow_fuse.py MOUNTPOINT DELAY [GETATTR_DELAY [announce]]``. It speaks the
+/dev/fuse protocol itself (no libfuse), mounts, prints ``ready``, answers the kernel's INIT and
+prints ``initialized`` (only then is the mount usable: a test waits for that line), and serves
+until unmounted. It answers GETATTR of the root (after GETATTR_DELAY seconds, default 0) and STATFS
+(after DELAY seconds, with fixed figures); everything else gets ENOSYS. With ``announce`` it prints
+``getattr`` as each GETATTR arrives, so a test knows a caller is inside the slow request.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def statfs_reply() -> bytes:
 def main() -> int:
     mount_point, delay = sys.argv[1], float(sys.argv[2])
     getattr_delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    announce = len(sys.argv) > 4 and sys.argv[4] == 'announce'
     fd = os.open('/dev/fuse', os.O_RDWR)
     libc = ctypes.CDLL(None, use_errno=True)
     options = f'fd={fd},rootmode=40000,user_id=0,group_id=0'.encode()
@@ -70,7 +73,10 @@ def main() -> int:
         if opcode == FUSE_INIT:
             major, minor = struct.unpack_from('<II', request, IN_HEADER.size)
             reply(fd, unique, init_reply(major, minor))
+            print('initialized', flush=True)
         elif opcode == FUSE_GETATTR:
+            if announce:
+                print('getattr', flush=True)
             time.sleep(getattr_delay)
             reply(fd, unique, root_attr())
         elif opcode == FUSE_STATFS:

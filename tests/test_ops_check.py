@@ -88,7 +88,7 @@ def test_worst_of_several_paths_and_json(tmpfs: Path, tmp_path: Path) -> None:
 
 def test_label_quoting() -> None:
     assert quote_label("it's") == "'it''s'"
-    assert quote_label('a=b|c') == "'a_b/c'"
+    assert quote_label('a=b|c') == "'a\\x3db\\x7cc'"
 
 
 def test_unknown_outranks_ok_but_not_a_real_problem() -> None:

@@ -143,14 +143,17 @@ def test_progress_callback_errors_cancel_the_scan_and_the_gil_is_free(open_dir: 
 
 
 def test_ctrl_c_stops_the_command(open_dir: Path) -> None:
-    with slow_fuse(open_dir / 'slow', statfs_delay=0.0, getattr_delay=2.0) as where:
+    inside = threading.Event()
+    with slow_fuse(open_dir / 'slow', statfs_delay=0.0, getattr_delay=2.0, getattr_seen=inside) as where:
         proc = subprocess.Popen(
             [sys.executable, '-m', 'diskguard', 'du', str(where)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.0)
+        # Interrupt once du is inside the slow request, not after a guessed delay (under load
+        # the interpreter may not have started by then, or the scan may have finished).
+        assert inside.wait(timeout=60), 'du never reached the FUSE mount'
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

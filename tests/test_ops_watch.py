@@ -5,6 +5,7 @@ largest children, the TOML config, clean exit on SIGINT, and one-line errors for
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import diskguard
 import pytest
 from conftest import run
 from diskguard.ops.alerts import Email, SmtpSettings, Webhook
@@ -104,11 +106,58 @@ def test_a_restart_neither_realerts_nor_forgets_the_trend(
     assert len(hook.bodies) == 1
     saved = json.loads(state.read_text())
     assert saved['paths'][str(tmpfs)]['alerted_level'] == WARNING
-    assert len(saved['trends'][str(tmpfs)]) == 5  # keyed by mount point
+    trend = saved['trends'][str(tmpfs)]  # keyed by mount point: the monitor's state_dict
+    assert len(trend['monitor']['samples']) == 5 and trend['latest'] == clock.now - 60
     second = Watcher(settings(tmpfs, state, hook), clock=clock)
     assert len(second.trends[str(tmpfs)].monitor) == 5  # the trend's samples are back
     assert second.step() is None and len(hook.bodies) == 1
     assert len(second.trends[str(tmpfs)].monitor) == 6
+
+
+def test_a_state_file_with_the_old_sample_list_still_restores_the_trend(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    clock = Clock()
+    state = tmp_path / 'state.json'
+    samples = [[clock.now - 60.0 * (3 - i), 1000, 3000] for i in range(3)]
+    state.write_text(json.dumps({'version': 1, 'paths': {}, 'budgets': {}, 'trends': {str(tmpfs): samples}}))
+    w = Watcher(settings(tmpfs, state, hook), clock=clock)
+    assert len(w.trends[str(tmpfs)].monitor) == 3
+    w.step()
+    assert len(json.loads(state.read_text())['trends'][str(tmpfs)]['monitor']['samples']) == 4
+
+
+def test_watch_forecasts_as_the_trend_monitor_does_and_sees_a_ramp_within_minutes(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    """A steady fill from about half full, sampled every 5 s (the issue's admin trial, where watch
+    kept its own samples and said +Inf for minutes): watch's forecast is a TrendMonitor's, fed the
+    same samples, and it answers once the ramp has lasted five minutes (a span, not a count)."""
+    from diskguard import TrendMonitor
+
+    clock = Clock()
+    textfile = tmp_path / 'prom'
+    textfile.mkdir()
+    w = Watcher(settings(tmpfs, tmp_path / 's.json', hook, textfile=str(textfile)), clock=clock)
+    fill_to(tmpfs, 0.48)
+    same = TrendMonitor(window=12 * 3600.0, capacity=720, warmup=6 * 3600.0)
+    first_forecast = None
+    for i in range(100):  # 8 min 20 s: 16 KiB every 5 s, about 190 KiB a minute, into one file
+        with open(tmpfs / 'grow', 'ab') as f:
+            f.write(b'\1' * 16 * 1024)
+        w.step()
+        u = diskguard.usage(tmpfs)
+        same.add_sample(u.used, u.avail, t=clock.now)
+        text = (textfile / 'diskguard.prom').read_text()
+        line = next(x for x in text.splitlines() if x.startswith('diskguard_time_to_full_seconds{'))
+        seconds = float(line.rsplit(' ', 1)[1])
+        expected = same.time_to_full()
+        assert seconds == (math.inf if expected is None else pytest.approx(expected)), i
+        if first_forecast is None and seconds != math.inf:
+            first_forecast = 5.0 * i
+        clock.now += 5
+    assert first_forecast is not None and 240 <= first_forecast <= 420, first_forecast
+    assert w.trends[str(tmpfs)].monitor.shape() == 'ramp'
 
 
 def test_paths_on_one_filesystem_share_its_forecast(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:

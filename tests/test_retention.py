@@ -1000,8 +1000,9 @@ def test_prune_errors_are_one_line_and_exit_2_or_3(tmp_path: Path) -> None:
         done = run_prune(str(tmp_path), *args)
         assert done.returncode == 2 and done.stderr.count('\n') == 1, (args, done)
         assert done.stderr.startswith('diskguard: error: ') and 'Traceback' not in done.stderr
+    # A directory that does not exist is a usage error, as in every subcommand but `check` (README's table).
     missing = run_prune(str(tmp_path / 'missing'), '--keep-last', '1')
-    assert missing.returncode == 3 and 'No such file or directory' in missing.stderr, missing
+    assert missing.returncode == 2 and 'No such file or directory' in missing.stderr, missing
     root = run_prune('/', '--keep-last', '1')
     assert root.returncode == 2 and 'root directory' in root.stderr, root
 

@@ -11,6 +11,7 @@ import errno
 import io
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import zipfile
@@ -20,7 +21,7 @@ from typing import Any
 
 import diskguard
 import pytest
-from conftest import QUOTA_LIMIT, as_user, mounted_tmpfs
+from conftest import NOBODY, QUOTA_LIMIT, as_user, mounted_tmpfs
 from diskguard import DiskFullError, InsufficientSpaceError
 from diskguard.saving import estimate_size
 
@@ -427,3 +428,102 @@ def test_a_name_too_long_is_refused(tmp_path: Path) -> None:
     longest = tmp_path / ('y' * 252 + '.pt')  # 255 bytes: the temp name is shortened, the target not
     diskguard.save(state(2, 10), longest)
     assert loads_as(longest, 2) and os.listdir(tmp_path) == [longest.name]
+
+
+# -- issue 17, item 9: the replaced file's mode and owner, Ctrl-C, and temp files of killed saves ----
+
+
+def test_saving_over_a_file_keeps_its_mode_and_owner(tmp_path: Path) -> None:
+    target = tmp_path / 'private.pt'
+    diskguard.save(state(1, 100), target)
+    target.chmod(0o600)
+    os.chown(target, NOBODY, NOBODY)
+    old = os.umask(0o022)
+    try:
+        diskguard.save(state(2, 100), target)
+    finally:
+        os.umask(old)
+    st = target.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o600, NOBODY, NOBODY)
+    assert loads_as(target, 2)
+    # A new name still gets the umask's mode.
+    diskguard.save(state(3, 100), tmp_path / 'new.pt')
+    assert (tmp_path / 'new.pt').stat().st_mode & 0o777 == 0o644
+
+
+def test_ctrl_c_inside_the_writer_propagates_as_keyboard_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diskguard import saving
+
+    target = tmp_path / 'big.pt'
+    diskguard.save(state(1, 100), target)
+    original = saving._RecordingFile.write
+
+    def write(self: Any, data: Any) -> int:
+        if len(data) >= 1 << 20:
+            # As a real Ctrl-C does: the signal's handler raises in whatever Python code runs
+            # next, here the write torch's C++ writer called back into.
+            signal.raise_signal(signal.SIGINT)
+        return original(self, data)
+
+    monkeypatch.setattr(saving._RecordingFile, 'write', write)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        diskguard.save(state(2, 1 << 20), target)
+    assert type(caught.value) is KeyboardInterrupt
+    assert leftovers(tmp_path) == []
+    assert loads_as(target, 1)
+
+
+def _start_stalled_writer(path: Path) -> subprocess.Popen[str]:
+    writer = subprocess.Popen(
+        [sys.executable, '-c', KILLED_MID_SAVE, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == 'writing'
+    return writer
+
+
+def _stop(writer: subprocess.Popen[str], sig: int) -> None:
+    writer.send_signal(sig)
+    writer.wait(timeout=30)
+    if writer.stdout is not None:
+        writer.stdout.close()
+
+
+def _backdate(path: Path) -> None:
+    """Makes a temp file look older than a just-created one, instead of waiting a second."""
+    os.utime(path, (1_000_000_000, 1_000_000_000), follow_symlinks=False)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL])
+def test_the_next_guard_start_removes_temp_files_of_killed_saves(tmp_path: Path, sig: int) -> None:
+    diskguard.save(state(1, 100), tmp_path / 'last.pt')
+    _stop(_start_stalled_writer(tmp_path / 'last.pt'), sig)
+    (temp,) = leftovers(tmp_path)
+    _backdate(tmp_path / temp)
+
+    diskguard.DiskGuard(tmp_path)
+
+    assert leftovers(tmp_path) == []
+    assert loads_as(tmp_path / 'last.pt', 1)
+
+
+@pytest.mark.timeout(120)
+def test_a_guard_start_leaves_live_writers_and_other_users_temp_files(tmp_path: Path) -> None:
+    tmp_path.chmod(0o1777)
+    writer = _start_stalled_writer(tmp_path / 'live.pt')
+    try:
+        (live,) = leftovers(tmp_path)
+        _backdate(tmp_path / live)
+        theirs = tmp_path / '.diskguard-theirs.pt.0000.tmp'
+        theirs.write_bytes(b'x')
+        os.chown(theirs, NOBODY, NOBODY)
+        _backdate(theirs)
+        (tmp_path / '.diskguard-link.pt.0000.tmp').symlink_to(tmp_path / 'live.pt')
+
+        diskguard.DiskGuard(tmp_path)
+
+        assert leftovers(tmp_path) == sorted([live, theirs.name, '.diskguard-link.pt.0000.tmp'])
+    finally:
+        _stop(writer, signal.SIGKILL)

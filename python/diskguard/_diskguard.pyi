@@ -322,6 +322,7 @@ class RunForecast:
         """One sentence, e.g. ``'full in ~3 checkpoints (save 3 of 10, in ~1.5 h): ...'``."""
 
 _TrendState: TypeAlias = dict[str, Any]
+_Shape: TypeAlias = Literal['flat', 'burst', 'ramp', 'staircase', 'sawtooth']
 
 @final
 class TrendMonitor:
@@ -338,14 +339,17 @@ class TrendMonitor:
             (a writer that just started; another tenant's file landing is a single step).
         capacity: Samples kept at most, 8 to 100 000; faster samples are thinned. Memory grows
             with the samples held, nothing is reserved up front.
-        warmup: Seconds of history the long-window forecast waits for (6 h). Before it, an early
-            forecast answers from the third sample with a small-sample bar: smooth growth counts
-            once a recent stretch rises at every sample with a t-statistic above Student's t at
-            p = 0.001; untagged steps count only as a staircase (nothing ever deleted), from the
-            first step when one step takes a tenth of the free space, else from three alike steps
-            on a schedule; tagged saves count from the first prune on, from the third save, or
-            when one save takes a tenth of the free space. That the next save will not fit is
-            known from the first sample once the save pattern is (a prune seen, or two saves).
+        warmup: Seconds of history the long-window forecast waits for (6 h). Before it, the early
+            forecast reads the history's :meth:`shape`: a burst (growth confined to a few
+            consecutive samples, then flat: a file landing, a few files within minutes) is never a
+            rate, however large; a ramp (growth at every sample) is one once it has lasted five
+            minutes, whatever the sampling interval, with a t-statistic above Student's t at
+            p = 0.001; a staircase (alike steps never given back: untagged saves without
+            retention) is one from its second step when ten more would fill the disk, else from
+            its third on a schedule, each step counted once it has stood five minutes; a sawtooth
+            (steps given back) is not. Tagged saves count from the first prune on, or as a
+            staircase. That the next save will not fit is known from the first sample once the
+            save pattern is (a prune seen, or two saves).
         fill_significance: Standard errors the fill rate must clear to count as filling (6):
             usage residuals are autocorrelated, so weaker evidence cries wolf on shared disks.
 
@@ -371,6 +375,10 @@ class TrendMonitor:
     def estimate(self) -> TrendEstimate | None:
         """The forecast: the long-window one once warmed up, the early one before (from the third
         sample); ``None`` below three samples."""
+    def shape(self) -> _Shape | None:
+        """What the history looks like as the early forecast reads it: ``'flat'``, ``'burst'``
+        (not a rate), ``'ramp'``, ``'staircase'`` (rates) or ``'sawtooth'`` (not a rate);
+        ``None`` below three samples."""
     def time_to_full(self) -> float | None:
         """Seconds until full; 0.0 when the next save cannot fit; ``None`` when not filling."""
     def will_fill_within(self, seconds: float) -> bool:
@@ -395,7 +403,9 @@ class TrendMonitor:
     def state_dict(self, t: float | None = None) -> _TrendState:
         """The monitor as a dict of plain types (str, int, float, bool, list, None: it survives
         ``torch.load(weights_only=True)``): its settings and history, with times stored as ages,
-        seconds before ``t`` (default now; not before the latest event)."""
+        seconds before ``t`` (not before the latest event). Without ``t``, ages count from now
+        or from the latest event when the samples' clock runs ahead (``time.time()`` values): it
+        never fails."""
     def load_state_dict(self, state: _TrendState, t: float | None = None) -> None:
         """Becomes the monitor ``state`` describes (settings and history), its ages counted back
         from ``t`` (default now): a job resumed on another host, with another monotonic clock,

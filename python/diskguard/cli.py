@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import errno
 import io
-import json
 import os
 import re
 import sys
@@ -40,6 +39,7 @@ from . import (
 )
 from .demo import add_parser as add_demo_parser
 from .ops.check import cwd_deleted
+from .ops.escape import json_dumps, text
 from .retention import display_name
 
 
@@ -49,12 +49,13 @@ def _percent(value: float | None) -> str:
 
 def _status_lines(result: CheckResult) -> list[str]:
     u = result.usage
+    # Paths, the device and the reasons are names other users choose: escaped (diskguard.ops.escape).
     where = u.queried_path if u.path_exists else f'{u.queried_path} (nearest existing ancestor of {u.path})'
     mount = f'{u.mount_point}  ({u.fs_type} on {u.device or "?"})'
     lines = [
-        f'disk under {u.path}',
-        f'  measured    {where}',
-        f'  mount       {mount}{"  read-only" if u.read_only else ""}',
+        f'disk under {text(u.path)}',
+        f'  measured    {text(where)}',
+        f'  mount       {text(mount)}{"  read-only" if u.read_only else ""}',
         f'  size        {format_size(u.total)}',
         f'  used        {format_size(u.used)}  ({u.percent_used:.1f}% of what non-root can use, as df counts)',
         f'  available   {format_size(u.avail)}  (writable by non-root processes such as training jobs)',
@@ -72,7 +73,9 @@ def _status_lines(result: CheckResult) -> list[str]:
             "  note        overlay filesystem: in a container these are the host partition's numbers"
         )
     status = str(result.level).upper()
-    lines.append(f'  status      {status}' + (f': {"; ".join(result.reasons)}' if result.reasons else ''))
+    lines.append(
+        f'  status      {status}' + (f': {text("; ".join(result.reasons))}' if result.reasons else '')
+    )
     return lines
 
 
@@ -100,7 +103,7 @@ def _status(args: argparse.Namespace) -> int:
     ]
     if args.json:
         payload = [{**r.usage.to_dict(), 'level': str(r.level), 'reasons': list(r.reasons)} for r in results]
-        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+        print(json_dumps(payload if len(payload) > 1 else payload[0], indent=2))
     else:
         print(f'diskguard {__version__}')
         print('\n\n'.join('\n'.join(_status_lines(r)) for r in results))
@@ -112,13 +115,14 @@ def _mounts(args: argparse.Namespace) -> int:
     if args.json:
         keys = ['mount_id', 'parent_id', 'major', 'minor', 'root', 'mount_point', 'fs_type', 'source']
         keys += ['mount_options', 'super_options', 'read_only', 'is_overlay']
-        print(json.dumps([{k: getattr(m, k) for k in keys} for m in table], indent=2))
+        print(json_dumps([{k: getattr(m, k) for k in keys} for m in table], indent=2))
         return 0
-    width = max((len(m.mount_point) for m in table), default=10)
+    rows = [(text(m.mount_point), text(m.fs_type), text(m.source), m) for m in table]
+    width = max((len(point) for point, _, _, _ in rows), default=10)
     print(f'{"MOUNT POINT":<{width}}  {"TYPE":<12} {"DEVICE":<24} FLAGS')
-    for m in table:
+    for point, fs_type, source, m in rows:
         flags = ','.join(f for f, on in (('ro', m.read_only), ('overlay', m.is_overlay)) if on)
-        print(f'{m.mount_point:<{width}}  {m.fs_type:<12} {m.source:<24} {flags}')
+        print(f'{point:<{width}}  {fs_type:<12} {source:<24} {flags}')
     return 0
 
 
@@ -175,7 +179,7 @@ def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]
         for i in current.items
     ]
     done = [{'path': str(p), 'outcome': o, 'detail': d} for p, o, d in results]
-    return json.dumps({'dir': str(current.dir), 'dry_run': dry_run, 'plan': items, 'results': done}, indent=2)
+    return json_dumps({'dir': str(current.dir), 'dry_run': dry_run, 'plan': items, 'results': done}, indent=2)
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -203,7 +207,7 @@ def _prune(args: argparse.Namespace) -> int:
         print('dry run: nothing deleted (run without --dry-run to apply)')
     else:
         for path, outcome, detail in results:
-            print(f'{outcome:<8} {display_name(path)}' + (f'  ({detail})' if detail else ''))
+            print(f'{outcome:<8} {display_name(path)}' + (f'  ({text(detail)})' if detail else ''))
     return 1 if any(o == 'failed' for _, o, _ in results) else 0
 
 

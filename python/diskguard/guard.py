@@ -91,6 +91,15 @@ def _caller_level() -> int:
     return level
 
 
+def _remove_abandoned_temps(path: object) -> None:
+    """A guard starting in a directory first clears the temp files of saves that were killed
+    there (SIGTERM, SIGKILL): see :func:`diskguard.saving.remove_abandoned_temps`."""
+    from .saving import remove_abandoned_temps
+
+    if isinstance(path, str | bytes | os.PathLike):
+        remove_abandoned_temps(path)
+
+
 def _framework_frame(frame: FrameType) -> bool:
     name = frame.f_globals.get('__name__')
     return isinstance(name, str) and name.partition('.')[0] in _NOT_THE_CALLER
@@ -273,7 +282,7 @@ class DiskGuard:
         # worker takes that worker's ranks.
         ranks = resolve_ranks(settings.pop('rank'), settings.pop('local_rank'), settings.pop('world_size'))
         rank, local_rank, world_size = ranks
-        return _Guard(
+        core = _Guard(
             self._config['path'],
             temp_dir=tempfile.gettempdir(),
             rank=rank,
@@ -281,6 +290,9 @@ class DiskGuard:
             world_size=world_size,
             **settings,
         )
+        # After the core: it has validated the path.
+        _remove_abandoned_temps(self._config['path'])
+        return core
 
     @staticmethod
     def _emit(core: _Guard) -> None:

@@ -136,8 +136,12 @@ def remove_orphans(orphans: Sequence[Orphan]) -> list[tuple[str, str, str]]:
 
 def display_name(name: str | os.PathLike[str]) -> str:
     """A name as printable text: bytes that are not UTF-8 (kept by Python as surrogates) are shown
-    as ``\\xff`` escapes instead of failing to print."""
-    return os.fsencode(name).decode('utf-8', 'backslashreplace')
+    as ``\\xff`` escapes instead of failing to print, and control characters (a newline, ESC) as
+    ``\\x0a``, ``\\x1b`` so no name can forge a line or a terminal sequence
+    (:func:`diskguard.ops.escape.text`)."""
+    from .ops.escape import text
+
+    return text(name)
 
 
 def format_plan(p: RetentionPlan) -> str:
@@ -149,7 +153,7 @@ def format_plan(p: RetentionPlan) -> str:
     for i, name in zip(items, names, strict=True):
         step = '-' if i.step is None else str(i.step)
         lines.append(
-            f'{i.action:<7} {name:<{width}} {step:>8} {format_size(i.size):>10}  {"; ".join(i.reasons)}'
+            f'{i.action:<7} {name:<{width}} {step:>8} {format_size(i.size):>10}  {display_name("; ".join(i.reasons))}'
         )
     counts = {a: sum(1 for i in items if i.action == a) for a in ('keep', 'delete', 'skip')}
     lines.append(

@@ -24,10 +24,13 @@ torch is imported only when :func:`save` is called.
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
+import logging
 import os
 import secrets
 import stat
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._diskguard import format_size, latest_complete, usage
@@ -37,7 +40,9 @@ from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError, dis
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ['SaveGuard', 'estimate_size', 'save']
+__all__ = ['SaveGuard', 'estimate_size', 'remove_abandoned_temps', 'save']
+
+logger = logging.getLogger('diskguard')
 
 # What torch.save accepts besides (obj, f); anything else is refused before a byte is written.
 TORCH_SAVE_OPTIONS = frozenset(
@@ -58,6 +63,8 @@ NAME_MAX = 255
 # Enough to gather torch's small header writes; tensor data larger than this goes straight through
 # (a larger buffer only adds copies: 1 MiB cost about 10% on a 1 MiB checkpoint).
 WRITE_BUFFER = io.DEFAULT_BUFFER_SIZE
+# A temp file this young may belong to a writer that has created it and not yet locked it.
+ABANDONED_AFTER = 1.0
 
 
 class SaveGuard(Protocol):
@@ -293,10 +300,36 @@ def _write_and_publish(
     options: dict[str, Any],
 ) -> int:
     """Writes the temp file, publishes it under ``name``; returns its size. Removes it on failure."""
-    import torch
-
     temp = _temp_name(name)
     fd = _create_temp(temp, dir_fd, target)
+    # Held until the rename: a temp file nobody holds locked is one whose writer is gone
+    # (remove_abandoned_temps). A duplicate keeps the lock past the writer's close.
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock = os.dup(fd)
+    except BaseException:
+        os.close(fd)
+        _remove_quietly(temp, dir_fd)
+        raise
+    try:
+        return _write_locked(obj, dir_fd, name, target, estimate, preallocate, options, temp, fd)
+    finally:
+        os.close(lock)
+
+
+def _write_locked(
+    obj: object,
+    dir_fd: int,
+    name: str,
+    target: str,
+    estimate: int,
+    preallocate: bool,
+    options: dict[str, Any],
+    temp: str,
+    fd: int,
+) -> int:
+    import torch
+
     raw = _RecordingFile(fd, 'wb', closefd=True)
     # torch.save writes each zip header on its own (over a hundred small writes per checkpoint):
     # a buffer makes them one system call, and it completes short writes, which torch ignores.
@@ -310,10 +343,15 @@ def _write_and_publish(
             size = file.tell()
             if preallocate:
                 os.ftruncate(fd, size)
+            _keep_owner_and_mode(fd, dir_fd, name)
             os.fsync(fd)
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException as err:
         _remove_quietly(temp, dir_fd)
+        interrupt = _interrupt_in(err)
+        if interrupt is not None and interrupt is not err:
+            # Ctrl-C inside torch's writer comes back as a RuntimeError; it is still Ctrl-C.
+            raise interrupt from None
         full = _disk_full_errno(err, raw.write_error)
         if full is None:
             raise
@@ -322,6 +360,88 @@ def _write_and_publish(
     # the old entry, never a partial one.
     os.fsync(dir_fd)
     return size
+
+
+def _interrupt_in(err: BaseException) -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` that ``err`` is or was raised while handling, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _keep_owner_and_mode(fd: int, dir_fd: int, name: str) -> None:
+    """Gives the new file the permission bits of the regular file it replaces (and its owner and
+    group when run as root), as ``torch.save`` writing in place would keep them. A new name keeps
+    the umask's mode. Hard links to the old file are not kept: the new checkpoint is a new file."""
+    try:
+        old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(old.st_mode):
+        return
+    if os.geteuid() == 0:
+        os.fchown(fd, old.st_uid, old.st_gid)  # before fchmod: a chown clears set-id bits
+    os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
+
+
+def remove_abandoned_temps(directory: StrPath) -> list[str]:
+    """Removes the temp files (``.diskguard-*.tmp``) in ``directory`` that a killed save left behind
+    (SIGTERM, SIGKILL, a crash) and returns their names.
+
+    Only files that are ours are removed: regular files (never a symlink) owned by this user, over
+    a second old, that no live writer holds locked (a save locks its temp file until the rename).
+    Anything else, and every error, is left alone: this is housekeeping, never a reason to fail.
+    """
+    removed: list[str] = []
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return removed
+    try:
+        with os.scandir(dir_fd) as entries:
+            candidates = [
+                e.name for e in entries if e.name.startswith(TEMP_PREFIX) and e.name.endswith('.tmp')
+            ]
+        removed = [name for name in candidates if _remove_if_abandoned(dir_fd, name)]
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    if removed:
+        logger.info('removed %d temp file(s) left by interrupted saves in %s', len(removed), directory)
+    return removed
+
+
+def _remove_if_abandoned(dir_fd: int, name: str) -> bool:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return False
+        if time.time() - st.st_mtime < ABANDONED_AFTER:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live writer holds it
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _disk_full_error(errno_: int, target: str, cleanup: str) -> DiskFullError:

@@ -8,7 +8,9 @@ use super::usage::{measure, PyDiskUsage};
 use super::{flag, number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced};
 use crate::error::Error;
 use crate::size::SIZE_RULE;
-use crate::trend::{Remaining, RunForecast, RunSpec, TrendConfig, TrendEstimate, TrendMonitor, TrendState};
+use crate::trend::{
+    Remaining, RunForecast, RunSpec, Shape, TrendConfig, TrendEstimate, TrendMonitor, TrendState,
+};
 
 /// Monotonic seconds on the clock `time.monotonic()` reads (`CLOCK_MONOTONIC`).
 pub(crate) fn monotonic_now() -> PyResult<f64> {
@@ -309,6 +311,11 @@ impl PyTrendMonitor {
         self.monitor.estimate().map(PyTrendEstimate::from)
     }
 
+    /// What the history looks like: 'flat', 'burst', 'ramp', 'staircase' or 'sawtooth'.
+    fn shape(&self) -> Option<&'static str> {
+        self.monitor.shape().map(Shape::name)
+    }
+
     fn time_to_full(&self) -> Option<f64> {
         self.monitor.time_to_full()
     }
@@ -367,7 +374,11 @@ impl PyTrendMonitor {
         py: Python<'py>,
         t: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        state_to_dict(py, &self.monitor.state(time_or_now(t)?)?)
+        let state = match opt_number("t", t)? {
+            Some(t) => self.monitor.state(t)?,
+            None => self.monitor.state_now(monotonic_now()?)?,
+        };
+        state_to_dict(py, &state)
     }
 
     /// Continues from a `state_dict()`: ages are counted back from `t` (default now).
@@ -383,10 +394,7 @@ impl PyTrendMonitor {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
         let py = slf.py();
         let monitor = &slf.borrow().monitor;
-        // Ages from now; from the latest event instead when the samples' clock runs ahead of this
-        // one (times passed as `t`), so that pickling never fails.
-        let now = monotonic_now()?.max(monitor.last_event_time().unwrap_or(0.0));
-        let state = monitor.state(now)?;
+        let state = monitor.state_now(monotonic_now()?)?;
         Ok((
             slf.get_type().into_any(),
             PyTuple::empty(py),

@@ -36,6 +36,8 @@ class BudgetResult:
     largest: list[tuple[str, int]] = field(default_factory=list)
     errors: int = 0
     error: str | None = None
+    #: The first few entries that could not be read, with why.
+    error_samples: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """``/workspace/alice (owner alice) 612.0 GiB of 500.0 GiB; largest: ckpt 600.0 GiB, ...``"""
@@ -47,7 +49,10 @@ class BudgetResult:
             f'{format_size(self.limit)} budget'
         )
         if self.errors:
-            text += f' ({self.errors} {"entry" if self.errors == 1 else "entries"} unreadable)'
+            # Their own size is counted; what lies beneath them is not (it could not be listed).
+            entries = 'entry' if self.errors == 1 else 'entries'
+            example = self.error_samples[0] if self.error_samples else '?'
+            text += f' (at least: {self.errors} {entries} unreadable, e.g. {example})'
         return text + (f'; largest: {largest}' if largest else '')
 
     def to_json(self) -> dict[str, Any]:
@@ -60,6 +65,7 @@ class BudgetResult:
             'state': STATE_NAMES[self.state],
             'largest': [{'name': n, 'allocated_bytes': s} for n, s in self.largest],
             'errors': self.errors,
+            'error_samples': self.error_samples,
             'error': self.error,
         }
 
@@ -104,6 +110,10 @@ def measure(
         return BudgetResult(budget.pattern, directory, '?', budget.limit, state=UNKNOWN, error=str(err))
     used = report.allocated
     state = CRITICAL if used > budget.limit else WARNING if used >= warn_fraction * budget.limit else OK
+    if report.errors and state == OK:
+        # Entries that could not be read hide an unknown amount: what was measured is a floor, so
+        # over the limit or near it still counts, but "within budget" cannot be said.
+        state = UNKNOWN
     children = sorted(report.children, key=lambda c: c.allocated, reverse=True)[:top]
     return BudgetResult(
         budget.pattern,
@@ -114,6 +124,7 @@ def measure(
         state=state,
         largest=[(os.fsdecode(c.name), c.allocated) for c in children],
         errors=report.errors,
+        error_samples=list(report.error_samples),
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DiskUsage, check, format_size
+from . import escape as names
 from .parse import Threshold
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -99,9 +100,9 @@ def check_path(path: str, limits: Limits) -> FsResult:
 
 
 def quote_label(label: str) -> str:
-    """A perfdata label in single quotes, quotes inside doubled (the plugin guidelines' rule)."""
-    cleaned = label.replace('\n', ' ').replace('|', '/').replace('=', '_')
-    return "'" + cleaned.replace("'", "''") + "'"
+    """A perfdata label in single quotes, quotes inside doubled (the plugin guidelines' rule), a
+    name's ``|``, ``=`` and control characters escaped (:func:`diskguard.ops.escape.nagios_label`)."""
+    return names.nagios_label(label)
 
 
 def perfdata(r: FsResult, limits: Limits) -> list[str]:
@@ -141,7 +142,8 @@ def status_line(
     state = worst([r.state for r in results]) if state is None else state
     text = '; '.join([summary(r) for r in results] + (extra or []))
     data = ' '.join(p for r in results for p in perfdata(r, limits))
-    return f'DISK {STATE_NAMES[state]} - {text}' + (f' | {data}' if data else '')
+    # Names are escaped so that none can end the line or start the perfdata early.
+    return f'DISK {STATE_NAMES[state]} - {names.nagios_text(text)}' + (f' | {data}' if data else '')
 
 
 def to_json(r: FsResult, limits: Limits) -> dict[str, Any]:

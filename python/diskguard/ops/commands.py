@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import pwd
 import re
@@ -17,6 +16,7 @@ import sys
 from typing import Any, NoReturn
 
 from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DuEntry, DuOwner, find_orphans, format_size, remove_orphans
+from . import escape as names
 from . import parse
 from .alerts import (
     SMTP_SECURITY,
@@ -253,7 +253,7 @@ def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
 
     def error(message: str) -> NoReturn:
         # Nagios reads the first line of stdout.
-        print(f'DISK UNKNOWN - diskguard check: {with_suggestion(parser, message)}')
+        print(f'DISK UNKNOWN - diskguard check: {names.nagios_text(with_suggestion(parser, message))}')
         sys.exit(UNKNOWN)
 
     parse_known = parser.parse_known_args
@@ -343,7 +343,7 @@ def run_check(args: argparse.Namespace) -> int:
         budget_results = measure_all(budgets)
     except (ValueError, TypeError, OSError) as err:
         # Monitoring Plugins: a bad argument or a failure of the plugin itself is UNKNOWN.
-        print(f'DISK UNKNOWN - {" ".join(str(err).split())}')
+        print(f'DISK UNKNOWN - {names.nagios_text(" ".join(str(err).split()))}')
         return UNKNOWN
     state = worst([r.state for r in results] + [b.state for b in budget_results])
     if textfile:
@@ -365,17 +365,17 @@ def run_check(args: argparse.Namespace) -> int:
             'alerts': [d.to_json() for d in deliveries],
             'notes': notes,
         }
-        print(json.dumps(payload, indent=2))
+        print(names.json_dumps(payload, indent=2))
     else:
         print(status_line(results, limits, extra, code))
         # Long output (lines after the first): whatever the one line could not hold.
         for r in results:
             if r.host_path is not None and r.host_path != os.path.abspath(r.path):
-                print(f'{r.path}: host mount point {r.host_path}')
+                print(names.nagios_text(f'{r.path}: host mount point {r.host_path}'))
         for b in budget_results:
-            print(f'budget {STATE_NAMES[b.state]}: {b.describe()}')
+            print(names.nagios_text(f'budget {STATE_NAMES[b.state]}: {b.describe()}'))
         for note in notes:
-            print(f'note: {note}', file=sys.stderr)
+            print(names.text(f'note: {note}'), file=sys.stderr)
     return code
 
 
@@ -450,15 +450,17 @@ def run_du(args: argparse.Namespace) -> int:
         rows = [(user_name(o.uid), o) for o in report.owners]
     else:
         rows = [(os.fsdecode(c.name) + ('/' if c.is_dir else ''), c) for c in report.children]
+    if not args.json:
+        rows = [(names.text(name), e) for name, e in rows]
     rows.sort(key=lambda row: getattr(row[1], key), reverse=True)
     shown = rows[:top]
     where = view(args.dir, args.proc_root)
     if args.json:
-        print(json.dumps({**_du_json(report, args.by, shown), **where}, indent=2))
+        print(names.json_dumps({**_du_json(report, args.by, shown), **where}, indent=2))
     else:
         _du_table(report, args.by, shown, len(rows))
         if 'host_path' in where and where['host_path'] != os.path.realpath(args.dir):
-            print(f'on the host: {where["host_path"]}')
+            print(f'on the host: {names.text(where["host_path"])}')
         for note in where.get('notes', []):
             print(f'note: {note}', file=sys.stderr)
     return 0
@@ -510,7 +512,7 @@ def _du_table(report: Any, by: str, shown: list[tuple[str, Any]], total_rows: in
         print(f'... and {total_rows - len(shown)} more')
     print(
         f'{format_size(report.allocated):>10} {format_size(report.apparent):>10} {report.files:>10,}  '
-        f'{"":<10} total of {os.fsdecode(report.root)}'
+        f'{"":<10} total of {names.text(report.root)}'
     )
     if report.other_filesystems:
         print(
@@ -519,7 +521,8 @@ def _du_table(report: Any, by: str, shown: list[tuple[str, Any]], total_rows: in
         )
     if report.errors:
         print(
-            f'note: {_count(report.errors, "entry", "entries")} could not be read, e.g. {report.error_samples[0]}',
+            f'note: {_count(report.errors, "entry", "entries")} could not be read, '
+            f'e.g. {names.text(report.error_samples[0])}',
             file=sys.stderr,
         )
 
@@ -559,7 +562,7 @@ def run_orphans(args: argparse.Namespace) -> int:
     results = remove_orphans(found) if args.delete else []
     if args.json:
         print(
-            json.dumps(
+            names.json_dumps(
                 {
                     'orphans': [
                         {'path': o.path, 'size': o.size, 'age_seconds': o.age, 'reason': o.reason}
@@ -572,14 +575,14 @@ def run_orphans(args: argparse.Namespace) -> int:
         )
     else:
         for o in found:
-            print(f'{format_size(o.size):>10}  {_age(o.age):>8}  {o.path}  ({o.reason})')
+            print(f'{format_size(o.size):>10}  {_age(o.age):>8}  {names.text(o.path)}  ({o.reason})')
         total = sum(o.size for o in found)
         print(
             f'{len(found)} orphan(s), {format_size(total)}'
             + ('' if args.delete or not found else ' (--delete removes them)')
         )
         for path, outcome, detail in results:
-            print(f'{outcome:<8} {path}' + (f'  ({detail})' if detail else ''))
+            print(f'{outcome:<8} {names.text(path)}' + (f'  ({names.text(detail)})' if detail else ''))
     return 1 if any(w == 'failed' for _, w, _ in results) else 0
 
 

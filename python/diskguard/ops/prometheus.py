@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
+from . import atomic
+from . import escape as names
 from .budgets import BudgetResult
 from .check import UNKNOWN, FsResult
 
@@ -36,8 +40,9 @@ _HELP = {
 
 
 def escape(value: str) -> str:
-    """A label value in the exposition format: backslash, double quote and newline escaped."""
-    return value.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+    """A label value in the exposition format: backslash, double quote and newline escaped, and
+    any name made writable as UTF-8 (:func:`diskguard.ops.escape.prometheus_label`)."""
+    return names.prometheus_label(value)
 
 
 def _labels(pairs: dict[str, str]) -> str:
@@ -104,32 +109,65 @@ def render(
 
 
 def write_textfile(directory: str, text: str, name: str = TEXTFILE_NAME) -> str:
-    """Writes ``directory/name`` atomically (temporary file, fsync, rename); returns its path."""
+    """Writes ``directory/name`` atomically (an exclusively created temporary file, fsync, rename);
+    returns its path."""
     if not os.path.isdir(directory):
         raise ValueError(
             f"--textfile={directory!r}: not a directory (give node_exporter's textfile directory)"
         )
     final = os.path.join(directory, name)
-    # Not *.prom, so node_exporter never reads the half-written file.
-    temporary = os.path.join(directory, f'.{name}.{os.getpid()}.tmp')
-    try:
-        with open(temporary, 'w', encoding='utf-8', newline='\n') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, final)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    # A random hidden temporary name (never *.prom, so node_exporter never reads a half-written
+    # file), created exclusively: see diskguard.ops.atomic. 0644 so node_exporter can read it.
+    atomic.write_file(final, text.encode('utf-8'), 0o644)
     return final
 
 
+#: Connections served at once; more are closed at once (a scraper retries next interval).
+MAX_CONNECTIONS = 8
+#: Seconds a connection may stay silent (reading the request, writing the reply) before it is closed.
+CONNECTION_TIMEOUT = 5.0
+
+
+class _BoundedServer(HTTPServer):
+    """An HTTP server that handles at most :data:`MAX_CONNECTIONS` connections at once, each on a
+    short-lived thread with a socket timeout: idle or slow clients can hold a few slots for a few
+    seconds, never file descriptors or threads without bound, and never the monitoring loop."""
+
+    daemon_threads = True
+    request_queue_size = 16
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        # '::1' or any other IPv6 literal listens on IPv6 (--listen '[::1]:9101').
+        self.address_family = socket.AF_INET6 if ':' in address[0] else socket.AF_INET
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            # Every slot is taken: close this one now rather than queue it (and its descriptor).
+            self.shutdown_request(request)
+            return
+        try:
+            threading.Thread(
+                target=self._serve_one, args=(request, client_address), name='diskguard-scrape', daemon=True
+            ).start()
+        except RuntimeError:  # no thread can be started now: the same as no slot
+            self.slots.release()
+            self.shutdown_request(request)
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except OSError:
+            pass  # the client timed out or went away: not news
+        finally:
+            self.shutdown_request(request)
+            self.slots.release()
+
+
 class MetricsServer:
-    """Serves the latest text at ``/metrics`` from a background thread until :meth:`close`."""
+    """Serves the latest text at ``/metrics`` (GET and HEAD) from a background thread until
+    :meth:`close`. Bounded: see :class:`_BoundedServer`."""
 
     def __init__(self, host: str, port: int) -> None:
         self._text = '# no measurement yet\n'
@@ -137,22 +175,30 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CONNECTION_TIMEOUT
+
             def do_GET(self) -> None:
+                self._reply(with_body=True)
+
+            def do_HEAD(self) -> None:
+                self._reply(with_body=False)
+
+            def _reply(self, with_body: bool) -> None:
                 if self.path.split('?', 1)[0] != '/metrics':
                     self.send_error(404, 'only /metrics is served')
                     return
-                body = server.text.encode()
+                body = server.text.encode('utf-8', 'backslashreplace')
                 self.send_response(200)
                 self.send_header('Content-Type', 'text/plain; version=0.0.4; charset=utf-8')
                 self.send_header('Content-Length', str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if with_body:
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # a scrape every 15 s is not news
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _BoundedServer((host, port), Handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name='diskguard-metrics', daemon=True
         )

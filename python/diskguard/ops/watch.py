@@ -7,15 +7,14 @@ left only ``hysteresis`` below it, so a disk hovering at 85% does not alert ever
 OK, a reminder goes out at most every ``reminder``. Alerts go out on a background thread within a
 bounded time (:class:`diskguard.ops.outbox.Sender`); one a channel did not take stays pending and is
 retried on later ticks with backoff. The state file (levels, when each was alerted, pending alerts,
-recent samples) is rewritten atomically each interval, so a restart neither re-alerts, nor loses an
-undelivered alert, nor forgets the trend. SIGTERM and SIGINT finish the current step and exit 0;
-``--once`` exits with the Nagios code of what it measured.
+each trend monitor's ``state_dict()``) is rewritten atomically each interval, so a restart neither
+re-alerts, nor loses an undelivered alert, nor forgets the trend. SIGTERM and SIGINT finish the
+current step and exit 0; ``--once`` exits with the Nagios code of what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -24,12 +23,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import TrendMonitor
-from . import parse
+from . import atomic, parse
+from . import escape as names
 from .alerts import TOTAL_TIME, Alert, Channel, read_setting_file, summarize
 from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
@@ -128,15 +128,25 @@ class Tracked:
 
 
 class Trend:
-    """One filesystem's forecast: a :class:`diskguard.TrendMonitor` and the recent samples that
-    rebuild it after a restart (the monitor's own state is not persisted yet)."""
+    """One filesystem's forecast: a :class:`diskguard.TrendMonitor`, the same the guard uses (a burst
+    is not a rate; a ramp is one once it has lasted five minutes, whatever the interval). The state
+    file keeps its ``state_dict()`` with the time of its latest sample, so a restart continues it;
+    ``saved`` is that entry, or the sample list of an older state file."""
 
-    def __init__(self, window: float, warmup: float, samples: Iterable[tuple[float, int, int]] = ()) -> None:
+    def __init__(self, window: float, warmup: float, saved: object = None) -> None:
         self.window, self.warmup = window, warmup
         self.monitor = TrendMonitor(window=window, capacity=MAX_SAMPLES, warmup=warmup)
-        self.samples: list[tuple[float, int, int]] = []
-        for when, used, avail in samples:
-            self.add(when, used, avail)
+        self.latest: float | None = None
+        if isinstance(saved, dict):
+            kept = saved['monitor']
+            if (kept['window'], kept['warmup']) != (window, warmup):
+                log.info('the trend settings changed; restarting a trend')
+                return
+            self.latest = None if saved['latest'] is None else float(saved['latest'])
+            self.monitor.load_state_dict(kept, t=self.latest)
+        elif isinstance(saved, list):
+            for when, used, avail in saved:
+                self.add(float(when), int(used), int(avail))
 
     def add(self, when: float, used: int, avail: int) -> None:
         try:
@@ -146,8 +156,12 @@ class Trend:
             log.warning('the clock went backwards; restarting a trend')
             self.monitor = TrendMonitor(window=self.window, capacity=MAX_SAMPLES, warmup=self.warmup)
             self.monitor.add_sample(used, avail, when)
-            self.samples = []
-        self.samples = (self.samples + [(when, used, avail)])[-MAX_SAMPLES:]
+        self.latest = when
+
+    def state(self) -> dict[str, Any]:
+        """What the state file keeps: the monitor's ``state_dict()``, its ages counted from the
+        latest sample, and that sample's time on the watch's clock."""
+        return {'latest': self.latest, 'monitor': self.monitor.state_dict(t=self.latest)}
 
 
 @dataclass
@@ -223,9 +237,9 @@ class Watcher:
 
     # -- state -----------------------------------------------------------------------------------
 
-    def _trend(self, key: str, samples: Iterable[tuple[float, int, int]] = ()) -> Trend:
+    def _trend(self, key: str, saved: object = None) -> Trend:
         if key not in self.trends:
-            self.trends[key] = Trend(self.s.trend_window, self.s.trend_warmup, samples)
+            self.trends[key] = Trend(self.s.trend_window, self.s.trend_warmup, saved)
         return self.trends[key]
 
     def _load_state(self) -> None:
@@ -240,8 +254,8 @@ class Watcher:
                     table[name] = Tracked(
                         _level(t['level']), _level(t['alerted_level']), float(t['alerted_at'])
                     )
-            for key, samples in data.get('trends', {}).items():
-                self._trend(key, [(float(a), int(b), int(c)) for a, b, c in samples])
+            for key, saved in data.get('trends', {}).items():
+                self._trend(key, saved)
             self.outbox.load(list(data.get('pending', [])))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             # A damaged state file costs at most one repeated alert; never refuse to start over it.
@@ -270,21 +284,12 @@ class Watcher:
             'budgets': table(self.budget_tracked),
             # Alerts a channel has not taken: sent on the next tick (or run of --once) when due.
             'pending': self.outbox.to_json(),
-            'trends': {key: trend.samples for key, trend in self.trends.items()},
+            'trends': {key: trend.state() for key, trend in self.trends.items()},
         }
         directory = os.path.dirname(os.path.abspath(self.s.state_file))
         os.makedirs(directory, exist_ok=True)
-        temporary = f'{self.s.state_file}.{os.getpid()}.tmp'
-        try:
-            with open(temporary, 'w', encoding='utf-8') as f:
-                json.dump(data, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.s.state_file)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        # Exclusively created beside it, 0600: the state is the monitor's own (diskguard.ops.atomic).
+        atomic.write_file(self.s.state_file, json.dumps(data).encode(), 0o600)
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -389,7 +394,7 @@ class Watcher:
                 [line for _, _, line in changes],
                 subject=summarize([c for _, c, _ in changes]),
             )
-            log.info('alert: %s', alert.as_text().replace('\n', ' | '))
+            log.info('alert: %s', names.text(alert.as_text().replace('\n', ' | ')))
             self.outbox.add(alert, now)
         self.sender.dispatch(now)
         self._keep_going('save the state file', self._save_state)
