@@ -33,6 +33,10 @@ pub enum Format {
     Dcp,
     /// Orbax numeric step directory (committed by rename).
     Orbax,
+    /// DeepSpeed `global_step<N>/` tag directory (see [`crate::layouts`]).
+    DeepSpeed,
+    /// Accelerate `save_state` directory, `checkpoint_<n>/` (see [`crate::layouts`]).
+    Accelerate,
 }
 
 impl Format {
@@ -43,14 +47,23 @@ impl Format {
             Format::HuggingFace => "huggingface",
             Format::Dcp => "dcp",
             Format::Orbax => "orbax",
+            Format::DeepSpeed => "deepspeed",
+            Format::Accelerate => "accelerate",
         }
     }
 
     /// The format [`Format::name`] names, if any.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Format::File, Format::HuggingFace, Format::Dcp, Format::Orbax]
-            .into_iter()
-            .find(|f| f.name() == name)
+        [
+            Format::File,
+            Format::HuggingFace,
+            Format::Dcp,
+            Format::Orbax,
+            Format::DeepSpeed,
+            Format::Accelerate,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 }
 
@@ -78,6 +91,8 @@ pub struct Checkpoint {
     pub ctime: (i64, i64),
     /// Hard links to it (`st_nlink`); deleting one of several frees nothing.
     pub nlink: u64,
+    /// Its owner (`st_uid`): another user's checkpoint never outranks a run's own saves.
+    pub uid: u32,
     /// Why this is not a complete checkpoint; `None` when complete (or not yet verified).
     pub incomplete: Option<String>,
     /// False until the contents were checked (name and size checks are always done).
@@ -298,6 +313,9 @@ fn classify_dir(dir: &impl AsFd, name: &OsStr, text: &str) -> Option<(Format, Na
             Some("temporary name of an unfinished save".into()),
         ));
     }
+    if let Some(found) = crate::layouts::classify(dir, name, text) {
+        return Some(found);
+    }
     let info = parse_name(text);
     if let Some(step) = text.strip_prefix("checkpoint-") {
         if is_number(step) {
@@ -407,6 +425,7 @@ pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
                     ctime: ctime_of(&est),
                     #[allow(clippy::useless_conversion)] // nlink_t differs by target
                     nlink: u64::from(est.st_nlink),
+                    uid: est.st_uid,
                     incomplete,
                     verified: false,
                 });
@@ -430,6 +449,7 @@ pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
                     ino: est.st_ino,
                     ctime: ctime_of(&est),
                     nlink: 1,
+                    uid: est.st_uid,
                     verified: incomplete.is_some(),
                     incomplete,
                 });
@@ -437,6 +457,8 @@ pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
             _ => {}
         }
     }
+    // DeepSpeed's `latest` tag file points at a checkpoint as a symlink would.
+    links.extend(crate::layouts::deepspeed_latest_link(fd));
     Ok(Scan {
         dir: dir.to_path_buf(),
         dev: st.st_dev,
@@ -485,6 +507,10 @@ fn inside_target(target: &OsStr) -> Option<OsString> {
 /// Checks a single-file checkpoint's contents: a zip (torch.save) must end in an
 /// end-of-central-directory record; a safetensors file's header and size must agree.
 pub fn verify_file(dir: &impl AsFd, checkpoint: &mut Checkpoint) {
+    if !checkpoint.verified && checkpoint.format != Format::File && checkpoint.incomplete.is_none() {
+        // A directory: its layout says what to read (DCP's .metadata, DeepSpeed's zips).
+        checkpoint.incomplete = crate::layouts::verify(dir, &checkpoint.name, checkpoint.format);
+    }
     if checkpoint.verified || checkpoint.format != Format::File || checkpoint.incomplete.is_some() {
         checkpoint.verified = true;
         return;
@@ -503,7 +529,7 @@ fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> bool {
 }
 
 /// Why the file is not a complete checkpoint, or `None`.
-fn file_problem(file: &std::fs::File, size: u64) -> Option<String> {
+pub(crate) fn file_problem(file: &std::fs::File, size: u64) -> Option<String> {
     let mut head = [0u8; 8];
     if size < 8 || !read_at(file, 0, &mut head) {
         return (size > 0).then(|| "shorter than any checkpoint header".to_owned());

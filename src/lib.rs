@@ -25,13 +25,16 @@
 
 pub mod check;
 pub mod checkpoints;
+pub mod dcp;
 pub mod deletion;
 pub mod du;
 pub mod error;
 pub mod guard;
+pub mod layouts;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod ordering;
 pub mod probe;
 pub mod resume;
 pub mod retention;

@@ -37,6 +37,7 @@ __all__ = [
     '_find_orphans',
     '_free_space',
     '_remove_orphans',
+    '_shared_filesystem',
     'apply',
     'check',
     'du',
@@ -563,7 +564,7 @@ class PlanItem:
     @property
     def reasons(self) -> list[str]: ...
     @property
-    def format(self) -> Literal['file', 'huggingface', 'dcp', 'orbax']: ...
+    def format(self) -> Literal['file', 'huggingface', 'dcp', 'orbax', 'deepspeed', 'accelerate']: ...
     @property
     def step(self) -> int | None: ...
     @property
@@ -601,17 +602,33 @@ class RetentionPlan:
     @property
     def links(self) -> list[tuple[str, str]]:
         """Symlinks as (name, target); never deleted."""
+    @property
+    def order(self) -> Literal['step', 'time']:
+        """The reading that ordered the items: ``'step'``, or ``'time'`` (generations of writes: a
+        run restarted in the same directory is newer than the one before)."""
+    @property
+    def ambiguity(self) -> str | None:
+        """When steps and write times disagree and neither reading is clear: both orders, in
+        words (then only what both readings delete is deleted); else ``None``."""
     def __len__(self) -> int: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 def plan(
-    directory: _StrPath, policy: RetentionPolicy | None = None, *, now: float | None = None
+    directory: _StrPath,
+    policy: RetentionPolicy | None = None,
+    *,
+    now: float | None = None,
+    order: Literal['auto', 'step', 'time'] | None = 'auto',
 ) -> RetentionPlan:
     """Decide every checkpoint in ``directory``; nothing is touched. The GIL is released.
 
     With no policy only the invariant applies: the newest complete checkpoint and protected ones
     are kept, everything else complete is planned for deletion. ``now`` (seconds since the epoch,
-    default ``time.time()``) must be a finite time.
+    default ``time.time()``) must be a finite time. ``order`` says which checkpoint is newer
+    where steps and write times disagree: ``'auto'`` reads the directory (a later generation of
+    lower steps is a restart, one out-of-place file a copied or touched checkpoint) and, where
+    neither reading is clear, reports it in :attr:`RetentionPlan.ambiguity` and deletes only what
+    both readings delete; ``'step'`` or ``'time'`` choose.
 
     Raises:
         TypeError: ``policy`` is not a :class:`RetentionPolicy` (or ``None``).
@@ -642,21 +659,33 @@ def _free_space(
     target_fraction: float | None,
     wait: bool,
     timeout: float | None,
-) -> tuple[int, int, bool, list[tuple[str, str, str]]]: ...
+) -> tuple[int, int, bool, list[tuple[str, str, str]], int | None]: ...
 def _find_orphans(
     dir: _StrPath, temp_dir: _StrPath | None, min_age: float, uid: int, now: float
 ) -> list[tuple[str, int, float, str, tuple[int, int, int, int, int, int]]]: ...
 def _remove_orphans(
     orphans: list[tuple[str, tuple[int, int, int, int, int, int]]],
 ) -> list[tuple[str, str, str]]: ...
+def _shared_filesystem(path: _StrPath) -> bool:
+    """Whether the filesystem holding ``path`` is one every node sees (NFS, Lustre, ...), as the
+    guard decides who measures it. The GIL is released while the mount table is read."""
+
 def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = None) -> str | None:
     """The newest complete checkpoint in ``directory`` to resume from, or ``None``.
 
     A file or a folder in any layout retention knows (``torch.save`` / Lightning / safetensors
-    files, Hugging Face ``checkpoint-N/``, DCP / torchtitan ``step-N/``, Orbax step folders),
-    ordered as retention orders them (by step where the names carry one, by mtime otherwise).
+    files, Hugging Face ``checkpoint-N/``, DCP / torchtitan ``step-N/``, Lightning's sharded
+    ``epoch=E-step=S.ckpt/`` folders, Accelerate ``checkpoint_N/`` (FSDP's ``pytorch_model_fsdp_0/``
+    and ``optimizer_0/`` inside), DeepSpeed ``global_stepN/``, Orbax step folders), ordered as
+    retention orders them (by step where the names carry one, by epoch where none carries a step, a
+    run restarted in the same directory newer than the one before, by mtime otherwise); ``None``
+    also when ``directory`` does not exist yet.
     Never a partial save: a temp name (``*.tmp``, ``tmp-checkpoint-*``, ``.diskguard-*.tmp``), an
-    empty or truncated file, or a folder without its commit file is skipped. Nor is a file that
+    empty or truncated file, or a folder without its commit file is skipped; a DCP folder counts
+    only when its ``.metadata`` names files that all exist with their recorded sizes (it is read,
+    never unpickled), a DeepSpeed tag only when its ``mp_rank_*`` / ``zero_pp_rank_*`` files are
+    complete zips and it is not newer than the tag in its ``latest`` file (which protects the tag
+    it names, as a symlink would). Nor is a file that
     is one part of a save: the training state saved beside the weights (``training_args.bin``,
     ``optimizer.pt``, ``scheduler.pt``, ``rng_state_N.pth``), a shard
     (``model-00001-of-00003.safetensors``) beside its ``*.index.json``, or a saved model's weights
@@ -831,9 +860,16 @@ class _Guard:
     def forecast(
         self, remaining_saves: int, save_interval: float, checkpoint_size: _Size | None = None
     ) -> RunForecast: ...
-    def state(self) -> tuple[str, int, int, str | None, dict[str, Any]]: ...
+    def state(self) -> tuple[str, int, int, str | None, dict[str, Any], list[tuple[int, int]], int]: ...
     def load_state(
-        self, level: str, largest: int, saves: int, stop_reason: str | None, trend: dict[str, Any]
+        self,
+        level: str,
+        largest: int,
+        saves: int,
+        stop_reason: str | None,
+        trend: dict[str, Any],
+        own: Iterable[Iterable[int]] | None = None,
+        run_id: int | None = None,
     ) -> None: ...
     @property
     def world_size(self) -> int: ...

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ['Reduce', 'resolve_ranks', 'resolve_sync', 'torch_reduce_any']
+__all__ = ['Reduce', 'gather_objects', 'resolve_ranks', 'resolve_sync', 'this_rank', 'torch_reduce_any']
 
 
 #: Takes this rank's stop flag, returns the flag every rank agrees on (a collective).
@@ -146,3 +146,20 @@ def torch_reduce_any(flag: bool) -> bool:
     tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_guard_group(dist))
     return bool(tensor.item())
+
+
+def this_rank() -> int:
+    """This process's rank in the initialized default group; 0 without one."""
+    dist = _initialized_group()
+    return 0 if dist is None else int(dist.get_rank())
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (small and picklable), in rank order, over the guard's own gloo group:
+    a collective every rank must call. ``[obj]`` without an initialized group."""
+    dist = _initialized_group()
+    if dist is None or dist.get_world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj, group=_guard_group(dist))
+    return gathered

@@ -217,6 +217,7 @@ class DiskGuard:
             'sync': sync,
         }
         self._reduce = resolve_sync(sync)
+        self._saves: Any = None  # diskguard.dcp's saves in flight, once it made one
         self._core: _Guard | None = None
         self._pending_state: dict[str, Any] | None = None
         self._reset_cadence()
@@ -239,6 +240,7 @@ class DiskGuard:
         '_next_time',
         '_pending_state',
         '_reduce',
+        '_saves',
         '_stop',
         '_stride',
     )
@@ -325,6 +327,10 @@ class DiskGuard:
     def _step_slowly(self, step: int | None) -> bool:
         """The rest of :meth:`step`, every few calls: is a check due by steps, or by time?"""
         n = self._calls if step is None else step
+        if self._saves is not None and self._saves.inflight:
+            # A background save ended (it made this call leave the fast path): settle it here, on
+            # the training thread; a distributed run raises a failure once the ranks agree.
+            self._saves.settle(hold_failures=self._distributed)
         try:
             due_by_steps = n >= self._next_step
         except TypeError:
@@ -350,10 +356,13 @@ class DiskGuard:
         # Planned first: a reduction that raises is not retried at every following call.
         self._plan_next_sync()
         self._plan_next_clock(step)
-        agreed = reduce(self._engine.should_stop)
+        saves = self._saves
+        agreed = reduce(self._engine.should_stop or (saves is not None and saves.failed))
         if agreed is None or isinstance(agreed, str | bytes):
             raise TypeError(f'sync returned {agreed!r}: expected a bool (the agreed stop flag)')
         self._stop = self._stop or bool(agreed)  # a numpy bool or a 1-element tensor will do
+        if self._stop and saves is not None and saves.inflight:
+            saves.settle(wait=True)  # every rank: a background save's failure is raised at once
         return self._stop
 
     def _plan_next_sync(self) -> None:
@@ -577,8 +586,11 @@ class DiskGuard:
     # ----- state -----
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain values only (survives ``torch.load(weights_only=True)``)."""
-        level, largest, saves, stop_reason, trend = self._engine.state()
+        """Plain values only (survives ``torch.load(weights_only=True)``). ``'own'`` lists the
+        checkpoints this run wrote as ``[device, inode]``: a run resumed from a checkpoint that
+        carries this state keeps knowing them (and what it wrote since the oldest of them) as its
+        own, so files it did not write never outrank them."""
+        level, largest, saves, stop_reason, trend, own, run_id = self._engine.state()
         return {
             'version': _STATE_VERSION,
             'level': level,
@@ -588,6 +600,8 @@ class DiskGuard:
             'calls': self._calls,
             'last_step': self._last_step,
             'trend': trend,
+            'own': [[dev, ino] for dev, ino in own],
+            'run_id': run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -618,7 +632,13 @@ class DiskGuard:
         if last_step is not None and (isinstance(last_step, bool) or not isinstance(last_step, int)):
             raise TypeError(f'last_step={last_step!r}: expected an int or None')
         core.load_state(
-            state['level'], state['largest_checkpoint'], state['saves'], stop_reason, state['trend']
+            state['level'],
+            state['largest_checkpoint'],
+            state['saves'],
+            stop_reason,
+            state['trend'],
+            state.get('own'),
+            state.get('run_id'),
         )
         self._calls = calls + calls_since
         self._next_clock = 0  # planned against the old count: leave the fast path next call
@@ -639,6 +659,7 @@ class DiskGuard:
     def __setstate__(self, pickled: dict[str, Any]) -> None:
         self._config = pickled['config']
         self._reduce = resolve_sync(self._config['sync'])
+        self._saves = None
         self._core = None
         self._reset_cadence()
         self._pending_state = pickled['state']

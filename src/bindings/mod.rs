@@ -4,6 +4,7 @@
 //! (`py.detach`) when it touches the filesystem, and converts the result. Nothing else lives here. One
 //! submodule per area of the core; this file holds the shared conversions and the module itself.
 
+mod dcp;
 mod du;
 mod guard;
 mod logs;
@@ -240,6 +241,8 @@ pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> St
 /// The compiled core of diskguard. Import `diskguard`, not this module.
 #[pymodule]
 pub mod _diskguard {
+    #[pymodule_export]
+    use super::dcp::shared_filesystem_py;
     #[pymodule_export]
     use super::du::{du_py, PyDuEntry, PyDuOwner, PyDuReport};
     #[pymodule_export]
