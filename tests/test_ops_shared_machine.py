@@ -20,7 +20,7 @@ from conftest import NOBODY, mounted_tmpfs
 from diskguard.ops import atomic
 from diskguard.ops import escape as names
 from diskguard.ops.budgets import Budget
-from diskguard.ops.prometheus import TEXTFILE_NAME, MetricsServer
+from diskguard.ops.prometheus import TEXTFILE_NAME, MetricsServer, write_textfile
 from diskguard.ops.watch import Settings, Watcher
 
 HOSTILE_BUDGET = "x | 'root_fs'=0B;1;2;0;100 'x"
@@ -110,6 +110,27 @@ def test_the_mode_does_not_depend_on_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / 'metrics.prom').stat().st_mode) == 0o644
+
+
+def test_a_directory_symlink_another_user_planted_is_not_followed(shared: Path, open_dir: Path) -> None:
+    """``--textfile /tmp/prom`` or a state file under ``/tmp/dg/``: the other user's symlink there would
+    send root's writes into a directory of their choosing (``fs.protected_symlinks=0`` here)."""
+    elsewhere = open_dir / 'elsewhere'
+    elsewhere.mkdir()
+    as_other_user('ln', '-s', str(elsewhere), str(shared / 'prom'))
+    as_other_user('ln', '-s', str(elsewhere), str(shared / 'dg'))
+
+    with pytest.raises(PermissionError, match='not following'):
+        write_textfile(str(shared / 'prom'), 'x 1\n')
+    with pytest.raises(PermissionError, match='not following'):
+        atomic.write_file(str(shared / 'dg' / 'watch.json'), b'{}', 0o600)
+    assert list(elsewhere.iterdir()) == []
+
+    # Symlinks root (or the directory's owner) made are followed as before, relative ones too.
+    os.symlink('../elsewhere', shared / 'mine')
+    (open_dir / 'link').symlink_to(shared / 'mine')
+    write_textfile(str(open_dir / 'link'), 'x 1\n')
+    assert (elsewhere / TEXTFILE_NAME).read_text() == 'x 1\n'
 
 
 FORGED_STATE = """
