@@ -510,6 +510,29 @@ def test_the_next_guard_start_removes_temp_files_of_killed_saves(tmp_path: Path,
 
 
 @pytest.mark.timeout(120)
+def test_a_guard_start_leaves_a_temp_name_hard_linked_to_another_file(open_dir: Path) -> None:
+    """Another user's hard link to one of our files, given a temp file's name, is not a killed save
+    of ours (a save's temp file has one link): the guard leaves that name to its maker."""
+    shared = open_dir / 'shared'
+    shared.mkdir()
+    shared.chmod(0o1777)
+    ours = open_dir / 'ours.txt'
+    ours.write_bytes(b'ours')
+    ours.chmod(0o666)  # fs.protected_hardlinks lets another user link a file it can read and write
+    _backdate(ours)
+    planted = shared / '.diskguard-planted.pt.0000.tmp'
+    subprocess.run(
+        ['setpriv', '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups', 'ln', ours, planted],
+        check=True,
+        timeout=30,
+    )
+
+    diskguard.DiskGuard(shared)
+
+    assert leftovers(shared) == [planted.name]
+    assert ours.stat().st_nlink == 2
+
+
 def test_a_guard_start_leaves_live_writers_and_other_users_temp_files(tmp_path: Path) -> None:
     tmp_path.chmod(0o1777)
     writer = _start_stalled_writer(tmp_path / 'live.pt')

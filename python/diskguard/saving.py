@@ -393,8 +393,8 @@ def remove_abandoned_temps(directory: StrPath) -> list[str]:
     """Removes the temp files (``.diskguard-*.tmp``) in ``directory`` that a killed save left behind
     (SIGTERM, SIGKILL, a crash) and returns their names.
 
-    Only files that are ours are removed: regular files (never a symlink) owned by this user, over
-    a second old, that no live writer holds locked (a save locks its temp file until the rename).
+    Only files that are ours are removed: regular files (never a symlink, never one with another
+    hard link) owned by this user, over a second old, that no live writer holds locked (a save locks its temp file until the rename).
     Anything else, and every error, is left alone: this is housekeeping, never a reason to fail.
     """
     removed: list[str] = []
@@ -427,6 +427,8 @@ def _remove_if_abandoned(dir_fd: int, name: str) -> bool:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
             return False
+        if st.st_nlink != 1:
+            return False  # a save's temp file has one name: another is a link someone else made
         if time.time() - st.st_mtime < ABANDONED_AFTER:
             return False
         try:
