@@ -451,6 +451,31 @@ def test_saving_over_a_file_keeps_its_mode_and_owner(tmp_path: Path) -> None:
     assert (tmp_path / 'new.pt').stat().st_mode & 0o777 == 0o644
 
 
+def test_a_file_another_user_planted_in_a_shared_directory_does_not_get_our_checkpoint(
+    open_dir: Path,
+) -> None:
+    """In a sticky world-writable directory another user can create the checkpoint's name first.
+    Keeping that file's owner and mode would hand root's checkpoint to them (a pickle root later
+    loads), so there, as the kernel's fs.protected_regular reasons, it is replaced by a file of ours."""
+    shared = open_dir / 'shared'
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / 'model.pt'
+    subprocess.run(
+        ['setpriv', '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups',
+         'sh', '-c', f'echo x > {planted} && chmod 666 {planted}'],
+        check=True, timeout=30,
+    )  # fmt: skip
+    old = os.umask(0o022)
+    try:
+        diskguard.save(state(1, 100), planted)
+    finally:
+        os.umask(old)
+    st = planted.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o644)
+    assert loads_as(planted, 1)
+
+
 def test_ctrl_c_inside_the_writer_propagates_as_keyboard_interrupt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -377,12 +377,19 @@ def _interrupt_in(err: BaseException) -> KeyboardInterrupt | None:
 def _keep_owner_and_mode(fd: int, dir_fd: int, name: str) -> None:
     """Gives the new file the permission bits of the regular file it replaces (and its owner and
     group when run as root), as ``torch.save`` writing in place would keep them. A new name keeps
-    the umask's mode. Hard links to the old file are not kept: the new checkpoint is a new file."""
+    the umask's mode, and so does a name another user made in a sticky shared directory. Hard links
+    to the old file are not kept: the new checkpoint is a new file."""
     try:
         old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
     if not stat.S_ISREG(old.st_mode):
+        return
+    parent = os.fstat(dir_fd)
+    shared = parent.st_mode & stat.S_ISVTX and parent.st_mode & (stat.S_IWOTH | stat.S_IWGRP)
+    if shared and old.st_uid not in (os.geteuid(), parent.st_uid):
+        # Another user made this name first in a sticky shared directory (/tmp): keeping their owner
+        # or mode would give them our checkpoint. The kernel's fs.protected_regular reasons the same.
         return
     if os.geteuid() == 0:
         os.fchown(fd, old.st_uid, old.st_gid)  # before fchmod: a chown clears set-id bits
