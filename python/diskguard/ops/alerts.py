@@ -319,7 +319,8 @@ def send_once(channel: Channel, alert: Alert, timeout: float) -> str | None:
     try:
         channel.send(alert, timeout)
     except Exception as err:  # noqa: BLE001 - a channel must never stop the monitor
-        return redact(' '.join(f'{type(err).__name__}: {err}'.split()), channel.secrets)
+        # The text may hold what the server chose (a reason phrase): printable, like a name.
+        return printable(redact(' '.join(f'{type(err).__name__}: {err}'.split()), channel.secrets))
     return None
 
 
