@@ -91,6 +91,8 @@ pub struct Checkpoint {
     pub ctime: (i64, i64),
     /// Hard links to it (`st_nlink`); deleting one of several frees nothing.
     pub nlink: u64,
+    /// Its owner (`st_uid`): another user's checkpoint never outranks a run's own saves.
+    pub uid: u32,
     /// Why this is not a complete checkpoint; `None` when complete (or not yet verified).
     pub incomplete: Option<String>,
     /// False until the contents were checked (name and size checks are always done).
@@ -423,6 +425,7 @@ pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
                     ctime: ctime_of(&est),
                     #[allow(clippy::useless_conversion)] // nlink_t differs by target
                     nlink: u64::from(est.st_nlink),
+                    uid: est.st_uid,
                     incomplete,
                     verified: false,
                 });
@@ -446,6 +449,7 @@ pub fn scan(fd: &OwnedFd, dir: &Path, patterns: &[String]) -> Result<Scan> {
                     ino: est.st_ino,
                     ctime: ctime_of(&est),
                     nlink: 1,
+                    uid: est.st_uid,
                     verified: incomplete.is_some(),
                     incomplete,
                 });

@@ -211,6 +211,94 @@ pub fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
     pids
 }
 
+/// A run's presence in its checkpoint directory: a shared open-file-description lock (`F_OFD_SETLK`,
+/// a read lock on one byte of the directory, at the run's id) held for the guard's life. Nothing
+/// is written to the directory, and it is released with the descriptor, even when the process
+/// dies. It is a different lock from the `flock` deletions take, so a live run never blocks a
+/// prune. Copies of one run (a guard pickled into another process) share the id, so they do not
+/// take each other for another run; nor do guards of one process (a notebook's finished Trainer
+/// and its next one), which cannot be training in that directory at once.
+#[derive(Debug)]
+pub struct Presence {
+    fd: OwnedFd,
+    at: i64,
+    dir: (u64, u64),
+}
+
+/// The presences of this process: (directory, id), so its own guards are not another live run.
+static PRESENCES: std::sync::Mutex<Vec<((u64, u64), i64)>> = std::sync::Mutex::new(Vec::new());
+
+fn presences() -> std::sync::MutexGuard<'static, Vec<((u64, u64), i64)>> {
+    PRESENCES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The highest run id: byte offsets past it stay free for the probes.
+pub const MAX_RUN_ID: u64 = 1 << 62;
+
+fn presence_lock(kind: i32, start: i64, len: i64) -> nix::libc::flock {
+    #[allow(clippy::cast_possible_truncation)] // F_RDLCK, F_WRLCK and SEEK_SET are tiny
+    nix::libc::flock {
+        l_type: kind as nix::libc::c_short,
+        l_whence: nix::libc::SEEK_SET as nix::libc::c_short,
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    }
+}
+
+impl Presence {
+    /// Announces run `id` (1 to [`MAX_RUN_ID`]) in `dir` (a symlink refused).
+    pub fn announce(dir: &Path, id: u64) -> Result<Self> {
+        let at = i64::try_from(id.clamp(1, MAX_RUN_ID)).unwrap_or(1);
+        let fd = open_directory(dir, DirLink::Refuse)?;
+        let st = fstat(&fd).map_err(|e| Error::os("fstat", dir, e))?;
+        let lock = presence_lock(nix::libc::F_RDLCK, at, 1);
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock))
+            .map_err(|e| Error::os("fcntl(F_OFD_SETLK)", dir, e))?;
+        let dir = (st.st_dev, st.st_ino);
+        presences().push((dir, at));
+        Ok(Presence { fd, at, dir })
+    }
+
+    /// Whether another live run (another id, in another process) announced itself in the
+    /// directory.
+    pub fn others(&self) -> bool {
+        let held = |start: i64, len: i64| {
+            let mut probe = presence_lock(nix::libc::F_WRLCK, start, len);
+            nix::fcntl::fcntl(&self.fd, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut probe))
+                .is_ok_and(|_| i32::from(probe.l_type) != nix::libc::F_UNLCK)
+        };
+        // The gaps between this process's own bytes (0 as a length: to the end of every offset).
+        let mut ours: Vec<i64> = presences()
+            .iter()
+            .filter(|(dir, _)| *dir == self.dir)
+            .map(|&(_, at)| at)
+            .chain(std::iter::once(self.at))
+            .collect();
+        ours.sort_unstable();
+        ours.dedup();
+        let mut from = 0;
+        for at in ours {
+            if at > from && held(from, at - from) {
+                return true;
+            }
+            from = at + 1;
+        }
+        held(from, 0)
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let mut all = presences();
+        if let Some(k) = all.iter().position(|&(dir, at)| dir == self.dir && at == self.at) {
+            all.swap_remove(k);
+        }
+    }
+}
+
 /// `unlinkat` of `name` in `dir`, as a directory when `is_dir`.
 fn unlink(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> nix::Result<()> {
     let flag = if is_dir {
@@ -330,10 +418,25 @@ pub struct FreeSpaceReport {
     pub met: bool,
     /// Items (plan indices) it tried, with their outcomes, in order.
     pub outcomes: Vec<(usize, Outcome)>,
+    /// When deleting every candidate could not reach the target: by how many bytes it would
+    /// still fall short. Then nothing was deleted.
+    pub shortfall: Option<u64>,
+}
+
+/// Bytes deleting every one of `candidates` (plan indices) frees: a hard-linked checkpoint frees
+/// nothing (its data stays under its other names).
+pub fn reachable_bytes(plan: &Plan, candidates: &[usize]) -> u64 {
+    candidates
+        .iter()
+        .map(|&i| &plan.items[i].checkpoint)
+        .filter(|c| c.nlink <= 1)
+        .map(|c| c.size)
+        .fold(0, u64::saturating_add)
 }
 
 /// Deletes the least valuable deletable checkpoints of `plan` until `avail` reaches `target`,
-/// re-measuring after each deletion; stops at the invariant.
+/// re-measuring after each deletion; stops at the invariant. When even deleting every candidate
+/// would not reach the target, deletes nothing and says by how much it falls short.
 pub fn free_space(plan: &Plan, target: Target, wait: LockWait) -> Result<FreeSpaceReport> {
     let dir = LockedDir::open(&plan.dir, Some((plan.dev, plan.ino)), wait, DirLink::Refuse)?;
     let target = target.bytes(&plan.dir)?;
@@ -342,8 +445,19 @@ pub fn free_space(plan: &Plan, target: Target, wait: LockWait) -> Result<FreeSpa
         Ok(stats.blocks_available.saturating_mul(stats.fragment_size))
     };
     let mut now = avail()?;
+    let order = free_space_order(plan);
+    let reachable = now.saturating_add(reachable_bytes(plan, &order));
+    if now < target && reachable < target {
+        return Ok(FreeSpaceReport {
+            avail: now,
+            target,
+            met: false,
+            outcomes: Vec::new(),
+            shortfall: Some(target - reachable),
+        });
+    }
     let mut outcomes = Vec::new();
-    for i in free_space_order(plan) {
+    for i in order {
         if now >= target {
             break;
         }
@@ -355,6 +469,7 @@ pub fn free_space(plan: &Plan, target: Target, wait: LockWait) -> Result<FreeSpa
         target,
         met: now >= target,
         outcomes,
+        shortfall: None,
     })
 }
 

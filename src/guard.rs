@@ -31,8 +31,9 @@ use std::time::Duration;
 
 use crate::check::{Level, Thresholds};
 use crate::checkpoints::{Checkpoint, DirLink};
-use crate::deletion::{LockWait, LockedDir, Outcome};
+use crate::deletion::{reachable_bytes, LockWait, LockedDir, Outcome, Presence, MAX_RUN_ID};
 use crate::error::{Error, Result};
+use crate::ordering::{Identity, RunView};
 use crate::probe::{Measured, Probe, Prober};
 use crate::retention::{self, free_space_order, Action, Keeper, Plan, Policy, Protect, Rule};
 use crate::size::{format_size, parse_size, SIZE_RULE};
@@ -435,6 +436,10 @@ pub struct GuardState {
     pub stop_reason: Option<String>,
     /// The trend monitor's history, its times as ages (a resumed run continues its forecast).
     pub trend: TrendState,
+    /// The run's own checkpoints (device, inode), so a resumed run keeps knowing them.
+    pub own: Vec<Identity>,
+    /// The run's id (0: none): copies of one run (a pickled guard) are one run.
+    pub run_id: u64,
 }
 
 /// The emergency reserve file: preallocated room only the final checkpoint may use.
@@ -455,11 +460,19 @@ impl EmergencyReserve {
         // Checked before the file exists, so a refused size leaves nothing behind.
         let length = i64::try_from(bytes)
             .map_err(|_| Error::invalid("emergency_reserve", bytes, "expected a size below 2**63"))?;
-        let serial = COUNT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{RESERVE_PREFIX}{}-{serial}", std::process::id()));
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd: OwnedFd =
-            open(&path, flags, Mode::from_bits_truncate(0o600)).map_err(|e| Error::os("create", &path, e))?;
+        // A name already taken (another user may plant one in a shared directory) is skipped: the
+        // next serial is tried, a bounded number of times.
+        let mut attempt = 0;
+        let (path, fd): (PathBuf, OwnedFd) = loop {
+            let serial = COUNT.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("{RESERVE_PREFIX}{}-{serial}", std::process::id()));
+            match open(&path, flags, Mode::from_bits_truncate(0o600)) {
+                Ok(fd) => break (path, fd),
+                Err(nix::errno::Errno::EEXIST) if attempt < 64 => attempt += 1,
+                Err(e) => return Err(Error::os("create", &path, e)),
+            }
+        };
         if let Err(errno) = posix_fallocate(&fd, 0, length) {
             drop(fd);
             let _ = std::fs::remove_file(&path);
@@ -507,17 +520,68 @@ pub struct Guard {
     referenced: Vec<OsString>,
     /// The periodic rescan of what the run holds, running off the training thread.
     background_rescan: crate::probe::Rescan,
+    /// What the run wrote, what was there before it, whether another live run shares the
+    /// directory (see [`crate::ordering`]).
+    run: RunView,
+    /// Whether `run.before` was taken (the directory may not exist when the guard is made).
+    dir_seen: bool,
+    /// The run's presence lock on its directory, while it exists (deleting process only).
+    presence: Option<Presence>,
+    /// Things said once: another live run, a busy lock, foreign checkpoints named.
+    told: Told,
+    /// Retention can no longer keep what its rules ask (making room deleted a kept checkpoint).
+    degraded: bool,
+    /// What waits for a later check or save.
+    pending: Pending,
+    /// This run's id (see [`Presence`]).
+    run_id: u64,
+}
+
+/// A fresh run id in 1..=[`MAX_RUN_ID`]: the standard library's per-process random hash keys,
+/// mixed with the process id and the time.
+fn new_run_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() % MAX_RUN_ID + 1
+}
+
+/// What waits for a later check or save.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Retention could not run (another process held the directory's lock): retried at the next
+    /// check.
+    retention: bool,
+    /// Making room deleted something since the last save.
+    forced_since_save: bool,
+}
+
+/// What the guard has said once and does not repeat.
+#[derive(Debug, Default)]
+struct Told {
+    shared: bool,
+    busy: bool,
+    foreign: std::collections::HashSet<Identity>,
 }
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
 /// other filesystems; unreadable parts are skipped (the guard rescans later).
+/// A file with several hard links counts once, by (device, inode).
 pub fn held_bytes(path: &Path) -> u64 {
-    fn walk(path: &Path, device: u64, depth: usize) -> u64 {
+    fn walk(path: &Path, device: u64, depth: usize, seen: &mut std::collections::HashSet<Identity>) -> u64 {
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             return 0;
         };
         if meta.dev() != device {
             return 0;
+        }
+        if !meta.is_dir() && meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
+            return 0; // another name of a file already counted
         }
         let own = meta.blocks().saturating_mul(512);
         if !meta.is_dir() || depth > 64 {
@@ -528,10 +592,16 @@ pub fn held_bytes(path: &Path) -> u64 {
         };
         entries
             .flatten()
-            .map(|e| walk(&e.path(), device, depth + 1))
+            .map(|e| walk(&e.path(), device, depth + 1, seen))
             .fold(own, u64::saturating_add)
     }
-    std::fs::symlink_metadata(path).map_or(0, |meta| walk(path, meta.dev(), 0))
+    let mut seen = std::collections::HashSet::new();
+    std::fs::symlink_metadata(path).map_or(0, |meta| walk(path, meta.dev(), 0, &mut seen))
+}
+
+/// Device and inode of `path` itself (a symlink is not followed).
+fn identity_of(path: &Path) -> Option<Identity> {
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The checkpoint directory must be a directory (or not exist yet), and not `/` or a symlink: the
@@ -627,6 +697,16 @@ impl Guard {
             replacing: None,
             referenced: Vec::new(),
             background_rescan: crate::probe::Rescan::default(),
+            run: RunView {
+                uid: nix::unistd::geteuid().as_raw(),
+                ..RunView::default()
+            },
+            dir_seen: false,
+            presence: None,
+            told: Told::default(),
+            degraded: false,
+            pending: Pending::default(),
+            run_id: new_run_id(),
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);
@@ -634,6 +714,7 @@ impl Guard {
             guard.add_space(format!("watched {}", path.display()), path, false);
         }
         if guard.dir.is_dir() && guard.deletes() {
+            guard.see_dir();
             guard.held = held_bytes(&guard.dir);
             let plan = guard.plan(None)?;
             guard.largest = plan
@@ -898,9 +979,19 @@ impl Guard {
     /// Every space with its figures and level, graded against `target` bytes of room; `strict`
     /// grades with the hysteresis margin (the bar for leaving a level, or for enough room).
     fn grade(&self, target: u64, strict: bool) -> Vec<SpaceStatus> {
+        self.grade_after(target, strict, 0)
+    }
+
+    /// [`Guard::grade`] as it would be once `freed` more bytes of the directory were deleted.
+    fn grade_after(&self, target: u64, strict: bool, freed: u64) -> Vec<SpaceStatus> {
         let mut out = Vec::new();
         for space in self.spaces.iter().filter(|s| s.owned) {
             let Some(u) = &space.usage else { continue };
+            let mut u = u.clone();
+            if space.holds_dir {
+                u.used = u.used.saturating_sub(freed);
+                u.avail = u.avail.saturating_add(freed);
+            }
             let size = u.used.saturating_add(u.avail);
             // The budget is graded as a space of its own (below); the directory's room is the
             // smaller of the two.
@@ -922,12 +1013,13 @@ impl Guard {
             });
         }
         if let Some(budget) = self.config.budget.filter(|_| self.deletes()) {
-            let avail = budget.saturating_sub(self.held);
-            let (level, reason) = self.grade_space(self.held, avail, avail, target, strict, false);
+            let held = self.held.saturating_sub(freed);
+            let avail = budget.saturating_sub(held);
+            let (level, reason) = self.grade_space(held, avail, avail, target, strict, false);
             out.push(SpaceStatus {
                 name: format!("budget of {}", self.dir.display()),
                 total: budget,
-                used: self.held,
+                used: held,
                 avail,
                 room: avail,
                 responsive: true,
@@ -1027,6 +1119,13 @@ impl Guard {
             .any(|s| s.holds_dir && s.level == Level::Critical)
     }
 
+    /// Whether a space deletions can help would still be critical once `freed` bytes were deleted.
+    fn dir_short_after(&self, target: u64, freed: u64) -> bool {
+        self.grade_after(target, false, freed)
+            .iter()
+            .any(|s| s.holds_dir && s.level == Level::Critical)
+    }
+
     /// The smallest room where the checkpoint directory's writes land (None: nothing measured).
     fn dir_room(&self) -> Option<u64> {
         self.grade(0, false)
@@ -1075,7 +1174,114 @@ impl Guard {
             let names = self.referenced.iter().map(PathBuf::from).collect();
             policy.rules.push(Rule::Protect(Protect::new(names)?));
         }
-        retention::plan_dir(&self.dir, &policy, retention::now())
+        retention::plan_dir_ordered(
+            &self.dir,
+            &policy,
+            retention::now(),
+            retention::Ordering::Run(&self.run),
+        )
+    }
+
+    // ----- the run's identity -----
+
+    /// The first time the directory is seen (at the start, or once a save created it): what is
+    /// there now was not written by this run, and the run announces itself there.
+    fn see_dir(&mut self) {
+        if self.dir_seen || !self.deletes() || !self.dir.is_dir() {
+            return;
+        }
+        self.dir_seen = true;
+        if let Ok(fd) = crate::checkpoints::open_dir(&self.dir) {
+            if let Ok(scan) = crate::checkpoints::scan(&fd, &self.dir, &[]) {
+                let own = &self.run.own;
+                let before = scan
+                    .checkpoints
+                    .iter()
+                    .map(|c| (c.dev, c.ino))
+                    .filter(|id| !own.contains(id));
+                self.run.before.extend(before);
+            }
+        }
+        match Presence::announce(&self.dir, self.run_id) {
+            Ok(presence) => self.presence = Some(presence),
+            Err(err) => self.events.push(Event::new(
+                "error",
+                false,
+                format!("cannot announce this run in {}: {err}", self.dir.display()),
+            )),
+        }
+    }
+
+    /// Whether another live run guards the directory now; said once when it starts to.
+    fn refresh_shared(&mut self) {
+        let shared = self.presence.as_ref().is_some_and(Presence::others);
+        if shared && !self.told.shared {
+            self.told.shared = true;
+            self.events.push(Event::new(
+                "shared",
+                true,
+                format!(
+                    "another live run guards {}: this run deletes only the checkpoints it wrote \
+                     itself, never another run's (give each run its own directory to keep their \
+                     retention apart)",
+                    self.dir.display()
+                ),
+            ));
+        }
+        self.run.shared = shared;
+    }
+
+    /// The entry of the directory that `path` is or is under, and its identity.
+    fn entry_identity(&self, path: &Path) -> Option<Identity> {
+        let entry = entry_under(&self.dir, &lexical_absolute(path))?;
+        identity_of(&self.dir.join(entry))
+    }
+
+    /// Names, once each, the checkpoints this run did not write whose step is above its newest
+    /// save's: they rank below the run's saves (they were there before it, or are another
+    /// user's), whatever their step.
+    fn tell_foreign(&mut self, plan: &Plan) {
+        let Some(newest) = self.run.newest_own else { return };
+        let step_of = |c: &Checkpoint| c.info.step.or(c.info.epoch);
+        let Some(own_step) = plan
+            .items
+            .iter()
+            .find(|i| (i.checkpoint.dev, i.checkpoint.ino) == newest)
+            .and_then(|i| step_of(&i.checkpoint))
+        else {
+            return;
+        };
+        let mut named = Vec::new();
+        for item in &plan.items {
+            let c = &item.checkpoint;
+            let id = (c.dev, c.ino);
+            if self.run.own.contains(&id) || step_of(c).is_none_or(|s| s <= own_step) {
+                continue;
+            }
+            if self.told.foreign.insert(id) {
+                named.push(c.display_name());
+            }
+        }
+        if !named.is_empty() {
+            self.events.push(Event::new(
+                "foreign",
+                true,
+                format!(
+                    "{} in {} {} a higher step than this run's newest save but {} not written by \
+                     this run (left by an earlier run, or another user's): {} as older than every \
+                     save of this run",
+                    named.join(", "),
+                    self.dir.display(),
+                    if named.len() == 1 { "has" } else { "have" },
+                    if named.len() == 1 { "was" } else { "were" },
+                    if named.len() == 1 {
+                        "it counts"
+                    } else {
+                        "they count"
+                    },
+                ),
+            ));
+        }
     }
 
     /// Deletes one checkpoint under the lock; accounts for it and reports it.
@@ -1092,9 +1298,10 @@ impl Guard {
                     ("retention", &mut self.retention_deletions)
                 };
                 *count += 1;
+                // One warning says the run degraded (tell_degraded); each deletion is a log record.
                 self.events.push(Event::new(
                     kind,
-                    forced,
+                    false,
                     format!(
                         "deleted {} ({}): {why}",
                         self.dir.join(&c.name).display(),
@@ -1129,7 +1336,26 @@ impl Guard {
             LockWait::FailIfBusy,
             DirLink::Refuse,
         ) {
-            Ok(locked) => Some(locked),
+            Ok(locked) => {
+                self.told.busy = false;
+                Some(locked)
+            }
+            Err(err @ Error::Busy { .. }) => {
+                // Another process prunes there now: retention waits for the next check.
+                self.pending.retention = true;
+                if !self.told.busy {
+                    self.told.busy = true;
+                    self.events.push(Event::new(
+                        "busy",
+                        true,
+                        format!(
+                            "retention in {} waits: {err}; retried at the next check",
+                            self.dir.display()
+                        ),
+                    ));
+                }
+                None
+            }
             Err(err) => {
                 self.events.push(Event::new(
                     "error",
@@ -1149,6 +1375,7 @@ impl Guard {
         if !self.deletes() || !self.dir_responsive() || !self.dir.is_dir() {
             return;
         }
+        self.refresh_shared();
         let plan = match self.plan(Some(&policy)) {
             Ok(plan) => plan,
             Err(err) => {
@@ -1158,9 +1385,11 @@ impl Guard {
             }
         };
         if !plan.items.iter().any(|i| i.action == Action::Delete) {
+            self.pending.retention = false;
             return;
         }
         let Some(locked) = self.lock(&plan) else { return };
+        self.pending.retention = false;
         for item in plan.items.iter().filter(|i| i.action == Action::Delete) {
             let why = format!("retention: {}", item.reasons.join("; "));
             self.delete_one(&locked, &item.checkpoint, t, &why, false);
@@ -1194,6 +1423,7 @@ impl Guard {
         {
             return;
         }
+        self.refresh_shared();
         let policy = self.config.policy.clone();
         let plan = match self.plan(policy.as_ref()) {
             Ok(plan) => plan,
@@ -1207,10 +1437,28 @@ impl Guard {
         if order.is_empty() {
             return;
         }
+        // Deleting for nothing is not done: when even every candidate gone would leave the space
+        // short, nothing goes, and the run goes straight to its stop.
+        let reachable = reachable_bytes(&plan, &order);
+        if self.dir_short_after(target, reachable) {
+            let short = self.short_reason(target);
+            self.events.push(Event::new(
+                "unreachable",
+                false,
+                format!(
+                    "making room in {}: deleting every checkpoint that may go would free only {}, \
+                     and the space would still be short ({short}): deleting nothing",
+                    self.dir.display(),
+                    format_size(reachable)
+                ),
+            ));
+            return;
+        }
         let Some(locked) = self.lock(&plan) else { return };
         let short = self.short_reason(target);
         let before = self.dir_usage().map(|u| (u.used, u.avail));
         let mut freed = 0u64;
+        let mut deleted = Vec::new();
         for i in order {
             // Only back to the threshold, not past its hysteresis margin: the level stays where it
             // is while the run works at its limit, so neither warnings nor deletions flap.
@@ -1225,10 +1473,87 @@ impl Guard {
                 ),
                 None => format!("to make room ({short}); {}", item.reasons.join("; ")),
             };
+            let before_count = self.forced_deletions;
             freed = freed.saturating_add(self.delete_one(&locked, &item.checkpoint, t, &why, true));
+            if self.forced_deletions > before_count {
+                deleted.push(i);
+            }
             self.remeasure_dir();
             self.credit_dir(before, freed);
         }
+        if !deleted.is_empty() {
+            self.pending.forced_since_save = true;
+            self.tell_degraded(&plan, &deleted);
+        }
+    }
+
+    /// Says once that retention no longer keeps what its rules ask: how many checkpoints the
+    /// space still holds, and how to choose a stop instead. Each deletion is in the log.
+    fn tell_degraded(&mut self, plan: &Plan, deleted: &[usize]) {
+        if self.degraded {
+            return;
+        }
+        self.degraded = true;
+        let kept = plan
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(i, item)| {
+                item.action == Action::Keep && item.checkpoint.is_complete() && !deleted.contains(i)
+            })
+            .count();
+        let rules = if deleted.iter().any(|&d| plan.items[d].keeper.is_some()) {
+            "retention can no longer keep what its rules ask"
+        } else {
+            "making room deletes older checkpoints"
+        };
+        self.events.push(Event::new(
+            "degraded",
+            true,
+            format!(
+                "{rules} in {}: the space holds only {kept} complete checkpoint{} beside the next \
+                 save, so kept checkpoints are deleted to make room from now on, oldest and least \
+                 valuable first (each one is logged); to stop the run instead, pass on_full='stop'",
+                self.dir.display(),
+                if kept == 1 { "" } else { "s" },
+            ),
+        ));
+    }
+
+    /// After a save: retention holds its rules again (no deletion was needed to make room for
+    /// this save, and the rules keep as many as they ask): said once.
+    fn tell_recovered(&mut self, plan: &Plan) {
+        let forced = std::mem::take(&mut self.pending.forced_since_save);
+        if !self.degraded || forced || self.should_stop() {
+            return;
+        }
+        let asked = self.config.policy.as_ref().map_or(0, |p| {
+            p.rules
+                .iter()
+                .filter_map(|r| {
+                    if let Rule::Last(last) = r {
+                        Some(last.n)
+                    } else {
+                        None
+                    }
+                })
+                .max()
+                .unwrap_or(0)
+        });
+        let complete = plan.items.iter().filter(|i| i.checkpoint.is_complete()).count();
+        if complete < asked {
+            return;
+        }
+        self.degraded = false;
+        self.events.push(Event::new(
+            "recovered",
+            true,
+            format!(
+                "retention in {} keeps what its rules ask again ({complete} complete checkpoint{})",
+                self.dir.display(),
+                if complete == 1 { "" } else { "s" }
+            ),
+        ));
     }
 
     /// Counts `freed` bytes as free even before `statfs` shows them: btrfs (and others that free
@@ -1307,7 +1632,11 @@ impl Guard {
     /// A due check: measure, grade, climb the ladder for room for the next save and a final one.
     pub fn check(&mut self, t: f64) {
         self.checks += 1;
+        self.see_dir();
         self.measure(t);
+        if self.pending.retention {
+            self.apply_retention(t);
+        }
         let target = self.reserve().saturating_mul(2);
         self.update_level(target);
         if self.level == Level::Critical {
@@ -1331,6 +1660,7 @@ impl Guard {
             .map_or(0, |m| m.blocks().saturating_mul(512));
         let need = Self::with_margin(nbytes).saturating_add(replaced);
         self.replacing = Some((lexical_absolute(path), replaced));
+        self.see_dir();
         let target = if self.should_stop() {
             need
         } else {
@@ -1410,7 +1740,24 @@ impl Guard {
         };
         self.held = self.held.saturating_add(nbytes).saturating_sub(replaced);
         let _ = self.trend.record_write(t, nbytes);
+        self.see_dir();
+        if let Some(id) = self.entry_identity(path) {
+            self.run.own.insert(id);
+            self.run.newest_own = Some(id);
+        }
+        let measurable = self.deletes() && self.dir_responsive();
+        if measurable {
+            // Named before retention may delete them: they rank below this save whatever their step.
+            if let Ok(plan) = self.plan(None) {
+                self.tell_foreign(&plan);
+            }
+        }
         self.apply_retention(t);
+        if measurable {
+            if let Ok(plan) = self.plan(None) {
+                self.tell_recovered(&plan);
+            }
+        }
         self.check(t);
         Ok(())
     }
@@ -1693,6 +2040,12 @@ impl Guard {
             saves: self.saves,
             stop_reason: self.stop_reason.clone(),
             trend: self.trend.state(now)?,
+            own: {
+                let mut own: Vec<Identity> = self.run.own.iter().copied().collect();
+                own.sort_unstable();
+                own
+            },
+            run_id: self.run_id,
         })
     }
 
@@ -1703,11 +2056,38 @@ impl Guard {
         self.level = state.level;
         self.largest = self.largest.max(state.largest);
         self.saves = state.saves;
+        if (1..=MAX_RUN_ID).contains(&state.run_id) && state.run_id != self.run_id {
+            // The same run (a pickled copy, a resumed run): announced under its id.
+            self.run_id = state.run_id;
+            if self.presence.take().is_some() {
+                self.presence = Presence::announce(&self.dir, self.run_id).ok();
+            }
+        }
+        self.adopt_lineage(&state.own);
         Ok(())
     }
 
-    /// Deletes the emergency reserve file now (the guard is done).
+    /// A resumed run keeps knowing its checkpoints: those of `own` still here, and the one
+    /// written next after the newest of them (the checkpoint that carried this state, written
+    /// once the state was taken: the one the run resumed from).
+    fn adopt_lineage(&mut self, own: &[Identity]) {
+        self.run.own.extend(own.iter().copied());
+        if own.is_empty() || !self.dir.is_dir() {
+            return;
+        }
+        let Ok(plan) = self.plan(None) else { return };
+        let mut by_time: Vec<&Checkpoint> = plan.items.iter().map(|i| &i.checkpoint).collect();
+        by_time.sort_by(|a, b| a.mtime.total_cmp(&b.mtime));
+        let newest_own = by_time.iter().rposition(|c| own.contains(&(c.dev, c.ino)));
+        let next = newest_own.and_then(|k| by_time.get(k + 1));
+        if let Some(c) = next.filter(|c| c.uid == self.run.uid) {
+            self.run.own.insert((c.dev, c.ino));
+        }
+    }
+
+    /// Deletes the emergency reserve file now and leaves the directory (the guard is done).
     pub fn close(&mut self) {
+        self.presence = None;
         if let Some(reserve) = self.emergency.take() {
             if let Some(bytes) = reserve.release() {
                 self.held = self.held.saturating_sub(bytes);
@@ -1866,7 +2246,7 @@ mod tests {
                 local_rank,
                 world_size: 2,
             },
-            ..config(MIB, None)
+            ..config(7 * MIB / 2, None)
         };
         let mut other = guard(&dir, short(1, 1));
         other.check(1.0);
@@ -1885,7 +2265,7 @@ mod tests {
         for step in 1..=3 {
             write_checkpoint(&dir, &format!("step={step}.pt"), MIB);
         }
-        let mut g = guard(&dir, config(MIB, None));
+        let mut g = guard(&dir, config(9 * MIB / 2, None));
         g.set_referenced(&[
             dir.join("step=1.pt"),
             dir.join("../elsewhere.pt"),
@@ -1926,7 +2306,16 @@ mod tests {
         assert!(names(&dir).contains(&"step=2-val_loss=0.1.pt".to_owned()));
         assert!(names(&dir).contains(&"step=3-val_loss=0.8.pt".to_owned()));
         assert!(names(&dir).contains(&"step=6-val_loss=0.5.pt".to_owned()));
-        assert!(events.iter().filter(|e| e.kind == "deleted").all(|e| e.warning));
+        // Each deletion is a log record; one warning says retention degraded.
+        assert!(events.iter().filter(|e| e.kind == "deleted").all(|e| !e.warning));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind == "degraded" && e.warning)
+                .count(),
+            1,
+            "{events:?}"
+        );
         assert!(!g.should_stop(), "room was made: {events:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }

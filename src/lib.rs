@@ -34,6 +34,7 @@ pub mod layouts;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod ordering;
 pub mod probe;
 pub mod resume;
 pub mod retention;

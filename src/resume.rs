@@ -3,25 +3,32 @@
 //! A crash mid-save leaves a file or folder under a checkpoint's name (a truncated `torch.save`
 //! zip, a `checkpoint-N/` without `trainer_state.json`, a step directory without `.metadata`);
 //! resuming from it fails or, worse, loads garbage. [`latest_complete`] orders the checkpoints
-//! as retention does (by step where names carry one, by mtime otherwise) and returns the newest
-//! whose contents check out.
+//! as retention reads a directory (by step where names carry one, a run restarted in the same
+//! directory newer than the one before, by mtime otherwise; see [`crate::ordering`]) and returns
+//! the newest whose contents check out.
 
 use std::path::{Path, PathBuf};
 
 use crate::checkpoints::{open_dir, scan, verify_file};
 use crate::error::Result;
-use crate::retention::order;
+use crate::ordering::{arrange_as, OrderChoice};
 use crate::usage::validate_path;
 
 /// The newest complete checkpoint in `dir` (a file or a folder, any layout the scan knows), or
-/// `None` when there is none. `patterns` adds globs for single-file checkpoints beyond the
-/// built-in extensions, as in retention.
+/// `None` when there is none, or when the directory does not exist yet. `patterns` adds globs for
+/// single-file checkpoints beyond the built-in extensions, as in retention. Where steps and write
+/// times disagree and neither reading is clear, the step order is taken.
 pub fn latest_complete(dir: &Path, patterns: &[String]) -> Result<Option<PathBuf>> {
     validate_path("directory", dir)?;
-    let fd = open_dir(dir)?;
+    let fd = match open_dir(dir) {
+        Ok(fd) => fd,
+        // A run that has not saved yet: nothing to resume from, as for an empty directory.
+        Err(err) if err.errno() == Some(nix::libc::ENOENT) => return Ok(None),
+        Err(err) => return Err(err),
+    };
     // One descriptor for the listing and the content checks: both read the same directory.
     let mut found = scan(&fd, dir, patterns)?;
-    order(&mut found.checkpoints);
+    arrange_as(&mut found.checkpoints, OrderChoice::Auto);
     // Newest first, and the contents read only until one checks out: a directory of many
     // checkpoints costs one verification when the newest is fine.
     Ok(found.checkpoints.into_iter().rev().find_map(|mut checkpoint| {
@@ -114,7 +121,10 @@ mod tests {
                 ..
             })
         ));
-        let missing = latest_complete(Path::new("/nonexistent/diskguard"), &[]).expect_err("missing");
-        assert_eq!(missing.errno(), Some(nix::libc::ENOENT));
+        // A run that has not saved yet: nothing to resume from, not an error.
+        let missing = latest_complete(Path::new("/nonexistent/diskguard"), &[]).expect("missing");
+        assert_eq!(missing, None);
+        let file = latest_complete(Path::new("/proc/self/status"), &[]).expect_err("a file");
+        assert_eq!(file.errno(), Some(nix::libc::ENOTDIR));
     }
 }

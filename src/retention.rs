@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoints::{self, is_entry_name, Checkpoint, Link, Scan};
 use crate::error::{show_path, Error, Result};
+use crate::ordering::{self, OrderChoice, RunView};
 
 /// Seconds within which a modified checkpoint may still be being written.
 pub const IN_PROGRESS_WINDOW: f64 = 300.0;
@@ -523,6 +524,11 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// Symlinks found (never deleted).
     pub links: Vec<Link>,
+    /// The reading that ordered the items (`Step` or `Time`; `Auto` for a run's own view).
+    pub order: OrderChoice,
+    /// Steps and write times disagree and neither reading is clear: both orders, in words. Then
+    /// only what both readings delete is deleted.
+    pub ambiguity: Option<String>,
 }
 
 impl Plan {
@@ -532,32 +538,21 @@ impl Plan {
     }
 }
 
-/// Oldest to newest: by step where names carry one, by mtime otherwise. Checkpoints with a step
-/// keep the mtime order's slots among themselves but are arranged by step in them, so a copied
-/// or touched file cannot jump ahead of a later step (the Hugging Face mtime bugs).
+/// Oldest to newest by step (by epoch where no name carries a step), by mtime otherwise.
+/// Checkpoints with a number keep the mtime order's slots among themselves but are arranged by
+/// it in them, so a copied or touched file cannot jump ahead of a later step (the Hugging Face
+/// mtime bugs). See [`crate::ordering`] for the readings that also know generations.
 pub fn order(checkpoints: &mut Vec<Checkpoint>) {
-    let mut by_time: Vec<usize> = (0..checkpoints.len()).collect();
-    by_time.sort_by(|&a, &b| {
-        let (a, b) = (&checkpoints[a], &checkpoints[b]);
-        a.mtime.total_cmp(&b.mtime).then_with(|| a.name.cmp(&b.name))
-    });
-    let slots: Vec<usize> = (0..by_time.len())
-        .filter(|&k| checkpoints[by_time[k]].info.step.is_some())
-        .collect();
-    let mut stepped: Vec<usize> = slots.iter().map(|&k| by_time[k]).collect();
-    stepped.sort_by(|&a, &b| {
-        let (a, b) = (&checkpoints[a], &checkpoints[b]);
-        a.info
-            .step
-            .cmp(&b.info.step)
-            .then_with(|| a.mtime.total_cmp(&b.mtime))
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    for (slot, index) in slots.into_iter().zip(stepped) {
-        by_time[slot] = index;
-    }
-    let mut taken: Vec<Option<Checkpoint>> = std::mem::take(checkpoints).into_iter().map(Some).collect();
-    checkpoints.extend(by_time.into_iter().filter_map(|i| taken[i].take()));
+    ordering::by_step(checkpoints);
+}
+
+/// How a plan orders the checkpoints: as a run knows them, or by reading the directory.
+#[derive(Debug, Clone, Copy)]
+pub enum Ordering<'a> {
+    /// Without a run: the directory's reading, or the caller's choice.
+    Directory(OrderChoice),
+    /// As the guard's run knows its directory.
+    Run(&'a RunView),
 }
 
 fn pretty_seconds(s: f64) -> String {
@@ -571,36 +566,118 @@ fn pretty_seconds(s: f64) -> String {
 }
 
 /// Scans the checkpoint directory `dir` and decides every checkpoint under `policy` at time `now`
-/// (seconds since the epoch). The directory is opened once: the scan and the content checks read
-/// through the same descriptor.
+/// (seconds since the epoch), reading the order from the directory. The directory is opened
+/// once: the scan and the content checks read through the same descriptor.
 pub fn plan_dir(dir: &Path, policy: &Policy, now: f64) -> Result<Plan> {
+    plan_dir_ordered(dir, policy, now, Ordering::Directory(OrderChoice::Auto))
+}
+
+/// [`plan_dir`] ordered as `ordering` says.
+pub fn plan_dir_ordered(dir: &Path, policy: &Policy, now: f64, ordering: Ordering<'_>) -> Result<Plan> {
     validate_now(now)?;
     let fd: OwnedFd = checkpoints::open_dir(dir)?;
     let scanned = checkpoints::scan(&fd, dir, &policy.patterns)?;
-    plan(scanned, policy, now, |c| checkpoints::verify_file(&fd, c))
+    plan_ordered(scanned, policy, now, ordering, |c| {
+        checkpoints::verify_file(&fd, c);
+    })
 }
 
-/// Decides every checkpoint of `scan` under `policy` at time `now` (seconds since the epoch).
-/// `verify` checks a checkpoint's contents; it is called only for checkpoints whose completeness
-/// matters to a decision (candidates to keep), newest first.
+/// Decides every checkpoint of `scan` under `policy` at time `now` (seconds since the epoch),
+/// reading the order from the directory. `verify` checks a checkpoint's contents; it is called
+/// only for checkpoints whose completeness matters to a decision (candidates to keep), newest
+/// first.
 ///
 /// Fails when `now` is not a finite time, when a protected path lies outside the directory, and
 /// when a [`KeepBest`] without `values` names a metric that no checkpoint's name carries.
 pub fn plan(scan: Scan, policy: &Policy, now: f64, verify: impl FnMut(&mut Checkpoint)) -> Result<Plan> {
+    plan_ordered(scan, policy, now, Ordering::Directory(OrderChoice::Auto), verify)
+}
+
+/// [`plan`] ordered as `ordering` says. Where the directory's reading is ambiguous, both readings
+/// are planned and a checkpoint is deleted only when both delete it (the plan says why).
+pub fn plan_ordered(
+    scan: Scan,
+    policy: &Policy,
+    now: f64,
+    ordering: Ordering<'_>,
+    mut verify: impl FnMut(&mut Checkpoint),
+) -> Result<Plan> {
     validate_now(now)?;
+    match ordering {
+        Ordering::Run(run) => {
+            let mut scan = scan;
+            ordering::for_run(&mut scan.checkpoints, run);
+            decide_all(scan, policy, now, Some(run), OrderChoice::Auto, &mut verify)
+        }
+        Ordering::Directory(choice) => {
+            let mut by_time = scan.clone();
+            let mut scan = scan;
+            let (taken, ambiguity) = ordering::arrange_as(&mut scan.checkpoints, choice);
+            let Some(why) = ambiguity else {
+                return decide_all(scan, policy, now, None, taken, &mut verify);
+            };
+            ordering::by_generations(&mut by_time.checkpoints);
+            let by_step = decide_all(scan, policy, now, None, OrderChoice::Step, &mut verify)?;
+            let by_time = decide_all(by_time, policy, now, None, OrderChoice::Time, &mut verify)?;
+            Ok(merge_readings(by_step, &by_time, why))
+        }
+    }
+}
+
+/// One plan from the step reading and the time reading: kept when either keeps it, deleted only
+/// when both delete it.
+fn merge_readings(mut by_step: Plan, by_time: &Plan, why: String) -> Plan {
+    let other: HashMap<&OsString, &Item> = by_time.items.iter().map(|i| (&i.checkpoint.name, i)).collect();
+    for item in &mut by_step.items {
+        let Some(alt) = other.get(&item.checkpoint.name) else {
+            continue;
+        };
+        if item.action == alt.action || alt.action == Action::Delete {
+            continue;
+        }
+        if alt.action == Action::Keep || item.action == Action::Delete {
+            let kept_by_time = alt.action == Action::Keep;
+            item.action = alt.action;
+            item.keeper = item.keeper.max(alt.keeper);
+            item.bytes_freed = 0;
+            item.reasons = alt.reasons.clone();
+            if kept_by_time {
+                item.reasons.push(
+                    "kept: by time (a restart in the same directory) it is among the newest, and \
+                     steps and write times disagree (choose order='step' or order='time')"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    by_step.ambiguity = Some(why);
+    by_step
+}
+
+/// Decides every checkpoint of `scan`, already ordered oldest to newest.
+fn decide_all(
+    scan: Scan,
+    policy: &Policy,
+    now: f64,
+    run: Option<&RunView>,
+    order: OrderChoice,
+    verify: &mut impl FnMut(&mut Checkpoint),
+) -> Result<Plan> {
     let Scan {
         dir,
         dev,
         ino,
-        mut checkpoints,
+        checkpoints,
         links,
     } = scan;
-    order(&mut checkpoints);
     check_metrics_present(&dir, policy, &checkpoints)?;
     let protected = protected_names(&dir, dev, ino, policy, &links)?;
     let mut decisions = Decisions::new(checkpoints, verify);
     decisions.keep_protected(&protected);
-    let newest_complete = decisions.keep_newest_complete();
+    if let Some(run) = run {
+        decisions.keep_for_run(run);
+    }
+    let newest_complete = decisions.keep_newest_complete(run);
     for rule in &policy.rules {
         decisions.apply_rule(rule, now);
     }
@@ -612,6 +689,8 @@ pub fn plan(scan: Scan, policy: &Policy, now: f64, verify: impl FnMut(&mut Check
         ino,
         items,
         links,
+        order,
+        ambiguity: None,
     })
 }
 
@@ -681,6 +760,9 @@ struct Decisions<V> {
     checkpoints: Vec<Checkpoint>,
     keeps: Vec<Vec<(Keeper, String)>>,
     verified: Vec<bool>,
+    /// Whether a checkpoint counts toward the rules (all, except other runs' in a shared
+    /// directory).
+    counts: Vec<bool>,
     verify: V,
 }
 
@@ -691,6 +773,7 @@ impl<V: FnMut(&mut Checkpoint)> Decisions<V> {
             checkpoints,
             keeps: vec![Vec::new(); n],
             verified: vec![false; n],
+            counts: vec![true; n],
             verify,
         }
     }
@@ -716,9 +799,24 @@ impl<V: FnMut(&mut Checkpoint)> Decisions<V> {
         }
     }
 
-    /// Keeps the newest complete checkpoint and returns its index.
-    fn keep_newest_complete(&mut self) -> Option<usize> {
-        let newest = (0..self.checkpoints.len()).rev().find(|&i| self.complete(i))?;
+    /// What a run never lets go: its newest save, and (with another live run in the directory)
+    /// everything it did not write, which then counts toward no rule either.
+    fn keep_for_run(&mut self, run: &RunView) {
+        for i in 0..self.checkpoints.len() {
+            if let Some(why) = run.keeps(&self.checkpoints[i]) {
+                self.keep(i, Keeper::Invariant, why.to_owned());
+            }
+            self.counts[i] = run.counts(&self.checkpoints[i]);
+        }
+    }
+
+    /// Keeps the newest complete checkpoint and returns its index (for a run sharing its
+    /// directory, its own newest complete one, if any).
+    fn keep_newest_complete(&mut self, run: Option<&RunView>) -> Option<usize> {
+        let newest = (0..self.checkpoints.len())
+            .rev()
+            .find(|&i| (run.is_none() || self.counts[i]) && self.complete(i))
+            .or_else(|| (0..self.checkpoints.len()).rev().find(|&i| self.complete(i)))?;
         self.keep(newest, Keeper::Invariant, "newest complete checkpoint".to_owned());
         Some(newest)
     }
@@ -746,7 +844,7 @@ impl<V: FnMut(&mut Checkpoint)> Decisions<V> {
             if taken == count {
                 break;
             }
-            if self.complete(i) {
+            if self.counts[i] && self.complete(i) {
                 taken += 1;
                 self.keep(i, keeper, why(i));
             }
@@ -928,6 +1026,7 @@ mod tests {
             ino: mtime.to_bits(),
             ctime: (0, 0),
             nlink: 1,
+            uid: 0,
             incomplete: (!complete).then(|| "truncated".to_owned()),
             verified: false,
         }

@@ -33,8 +33,14 @@ def test_the_demo_shows_every_rung_of_the_ladder_and_ends_with_a_checkpoint_that
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert 'guard: disk level ok -> warn' in out
-    assert 'retention: not kept by any rule' in out, 'retention deleted what the rules do not keep'
-    assert 'although kept as among the last 3' in out, 'then it made room by deleting kept ones'
+    assert '(deleted 1 by retention)' in out, 'retention deleted what the rules do not keep'
+    assert 'to make room)' in out, 'then it made room by deleting kept ones'
+    # The degradation is said once, with the way to stop instead; deletions are not warnings.
+    assert out.count('can no longer keep what its rules ask') == 1 and "on_full='stop'" in out
+    assert 'although kept as' not in out
+    lines = out.splitlines()
+    assert len(lines) <= 45, 'the story fits a screen'
+    assert str(tmp_path) not in '\n'.join(lines[1:]).rsplit('resume from', 1)[0], 'names relative to the run'
     assert 'forecast keeping every checkpoint, with the log growing: full in ~' in out
     assert 'the guard stops the run' in out and 'final checkpoint' in out
     resumed = out.rsplit('resume from ', 1)[1].split(':', 1)[0]

@@ -773,3 +773,31 @@ def test_ddp_ranks_stop_together(strategy: str, tmp_path: Path) -> None:
         assert sorted(r['deletes'] for r in ranks) == [False, True], 'exactly one rank deletes'
         assert_nothing_partial(ckpt)
         assert not [p for p in ckpt.iterdir() if p.name.startswith('.diskguard-')]
+
+
+# ----- a fresh run in a finished run's directory (issue 16) -----
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_fresh_fit_in_a_finished_runs_directory_keeps_the_new_checkpoints(
+    name: str, tmp_path: Path
+) -> None:
+    """The finished run's checkpoints have higher steps; the new run's survive, the old ones go first."""
+    from diskguard import KeepLast, RetentionPolicy
+
+    pl, callback_class = framework(name)
+    ckpt = tmp_path / 'ckpt'
+    first = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=-1, every_n_train_steps=5)
+    trainer(pl, tmp_path, [first], max_steps=40).fit(tiny_model(pl))
+    old = {p.name for p in ckpt.iterdir()}
+    assert len(old) == 8
+
+    again = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=-1, every_n_train_steps=5)
+    guard = callback_class(check_every_steps=1, retention=RetentionPolicy(KeepLast(3)))
+    trainer(pl, tmp_path, [guard, again], max_steps=20).fit(tiny_model(pl))
+    left = {p.name for p in ckpt.iterdir()}
+    steps = {torch.load(ckpt / n, weights_only=False)['global_step'] for n in left}
+    # Lightning writes the new run's steps 5..20 over the old names; the old run's 25..40 go first.
+    assert steps == {10, 15, 20}, f'the new run keeps its own last three: {sorted(left)}'
+    assert_nothing_partial(ckpt)

@@ -347,8 +347,8 @@ def test_latest_complete_bad_arguments(tmp_path: Path) -> None:
         diskguard.latest_complete(5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="directory='': expected a non-empty path"):
         diskguard.latest_complete('')
-    with pytest.raises(FileNotFoundError):
-        diskguard.latest_complete(tmp_path / 'missing')
+    # A directory not created yet holds nothing to resume from (the README's promise).
+    assert diskguard.latest_complete(tmp_path / 'missing') is None
     (tmp_path / 'f').write_text('x')
     with pytest.raises(NotADirectoryError):
         diskguard.latest_complete(tmp_path / 'f')

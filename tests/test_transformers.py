@@ -166,7 +166,7 @@ def test_with_save_total_limit_both_rotations_coexist(tmp_path: Path) -> None:
         out = disk / 'out'
         run = trainer(out, [guard_callback()], save_total_limit=3)
         warned = train_on_a_full_disk(run)
-        assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
+        assert [w for w in warned if 'to make room from now on' in w], warned
         assert run.state.global_step == 24
         assert_all_complete(out)
         kept = [p.name for p in checkpoints(out)]
@@ -216,7 +216,7 @@ def test_a_second_process_fills_the_disk_mid_run(small_disk: Path) -> None:
     callback = guard_callback()
     run = trainer(out, [FillAtStep(small_disk, step=7, leave=5 * MiB), callback])
     warned = train_on_a_full_disk(run)
-    made_room = [w for w in warned if w.startswith('deleted') and 'to make room' in w]
+    made_room = [w for w in warned if 'to make room from now on' in w]
     stopped = run.state.global_step < 24 and callback.guard is not None and callback.guard.stop_reason
     assert made_room or stopped, warned
     assert (small_disk / 'other-job.bin').stat().st_size > 0
@@ -659,7 +659,7 @@ def test_the_final_model_of_an_earlier_run_is_never_taken_for_an_old_checkpoint(
     warned = train_on_a_full_disk(
         trainer(out, [guard_callback()]), resume_from_checkpoint=str(out / 'checkpoint-2')
     )
-    assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
+    assert [w for w in warned if 'to make room from now on' in w], warned
     assert {name: (out / name).read_bytes() for name in finals} == finals
     assert_all_complete(out)
 
@@ -674,7 +674,7 @@ def test_an_output_dir_that_is_a_symlink_is_guarded_where_it_leads(small_disk: P
     callback = guard_callback()
     warned = train_on_a_full_disk(trainer(link, [callback]))
     assert callback.guard is not None and callback.guard.path == str(real)
-    assert [w for w in warned if w.startswith('deleted') and 'to make room' in w], warned
+    assert [w for w in warned if 'to make room from now on' in w], warned
     assert_all_complete(real)
     assert get_last_checkpoint(str(link)) == hf_get_last_checkpoint(str(link)) == str(link / 'checkpoint-24')
 
@@ -724,3 +724,21 @@ def test_a_save_a_user_callback_asks_for_is_checked_too(small_disk: Path) -> Non
     assert run.state.global_step == 3
     assert [w for w in warned if 'checkpoint-3' in w and 'the Trainer skips this save' in w], warned
     assert checkpoints(out) == []
+
+
+def test_a_fresh_run_in_a_finished_runs_output_dir_keeps_the_new_checkpoints(tmp_path: Path) -> None:
+    """Issue 16: a finished run left checkpoint-2..24; a fresh run (not resumed) saving 2..8 in the
+    same output_dir keeps its own newest ones, and the finished run's higher steps go first."""
+    out = tmp_path / 'out'
+    trainer(out, []).train()
+    assert checkpoints(out)[-1].name == 'checkpoint-24'
+    fresh = trainer(
+        out, [guard_callback(retention=diskguard.RetentionPolicy(diskguard.KeepLast(2)))], max_steps=8
+    )
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter('always')
+        fresh.train()
+    assert [p.name for p in checkpoints(out)] == ['checkpoint-6', 'checkpoint-8']
+    assert_all_complete(out)
+    named = [str(w.message) for w in warned if 'higher step' in str(w.message)]
+    assert len(named) == 1 and 'checkpoint-24' in named[0], named

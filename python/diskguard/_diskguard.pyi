@@ -602,17 +602,33 @@ class RetentionPlan:
     @property
     def links(self) -> list[tuple[str, str]]:
         """Symlinks as (name, target); never deleted."""
+    @property
+    def order(self) -> Literal['step', 'time']:
+        """The reading that ordered the items: ``'step'``, or ``'time'`` (generations of writes: a
+        run restarted in the same directory is newer than the one before)."""
+    @property
+    def ambiguity(self) -> str | None:
+        """When steps and write times disagree and neither reading is clear: both orders, in
+        words (then only what both readings delete is deleted); else ``None``."""
     def __len__(self) -> int: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 def plan(
-    directory: _StrPath, policy: RetentionPolicy | None = None, *, now: float | None = None
+    directory: _StrPath,
+    policy: RetentionPolicy | None = None,
+    *,
+    now: float | None = None,
+    order: Literal['auto', 'step', 'time'] | None = 'auto',
 ) -> RetentionPlan:
     """Decide every checkpoint in ``directory``; nothing is touched. The GIL is released.
 
     With no policy only the invariant applies: the newest complete checkpoint and protected ones
     are kept, everything else complete is planned for deletion. ``now`` (seconds since the epoch,
-    default ``time.time()``) must be a finite time.
+    default ``time.time()``) must be a finite time. ``order`` says which checkpoint is newer
+    where steps and write times disagree: ``'auto'`` reads the directory (a later generation of
+    lower steps is a restart, one out-of-place file a copied or touched checkpoint) and, where
+    neither reading is clear, reports it in :attr:`RetentionPlan.ambiguity` and deletes only what
+    both readings delete; ``'step'`` or ``'time'`` choose.
 
     Raises:
         TypeError: ``policy`` is not a :class:`RetentionPolicy` (or ``None``).
@@ -643,7 +659,7 @@ def _free_space(
     target_fraction: float | None,
     wait: bool,
     timeout: float | None,
-) -> tuple[int, int, bool, list[tuple[str, str, str]]]: ...
+) -> tuple[int, int, bool, list[tuple[str, str, str]], int | None]: ...
 def _find_orphans(
     dir: _StrPath, temp_dir: _StrPath | None, min_age: float, uid: int, now: float
 ) -> list[tuple[str, int, float, str, tuple[int, int, int, int, int, int]]]: ...
@@ -661,7 +677,9 @@ def latest_complete(directory: _StrPath, *, patterns: Iterable[str] | None = Non
     files, Hugging Face ``checkpoint-N/``, DCP / torchtitan ``step-N/``, Lightning's sharded
     ``epoch=E-step=S.ckpt/`` folders, Accelerate ``checkpoint_N/`` (FSDP's ``pytorch_model_fsdp_0/``
     and ``optimizer_0/`` inside), DeepSpeed ``global_stepN/``, Orbax step folders), ordered as
-    retention orders them (by step where the names carry one, by mtime otherwise).
+    retention orders them (by step where the names carry one, by epoch where none carries a step, a
+    run restarted in the same directory newer than the one before, by mtime otherwise); ``None``
+    also when ``directory`` does not exist yet.
     Never a partial save: a temp name (``*.tmp``, ``tmp-checkpoint-*``, ``.diskguard-*.tmp``), an
     empty or truncated file, or a folder without its commit file is skipped; a DCP folder counts
     only when its ``.metadata`` names files that all exist with their recorded sizes (it is read,
@@ -842,9 +860,16 @@ class _Guard:
     def forecast(
         self, remaining_saves: int, save_interval: float, checkpoint_size: _Size | None = None
     ) -> RunForecast: ...
-    def state(self) -> tuple[str, int, int, str | None, dict[str, Any]]: ...
+    def state(self) -> tuple[str, int, int, str | None, dict[str, Any], list[tuple[int, int]], int]: ...
     def load_state(
-        self, level: str, largest: int, saves: int, stop_reason: str | None, trend: dict[str, Any]
+        self,
+        level: str,
+        largest: int,
+        saves: int,
+        stop_reason: str | None,
+        trend: dict[str, Any],
+        own: Iterable[Iterable[int]] | None = None,
+        run_id: int | None = None,
     ) -> None: ...
     @property
     def world_size(self) -> int: ...

@@ -183,8 +183,10 @@ def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]
 
 
 def _prune(args: argparse.Namespace) -> int:
-    """``diskguard prune``: exit 0 when done, 1 when a deletion failed; errors are main()'s (2 for
-    bad arguments, 3 otherwise: the lock is held, the directory cannot be read)."""
+    """``diskguard prune``: exit 0 when done, 1 when a deletion failed, 3 when steps and write times
+    disagree and neither reading is clear (without ``--order``); errors are main()'s (2 for bad
+    arguments, a DIR that does not exist included; 3 otherwise: the lock is held, the directory
+    cannot be read)."""
     if not os.path.lexists(args.dir):
         # A DIR that does not exist is a wrong argument (exit 2), as in du and orphans.
         raise ValueError(f'DIR={args.dir!r}: no such directory')
@@ -196,7 +198,16 @@ def _prune(args: argparse.Namespace) -> int:
             'prune: give at least one of --keep-last, --keep-best, --keep-every, --keep-within '
             '(or --dry-run to see what the invariant alone keeps)'
         )
-    current = plan(args.dir, policy)
+    current = plan(args.dir, policy, order=args.order)
+    if current.ambiguity is not None:
+        # Steps and write times disagree and neither reading is clear: do not guess which is newer.
+        print(
+            f'diskguard prune: {current.ambiguity}; nothing deleted: pass --order step (a later write '
+            'of a lower step is an old checkpoint copied or touched) or --order time (a run restarted '
+            'in the same directory is newer than the one before)',
+            file=sys.stderr,
+        )
+        return 3
     if not args.json:
         # Printed before anything is deleted, and with names any terminal can show.
         print(format_plan(current), flush=True)
@@ -280,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         action='append',
         metavar='PATH',
         help='never delete PATH: an entry name, or a path in DIR (repeatable)',
+    )
+    prune.add_argument(
+        '--order',
+        choices=('step', 'time'),
+        help='which checkpoint is newer where steps and write times disagree: step (a later write of '
+        'a lower step is a copied or touched checkpoint) or time (a later generation of lower steps '
+        'is a restart); without it an unclear directory exits 3 naming both orders',
     )
     prune.add_argument('--dry-run', action='store_true', help='show the plan, delete nothing')
     waiting = prune.add_mutually_exclusive_group()

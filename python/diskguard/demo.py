@@ -3,7 +3,8 @@
 A real torch model trains on synthetic data and saves a checkpoint every epoch under a byte budget
 that holds only a few of them, while its log grows in the same directory (as TensorBoard event files
 do). Retention keeps the last three; as the log eats the budget the guard climbs its whole ladder:
-it warns, applies retention, deletes kept checkpoints to make room (naming each), forecasts in
+it warns, applies retention, says once that it can no longer keep the last three and deletes kept
+checkpoints to make room (each one logged; the epoch lines show what is left), forecasts in
 checkpoints, and stops the run while there is still room for a final checkpoint, which then loads. No root needed: the budget is the limit.
 
 As root, ``--tmpfs`` also runs the same loop with plain ``torch.save`` on a real small tmpfs next to
@@ -80,14 +81,25 @@ class _Model:
 
 
 class _GuardLog(logging.Handler):
-    """Prints what the guard logs, as it happens."""
+    """Prints the guard's warnings as they happen (each deletion is an INFO record: the epoch lines
+    sum them up), with paths relative to the run directory."""
 
     def __init__(self, out: Print) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.WARNING)
         self.out = out
+        self.directories: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.out(f'    guard: {record.getMessage()}')
+        message = record.getMessage()
+        for directory in self.directories:
+            message = message.replace(directory + os.sep, '').replace(directory, 'the run directory')
+        self.out(f'    guard: {message}')
+
+
+def _kept(directory: str) -> str:
+    """The checkpoints in the run directory, oldest first, by name."""
+    names = [n for n in os.listdir(directory) if n.endswith('.pt')]
+    return ', '.join(sorted(names, key=lambda n: (len(n), n))) or 'none'
 
 
 def guarded_run(directory: str, budget: int | None, epochs: int, out: Print) -> str:
@@ -110,6 +122,7 @@ def guarded_run(directory: str, budget: int | None, epochs: int, out: Print) -> 
     )
     log = os.path.join(directory, 'train.log')
     started = time.monotonic()
+    deletions = (0, 0)
     for epoch in range(1, epochs + 1):
         loss = model.epoch()
         with open(log, 'ab') as f:  # a log (or TensorBoard events) growing next to the checkpoints
@@ -119,12 +132,25 @@ def guarded_run(directory: str, budget: int | None, epochs: int, out: Print) -> 
         except InsufficientSpaceError as refused:
             out(f'  epoch {epoch:2d}  loss {loss:.4f}  not saved: {refused}')
             break
-        held = guard.status().held
-        out(f'  epoch {epoch:2d}  loss {loss:.4f}  saved; the run holds {format_size(held)}')
+        status = guard.status()
+        deleted = [
+            f'{count} {how}'
+            for count, how in (
+                (status.retention_deletions - deletions[0], 'by retention'),
+                (status.forced_deletions - deletions[1], 'to make room'),
+            )
+            if count
+        ]
+        deletions = (status.retention_deletions, status.forced_deletions)
+        out(
+            f'  epoch {epoch:2d}  loss {loss:.4f}  saved; holds {format_size(status.held)}: {_kept(directory)}'
+            + (f' (deleted {" and ".join(deleted)})' if deleted else '')
+        )
         if epoch == 2:
             _forecasts(guard, epochs - epoch, (time.monotonic() - started) / epoch, out)
         if guard.step(epoch):
-            out(f'  the guard stops the run: {guard.stop_reason}')
+            reason = str(guard.stop_reason).replace(directory, 'the run directory')
+            out(f'  the guard stops the run: {reason}')
             final = os.path.join(directory, f'epoch={epoch}-final.pt')
             try:
                 guard.save(model.state(epoch, loss), final)
@@ -136,7 +162,7 @@ def guarded_run(directory: str, budget: int | None, epochs: int, out: Print) -> 
     else:
         out(f'  the run finished all {epochs} epochs')
     out('')
-    out(str(guard.status()))
+    out(str(guard.status()).replace(directory + os.sep, '').replace(directory, 'the run directory'))
     newest = latest_complete(directory)
     if newest is None:
         raise RuntimeError('no complete checkpoint left')
@@ -222,11 +248,12 @@ def run(directory: str | None, epochs: int, budget: str | None, tmpfs: bool, out
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', DiskSpaceWarning)  # each one is also logged, shown above
             if tmpfs:
-                return _tmpfs_demo(base, epochs, out)
+                return _tmpfs_demo(base, epochs, out, handler)
             run_dir = os.path.join(base, 'run')
             os.makedirs(run_dir, exist_ok=True)
             if limit is None:
                 limit = int(_Model().checkpoint_bytes() * 6.5)
+            handler.directories.append(os.path.abspath(run_dir))
             out(f'guarded training in {run_dir}')
             newest = guarded_run(run_dir, limit, epochs, out)
             _show_resume(newest, out)
@@ -238,7 +265,7 @@ def run(directory: str | None, epochs: int, budget: str | None, tmpfs: bool, out
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _tmpfs_demo(base: str, epochs: int, out: Print) -> int:
+def _tmpfs_demo(base: str, epochs: int, out: Print, handler: _GuardLog) -> int:
     size = '10m'
     plain, guarded = os.path.join(base, 'plain'), os.path.join(base, 'guarded')
     _tmpfs(plain, size)
@@ -249,6 +276,7 @@ def _tmpfs_demo(base: str, epochs: int, out: Print) -> int:
             unguarded_run(plain, epochs, out)
             out('')
             out(f'guarded: the same loop with a DiskGuard on a {size} tmpfs at {guarded} ')
+            handler.directories.append(os.path.abspath(guarded))
             newest = guarded_run(guarded, None, epochs, out)
             _show_resume(newest, out)
         finally:

@@ -586,8 +586,11 @@ class DiskGuard:
     # ----- state -----
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain values only (survives ``torch.load(weights_only=True)``)."""
-        level, largest, saves, stop_reason, trend = self._engine.state()
+        """Plain values only (survives ``torch.load(weights_only=True)``). ``'own'`` lists the
+        checkpoints this run wrote as ``[device, inode]``: a run resumed from a checkpoint that
+        carries this state keeps knowing them (and what it wrote since the oldest of them) as its
+        own, so files it did not write never outrank them."""
+        level, largest, saves, stop_reason, trend, own, run_id = self._engine.state()
         return {
             'version': _STATE_VERSION,
             'level': level,
@@ -597,6 +600,8 @@ class DiskGuard:
             'calls': self._calls,
             'last_step': self._last_step,
             'trend': trend,
+            'own': [[dev, ino] for dev, ino in own],
+            'run_id': run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -627,7 +632,13 @@ class DiskGuard:
         if last_step is not None and (isinstance(last_step, bool) or not isinstance(last_step, int)):
             raise TypeError(f'last_step={last_step!r}: expected an int or None')
         core.load_state(
-            state['level'], state['largest_checkpoint'], state['saves'], stop_reason, state['trend']
+            state['level'],
+            state['largest_checkpoint'],
+            state['saves'],
+            stop_reason,
+            state['trend'],
+            state.get('own'),
+            state.get('run_id'),
         )
         self._calls = calls + calls_since
         self._next_clock = 0  # planned against the old count: leave the fast path next call

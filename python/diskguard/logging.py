@@ -215,6 +215,16 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         4 GiB; files of budget / 8 up to 128 MiB). It is recomputed every ``resize_interval``
         seconds, so a filling disk shrinks it; the new limits apply from the next rotation.
         """
+        if (
+            isinstance(resize_interval, bool)
+            or not isinstance(resize_interval, int | float)
+            or not math.isfinite(resize_interval)
+            or resize_interval < 0
+        ):
+            numeric = isinstance(resize_interval, int | float) and not isinstance(resize_interval, bool)
+            raise (ValueError if numeric else TypeError)(
+                f'resize_interval={resize_interval!r}: expected a finite number of seconds >= 0'
+            )
         options: dict[str, Any] = {
             'max_use': max_use,
             'max_use_fraction': max_use_fraction,

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ._diskguard import (
     KeepBest,
@@ -35,10 +36,10 @@ from ._diskguard import (
     _find_orphans,
     _free_space,
     _remove_orphans,
-    apply,
     format_size,
     plan,
 )
+from ._diskguard import apply as _apply
 
 __all__ = [
     'FreeSpaceResult',
@@ -64,15 +65,17 @@ Rule = KeepLast | KeepBest | KeepEvery | KeepWithin | Protect
 
 @dataclass(frozen=True)
 class FreeSpaceResult:
-    """What :func:`free_space` achieved. When ``met`` is false, everything deletable was tried:
-    what is left is the newest complete checkpoint, protected ones, partial saves left alone, or
-    deletions that failed (see ``outcomes``)."""
+    """What :func:`free_space` achieved. When ``met`` is false, either everything deletable was
+    tried (what is left is the newest complete checkpoint, protected ones, partial saves left
+    alone, or deletions that failed: see ``outcomes``), or ``shortfall`` says by how many bytes
+    deleting every candidate would still miss the target, and nothing was deleted."""
 
     avail: int
     target: int
     met: bool
     deleted: list[str]
     outcomes: list[tuple[str, str, str]]
+    shortfall: int | None = None
 
 
 def free_space(
@@ -90,11 +93,15 @@ def free_space(
     fraction of the filesystem's size in (0, 1]); a float is never taken for a byte count.
     Deletion order: what the plan deletes anyway (oldest first), then what rules keep, least
     valuable first (recent < last N < milestones < best K). It stops before the newest complete
-    checkpoint and protected ones. ``wait`` / ``timeout`` are :func:`apply`'s.
+    checkpoint and protected ones. When even deleting every candidate would not reach the target,
+    nothing is deleted and ``shortfall`` says by how much it falls short. ``wait`` / ``timeout``
+    are :func:`apply`'s.
     """
-    avail, goal, met, outcomes = _free_space(directory, policy, target_bytes, target_fraction, wait, timeout)
+    avail, goal, met, outcomes, shortfall = _free_space(
+        directory, policy, target_bytes, target_fraction, wait, timeout
+    )
     rows = [(os.fsdecode(p), w, d) for p, w, d in outcomes]
-    return FreeSpaceResult(avail, goal, met, [p for p, w, _ in rows if w == 'deleted'], rows)
+    return FreeSpaceResult(avail, goal, met, [p for p, w, _ in rows if w == 'deleted'], rows, shortfall)
 
 
 @dataclass(frozen=True)
@@ -127,9 +134,26 @@ def find_orphans(
     ]
 
 
+def apply(
+    plan: RetentionPlan, *, wait: bool = True, timeout: float | None = None
+) -> list[tuple[str, Literal['deleted', 'skipped', 'failed'], str]]:
+    """Deletes what ``plan`` says, and nothing else: each entry re-checked (device, inode) right
+    before it goes, under the directory's lock. ``wait=False`` raises
+    :class:`~diskguard.DirectoryBusyError` when another process holds the lock; ``timeout``
+    seconds bounds the wait. Returns (path, 'deleted' | 'skipped' | 'failed', detail) per planned
+    deletion."""
+    if not isinstance(wait, bool):
+        raise TypeError(
+            f'wait={wait!r}: expected True or False (True waits for the lock, False fails at once)'
+        )
+    return _apply(plan, wait=wait, timeout=timeout)
+
+
 def remove_orphans(orphans: Sequence[Orphan]) -> list[tuple[str, str, str]]:
     """Removes orphans from :func:`find_orphans`, each re-checked to be the same file in the same
     directory first. Returns (path, 'deleted' | 'skipped' | 'failed', detail) for each."""
+    if isinstance(orphans, str | bytes) or not all(isinstance(o, Orphan) for o in orphans):
+        raise TypeError(f'orphans={orphans!r}: expected a list of Orphan from find_orphans()')
     results = _remove_orphans([(o.path, o._identity) for o in orphans])
     return [(os.fsdecode(p), w, d) for p, w, d in results]
 
@@ -145,7 +169,10 @@ def display_name(name: str | os.PathLike[str]) -> str:
 
 
 def format_plan(p: RetentionPlan) -> str:
-    """The plan as a table a person can check before applying it."""
+    """The plan as a table a person can check before applying it (and, when steps and write times
+    disagree and neither reading is clear, the two orders)."""
+    if not isinstance(p, RetentionPlan):
+        raise TypeError(f'p={p!r}: expected a RetentionPlan from diskguard.plan()')
     items: list[PlanItem] = p.items
     names = [display_name(i.name) for i in items]
     width = max([len(n) for n in names] + [10])
@@ -160,6 +187,8 @@ def format_plan(p: RetentionPlan) -> str:
         f'{counts["keep"]} kept, {counts["delete"]} to delete ({format_size(p.bytes_freed)} freed), '
         f'{counts["skip"]} partial save(s) left alone'
     )
+    if p.ambiguity is not None:
+        lines.append(f'unclear order: {p.ambiguity}; only what both orders delete is deleted')
     for name, target in p.links:
         lines.append(
             f'symlink {display_name(name)} -> {display_name(target)} '

@@ -23,6 +23,7 @@ torch is imported only when :func:`save` is called.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import io
@@ -89,7 +90,9 @@ def save(
 
     Args:
         obj: What to save, as for ``torch.save``.
-        path: The checkpoint's file name (str, bytes or ``os.PathLike``). Its directory must exist.
+        path: The checkpoint's file name (str, bytes or ``os.PathLike``). Its directory must exist,
+            unless it is ``guard``'s directory (a :class:`~diskguard.DiskGuard`'s ``path``): that
+            one is created (its parent must exist).
             A file object is refused: atomic replacement needs a name to write beside and rename
             over (call ``torch.save`` for a file object). A symlink at ``path`` is replaced by the
             new file; its target is left as it was.
@@ -115,6 +118,7 @@ def save(
     target = _target(path)
     directory, name = os.path.split(target)
     directory = directory or '.'
+    _create_guarded_dir(guard, directory)
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _check_replaceable(dir_fd, name, target)
@@ -128,6 +132,17 @@ def save(
         os.close(dir_fd)
     if guard is not None:
         guard.after_save(target, size)
+
+
+def _create_guarded_dir(guard: object, directory: str | bytes) -> None:
+    """Creates the guard's own directory (and only it: its parent must exist) when a save goes
+    there and it does not exist yet, as frameworks create their output directory."""
+    guarded = getattr(guard, 'path', None)
+    if not isinstance(guarded, str | bytes) or os.path.lexists(directory):
+        return
+    if os.path.abspath(os.fsdecode(directory)) == os.path.abspath(os.fsdecode(guarded)):
+        with contextlib.suppress(FileExistsError):  # created meanwhile (another rank)
+            os.mkdir(directory, 0o777)
 
 
 def estimate_size(obj: object, previous: Callable[[], int] | None = None) -> int:

@@ -150,6 +150,34 @@ fn on_full_arg(obj: &Bound<'_, PyAny>) -> PyResult<OnFull> {
     Ok(OnFull::parse(&text.to_cow()?)?)
 }
 
+/// `own`: the run's checkpoints as `[device, inode]` pairs (from `state_dict()`), or None.
+fn own_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(u64, u64)>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let expected = "a list of [device, inode] pairs, as DiskGuard.state_dict() gives";
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(wrong_type("own", obj, expected));
+    }
+    let items = obj.try_iter().map_err(|_| wrong_type("own", obj, expected))?;
+    let mut own = Vec::new();
+    for item in items {
+        let item = item?;
+        let pair: Vec<Bound<'_, PyAny>> = match item.try_iter() {
+            Ok(parts) if !item.is_instance_of::<PyString>() => parts.collect::<PyResult<_>>()?,
+            _ => return Err(wrong_type("own", &item, expected)),
+        };
+        let [dev, ino] = &pair[..] else {
+            return Err(wrong_type("own", &item, expected));
+        };
+        own.push((whole("own", dev)?, whole("own", ino)?));
+        if own.len() > 1_000_000 {
+            return Err(wrong_type("own", obj, "at most a million pairs"));
+        }
+    }
+    Ok(own)
+}
+
 /// An optional fraction (`warn`, `critical`): a number or `None`.
 fn opt_fraction(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     if obj.is_none() {
@@ -159,9 +187,17 @@ fn opt_fraction(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f
     }
 }
 
-/// `(level, largest checkpoint, saves, stop reason, trend state)`: what `DiskGuard.state_dict()`
-/// is built from.
-type StateRow<'py> = (&'static str, u64, u64, Option<String>, Bound<'py, PyDict>);
+/// `(level, largest checkpoint, saves, stop reason, trend state, own checkpoints as (device,
+/// inode))`: what `DiskGuard.state_dict()` is built from.
+type StateRow<'py> = (
+    &'static str,
+    u64,
+    u64,
+    Option<String>,
+    Bound<'py, PyDict>,
+    Vec<(u64, u64)>,
+    u64,
+);
 
 /// The guard's decision engine (internal; use `diskguard.DiskGuard`).
 #[pyclass(frozen, name = "_Guard", module = "diskguard._diskguard")]
@@ -346,10 +382,13 @@ impl PyGuard {
             state.saves,
             state.stop_reason,
             state_to_dict(py, &state.trend)?,
+            state.own,
+            state.run_id,
         ))
     }
 
-    #[pyo3(signature = (level, largest, saves, stop_reason, trend))]
+    #[pyo3(signature = (level, largest, saves, stop_reason, trend, own = None, run_id = None))]
+    #[allow(clippy::too_many_arguments)]
     fn load_state(
         &self,
         py: Python<'_>,
@@ -358,6 +397,8 @@ impl PyGuard {
         saves: &Bound<'_, PyAny>,
         stop_reason: Option<String>,
         trend: &Bound<'_, PyAny>,
+        own: Option<&Bound<'_, PyAny>>,
+        run_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let level = level
             .cast::<PyString>()
@@ -368,6 +409,8 @@ impl PyGuard {
             saves: whole("saves", saves)?,
             stop_reason,
             trend: state_from_dict(trend)?,
+            own: own_arg(own)?,
+            run_id: opt_whole("run_id", run_id)?.unwrap_or(0),
         };
         let now = monotonic_now()?;
         Ok(self.with(py, |g| g.load_state(&state, now))?)

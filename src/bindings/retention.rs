@@ -17,9 +17,10 @@ use crate::checkpoints::{Checkpoint, Format, Link};
 use crate::deletion::{self, LockWait, Orphan, Outcome, Target};
 use crate::error::Error;
 use crate::names::NameInfo;
+use crate::ordering::OrderChoice;
 use crate::retention::{
-    self, Action, Item, KeepBest, KeepEvery, KeepLast, KeepWithin, Keeper, Mode, Plan, Policy, Protect, Rule,
-    DEFAULT_MIN_PARTIAL_AGE,
+    self, Action, Item, KeepBest, KeepEvery, KeepLast, KeepWithin, Keeper, Mode, Ordering, Plan, Policy,
+    Protect, Rule, DEFAULT_MIN_PARTIAL_AGE,
 };
 use crate::size;
 
@@ -359,14 +360,14 @@ pub(crate) fn opt_policy(name: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult
 }
 
 /// A checkpoint's state as plain values, for pickling: `(name, format, (step, epoch, metrics),
-/// mtime, (size, apparent_size), (dev, ino, ctime, nlink), incomplete, verified)`.
+/// mtime, (size, apparent_size), (dev, ino, ctime, nlink, uid), incomplete, verified)`.
 type CheckpointState = (
     OsString,
     String,
     (Option<u64>, Option<u64>, Vec<(String, f64)>),
     f64,
     (u64, u64),
-    (u64, u64, (i64, i64), u64),
+    (u64, u64, (i64, i64), u64, u32),
     Option<String>,
     bool,
 );
@@ -382,7 +383,7 @@ fn item_state(item: &Item) -> ItemState {
             (c.info.step, c.info.epoch, c.info.metrics.clone()),
             c.mtime,
             (c.size, c.apparent_size),
-            (c.dev, c.ino, c.ctime, c.nlink),
+            (c.dev, c.ino, c.ctime, c.nlink, c.uid),
             c.incomplete.clone(),
             c.verified,
         ),
@@ -399,7 +400,7 @@ fn item_from_state(state: ItemState) -> PyResult<Item> {
     let (checkpoint, (action, reasons, keeper, bytes_freed)) = state;
     let (name, format, (step, epoch, metrics), mtime, (size, apparent_size), identity, incomplete, verified) =
         checkpoint;
-    let (dev, ino, ctime, nlink) = identity;
+    let (dev, ino, ctime, nlink, uid) = identity;
     let bad = |what: &'static str, value: String| Error::invalid(what, value, "not from a pickled plan");
     Ok(Item {
         checkpoint: Checkpoint {
@@ -413,6 +414,7 @@ fn item_from_state(state: ItemState) -> PyResult<Item> {
             ino,
             ctime,
             nlink,
+            uid,
             incomplete,
             verified,
         },
@@ -517,8 +519,15 @@ impl PyPlanItem {
 
 /// A symlink's state for pickling: (name, target, the entry it names inside the directory).
 type LinkState = (OsString, OsString, Option<OsString>);
-/// A plan's state for pickling: (dir, dev, ino, items, links).
-type PlanState = (PathBuf, u64, u64, Vec<ItemState>, Vec<LinkState>);
+/// A plan's state for pickling: (dir, dev, ino, items, links, (order, ambiguity)).
+type PlanState = (
+    PathBuf,
+    u64,
+    u64,
+    Vec<ItemState>,
+    Vec<LinkState>,
+    (String, Option<String>),
+);
 
 /// A retention plan: each checkpoint with keep/delete/skip and why. Nothing has been touched.
 #[pyclass(frozen, name = "RetentionPlan", module = "diskguard")]
@@ -557,6 +566,18 @@ impl PyRetentionPlan {
             .map(|l| (l.name.clone(), l.target.clone()))
             .collect()
     }
+    /// The reading that ordered the items: `'step'`, or `'time'` (generations of writes: a run
+    /// restarted in the same directory is newer than the one before).
+    #[getter]
+    fn order(&self) -> &'static str {
+        self.plan.order.name()
+    }
+    /// When steps and write times disagree and neither reading is clear: both orders, in words
+    /// (then only what both readings delete is deleted); else None.
+    #[getter]
+    fn ambiguity(&self) -> Option<String> {
+        self.plan.ambiguity.clone()
+    }
     fn __len__(&self) -> usize {
         self.plan.items.len()
     }
@@ -584,13 +605,16 @@ impl PyRetentionPlan {
             plan.ino,
             plan.items.iter().map(item_state).collect(),
             links,
+            (plan.order.name().to_owned(), plan.ambiguity.clone()),
         );
         Ok((slf.get_type().getattr("_restore")?, (state,)))
     }
     /// Rebuilds a pickled plan. Applying it re-checks the directory and every entry as usual.
     #[classmethod]
     fn _restore(_cls: &Bound<'_, PyType>, state: PlanState) -> PyResult<Self> {
-        let (dir, dev, ino, items, links) = state;
+        let (dir, dev, ino, items, links, (order, ambiguity)) = state;
+        let order = OrderChoice::from_name(&order)
+            .ok_or_else(|| Error::invalid("order", order.clone(), "not from a pickled plan"))?;
         let items = items
             .into_iter()
             .map(item_from_state)
@@ -610,6 +634,8 @@ impl PyRetentionPlan {
                 ino,
                 items,
                 links,
+                order,
+                ambiguity,
             },
         })
     }
@@ -617,8 +643,8 @@ impl PyRetentionPlan {
 
 /// (path, 'deleted' | 'skipped' | 'failed', detail) for one attempted deletion.
 type OutcomeRow = (PathBuf, &'static str, String);
-/// (avail, target, met, outcomes) of `free_space`.
-type FreeSpaceRow = (u64, u64, bool, Vec<OutcomeRow>);
+/// (avail, target, met, outcomes, shortfall) of `free_space`.
+type FreeSpaceRow = (u64, u64, bool, Vec<OutcomeRow>, Option<u64>);
 /// (dev, ino, ctime s, ctime ns, dir dev, dir ino): what removing an orphan re-checks.
 type OrphanIdentity = (u64, u64, i64, i64, u64, u64);
 /// (path, bytes, age, reason, identity) of an orphan.
@@ -645,18 +671,38 @@ fn lock_wait(wait: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) -> PyR
 
 /// Scans `directory` and decides every checkpoint under `policy` (GIL released).
 #[pyfunction(name = "plan")]
-#[pyo3(signature = (directory, policy = None, *, now = None))]
+#[pyo3(
+    signature = (directory, policy = None, *, now = None, order = None),
+    text_signature = "(directory, policy=None, *, now=None, order='auto')"
+)]
 pub(crate) fn plan_py(
     py: Python<'_>,
     directory: &Bound<'_, PyAny>,
     policy: Option<&Bound<'_, PyAny>>,
     now: Option<&Bound<'_, PyAny>>,
+    order: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyRetentionPlan> {
     let dir = path_arg("directory", directory)?;
     let policy = policy_arg(policy)?;
     let now = opt_number("now", now)?.unwrap_or_else(retention::now);
-    let plan = py.detach(move || retention::plan_dir(&dir, &policy, now))?;
+    let order = Ordering::Directory(order_arg(order)?);
+    let plan = py.detach(move || retention::plan_dir_ordered(&dir, &policy, now, order))?;
     Ok(PyRetentionPlan { plan })
+}
+
+/// `order=`: `'auto'` (None), `'step'` or `'time'`.
+fn order_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<OrderChoice> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(OrderChoice::Auto);
+    };
+    let expected = "'auto' (read the directory), 'step' (a later write of a lower step is a copied \
+                    or touched checkpoint) or 'time' (a later generation of lower steps is a restart)";
+    let name = obj
+        .cast::<PyString>()
+        .map_err(|_| wrong_type("order", obj, expected))?
+        .to_cow()?;
+    OrderChoice::from_name(&name)
+        .ok_or_else(|| Error::invalid("order", format!("'{}'", name.escape_debug()), expected).into())
 }
 
 /// Deletes what `plan` says (identity re-checked, under the directory's lock; GIL released).
@@ -730,6 +776,7 @@ pub(crate) fn free_space_py(
         report.target,
         report.met,
         plan_outcomes(&plan, &report.outcomes),
+        report.shortfall,
     ))
 }
 
