@@ -1289,6 +1289,9 @@ impl Guard {
     fn delete_one(&mut self, locked: &LockedDir, c: &Checkpoint, t: f64, why: &str, forced: bool) -> u64 {
         match locked.delete(&c.name, c.dev, c.ino, c.ctime) {
             Outcome::Deleted => {
+                // Its inode may be reused by the next file created (ext4 does at once): that file
+                // is not this run's.
+                self.run.own.remove(&(c.dev, c.ino));
                 let freed = if c.nlink > 1 { 0 } else { c.size };
                 self.held = self.held.saturating_sub(freed);
                 let _ = self.trend.record_free(t, freed);
@@ -1384,6 +1387,13 @@ impl Guard {
                     .push(Event::new("error", true, format!("retention: {err}")))
             }
         };
+        // A save of this run deleted by someone else (a framework's own rotation, a user) frees
+        // an inode the next file may take: it is forgotten as soon as it is seen gone.
+        self.run.own.retain(|id| {
+            plan.items
+                .iter()
+                .any(|i| (i.checkpoint.dev, i.checkpoint.ino) == *id)
+        });
         if !plan.items.iter().any(|i| i.action == Action::Delete) {
             self.pending.retention = false;
             return;

@@ -445,3 +445,33 @@ def test_recovery_is_said_once_too(disk: Path) -> None:
     assert len([m for m in later if 'keeps what its rules ask again' in m]) == 1, later
     assert [n for n in checkpoints(disk) if n.endswith('.pt')] == ['step=7.pt', 'step=8.pt', 'step=9.pt']
     assert not guard.should_stop
+
+
+# ----- adversarial review (trust2) -----
+
+
+def test_an_inode_retention_freed_never_makes_a_planted_file_the_runs(tmp_path: Path) -> None:
+    """ext4 hands a freed inode to the next file created: another user's file that takes the inode
+    of a save retention deleted must not count as one of the run's, nor outrank its saves."""
+    run = tmp_path / 'run'  # on the test machine's ext4 (tmpfs never reuses an inode number)
+    run.mkdir()
+    guard = DiskGuard(run, retention=RetentionPolicy(KeepLast(2)), warn=None, critical=None)
+    for step in (100, 200):
+        caught(guard.save, tensor_state(16 * KiB, step), run / f'step={step}.pt')
+    freed = os.stat(run / 'step=100.pt').st_ino
+    caught(guard.save, tensor_state(16 * KiB, 300), run / 'step=300.pt')
+    assert checkpoints(run) == ['step=200.pt', 'step=300.pt']
+    content = (run / 'step=300.pt').read_bytes()  # a complete checkpoint (torch.save's zip)
+    for attempt in range(2000):  # what an attacker does: create files until one has the inode
+        candidate = run / f'.plant-{attempt}'
+        candidate.write_bytes(content)
+        if os.stat(candidate).st_ino == freed:
+            break
+    else:
+        pytest.fail(f'inode {freed} was not reused on {run} (the attack this test needs)')
+    planted = run / 'step=9000.pt'
+    os.rename(candidate, planted)
+    os.chown(planted, OTHER_USER, OTHER_USER)
+    caught(guard.save, tensor_state(16 * KiB, 400), run / 'step=400.pt')
+    guard.close()
+    assert checkpoints(run) == ['step=300.pt', 'step=400.pt', 'step=9000.pt'], 'the run keeps its last 2'
