@@ -475,3 +475,20 @@ def test_an_inode_retention_freed_never_makes_a_planted_file_the_runs(tmp_path: 
     caught(guard.save, tensor_state(16 * KiB, 400), run / 'step=400.pt')
     guard.close()
     assert checkpoints(run) == ['step=300.pt', 'step=400.pt', 'step=9000.pt'], 'the run keeps its last 2'
+
+
+def test_a_save_never_follows_the_guarded_directory_replaced_by_a_symlink(tmp_path: Path) -> None:
+    """The guard refuses a symlink for its directory when made; one put there since (the directory
+    did not exist yet, or was moved away) must not carry its saves out of it."""
+    run, elsewhere = tmp_path / 'run', tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    guard = DiskGuard(run, warn=None, critical=None)
+    run.symlink_to(elsewhere)
+    with pytest.raises(OSError, match='symlink') as raised:
+        guard.save(tensor_state(4 * KiB), run / 'step=1.pt')
+    assert raised.value.filename == str(run)
+    assert os.listdir(elsewhere) == [], 'nothing written through the symlink'
+    run.unlink()
+    guard.save(tensor_state(4 * KiB), run / 'step=1.pt')  # the directory itself is still created
+    assert checkpoints(run) == ['step=1.pt']
+    guard.close()
