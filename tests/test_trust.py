@@ -5,6 +5,7 @@ drop to their uid for good) in a sticky 1777 directory."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ import diskguard
 import pytest
 from conftest import mounted_tmpfs
 from diskguard import DiskGuard, DiskSpaceWarning, KeepLast, RetentionPolicy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip('torch')
 
@@ -492,3 +495,46 @@ def test_a_save_never_follows_the_guarded_directory_replaced_by_a_symlink(tmp_pa
     guard.save(tensor_state(4 * KiB), run / 'step=1.pt')  # the directory itself is still created
     assert checkpoints(run) == ['step=1.pt']
     guard.close()
+
+
+NAME_FORMS = ('step={}.pt', 'epoch=1-step={}.ckpt', 'epoch={}.pt', 'checkpoint_epoch_{}.pt', 'model.pt')
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        # (name form, number, write time in minutes from now)
+        st.tuples(st.sampled_from(NAME_FORMS), st.integers(0, 30), st.integers(-5, 40)),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda spec: spec[0].format(spec[1]),
+    )
+)
+def test_resume_and_retention_agree_on_the_newest_whatever_the_steps_and_times(
+    tmp_path_factory: pytest.TempPathFactory, specs: list[tuple[str, int, int]]
+) -> None:
+    """Steps and epochs in any names and write times in any order (restarts, touched copies, mtimes
+    in the future, ties): the checkpoint a resume picks is one ``KeepLast(1)`` keeps, ambiguity
+    included."""
+    directory = tmp_path_factory.mktemp('orders')
+    content = _complete_checkpoint_bytes()
+    now = time.time()
+    for form, number, minutes in specs:
+        path = directory / form.format(number)
+        path.write_bytes(content)
+        os.utime(path, (now + 60 * minutes, now + 60 * minutes))
+    latest = diskguard.latest_complete(directory)
+    plan = diskguard.plan(directory, RetentionPolicy(KeepLast(1)))
+    kept = {str(i.name) for i in plan.items if i.action == 'keep'}
+    assert latest is not None and os.path.basename(latest) in kept, (latest, plan)
+
+
+_content: list[bytes] = []
+
+
+def _complete_checkpoint_bytes() -> bytes:
+    if not _content:
+        buffer = io.BytesIO()
+        torch.save(tensor_state(4 * KiB), buffer)
+        _content.append(buffer.getvalue())
+    return _content[0]
