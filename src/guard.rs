@@ -1434,6 +1434,16 @@ impl Guard {
             return;
         }
         self.refresh_shared();
+        // Deletions to meet a budget rest on what the run holds now: the background rescan's
+        // result is dropped whenever a save or deletion came after it started, so while every save
+        // makes room it would never land, and files gone meanwhile (a rotated log) would still be
+        // counted, deleting kept checkpoints for room that is already there.
+        if self.config.budget.is_some() {
+            self.rescan(t);
+            if !self.dir_short(target, false) {
+                return;
+            }
+        }
         let policy = self.config.policy.clone();
         let plan = match self.plan(policy.as_ref()) {
             Ok(plan) => plan,
