@@ -538,3 +538,38 @@ def _complete_checkpoint_bytes() -> bytes:
         torch.save(tensor_state(4 * KiB), buffer)
         _content.append(buffer.getvalue())
     return _content[0]
+
+
+RESUMED = r"""
+import sys, warnings
+import torch, diskguard
+warnings.showwarning = lambda message, *a, **k: print('WARN', message, flush=True)
+warnings.simplefilter('always')
+directory, state = sys.argv[1], sys.argv[2]
+guard = diskguard.DiskGuard(directory, retention=diskguard.RetentionPolicy(diskguard.KeepLast(3)),
+                            warn=None, critical=None)
+guard.load_state_dict(torch.load(state, weights_only=True))
+guard.save({'w': torch.zeros(16)}, directory + '/step=300.pt')
+guard.close()
+"""
+
+
+def test_a_run_resumed_while_the_run_it_resumed_from_lives_is_another_live_run(tmp_path: Path) -> None:
+    """A requeued job whose first instance still runs, or a second run started from the same
+    checkpoint: the state carries the run's id, but a resumed run is a live run of its own, so the
+    two are told of each other (an unpickled copy alone is the same run)."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    first = DiskGuard(run, retention=RetentionPolicy(KeepLast(3)), warn=None, critical=None)
+    for step in (100, 200):
+        caught(first.save, tensor_state(4 * KiB), run / f'step={step}.pt')
+    torch.save(first.state_dict(), tmp_path / 'state.pt')
+    resumed = subprocess.run(
+        [sys.executable, '-c', RESUMED, str(run), str(tmp_path / 'state.pt')],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'another live run guards' in resumed.stdout, resumed.stdout
+    first.close()
