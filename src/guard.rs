@@ -1434,16 +1434,6 @@ impl Guard {
             return;
         }
         self.refresh_shared();
-        // Deletions to meet a budget rest on what the run holds now: the background rescan's
-        // result is dropped whenever a save or deletion came after it started, so while every save
-        // makes room it would never land, and files gone meanwhile (a rotated log) would still be
-        // counted, deleting kept checkpoints for room that is already there.
-        if self.config.budget.is_some() {
-            self.rescan(t);
-            if !self.dir_short(target, false) {
-                return;
-            }
-        }
         let policy = self.config.policy.clone();
         let plan = match self.plan(policy.as_ref()) {
             Ok(plan) => plan,
@@ -1456,6 +1446,17 @@ impl Guard {
         let order = Self::forced_order(&plan);
         if order.is_empty() {
             return;
+        }
+        // Deletions to meet a budget rest on what the run holds now: the background rescan's
+        // result is dropped whenever a save or deletion came after it started, so while every save
+        // makes room it would never land, and files gone meanwhile (a rotated log) would still be
+        // counted, deleting kept checkpoints for room that is already there.
+        // (Measured only when something would be deleted: a walk of the directory.)
+        if self.config.budget.is_some() {
+            self.rescan(t);
+            if !self.dir_short(target, false) {
+                return;
+            }
         }
         // Deleting for nothing is not done: when even every candidate gone would leave the space
         // short, nothing goes, and the run goes straight to its stop.
