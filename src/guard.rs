@@ -1394,6 +1394,8 @@ impl Guard {
                 .iter()
                 .any(|i| (i.checkpoint.dev, i.checkpoint.ino) == *id)
         });
+        let own = &self.run.own;
+        self.run.adopted.retain(|id| own.contains(id));
         if !plan.items.iter().any(|i| i.action == Action::Delete) {
             self.pending.retention = false;
             return;
@@ -2093,6 +2095,7 @@ impl Guard {
     /// once the state was taken: the one the run resumed from).
     fn adopt_lineage(&mut self, own: &[Identity]) {
         self.run.own.extend(own.iter().copied());
+        self.run.adopted.extend(own.iter().copied());
         if own.is_empty() || !self.dir.is_dir() {
             return;
         }
@@ -2103,6 +2106,7 @@ impl Guard {
         let next = newest_own.and_then(|k| by_time.get(k + 1));
         if let Some(c) = next.filter(|c| c.uid == self.run.uid) {
             self.run.own.insert((c.dev, c.ino));
+            self.run.adopted.insert((c.dev, c.ino));
         }
     }
 

@@ -546,7 +546,7 @@ import torch, diskguard
 warnings.showwarning = lambda message, *a, **k: print('WARN', message, flush=True)
 warnings.simplefilter('always')
 directory, state = sys.argv[1], sys.argv[2]
-guard = diskguard.DiskGuard(directory, retention=diskguard.RetentionPolicy(diskguard.KeepLast(3)),
+guard = diskguard.DiskGuard(directory, retention=diskguard.RetentionPolicy(diskguard.KeepLast(1)),
                             warn=None, critical=None)
 guard.load_state_dict(torch.load(state, weights_only=True))
 guard.save({'w': torch.zeros(16)}, directory + '/step=300.pt')
@@ -557,7 +557,8 @@ guard.close()
 def test_a_run_resumed_while_the_run_it_resumed_from_lives_is_another_live_run(tmp_path: Path) -> None:
     """A requeued job whose first instance still runs, or a second run started from the same
     checkpoint: the state carries the run's id, but a resumed run is a live run of its own, so the
-    two are told of each other (an unpickled copy alone is the same run)."""
+    two are told of each other (an unpickled copy alone is the same run), and the resumed run, with
+    ``KeepLast(1)``, deletes none of the checkpoints it took over while the other run lives."""
     run = tmp_path / 'run'
     run.mkdir()
     first = DiskGuard(run, retention=RetentionPolicy(KeepLast(3)), warn=None, critical=None)
@@ -572,4 +573,5 @@ def test_a_run_resumed_while_the_run_it_resumed_from_lives_is_another_live_run(t
     )
     assert resumed.returncode == 0, resumed.stderr
     assert 'another live run guards' in resumed.stdout, resumed.stdout
+    assert checkpoints(run) == ['step=100.pt', 'step=200.pt', 'step=300.pt'], 'the live run keeps its saves'
     first.close()
