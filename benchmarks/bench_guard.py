@@ -9,8 +9,8 @@ interleaved in one process, several rounds; the script prints median nanoseconds
 - ``--many N``: a directory of N files (200,000 for the issue's figure), a guard with
   ``rescan_interval=1`` and every call due: the longest and the median ``step()`` over 10 s, during
   which the rescan of what the run holds (about half a second on 200,000 files) runs about ten
-  times on its own thread. Target: no call longer than about a millisecond. Also the guard's
-  construction time (its first scan still runs there).
+  times, inside ``step()`` for now. The issue's target: no call longer than about a millisecond.
+  Also the guard's construction time (its first scan runs there).
 """
 
 from __future__ import annotations

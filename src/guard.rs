@@ -518,8 +518,6 @@ pub struct Guard {
     /// Entries of the directory a framework references (its best and last checkpoints): never
     /// deleted, whatever the rules say.
     referenced: Vec<OsString>,
-    /// The periodic rescan of what the run holds, running off the training thread.
-    background_rescan: crate::probe::Rescan,
     /// What the run wrote, what was there before it, whether another live run shares the
     /// directory (see [`crate::ordering`]).
     run: RunView,
@@ -696,7 +694,6 @@ impl Guard {
             events: Vec::new(),
             replacing: None,
             referenced: Vec::new(),
-            background_rescan: crate::probe::Rescan::default(),
             run: RunView {
                 uid: nix::unistd::geteuid().as_raw(),
                 ..RunView::default()
@@ -904,30 +901,14 @@ impl Guard {
             let (used, avail) = (u.used, u.avail);
             let _ = self.trend.add_sample(t, used, avail);
         }
-        // The rescan runs on its own thread (see `probe::Rescan`); its result lands at a later check.
-        let generation = self.accounting_generation();
-        if let Some(bytes) = self.background_rescan.take(generation) {
-            self.held = bytes;
-        }
         if t - self.last_rescan >= self.config.rescan_interval
             && self.dir_responsive()
             && self.deletes()
             && self.dir.is_dir()
         {
-            let dir = self.dir.clone();
-            if self.background_rescan.start(generation, move || held_bytes(&dir)) {
-                self.last_rescan = t;
-            }
+            self.held = held_bytes(&self.dir);
+            self.last_rescan = t;
         }
-    }
-
-    /// Grows with every save and deletion the guard accounts for (and the reserve's release): a
-    /// rescan started before one of them is out of date.
-    fn accounting_generation(&self) -> u64 {
-        self.saves
-            .wrapping_add(self.retention_deletions)
-            .wrapping_add(self.forced_deletions)
-            .wrapping_add(u64::from(self.emergency.is_none()))
     }
 
     fn dir_space(&self) -> Option<&Watched> {
@@ -1792,7 +1773,6 @@ impl Guard {
         if self.deletes() && self.dir_responsive() && self.dir.is_dir() {
             self.held = held_bytes(&self.dir);
             self.last_rescan = t;
-            self.background_rescan.forget(); // started earlier: older than this one
         }
     }
 

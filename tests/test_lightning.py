@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 from conftest import mounted_tmpfs
-from diskguard import DiskGuardError, DiskSpaceWarning
+from diskguard import DiskGuardError, DiskSpaceWarning, InsufficientSpaceError
 
 torch = pytest.importorskip('torch', reason='the Lightning tests need torch: pip install -e .[test]')
 
@@ -490,7 +491,8 @@ def test_checkpoint_state_loads_with_weights_only(tmp_path: Path) -> None:
     fit.fit(tiny_model(pl))
     saved = torch.load(tmp_path / 'ckpt' / 'epoch=0-step=2.ckpt', weights_only=True)  # the second save
     assert saved['callbacks'][callback.state_key]['guard']['saves'] >= 1
-    assert fit.strategy.checkpoint_io.__class__.__name__ == 'TorchCheckpointIO', 'put back after the fit'
+    io = fit.strategy.checkpoint_io  # kept after the fit for saves by hand, detached from the callback
+    assert io._callback is None and io.replaced.__class__.__name__ == 'TorchCheckpointIO'
 
 
 @pytest.mark.timeout(120)
@@ -773,6 +775,28 @@ def test_ddp_ranks_stop_together(strategy: str, tmp_path: Path) -> None:
         assert sorted(r['deletes'] for r in ranks) == [False, True], 'exactly one rank deletes'
         assert_nothing_partial(ckpt)
         assert not [p for p in ckpt.iterdir() if p.name.startswith('.diskguard-')]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_a_save_by_hand_after_fit_is_whole_or_refused(name: str, tmp_path: Path) -> None:
+    """``trainer.fit(model); trainer.save_checkpoint('final.ckpt')``, the most common save by hand,
+    came after the callback had put Lightning's own IO back: on a full disk it left a truncated
+    ``final.ckpt``. After the fit the saves still go through :func:`diskguard.save` (whole or
+    refused before a byte is written), with no guard left to record them."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as root:
+        fit = trainer(pl, root, [callback_class()], max_steps=2, enable_checkpointing=False)
+        fit.fit(tiny_model(pl))
+        fit.save_checkpoint(root / 'final.ckpt')
+        assert torch.load(root / 'final.ckpt', weights_only=False)['global_step'] == 2
+        left = shutil.disk_usage(root).free - int(CHECKPOINT_MB * 1e6) // 2  # room for half a checkpoint
+        (root / 'filler').write_bytes(b'\0' * left)
+        with pytest.raises(InsufficientSpaceError):
+            fit.save_checkpoint(root / 'again.ckpt')
+        assert sorted(p.name for p in root.iterdir()) == ['filler', 'final.ckpt']
+        assert_nothing_partial(root)
+        pickle.loads(pickle.dumps(fit.strategy.checkpoint_io))  # as Lightning's own IO pickles
 
 
 # ----- a fresh run in a finished run's directory (issue 16) -----

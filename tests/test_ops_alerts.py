@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import run
 from diskguard.ops.alerts import (
     Alert,
+    Channel,
     Delivery,
     Email,
     SmtpSettings,
@@ -36,8 +38,8 @@ from diskguard.ops.alerts import (
     smtp_login,
     webhook_url,
 )
-from diskguard.ops.outbox import Outbox
-from diskguard.ops.redact import redact
+from diskguard.ops.outbox import Outbox, Pending
+from diskguard.ops.redact import redact, secret_forms
 
 SECRET = 'key-3f9a1c0e'
 PASSWORD = 'hunter2-secret'
@@ -343,6 +345,7 @@ def test_webhook_url_from_a_file_or_the_environment_and_a_warning_on_the_command
     come from a file or the environment instead."""
     url_file = tmp_path / 'webhook-url'
     url_file.write_text(http.url + '\n')
+    url_file.chmod(0o600)  # a secret: no warning
     assert webhook_url(None, str(url_file), {}) == (http.url, None)
     assert webhook_url(None, None, {'DISKGUARD_WEBHOOK_URL': http.url}) == (http.url, None)
     assert webhook_url('https://hooks.example.com/plain', None, {}) == (
@@ -453,3 +456,83 @@ def test_outbox_keeps_what_a_channel_did_not_take_with_backoff() -> None:
     assert [p.alert.text for p in due] == ['1', '2', '3']  # in order; a channel waits as one
     box.record(due[0], None, 4000.0)
     assert [p.alert.text for p in box.pending()] == ['2', '3']
+
+
+@pytest.mark.parametrize('kind', ['fifo', '/dev/zero', 'directory'])
+@pytest.mark.parametrize('option', ['--webhook-file', '--smtp-login-file', '--config'])
+def test_a_setting_file_that_is_not_a_regular_file_is_refused_at_once(
+    tmp_path: Path, option: str, kind: str
+) -> None:
+    """A FIFO given as a setting file used to block ``check`` forever (no writer ever comes), and
+    ``--config /dev/zero`` read until memory ran out: each is now one UNKNOWN line naming it."""
+    target = {'fifo': str(tmp_path / 'fifo'), '/dev/zero': '/dev/zero', 'directory': str(tmp_path)}[kind]
+    if kind == 'fifo':
+        os.mkfifo(target)
+    extra = ['--email', 'ops@example.com'] if option == '--smtp-login-file' else []
+    done = run('check', str(tmp_path), option, target, *extra, '--proc-root', '/proc', timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith(f'DISK UNKNOWN - {option}={target!r}: not a regular file'), done.stdout
+
+
+def test_outbox_survives_a_long_outage_a_clock_set_back_and_a_damaged_state_file() -> None:
+    """The backoff doubled a float that overflowed after ~1000 failed tries (six weeks at an hour
+    apart): the sender thread died at every try. A next try further away than the longest backoff
+    (a clock set back, NaN in the state file) held the channel's alerts for as long. A state file
+    could make a channel hold any number of pending alerts."""
+    hook = Webhook('http://127.0.0.1:1/x')
+    box = Outbox([hook], retry=60.0, max_retry=3600.0, limit=3)
+    box.add(Alert.about('WARNING', ['a']), 1000.0)
+    (item,) = box.due(1000.0)
+    item.attempts = 1100
+    box.record(item, 'refused', 1000.0)
+    assert item.attempts == 1101 and item.next_attempt == 1000.0 + 3600.0
+    for stuck in (1000.0 + 10 * 365 * 86400, math.nan, math.inf):
+        item.next_attempt = stuck
+        assert box.due(1000.0) == [item], stuck
+    item.next_attempt = 1000.0 + 3000.0  # within the longest backoff: it waits
+    assert box.due(1000.0) == []
+    many = [Pending(hook.name, Alert.about('WARNING', [str(n)]), 1, 0.0).to_json() for n in range(1000)]
+    restored = Outbox([hook], limit=3)
+    restored.load(many)
+    assert [p.alert.text for p in restored.pending()] == ['997', '998', '999']  # the newest kept
+
+
+def test_a_secret_file_others_can_read_or_own_gets_a_warning(tmp_path: Path, http: Recorder) -> None:
+    """The webhook URL and the SMTP login hold secrets: a file other users can read gives them the
+    key, one they own or can write sends the alerts where they say. Each gets a warning naming the
+    option and what to do; a file only its owner (root or this user) can read gets none."""
+    url_file, login = tmp_path / 'url', tmp_path / 'login'
+    url_file.write_text(http.url)
+    login.write_text(f'ops\n{PASSWORD}\n')
+    args = ['check', str(tmp_path), '-w', '99%', '-c', '99.5%', '--proc-root', '/proc']
+    files = ['--webhook-file', str(url_file), '--smtp-login-file', str(login), '--email', 'ops@example.com']
+    for mode in (0o644, 0o660, 0o604):
+        url_file.chmod(mode)
+        login.chmod(mode)
+        done = run(*args, *files)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for option, path in (('--webhook-file', url_file), ('--smtp-login-file', login)):
+            assert f'diskguard: warning: {option}={str(path)!r} holds a secret' in done.stderr, done.stderr
+        assert f'mode {mode:04o}' in done.stderr and 'chmod 600' in done.stderr
+        assert PASSWORD not in done.stderr and SECRET not in done.stderr
+    url_file.chmod(0o600)
+    login.chmod(0o600)
+    assert run(*args, *files).stderr == ''
+    os.chown(url_file, 65534, 65534)  # another user's file
+    assert 'owned by uid 65534' in run(*args, *files).stderr
+
+
+def test_a_secret_with_runs_of_whitespace_is_redacted() -> None:
+    """The error's whitespace used to be collapsed before redaction: a password with two spaces or
+    a tab no longer matched and reached the log."""
+
+    class Echoing(Channel):
+        name = 'echo'
+        secrets = secret_forms('correct  horse\tbattery')
+
+        def send(self, alert: Alert, timeout: float = 10.0) -> None:
+            raise OSError('535 rejected password correct  horse\tbattery')
+
+    (outcome,) = deliver([Echoing()], ALERT, attempts=1)
+    assert not outcome.ok and outcome.error is not None
+    assert 'horse' not in outcome.error and '<hidden>' in outcome.error, outcome.error

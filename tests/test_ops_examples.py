@@ -65,6 +65,7 @@ def test_the_cron_recipe_alerts_once_per_level_change(tmpfs: Path, tmp_path: Pat
     (tmpfs / 'alice').mkdir()
     login = tmp_path / 'smtp-login'
     login.write_text('ops\nsecret\n')
+    login.chmod(0o600)  # root-only, as the recipe says
     textfiles = tmp_path / 'textfile'
     textfiles.mkdir()
     box = Mailbox(login=('ops', 'secret'))
@@ -148,6 +149,7 @@ def test_the_systemd_unit_and_config_run(tmpfs: Path, tmp_path: Path) -> None:
     assert 'listen' in settings and 'textfile' not in settings
     login = tmp_path / 'smtp-login'
     login.write_text('ops\nsecret\n')
+    login.chmod(0o600)  # root-only, as the recipe says
     for team in ('users/alice', 'teams/vision'):
         (tmpfs / 'workspace' / team).mkdir(parents=True)
     (tmpfs / 'tmp').mkdir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -427,6 +428,7 @@ def test_once_exits_with_the_level_and_says_nothing_when_all_went_out(
     fill_to(tmpfs, 0.5)
     url = tmp_path / 'url'
     url.write_text(hook.url)
+    url.chmod(0o600)  # a secret: no warning
     warned = run(*args, '--webhook-file', str(url))
     assert warned.returncode == 1 and warned.stdout == warned.stderr == ''
     assert [b['state'] for b in hook.bodies] == ['WARNING']
@@ -452,3 +454,46 @@ def test_the_config_refuses_a_string_where_a_list_is_expected(
     done = run('watch', '--config', str(config), '--once', '--state-file', str(tmp_path / 's.json'))
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert run('check', '--config', str(config)).stdout.startswith('DISK UNKNOWN - ')
+
+
+@pytest.mark.parametrize(
+    'content',
+    [
+        '[]',
+        'null',
+        '{"paths": []}',
+        '{"budgets": {"x": 1}}',
+        '{"paths": {"/": {"level": 0, "alerted_level": 99, "alerted_at": 0}}}',
+        '{"paths": {"/": {"level": -1, "alerted_level": 0, "alerted_at": 0}}}',
+        'fifo',
+    ],
+)
+def test_a_state_file_of_any_shape_never_stops_the_monitor(tmp_path: Path, content: str) -> None:
+    """A state file that is JSON but not the shape written (a list, a level out of range) used to
+    crash ``watch`` at start or at its first alert (AttributeError, IndexError), which under
+    ``Restart=on-failure`` is a restart loop; a FIFO there blocked it for good. Each is ignored with
+    a warning, and the next state file written is whole."""
+    state = tmp_path / 'state.json'
+    if content == 'fifo':
+        os.mkfifo(state)
+    else:
+        state.write_text(content)
+    done = run('watch', '--once', str(tmp_path), '-w', '99%', '-c', '99.5%', '--state-file', str(state),
+               '--proc-root', '/proc', timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'ignoring the state file' in done.stderr and 'Error' not in done.stderr, done.stderr
+    assert json.loads(state.read_text())['version'] == 1
+
+
+def test_a_reminder_is_not_held_by_a_clock_set_back(tmpfs: Path, tmp_path: Path, hook: Recorder) -> None:
+    """Alerted (by the clock of the time) a year ahead of now: the reminder used to wait that year."""
+    clock = Clock()
+    clock.now = 1.8e9
+    w = Watcher(settings(tmpfs, tmp_path / 'state.json', hook), clock=clock)
+    fill_to(tmpfs, 0.6)
+    assert (first := w.step()) is not None and first.state == 'WARNING'
+    clock.now -= 365 * 86400  # the clock was a year ahead when the alert went out
+    reminder = w.step()
+    assert reminder is not None and 'still WARNING' in reminder.text
+    clock.now += 60
+    assert w.step() is None  # and then at the usual period again

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -724,6 +725,25 @@ def test_a_save_a_user_callback_asks_for_is_checked_too(small_disk: Path) -> Non
     assert run.state.global_step == 3
     assert [w for w in warned if 'checkpoint-3' in w and 'the Trainer skips this save' in w], warned
     assert checkpoints(out) == []
+
+
+def test_a_save_total_limit_the_disk_cannot_hold_is_named_once_at_train_start(small_disk: Path) -> None:
+    """Issue 19.6 for Hugging Face: ``save_total_limit=30`` peaks at 31 checkpoints and a 16 MiB disk
+    holds about a dozen even at the weights' size: one warning when training begins, naming the
+    setting and what to change, pointing at the ``train()`` line; a limit that fits gets none."""
+    for limit, expected in ((30, 1), (2, 0)):
+        out = small_disk / f'out-{limit}'
+        run = trainer(out, [guard_callback()], save_total_limit=limit, max_steps=2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            run.train()
+        named = [w for w in caught if 'save_total_limit' in str(w.message)]
+        assert len(named) == expected, [str(w.message) for w in caught]
+        for w in named:
+            assert issubclass(w.category, diskguard.DiskSpaceWarning) and w.filename == __file__
+            assert f'save_total_limit={limit}) holds {limit + 1} checkpoints' in str(w.message)
+            assert 'lower save_total_limit to' in str(w.message)
+        shutil.rmtree(out)
 
 
 def test_a_fresh_run_in_a_finished_runs_output_dir_keeps_the_new_checkpoints(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .guard import DiskGuard
 
-__all__ = ['check_callback_options', 'within']
+__all__ = ['check_callback_options', 'checkpoints_that_fit', 'within']
 
 
 def check_callback_options(
@@ -42,3 +42,14 @@ def check_callback_options(
 def within(path: str, directory: str) -> bool:
     """Whether ``path`` is in ``directory`` (absolute): a save elsewhere is only watched."""
     return os.path.commonpath([os.path.abspath(path), directory]) == directory
+
+
+def checkpoints_that_fit(guard: DiskGuard, size: int) -> int | None:
+    """How many checkpoints of ``size`` bytes the guarded directory's filesystem can hold (what is
+    available now plus what the run holds there, within its budget if any), or None when unknown."""
+    status = guard.status()
+    own = ('checkpoint directory', 'budget of')  # the directory's filesystem, and its budget if any
+    room = min((space.room for space in status.spaces if space.name.startswith(own)), default=None)
+    if room is None or size <= 0:
+        return None
+    return int((room + status.held) // size)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
-from ._integration import check_callback_options, within
+from ._integration import check_callback_options, checkpoints_that_fit, within
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size, save
@@ -50,12 +50,17 @@ class GuardedCheckpointIOMixin:
     copies it across filesystems, so a small ``$TMPDIR`` fails every save and a full destination gets
     a truncated file. Loading is Lightning's; removing is Lightning's, except that the file a refused
     save was to replace is kept.
+
+    It stays after the fit, detached from the callback (``trainer.save_checkpoint('final.ckpt')``
+    after ``fit()`` is the most common save by hand): such a save is whole or refused before a byte
+    is written (:func:`diskguard.save` without a guard), and recorded by no guard.
     """
 
     def __init__(self, callback: DiskGuardCallbackMixin, replaced: Any) -> None:
         super().__init__()
-        self._callback = callback
-        #: The CheckpointIO this one stands in for, put back at the end of the fit.
+        #: The callback of the fit under way; None once it ended.
+        self._callback: DiskGuardCallbackMixin | None = callback
+        #: The CheckpointIO this one stands in for (what a pickled Trainer gets back).
         self.replaced = replaced
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
@@ -64,17 +69,33 @@ class GuardedCheckpointIOMixin:
                 f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
                 "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
             )
-        self._callback._publish(checkpoint, os.fspath(path), super().save_checkpoint)  # type: ignore[misc]
+        lightning_save = super().save_checkpoint  # type: ignore[misc]
+        path = os.fspath(path)
+        if self._callback is not None:
+            self._callback._publish(checkpoint, path, lightning_save)
+        elif _is_remote(path):
+            lightning_save(checkpoint, path)
+        else:
+            os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+            save(checkpoint, path)
 
     def remove_checkpoint(self, path: Any) -> None:
-        if self._callback._keeps(os.fspath(path)):
+        callback = self._callback
+        if callback is not None and callback._keeps(os.fspath(path)):
             return
         super().remove_checkpoint(path)  # type: ignore[misc]
-        self._callback._removed(os.fspath(path))
+        if callback is not None:
+            callback._removed(os.fspath(path))
 
-    def __reduce__(self) -> Any:
-        # Installed only for the length of a fit, in the process that fits: never pickled with it.
-        raise TypeError('the checkpoint IO diskguard installs during a fit cannot be pickled')
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A pickled (or deep-copied) Trainer gets Lightning's own IO: the callback is not pickled
+        # with its process's fit.
+        return _itself, (self.replaced,)
+
+
+def _itself(io: Any) -> Any:
+    """Unpickles a :class:`GuardedCheckpointIOMixin` as the IO it stood in for."""
+    return io
 
 
 class DiskGuardCallbackMixin:
@@ -245,7 +266,7 @@ class DiskGuardCallbackMixin:
         CheckpointIO of the user's (async, cloud, sharded) is left alone: the guard still checks, makes
         room and stops, but cannot refuse a save it does not see."""
         current = trainer.strategy.checkpoint_io
-        if isinstance(current, GuardedCheckpointIOMixin):  # left by a fit that raised
+        if isinstance(current, GuardedCheckpointIOMixin):  # left by an earlier fit
             current = trainer.strategy.checkpoint_io = current.replaced
         if type(current) is not self._torch_io_class:
             if trainer.is_global_zero:
@@ -260,10 +281,14 @@ class DiskGuardCallbackMixin:
         self._replaced_io = current
         trainer.strategy.checkpoint_io = self._guarded_io_class(self, current)
 
-    def _uninstall_io(self) -> None:
-        trainer, replaced = self._trainer, self._replaced_io
-        if trainer is not None and replaced is not None:
-            trainer.strategy.checkpoint_io = replaced
+    def _detach_io(self) -> None:
+        """Ends the installed IO's tie to this fit; it stays, saving whole or refusing (see
+        :class:`GuardedCheckpointIOMixin`), until the next fit replaces it."""
+        trainer = self._trainer
+        if trainer is not None and self._replaced_io is not None:
+            io = trainer.strategy.checkpoint_io
+            if isinstance(io, GuardedCheckpointIOMixin) and io._callback is self:
+                io._callback = None
 
     # ----- what Lightning references -----
 
@@ -462,9 +487,9 @@ class DiskGuardCallbackMixin:
             self._finish()
 
     def _finish(self) -> None:
-        """Puts Lightning's IO back and releases the guard's reserve; keeps the guard's state."""
+        """Detaches the installed IO and releases the guard's reserve; keeps the guard's state."""
         guard = self._guard
-        self._uninstall_io()
+        self._detach_io()
         if guard is not None:
             self._pending_state = self.state_dict()
             guard.close()
@@ -525,11 +550,7 @@ def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
             size = estimate_size(pl_module.state_dict())  # the weights: a lower bound on a checkpoint
         except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
             return None
-    own = ('checkpoint directory', 'budget of')  # the directory's filesystem, and its budget if any
-    room = min((space.room for space in status.spaces if space.name.startswith(own)), default=None)
-    if room is None or size <= 0:
-        return None
-    return int((room + status.held) // size)
+    return checkpoints_that_fit(guard, size)
 
 
 def _may_save_at_batch_end(callback: Any) -> bool:

@@ -74,7 +74,7 @@ except ImportError:  # pragma: no cover - transformers before 4.42 stores no cal
 
 from ._diskguard import plan
 from ._dist import resolve_sync
-from ._integration import check_callback_options, within
+from ._integration import check_callback_options, checkpoints_that_fit, within
 from .errors import DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size
@@ -254,9 +254,13 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
                 self.guard_state = previous.state_dict()  # a stop is not carried over
             previous.close()
             self.guard = None
-        self._guard_for(args)
+        guard = self._guard_for(args)
         self._figures_placed = False
         self._stopped_at = None
+        if state.is_world_process_zero:
+            conflict = _save_total_limit_conflict(args, guard, kwargs.get('model'))
+            if conflict is not None:
+                warnings.warn(conflict, DiskSpaceWarning, stacklevel=_caller_level())
         # A run resumed from a checkpoint written without this callback has no entry for it in the
         # state the Trainer loaded, and its first save would fail looking it up (KeyError).
         stored: Any = state.stateful_callbacks  # typed as the list given, a dict once built
@@ -447,6 +451,36 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             'args': {name: value for name, value in json_args.items() if value is not ...},
             'attributes': {},
         }
+
+
+def _save_total_limit_conflict(args: TrainingArguments, guard: DiskGuard, model: Any) -> str | None:
+    """``save_total_limit`` whose peak (the new checkpoint is saved before the oldest is rotated
+    out; with ``load_best_model_at_end`` the best one stays too) cannot fit on the guarded disk,
+    named once when training begins with what to change; None when it fits or is not known. The
+    size is the largest checkpoint seen, else the model's weights: a lower bound (the optimizer's
+    state does not exist yet), so this errs toward silence."""
+    limit = args.save_total_limit
+    if not limit or limit <= 0 or str(args.save_strategy).lower().endswith('no'):
+        return None
+    if not within(_output_dir(args), os.fsdecode(guard.path)):
+        return None  # the guard does not measure where the checkpoints go
+    size = guard.status().largest_checkpoint
+    if not size and model is not None:
+        try:
+            size = estimate_size(model.state_dict())
+        except Exception:  # noqa: BLE001 -- an estimate only
+            return None
+    capacity = checkpoints_that_fit(guard, size)
+    peak = max(limit, 2 if args.load_best_model_at_end else 1) + 1
+    if capacity is None or peak <= capacity:
+        return None
+    return (
+        f'TrainingArguments(save_total_limit={limit}) holds {peak} checkpoints at its peak (the new one '
+        f'is saved before the oldest is removed{", the best one kept" if args.load_best_model_at_end else ""}'
+        f'), and the disk has room for about {capacity}: lower save_total_limit to '
+        f'{max(capacity - 1, 1)} or give the checkpoints more room; diskguard stops the training when '
+        'it runs short'
+    )
 
 
 def _reports(callback: object) -> bool:

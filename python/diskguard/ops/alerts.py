@@ -20,6 +20,8 @@ import re
 import smtplib
 import socket
 import ssl
+import stat
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -41,6 +43,38 @@ WEBHOOK_FORMATS = ('generic', 'wecom', 'slack')
 SMTP_SECURITY = ('starttls', 'tls', 'none')
 #: Where a webhook URL may come from besides the command line (which every user sees in ``ps``).
 WEBHOOK_ENV = 'DISKGUARD_WEBHOOK_URL'
+#: Bytes read from a file holding a setting (a webhook URL, an SMTP login).
+SETTING_FILE_LIMIT = 64 * 1024
+
+
+def read_setting_file(
+    path: str, option: str, limit: int = SETTING_FILE_LIMIT, *, secret: bool = False
+) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path`` (the file given to ``option``). Anything
+    else is refused naming the option: a FIFO would block the monitor forever, ``/dev/zero`` never
+    ends, a directory has no text. A ``secret`` file that other users can read (the key is theirs)
+    or write (the alerts go where they say), or that another user owns, gets a warning on stderr."""
+    try:
+        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting for one.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as err:
+        raise ValueError(f'{option}={path!r}: cannot read it ({err.strerror})') from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ValueError(f'{option}={path!r}: not a regular file')
+    if secret and (info.st_mode & 0o077 or info.st_uid not in (0, os.geteuid())):
+        print(
+            f'diskguard: warning: {option}={path!r} holds a secret but is owned by uid {info.st_uid} '
+            f'with mode {stat.S_IMODE(info.st_mode):04o}: other users may read or change it '
+            f'(chown it to this user and chmod 600 it)',
+            file=sys.stderr,
+        )
+    with os.fdopen(fd, 'rb') as f:
+        try:
+            return f.read(limit)
+        except OSError as err:
+            raise ValueError(f'{option}={path!r}: cannot read it ({err.strerror})') from None
 
 
 @functools.cache
@@ -197,11 +231,14 @@ def webhook_url(
         return url, None
     if url_file:
         try:
-            with open(url_file, encoding='utf-8') as f:
-                first = f.readline(64 * 1024).strip()
-        except (OSError, UnicodeDecodeError) as err:
-            why = err.strerror if isinstance(err, OSError) else 'not UTF-8 text'
-            raise ValueError(f'--webhook-file={url_file!r}: cannot read it ({why})') from None
+            first = (
+                read_setting_file(url_file, '--webhook-file', secret=True)
+                .split(b'\n', 1)[0]
+                .decode('utf-8')
+                .strip()
+            )
+        except UnicodeDecodeError:
+            raise ValueError(f'--webhook-file={url_file!r}: cannot read it (not UTF-8 text)') from None
         if not first:
             raise ValueError(f'--webhook-file={url_file!r}: expected the URL on the first line')
         return first, None
@@ -231,10 +268,11 @@ def smtp_login(
     env = os.environ if environ is None else environ
     if login_file is not None:
         try:
-            with open(login_file, encoding='utf-8') as f:
-                lines = f.read(64 * 1024).splitlines()
-        except OSError as err:
-            raise ValueError(f'--smtp-login-file={login_file!r}: cannot read it ({err.strerror})') from None
+            lines = (
+                read_setting_file(login_file, '--smtp-login-file', secret=True).decode('utf-8').splitlines()
+            )
+        except UnicodeDecodeError:
+            raise ValueError(f'--smtp-login-file={login_file!r}: cannot read it (not UTF-8 text)') from None
         if len(lines) < 2 or not lines[0].strip():
             raise ValueError(
                 f'--smtp-login-file={login_file!r}: expected the user on the first line and the password '
@@ -319,7 +357,8 @@ def send_once(channel: Channel, alert: Alert, timeout: float) -> str | None:
     try:
         channel.send(alert, timeout)
     except Exception as err:  # noqa: BLE001 - a channel must never stop the monitor
-        return redact(' '.join(f'{type(err).__name__}: {err}'.split()), channel.secrets)
+        # Redacted before the whitespace is collapsed: a secret with two spaces must still match.
+        return ' '.join(redact(f'{type(err).__name__}: {err}', channel.secrets).split())
     return None
 
 

@@ -84,7 +84,9 @@ class Outbox:
             for p in self._items:
                 if p.channel in waiting:
                     continue
-                if p.next_attempt <= now:
+                # A time further away than the longest backoff (a clock set back, a damaged state
+                # file, NaN) would hold the channel's alerts for good: it is due now.
+                if p.next_attempt <= now or not p.next_attempt <= now + self.max_retry:
                     due.append(p)
                 else:
                     waiting.add(p.channel)
@@ -99,14 +101,17 @@ class Outbox:
                 return
             item.attempts += 1
             item.error = error
-            item.next_attempt = now + min(self.max_retry, self.retry * 2 ** (item.attempts - 1))
+            # The exponent is capped: a channel down for weeks must not overflow a float.
+            doubling = 2.0 ** min(max(item.attempts - 1, 0), 64)
+            item.next_attempt = now + min(self.max_retry, self.retry * doubling)
 
     def to_json(self) -> list[dict[str, Any]]:
         with self._lock:
             return [p.to_json() for p in self._items]
 
     def load(self, items: list[Any]) -> None:
-        """Pending alerts from a state file; those for channels no longer configured are dropped."""
+        """Pending alerts from a state file; those for channels no longer configured are dropped, and
+        each channel keeps its newest ``limit`` (a damaged or hostile file cannot make it hold more)."""
         loaded = [Pending.from_json(x) for x in items]
         with self._lock:
             for p in loaded:
@@ -114,6 +119,17 @@ class Outbox:
                     self._items.append(p)
                 else:
                     log.warning('dropping an alert pending for %s: that channel is no longer set', p.channel)
+            for name in self.channels:
+                mine = [p for p in self._items if p.channel == name]
+                if len(mine) > self.limit:
+                    log.warning(
+                        'dropping %d alerts pending for %s (at most %d wait)',
+                        len(mine) - self.limit,
+                        name,
+                        self.limit,
+                    )
+                    dropped = {id(p) for p in mine[: len(mine) - self.limit]}
+                    self._items = [p for p in self._items if id(p) not in dropped]
 
 
 class Sender:

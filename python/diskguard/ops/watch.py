@@ -30,7 +30,7 @@ from typing import Any
 from .. import TrendMonitor
 from . import atomic, parse
 from . import escape as names
-from .alerts import TOTAL_TIME, Alert, Channel, summarize
+from .alerts import TOTAL_TIME, Alert, Channel, read_setting_file, summarize
 from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
 from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
@@ -60,6 +60,10 @@ LIST_KEYS = {'paths': '["/workspace", "/tmp"]', 'email': '["ops@example.com"]'}
 BOOL_KEYS = frozenset({'nearest_ancestor', 'alert_failure_critical'})
 #: Samples kept per path in the state file.
 MAX_SAMPLES = 720
+#: The largest config file read (a config is a few hundred bytes; /dev/zero never ends).
+CONFIG_LIMIT = 1024 * 1024
+#: The largest state file read (samples and pending alerts take a few MiB at most).
+STATE_LIMIT = 16 * 1024 * 1024
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -67,11 +71,13 @@ def load_config(path: str | None) -> dict[str, Any]:
     not silently ignored, and secrets have no key (logins come from a file or the environment)."""
     if path is None:
         return {}
+    data = read_setting_file(path, '--config', CONFIG_LIMIT + 1)
+    if len(data) > CONFIG_LIMIT:
+        raise ValueError(f'--config={path!r}: larger than {CONFIG_LIMIT // 1024} KiB, not a config file')
     try:
-        with open(path, 'rb') as f:
-            config = tomllib.load(f)
-    except OSError as err:
-        raise ValueError(f'--config={path!r}: cannot read it ({err.strerror})') from None
+        config = tomllib.loads(data.decode('utf-8'))
+    except UnicodeDecodeError:
+        raise ValueError(f'--config={path!r}: cannot read it (not UTF-8 text)') from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f'--config={path!r}: not valid TOML ({err})') from None
     unknown = sorted(set(config) - CONFIG_KEYS)
@@ -240,15 +246,18 @@ class Watcher:
         if not self.s.state_file or not os.path.exists(self.s.state_file):
             return
         try:
-            with open(self.s.state_file, encoding='utf-8') as f:
-                data = json.load(f)
+            data = json.loads(read_setting_file(self.s.state_file, '--state-file', STATE_LIMIT + 1))
+            if not isinstance(data, dict):
+                raise TypeError(f'expected a JSON object, not {type(data).__name__}')
             for key, table in (('paths', self.tracked), ('budgets', self.budget_tracked)):
                 for name, t in data.get(key, {}).items():
-                    table[name] = Tracked(int(t['level']), int(t['alerted_level']), float(t['alerted_at']))
+                    table[name] = Tracked(
+                        _level(t['level']), _level(t['alerted_level']), float(t['alerted_at'])
+                    )
             for key, saved in data.get('trends', {}).items():
                 self._trend(key, saved)
             self.outbox.load(list(data.get('pending', [])))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             # A damaged state file costs at most one repeated alert; never refuse to start over it.
             log.warning('ignoring the state file %s: %s', self.s.state_file, err)
             self.tracked.clear()
@@ -345,7 +354,11 @@ class Watcher:
                 changes.append(
                     (t.level, f'{kind}{name} {state} (was {was})', f'{state} (was {was}): {describe[name]}')
                 )
-            elif t.level != OK and now - t.alerted_at >= self.s.reminder:
+            elif t.level != OK and (
+                # Alerted further ahead than a reminder period: the clock was set back (or the state
+                # file is damaged); waiting for that time would hold the reminder for as long.
+                now - t.alerted_at >= self.s.reminder or not t.alerted_at <= now + self.s.reminder
+            ):
                 changes.append((t.level, f'{kind}{name} still {state}', f'still {state}: {describe[name]}'))
             else:
                 continue
@@ -428,6 +441,14 @@ class Watcher:
             self.finish()
         log.info('stopped')
         return 0
+
+
+def _level(value: Any) -> int:
+    """A level read from the state file: one of the states' numbers, else ValueError."""
+    level = int(value)
+    if not 0 <= level < len(STATE_NAMES):
+        raise ValueError(f'level {value!r}: expected 0 to {len(STATE_NAMES) - 1}')
+    return level
 
 
 def _hours(seconds: float) -> str:
