@@ -575,3 +575,27 @@ def test_a_run_resumed_while_the_run_it_resumed_from_lives_is_another_live_run(t
     assert 'another live run guards' in resumed.stdout, resumed.stdout
     assert checkpoints(run) == ['step=100.pt', 'step=200.pt', 'step=300.pt'], 'the live run keeps its saves'
     first.close()
+
+
+def test_making_room_measures_first_so_room_freed_since_the_last_rescan_costs_nothing(disk: Path) -> None:
+    """A log rotated away between two periodic rescans: the guard's figure of what the run holds
+    still counts it, but making room measures before it deletes, and deletes nothing once the
+    budget holds the next save."""
+    filler = disk / 'events.log'
+    filler.write_bytes(os.urandom(700 * KiB))
+    guard = DiskGuard(
+        disk,
+        budget='2MiB',
+        retention=RetentionPolicy(KeepLast(3)),
+        warn=None,
+        critical=None,
+        rescan_interval=3600,
+    )
+    for step in range(1, 5):
+        caught(guard.save, tensor_state(250 * KiB), disk / f'step={step}.pt')
+    forced = guard.status().forced_deletions
+    filler.unlink()
+    for step in range(5, 8):
+        caught(guard.save, tensor_state(250 * KiB), disk / f'step={step}.pt')
+    assert guard.status().forced_deletions == forced, 'no kept checkpoint deleted for room already there'
+    assert [n for n in checkpoints(disk) if n.endswith('.pt')][-3:] == ['step=5.pt', 'step=6.pt', 'step=7.pt']
