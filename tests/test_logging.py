@@ -145,6 +145,29 @@ def test_paused_handler_drops_without_touching_the_disk(tmpfs: Path, handlers: l
     assert handler.dropped == 500 + 10 - len(complete_records(log_file))
 
 
+def test_rotation_never_writes_through_a_planted_symlink(
+    tmp_path: Path, handlers: list[logging.Handler]
+) -> None:
+    """A dangling symlink at the next archive's name (``run.log.1.gz -> elsewhere``, planted in a
+    shared log directory) passes the base class's ``os.path.exists`` check: opening it would create
+    the file it points to, with the log's content."""
+    log_file = tmp_path / 'run.log'
+    elsewhere = tmp_path / 'elsewhere'
+    (tmp_path / 'run.log.1.gz').symlink_to(elsewhere)
+    handler = RotatingFileHandler(log_file, maxBytes=4096, backupCount=2, compress=True, retry_interval=0)
+    handlers.append(handler)
+    log = Log(handler)
+    first = 'x' * 100
+    log.info(first)
+    log.many(60, '%d %s', 'y' * 100)
+
+    assert not elsewhere.exists()
+    archive = tmp_path / 'run.log.1.gz'
+    assert archive.is_file() and not archive.is_symlink()
+    with gzip.open(archive, 'rt') as f:
+        assert f.readline().strip() == first
+
+
 def test_rotation_that_hits_enospc_leaves_no_partial_gzip(
     tmpfs: Path, handlers: list[logging.Handler]
 ) -> None:

@@ -386,6 +386,38 @@ def test_delivery_is_bounded_in_total_time() -> None:
     assert elapsed < 5, elapsed
 
 
+def test_a_servers_reply_cannot_put_terminal_escapes_in_the_error() -> None:
+    """The error we print, log and put in --json carries text the server chose (an HTTP reason
+    phrase): its control characters are escaped like a name's, so it cannot retitle or clear the
+    admin's terminal or forge a line."""
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen()
+
+    def answer() -> None:
+        for _ in range(2):
+            client, _ = server.accept()
+            with client:
+                client.recv(65536)
+                client.sendall(b'HTTP/1.0 500 \x1b]0;pwned\x07\x1b[2J\rFORGED\r\nContent-Length: 0\r\n\r\n')
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        (outcome,) = deliver(
+            [Webhook(f'http://127.0.0.1:{server.getsockname()[1]}/x')],
+            ALERT,
+            attempts=2,
+            sleep=lambda _: None,
+        )
+    finally:
+        thread.join(timeout=10)
+        server.close()
+    assert not outcome.ok and outcome.error is not None
+    assert outcome.error.isprintable(), outcome.error
+    assert '\\x1b]0;pwned\\x07' in outcome.error
+
+
 def test_names_are_data_in_webhook_and_email_bodies(tmp_path: Path, http: Recorder) -> None:
     """Issue 17.2/17.3: a directory name with bytes that are not UTF-8, a newline and an escape reaches
     both channels, escaped: valid UTF-8 JSON without lone surrogates, no forged mail line or header."""

@@ -20,7 +20,7 @@ from conftest import NOBODY, mounted_tmpfs
 from diskguard.ops import atomic
 from diskguard.ops import escape as names
 from diskguard.ops.budgets import Budget
-from diskguard.ops.prometheus import TEXTFILE_NAME, MetricsServer
+from diskguard.ops.prometheus import TEXTFILE_NAME, MetricsServer, write_textfile
 from diskguard.ops.watch import Settings, Watcher
 
 HOSTILE_BUDGET = "x | 'root_fs'=0B;1;2;0;100 'x"
@@ -110,6 +110,62 @@ def test_the_mode_does_not_depend_on_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / 'metrics.prom').stat().st_mode) == 0o644
+
+
+def test_a_directory_symlink_another_user_planted_is_not_followed(shared: Path, open_dir: Path) -> None:
+    """``--textfile /tmp/prom`` or a state file under ``/tmp/dg/``: the other user's symlink there would
+    send root's writes into a directory of their choosing (``fs.protected_symlinks=0`` here)."""
+    elsewhere = open_dir / 'elsewhere'
+    elsewhere.mkdir()
+    as_other_user('ln', '-s', str(elsewhere), str(shared / 'prom'))
+    as_other_user('ln', '-s', str(elsewhere), str(shared / 'dg'))
+
+    with pytest.raises(PermissionError, match='not following'):
+        write_textfile(str(shared / 'prom'), 'x 1\n')
+    with pytest.raises(PermissionError, match='not following'):
+        atomic.write_file(str(shared / 'dg' / 'watch.json'), b'{}', 0o600)
+    assert list(elsewhere.iterdir()) == []
+
+    # Symlinks root (or the directory's owner) made are followed as before, relative ones too.
+    os.symlink('../elsewhere', shared / 'mine')
+    (open_dir / 'link').symlink_to(shared / 'mine')
+    write_textfile(str(open_dir / 'link'), 'x 1\n')
+    assert (elsewhere / TEXTFILE_NAME).read_text() == 'x 1\n'
+
+
+FORGED_STATE = """
+import json, sys
+state = {'version': 1, 'paths': {sys.argv[2]: {'level': 2, 'alerted_level': 2, 'alerted_at': 1e12}},
+         'pending': [{'channel': 'webhook', 'alert': {'title': 'FORGED', 'lines': ['FORGED']},
+                      'attempts': 0, 'next_attempt': 0, 'error': ''}], 'trends': {}}
+open(sys.argv[1], 'w').write(json.dumps(state))
+"""
+
+
+@pytest.mark.parametrize('planted', ['fifo', 'dev-zero', 'forged'])
+def test_a_state_file_another_user_planted_is_ignored(shared: Path, planted: str) -> None:
+    """watch reads back only a state file it could have written: a FIFO would hang it at start,
+    /dev/zero grow its memory without bound, and forged levels silence the next CRITICAL alert."""
+    state = shared / 'watch.json'
+    if planted == 'fifo':
+        as_other_user('mkfifo', '-m', '666', str(state))
+    elif planted == 'dev-zero':
+        as_other_user('ln', '-s', '/dev/zero', str(state))
+    else:
+        as_other_user(sys.executable, '-c', FORGED_STATE, str(state), str(shared))
+    script = (
+        'import logging, sys; from diskguard.ops.watch import Settings, Watcher; logging.basicConfig(); '
+        'w = Watcher(Settings(paths=[sys.argv[1]], state_file=sys.argv[2])); '
+        'print(len(w.tracked), len(w.outbox.pending()))'
+    )
+    limit = 'import resource; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))'
+    loaded = subprocess.run(
+        [sys.executable, '-c', f'{limit}\n{script}', str(shared), str(state)],
+        check=False, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ['0', '0'], loaded.stdout
+    assert 'ignoring the state file' in loaded.stderr
 
 
 # -- 2 and 3. names are data in every output --------------------------------------------------------

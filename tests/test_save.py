@@ -451,6 +451,31 @@ def test_saving_over_a_file_keeps_its_mode_and_owner(tmp_path: Path) -> None:
     assert (tmp_path / 'new.pt').stat().st_mode & 0o777 == 0o644
 
 
+def test_a_file_another_user_planted_in_a_shared_directory_does_not_get_our_checkpoint(
+    open_dir: Path,
+) -> None:
+    """In a sticky world-writable directory another user can create the checkpoint's name first.
+    Keeping that file's owner and mode would hand root's checkpoint to them (a pickle root later
+    loads), so there, as the kernel's fs.protected_regular reasons, it is replaced by a file of ours."""
+    shared = open_dir / 'shared'
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / 'model.pt'
+    subprocess.run(
+        ['setpriv', '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups',
+         'sh', '-c', f'echo x > {planted} && chmod 666 {planted}'],
+        check=True, timeout=30,
+    )  # fmt: skip
+    old = os.umask(0o022)
+    try:
+        diskguard.save(state(1, 100), planted)
+    finally:
+        os.umask(old)
+    st = planted.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o644)
+    assert loads_as(planted, 1)
+
+
 def test_ctrl_c_inside_the_writer_propagates_as_keyboard_interrupt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -510,6 +535,29 @@ def test_the_next_guard_start_removes_temp_files_of_killed_saves(tmp_path: Path,
 
 
 @pytest.mark.timeout(120)
+def test_a_guard_start_leaves_a_temp_name_hard_linked_to_another_file(open_dir: Path) -> None:
+    """Another user's hard link to one of our files, given a temp file's name, is not a killed save
+    of ours (a save's temp file has one link): the guard leaves that name to its maker."""
+    shared = open_dir / 'shared'
+    shared.mkdir()
+    shared.chmod(0o1777)
+    ours = open_dir / 'ours.txt'
+    ours.write_bytes(b'ours')
+    ours.chmod(0o666)  # fs.protected_hardlinks lets another user link a file it can read and write
+    _backdate(ours)
+    planted = shared / '.diskguard-planted.pt.0000.tmp'
+    subprocess.run(
+        ['setpriv', '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups', 'ln', ours, planted],
+        check=True,
+        timeout=30,
+    )
+
+    diskguard.DiskGuard(shared)
+
+    assert leftovers(shared) == [planted.name]
+    assert ours.stat().st_nlink == 2
+
+
 def test_a_guard_start_leaves_live_writers_and_other_users_temp_files(tmp_path: Path) -> None:
     tmp_path.chmod(0o1777)
     writer = _start_stalled_writer(tmp_path / 'live.pt')

@@ -85,9 +85,23 @@ def _check_arguments(filename: object, **values: Any) -> None:
 
 
 def _gzip_rotator(source: str, dest: str) -> None:
-    """Compresses ``source`` into ``dest`` and removes ``source``; leaves no partial ``dest``."""
+    """Compresses ``source`` into ``dest`` and removes ``source``; leaves no partial ``dest``.
+
+    ``dest`` is created exclusively, never through a symlink: the base class removes an existing
+    archive only when ``os.path.exists`` sees it, which a dangling symlink (planted in a shared log
+    directory) is not, and opening it would create the file it points to."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(source, 'rb') as src, gzip.open(dest, 'wb') as out:
+        fd = os.open(dest, flags, 0o666)
+    except FileExistsError:
+        os.unlink(dest)  # the name itself (a symlink is removed, its target left alone)
+        fd = os.open(dest, flags, 0o666)
+    try:
+        with (
+            open(fd, 'wb') as raw,
+            open(source, 'rb') as src,
+            gzip.GzipFile(filename=dest, mode='wb', fileobj=raw) as out,
+        ):
             shutil.copyfileobj(src, out)
     except BaseException:
         try:

@@ -405,12 +405,19 @@ def _interrupt_in(err: BaseException) -> KeyboardInterrupt | None:
 def _keep_owner_and_mode(fd: int, dir_fd: int, name: str) -> None:
     """Gives the new file the permission bits of the regular file it replaces (and its owner and
     group when run as root), as ``torch.save`` writing in place would keep them. A new name keeps
-    the umask's mode. Hard links to the old file are not kept: the new checkpoint is a new file."""
+    the umask's mode, and so does a name another user made in a sticky shared directory. Hard links
+    to the old file are not kept: the new checkpoint is a new file."""
     try:
         old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
     if not stat.S_ISREG(old.st_mode):
+        return
+    parent = os.fstat(dir_fd)
+    shared = parent.st_mode & stat.S_ISVTX and parent.st_mode & (stat.S_IWOTH | stat.S_IWGRP)
+    if shared and old.st_uid not in (os.geteuid(), parent.st_uid):
+        # Another user made this name first in a sticky shared directory (/tmp): keeping their owner
+        # or mode would give them our checkpoint. The kernel's fs.protected_regular reasons the same.
         return
     if os.geteuid() == 0:
         os.fchown(fd, old.st_uid, old.st_gid)  # before fchmod: a chown clears set-id bits
@@ -421,8 +428,8 @@ def remove_abandoned_temps(directory: StrPath) -> list[str]:
     """Removes the temp files (``.diskguard-*.tmp``) in ``directory`` that a killed save left behind
     (SIGTERM, SIGKILL, a crash) and returns their names.
 
-    Only files that are ours are removed: regular files (never a symlink) owned by this user, over
-    a second old, that no live writer holds locked (a save locks its temp file until the rename).
+    Only files that are ours are removed: regular files (never a symlink, never one with another
+    hard link) owned by this user, over a second old, that no live writer holds locked (a save locks its temp file until the rename).
     Anything else, and every error, is left alone: this is housekeeping, never a reason to fail.
     """
     removed: list[str] = []
@@ -455,6 +462,8 @@ def _remove_if_abandoned(dir_fd: int, name: str) -> bool:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
             return False
+        if st.st_nlink != 1:
+            return False  # a save's temp file has one name: another is a link someone else made
         if time.time() - st.st_mtime < ABANDONED_AFTER:
             return False
         try:

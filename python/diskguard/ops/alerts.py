@@ -357,8 +357,9 @@ def send_once(channel: Channel, alert: Alert, timeout: float) -> str | None:
     try:
         channel.send(alert, timeout)
     except Exception as err:  # noqa: BLE001 - a channel must never stop the monitor
-        # Redacted before the whitespace is collapsed: a secret with two spaces must still match.
-        return ' '.join(redact(f'{type(err).__name__}: {err}', channel.secrets).split())
+        # Redacted before the whitespace is collapsed (a secret with two spaces must still match), then
+        # made printable: the text may hold what the server chose (a reason phrase), like a name.
+        return printable(' '.join(redact(f'{type(err).__name__}: {err}', channel.secrets).split()))
     return None
 
 

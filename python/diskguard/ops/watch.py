@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -62,8 +63,6 @@ BOOL_KEYS = frozenset({'nearest_ancestor', 'alert_failure_critical'})
 MAX_SAMPLES = 720
 #: The largest config file read (a config is a few hundred bytes; /dev/zero never ends).
 CONFIG_LIMIT = 1024 * 1024
-#: The largest state file read (samples and pending alerts take a few MiB at most).
-STATE_LIMIT = 16 * 1024 * 1024
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -116,6 +115,35 @@ def default_state_file() -> str:
         os.environ.get('XDG_STATE_HOME') or os.path.expanduser('~/.local/state'), 'diskguard'
     )
     return os.path.join(base.split(':')[0], 'watch.json')
+
+
+#: The largest state file read: it holds levels, trend samples and at most 20 pending alerts per
+#: channel, far below this.
+STATE_MAX = 16 * 1024 * 1024
+
+
+def _read_own_state(path: str) -> bytes:
+    """The state file's bytes, only if it is what :meth:`Watcher._save_state` writes: a regular file
+    (not a symlink, a FIFO or a device), owned by this user, writable by nobody else, of bounded size.
+    In a shared directory another user could otherwise plant levels that silence alerts, alerts the
+    monitor would send for them, or a FIFO that hangs it at start."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError('not a regular file')
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ValueError(
+                f'not written by this monitor (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})'
+            )
+        with os.fdopen(os.dup(fd), 'rb') as f:
+            data = f.read(STATE_MAX + 1)
+    finally:
+        os.close(fd)
+    if len(data) > STATE_MAX:
+        raise ValueError(f'larger than {STATE_MAX} bytes')
+    return data
 
 
 @dataclass
@@ -246,7 +274,7 @@ class Watcher:
         if not self.s.state_file or not os.path.exists(self.s.state_file):
             return
         try:
-            data = json.loads(read_setting_file(self.s.state_file, '--state-file', STATE_LIMIT + 1))
+            data = json.loads(_read_own_state(self.s.state_file))
             if not isinstance(data, dict):
                 raise TypeError(f'expected a JSON object, not {type(data).__name__}')
             for key, table in (('paths', self.tracked), ('budgets', self.budget_tracked)):
