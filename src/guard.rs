@@ -1270,6 +1270,9 @@ impl Guard {
     fn delete_one(&mut self, locked: &LockedDir, c: &Checkpoint, t: f64, why: &str, forced: bool) -> u64 {
         match locked.delete(&c.name, c.dev, c.ino, c.ctime) {
             Outcome::Deleted => {
+                // Its inode may be reused by the next file created (ext4 does at once): that file
+                // is not this run's.
+                self.run.own.remove(&(c.dev, c.ino));
                 let freed = if c.nlink > 1 { 0 } else { c.size };
                 self.held = self.held.saturating_sub(freed);
                 let _ = self.trend.record_free(t, freed);
@@ -1365,6 +1368,15 @@ impl Guard {
                     .push(Event::new("error", true, format!("retention: {err}")))
             }
         };
+        // A save of this run deleted by someone else (a framework's own rotation, a user) frees
+        // an inode the next file may take: it is forgotten as soon as it is seen gone.
+        self.run.own.retain(|id| {
+            plan.items
+                .iter()
+                .any(|i| (i.checkpoint.dev, i.checkpoint.ino) == *id)
+        });
+        let own = &self.run.own;
+        self.run.adopted.retain(|id| own.contains(id));
         if !plan.items.iter().any(|i| i.action == Action::Delete) {
             self.pending.retention = false;
             return;
@@ -1417,6 +1429,17 @@ impl Guard {
         let order = Self::forced_order(&plan);
         if order.is_empty() {
             return;
+        }
+        // Deletions to meet a budget rest on what the run holds now: the background rescan's
+        // result is dropped whenever a save or deletion came after it started, so while every save
+        // makes room it would never land, and files gone meanwhile (a rotated log) would still be
+        // counted, deleting kept checkpoints for room that is already there.
+        // (Measured only when something would be deleted: a walk of the directory.)
+        if self.config.budget.is_some() {
+            self.rescan(t);
+            if !self.dir_short(target, false) {
+                return;
+            }
         }
         // Deleting for nothing is not done: when even every candidate gone would leave the space
         // short, nothing goes, and the run goes straight to its stop.
@@ -2052,6 +2075,7 @@ impl Guard {
     /// once the state was taken: the one the run resumed from).
     fn adopt_lineage(&mut self, own: &[Identity]) {
         self.run.own.extend(own.iter().copied());
+        self.run.adopted.extend(own.iter().copied());
         if own.is_empty() || !self.dir.is_dir() {
             return;
         }
@@ -2062,6 +2086,7 @@ impl Guard {
         let next = newest_own.and_then(|k| by_time.get(k + 1));
         if let Some(c) = next.filter(|c| c.uid == self.run.uid) {
             self.run.own.insert((c.dev, c.ino));
+            self.run.adopted.insert((c.dev, c.ino));
         }
     }
 

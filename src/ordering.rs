@@ -64,6 +64,9 @@ pub struct RunView {
     /// Checkpoints present when the run started (those of `own` excepted): older than every save
     /// of the run.
     pub before: HashSet<Identity>,
+    /// Checkpoints taken over from a state (the lineage a resumed run continues): while another
+    /// live run guards the directory (possibly the very run that wrote them) they are kept.
+    pub adopted: HashSet<Identity>,
     /// The run's user: another user's checkpoint never outranks the run's.
     pub uid: u32,
     /// Another live run guards the directory: only this run's own checkpoints may be deleted, and
@@ -92,6 +95,8 @@ impl RunView {
         let id = (c.dev, c.ino);
         if self.newest_own == Some(id) {
             Some("newest save of this run")
+        } else if self.shared && self.adopted.contains(&id) {
+            Some("written before this run resumed, and another live run guards this directory")
         } else if self.own.contains(&id) {
             None
         } else if c.uid != self.uid {

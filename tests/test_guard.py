@@ -249,7 +249,10 @@ def test_state_dict_survives_torch_load_weights_only(disk: Path, tmp_path: Path)
     assert without_trend_ages(state) == without_trend_ages(guard.state_dict())
     resumed = DiskGuard(disk, budget='64MiB')
     resumed.load_state_dict(state)
-    assert without_trend_ages(resumed.state_dict()) == without_trend_ages(guard.state_dict())
+    # A resumed run is a live run of its own (its id is fresh); everything else travels.
+    again, before = resumed.state_dict(), guard.state_dict()
+    assert again.pop('run_id') != before.pop('run_id')
+    assert without_trend_ages(again) == without_trend_ages(before)
     assert resumed.status().largest_checkpoint == 2 * MiB
     assert len(state['trend']['samples']) >= 1, 'the trend history travels with the state'
 

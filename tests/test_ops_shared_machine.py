@@ -44,6 +44,14 @@ def as_other_user(*cmd: str | bytes | Path) -> None:
     )
 
 
+def as_other_user_python(code: str, *args: str | Path) -> None:
+    """Runs Python ``code`` as the other user. The interpreter starts as root and drops to uid and
+    gid 65534 at once, after loading the modules the code needs: a Python installed under /root (as
+    pyenv's is, and CI's venvs point at it) is not readable by that user, so it cannot be exec'd as it."""
+    prelude = f'import json, os, sys\nos.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n'
+    subprocess.run([sys.executable, '-c', prelude + code, *args], check=True, capture_output=True, timeout=30)
+
+
 def diskguard(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
     """``diskguard ARGS`` as root, output kept as the bytes written."""
     return subprocess.run(
@@ -152,7 +160,7 @@ def test_a_state_file_another_user_planted_is_ignored(shared: Path, planted: str
     elif planted == 'dev-zero':
         as_other_user('ln', '-s', '/dev/zero', str(state))
     else:
-        as_other_user(sys.executable, '-c', FORGED_STATE, str(state), str(shared))
+        as_other_user_python(FORGED_STATE, str(state), str(shared))
     script = (
         'import logging, sys; from diskguard.ops.watch import Settings, Watcher; logging.basicConfig(); '
         'w = Watcher(Settings(paths=[sys.argv[1]], state_file=sys.argv[2])); '
@@ -327,7 +335,7 @@ print(rchar() - before, sum(1 for i in plan.items if not i.complete))
 
 
 def test_hostile_sparse_safetensors_cost_a_bounded_read_each(shared: Path) -> None:
-    as_other_user(sys.executable, '-c', HOSTILE_SAFETENSORS, str(shared), '20')
+    as_other_user_python(HOSTILE_SAFETENSORS, str(shared), '20')
     done = subprocess.run(
         [sys.executable, '-c', READ_BYTES_OF_A_PLAN, str(shared)],
         check=True, capture_output=True, text=True, timeout=120,
@@ -388,7 +396,7 @@ with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), 'wb') as f:
 
 def test_a_deep_tree_is_measured_whole(shared: Path) -> None:
     as_other_user('mkdir', str(shared / 'deep'))
-    as_other_user(sys.executable, '-c', DEEP_TREE, str(shared / 'deep'), 'd' * 250)
+    as_other_user_python(DEEP_TREE, str(shared / 'deep'), 'd' * 250)
     result = diskguard('check', str(shared), '--budget', f'{shared}/*=1MiB', '--json')
     (budget,) = json.loads(result.stdout)['budgets']
     assert budget['errors'] == 0, budget

@@ -5,6 +5,7 @@ drop to their uid for good) in a sticky 1777 directory."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ import diskguard
 import pytest
 from conftest import mounted_tmpfs
 from diskguard import DiskGuard, DiskSpaceWarning, KeepLast, RetentionPolicy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip('torch')
 
@@ -445,3 +448,154 @@ def test_recovery_is_said_once_too(disk: Path) -> None:
     assert len([m for m in later if 'keeps what its rules ask again' in m]) == 1, later
     assert [n for n in checkpoints(disk) if n.endswith('.pt')] == ['step=7.pt', 'step=8.pt', 'step=9.pt']
     assert not guard.should_stop
+
+
+# ----- adversarial review (trust2) -----
+
+
+def test_an_inode_retention_freed_never_makes_a_planted_file_the_runs(tmp_path: Path) -> None:
+    """ext4 hands a freed inode to the next file created: another user's file that takes the inode
+    of a save retention deleted must not count as one of the run's, nor outrank its saves."""
+    run = tmp_path / 'run'  # on the test machine's ext4 (tmpfs never reuses an inode number)
+    run.mkdir()
+    guard = DiskGuard(run, retention=RetentionPolicy(KeepLast(2)), warn=None, critical=None)
+    for step in (100, 200):
+        caught(guard.save, tensor_state(16 * KiB, step), run / f'step={step}.pt')
+    freed = os.stat(run / 'step=100.pt').st_ino
+    caught(guard.save, tensor_state(16 * KiB, 300), run / 'step=300.pt')
+    assert checkpoints(run) == ['step=200.pt', 'step=300.pt']
+    content = (run / 'step=300.pt').read_bytes()  # a complete checkpoint (torch.save's zip)
+    for attempt in range(2000):  # what an attacker does: create files until one has the inode
+        candidate = run / f'.plant-{attempt}'
+        candidate.write_bytes(content)
+        if os.stat(candidate).st_ino == freed:
+            break
+    else:
+        pytest.fail(f'inode {freed} was not reused on {run} (the attack this test needs)')
+    planted = run / 'step=9000.pt'
+    os.rename(candidate, planted)
+    os.chown(planted, OTHER_USER, OTHER_USER)
+    caught(guard.save, tensor_state(16 * KiB, 400), run / 'step=400.pt')
+    guard.close()
+    assert checkpoints(run) == ['step=300.pt', 'step=400.pt', 'step=9000.pt'], 'the run keeps its last 2'
+
+
+def test_a_save_never_follows_the_guarded_directory_replaced_by_a_symlink(tmp_path: Path) -> None:
+    """The guard refuses a symlink for its directory when made; one put there since (the directory
+    did not exist yet, or was moved away) must not carry its saves out of it."""
+    run, elsewhere = tmp_path / 'run', tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    guard = DiskGuard(run, warn=None, critical=None)
+    run.symlink_to(elsewhere)
+    with pytest.raises(OSError, match='symlink') as raised:
+        guard.save(tensor_state(4 * KiB), run / 'step=1.pt')
+    assert raised.value.filename == str(run)
+    assert os.listdir(elsewhere) == [], 'nothing written through the symlink'
+    run.unlink()
+    guard.save(tensor_state(4 * KiB), run / 'step=1.pt')  # the directory itself is still created
+    assert checkpoints(run) == ['step=1.pt']
+    guard.close()
+
+
+NAME_FORMS = ('step={}.pt', 'epoch=1-step={}.ckpt', 'epoch={}.pt', 'checkpoint_epoch_{}.pt', 'model.pt')
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        # (name form, number, write time in minutes from now)
+        st.tuples(st.sampled_from(NAME_FORMS), st.integers(0, 30), st.integers(-5, 40)),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda spec: spec[0].format(spec[1]),
+    )
+)
+def test_resume_and_retention_agree_on_the_newest_whatever_the_steps_and_times(
+    tmp_path_factory: pytest.TempPathFactory, specs: list[tuple[str, int, int]]
+) -> None:
+    """Steps and epochs in any names and write times in any order (restarts, touched copies, mtimes
+    in the future, ties): the checkpoint a resume picks is one ``KeepLast(1)`` keeps, ambiguity
+    included."""
+    directory = tmp_path_factory.mktemp('orders')
+    content = _complete_checkpoint_bytes()
+    now = time.time()
+    for form, number, minutes in specs:
+        path = directory / form.format(number)
+        path.write_bytes(content)
+        os.utime(path, (now + 60 * minutes, now + 60 * minutes))
+    latest = diskguard.latest_complete(directory)
+    plan = diskguard.plan(directory, RetentionPolicy(KeepLast(1)))
+    kept = {str(i.name) for i in plan.items if i.action == 'keep'}
+    assert latest is not None and os.path.basename(latest) in kept, (latest, plan)
+
+
+_content: list[bytes] = []
+
+
+def _complete_checkpoint_bytes() -> bytes:
+    if not _content:
+        buffer = io.BytesIO()
+        torch.save(tensor_state(4 * KiB), buffer)
+        _content.append(buffer.getvalue())
+    return _content[0]
+
+
+RESUMED = r"""
+import sys, warnings
+import torch, diskguard
+warnings.showwarning = lambda message, *a, **k: print('WARN', message, flush=True)
+warnings.simplefilter('always')
+directory, state = sys.argv[1], sys.argv[2]
+guard = diskguard.DiskGuard(directory, retention=diskguard.RetentionPolicy(diskguard.KeepLast(1)),
+                            warn=None, critical=None)
+guard.load_state_dict(torch.load(state, weights_only=True))
+guard.save({'w': torch.zeros(16)}, directory + '/step=300.pt')
+guard.close()
+"""
+
+
+def test_a_run_resumed_while_the_run_it_resumed_from_lives_is_another_live_run(tmp_path: Path) -> None:
+    """A requeued job whose first instance still runs, or a second run started from the same
+    checkpoint: the state carries the run's id, but a resumed run is a live run of its own, so the
+    two are told of each other (an unpickled copy alone is the same run), and the resumed run, with
+    ``KeepLast(1)``, deletes none of the checkpoints it took over while the other run lives."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    first = DiskGuard(run, retention=RetentionPolicy(KeepLast(3)), warn=None, critical=None)
+    for step in (100, 200):
+        caught(first.save, tensor_state(4 * KiB), run / f'step={step}.pt')
+    torch.save(first.state_dict(), tmp_path / 'state.pt')
+    resumed = subprocess.run(
+        [sys.executable, '-c', RESUMED, str(run), str(tmp_path / 'state.pt')],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'another live run guards' in resumed.stdout, resumed.stdout
+    assert checkpoints(run) == ['step=100.pt', 'step=200.pt', 'step=300.pt'], 'the live run keeps its saves'
+    first.close()
+
+
+def test_making_room_measures_first_so_room_freed_since_the_last_rescan_costs_nothing(disk: Path) -> None:
+    """A log rotated away between two periodic rescans: the guard's figure of what the run holds
+    still counts it, but making room measures before it deletes, and deletes nothing once the
+    budget holds the next save."""
+    filler = disk / 'events.log'
+    filler.write_bytes(os.urandom(700 * KiB))
+    guard = DiskGuard(
+        disk,
+        budget='2MiB',
+        retention=RetentionPolicy(KeepLast(3)),
+        warn=None,
+        critical=None,
+        rescan_interval=3600,
+    )
+    for step in range(1, 5):
+        caught(guard.save, tensor_state(250 * KiB), disk / f'step={step}.pt')
+    forced = guard.status().forced_deletions
+    filler.unlink()
+    for step in range(5, 8):
+        caught(guard.save, tensor_state(250 * KiB), disk / f'step={step}.pt')
+    assert guard.status().forced_deletions == forced, 'no kept checkpoint deleted for room already there'
+    assert [n for n in checkpoints(disk) if n.endswith('.pt')][-3:] == ['step=5.pt', 'step=6.pt', 'step=7.pt']

@@ -35,6 +35,7 @@ import io
 import os
 import shutil
 import socket
+import sys
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -256,7 +257,7 @@ def _diagnosed(guard: DiskGuard | None, err: BaseException) -> BaseException:
         if isinstance(cause, BaseException) and disk_full_cause(cause) is not None:
             if guard is not None:
                 diagnosis = guard.diagnose(cause)
-                if diagnosis:
+                if diagnosis and sys.version_info >= (3, 11):  # add_note is 3.11's
                     err.add_note(diagnosis)
             _stop(guard)
             break

@@ -617,11 +617,16 @@ class DiskGuard:
             raise ValueError(
                 f'state: missing {sorted(missing)}; expected what DiskGuard.state_dict() returned'
             )
-        self._restore(self._engine, state)
+        # A resumed run is a new live presence in the directory (its run id is not taken over):
+        # should the run it resumed from still be alive (a requeued job, a second run started from
+        # the same checkpoint), each is told of the other. Only an unpickled copy is the same run.
+        self._restore(self._engine, state, same_run=False)
         if self._distributed:
             self._plan_next_sync()
 
-    def _restore(self, core: _Guard, state: dict[str, Any], calls_since: int = 0) -> None:
+    def _restore(
+        self, core: _Guard, state: dict[str, Any], calls_since: int = 0, same_run: bool = True
+    ) -> None:
         calls = state['calls']
         if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
             raise ValueError(f'calls={calls!r}: expected a whole number >= 0')
@@ -638,7 +643,7 @@ class DiskGuard:
             stop_reason,
             state['trend'],
             state.get('own'),
-            state.get('run_id'),
+            state.get('run_id') if same_run else None,
         )
         self._calls = calls + calls_since
         self._next_clock = 0  # planned against the old count: leave the fast path next call

@@ -118,8 +118,17 @@ def save(
     target = _target(path)
     directory, name = os.path.split(target)
     directory = directory or '.'
-    _create_guarded_dir(guard, directory)
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    guarded = _create_guarded_dir(guard, directory)
+    # The guard never follows a symlink out of its directory (it refuses one when made; this is one
+    # put there since): its saves do not either.
+    nofollow = os.O_NOFOLLOW if guarded else 0
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | nofollow)
+    except OSError as err:
+        if guarded and err.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(directory):
+            msg = 'the guarded directory is now a symlink; the guard never follows one out of its directory'
+            raise OSError(errno.ELOOP, msg, directory) from err
+        raise
     try:
         _check_replaceable(dir_fd, name, target)
         estimate = estimate_size(obj, previous=lambda: _previous_size(dir_fd, name, directory))
@@ -134,15 +143,19 @@ def save(
         guard.after_save(target, size)
 
 
-def _create_guarded_dir(guard: object, directory: str | bytes) -> None:
+def _create_guarded_dir(guard: object, directory: str | bytes) -> bool:
     """Creates the guard's own directory (and only it: its parent must exist) when a save goes
-    there and it does not exist yet, as frameworks create their output directory."""
+    there and it does not exist yet, as frameworks create their output directory. Returns whether
+    ``directory`` is the guard's."""
     guarded = getattr(guard, 'path', None)
-    if not isinstance(guarded, str | bytes) or os.path.lexists(directory):
-        return
-    if os.path.abspath(os.fsdecode(directory)) == os.path.abspath(os.fsdecode(guarded)):
+    if not isinstance(guarded, str | bytes):
+        return False
+    if os.path.abspath(os.fsdecode(directory)) != os.path.abspath(os.fsdecode(guarded)):
+        return False
+    if not os.path.lexists(directory):
         with contextlib.suppress(FileExistsError):  # created meanwhile (another rank)
             os.mkdir(directory, 0o777)
+    return True
 
 
 def estimate_size(obj: object, previous: Callable[[], int] | None = None) -> int:
