@@ -164,6 +164,8 @@ class _AsyncSave:
 
     def __init__(self, callback: DiskGuardCallbackMixin, path: str, nbytes: int, guarded: bool) -> None:
         self.callback, self.target, self.nbytes, self.guarded = callback, path, nbytes, guarded
+        #: The guarded directory, read by diskguard.save as a guard's (never a symlink out of it).
+        self.path = callback._guard.path if callback._guard is not None else None
         self.size = nbytes
         self.removals: list[str] = []  # what ModelCheckpoint removed after this save: done once it is whole
         self.snapshots = callback._snapshots  # ModelCheckpoint before the hook that saved, for a repair
