@@ -231,6 +231,9 @@ def _preflight(guard: DiskGuard | None, final: str, staging: str, nbytes: int, h
     if verdicts:
         if leader and refusal is None:
             _remove_tree(staging)
+        # Every rank raises only once each leader has removed what it prepared: a rank that looks
+        # at the directory right after the refusal must not see another rank's staging directory.
+        _dist.gather_objects(None)
         _stop(guard)
         who, message, needed, available = verdicts[0]
         raise InsufficientSpaceError(
