@@ -493,8 +493,13 @@ def test_ctrl_c_inside_the_writer_propagates_as_keyboard_interrupt(
         return original(self, data)
 
     monkeypatch.setattr(saving._RecordingFile, 'write', write)
-    with pytest.raises(KeyboardInterrupt) as caught:
-        diskguard.save(state(2, 1 << 20), target)
+    # Python's own Ctrl-C handler, whatever an earlier test in this process left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            diskguard.save(state(2, 1 << 20), target)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert type(caught.value) is KeyboardInterrupt
     assert leftovers(tmp_path) == []
     assert loads_as(target, 1)
