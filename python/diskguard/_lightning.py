@@ -599,10 +599,9 @@ class DiskGuardCallbackMixin:
             # No checkpoint callback saves here: what they reference changes only in the hooks
             # that save (each runs _before_hook) and is protected again by each save.
             self._repair(trainer)
-        # Every rank calls this once per batch: the guard reduces its flag on the same calls.
-        # A save written in the background that failed surfaces here.
-        # A save written in the background that failed surfaces here (in a distributed run once
-        # every rank agreed to stop).
+        # Every rank calls this once per batch: the guard reduces its flag on the same calls. A save
+        # written in the background that failed surfaces here (in a distributed run once every rank
+        # agreed to stop).
         stopped: list[bool] = []
         if self._settled(lambda: stopped.append(guard.step())) is not None or stopped[0]:
             self._stop_if(trainer, True)
