@@ -666,6 +666,30 @@ impl DataOffsets {
     }
 }
 
+/// A complete 100-byte file checkpoint named `name`, written at `mtime`: the one the retention
+/// and ordering tests build (its inode follows from `mtime`, so distinct times are distinct files).
+#[cfg(test)]
+impl Checkpoint {
+    pub(crate) fn for_test(name: &str, mtime: f64) -> Self {
+        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+        Checkpoint {
+            name: name.into(),
+            format: Format::File,
+            info: crate::names::parse_name(stem),
+            mtime,
+            size: 100,
+            apparent_size: 100,
+            dev: 1,
+            ino: mtime.to_bits(),
+            ctime: (0, 0),
+            nlink: 1,
+            uid: 0,
+            incomplete: None,
+            verified: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

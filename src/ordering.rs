@@ -313,26 +313,9 @@ pub fn arrange_as(checkpoints: &mut Vec<Checkpoint>, choice: OrderChoice) -> (Or
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoints::Format;
-    use crate::names::parse_name;
 
     fn ckpt(name: &str, mtime: f64) -> Checkpoint {
-        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
-        Checkpoint {
-            name: name.into(),
-            format: Format::File,
-            info: parse_name(stem),
-            mtime,
-            size: 100,
-            apparent_size: 100,
-            dev: 1,
-            ino: mtime.to_bits(),
-            ctime: (0, 0),
-            nlink: 1,
-            uid: 0,
-            incomplete: None,
-            verified: false,
-        }
+        Checkpoint::for_test(name, mtime)
     }
 
     fn steps(list: &[(u64, f64)]) -> Vec<Checkpoint> {

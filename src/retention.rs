@@ -1010,25 +1010,11 @@ pub fn free_space_order(plan: &Plan) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoints::Format;
-    use crate::names::parse_name;
 
     fn ckpt(name: &str, mtime: f64, complete: bool) -> Checkpoint {
-        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
         Checkpoint {
-            name: name.into(),
-            format: Format::File,
-            info: parse_name(stem),
-            mtime,
-            size: 100,
-            apparent_size: 100,
-            dev: 1,
-            ino: mtime.to_bits(),
-            ctime: (0, 0),
-            nlink: 1,
-            uid: 0,
             incomplete: (!complete).then(|| "truncated".to_owned()),
-            verified: false,
+            ..Checkpoint::for_test(name, mtime)
         }
     }
 
