@@ -114,7 +114,7 @@ impl Ranks {
     }
 }
 
-/// Settings of a [`Guard`], validated by [`GuardConfig::validate`].
+/// Settings of a [`Guard`](super::Guard), validated by [`GuardConfig::validate`].
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// Fraction used at which to warn.

@@ -278,7 +278,7 @@ impl Guard {
 
     /// Replaces the paths a framework references (best, last, resumed-from checkpoints): the
     /// entries of the directory they are in or under are never deleted. A bare name is an entry
-    /// of the directory (as in [`Protect`]); other paths are matched by name, then through
+    /// of the directory (as in [`Protect`](crate::retention::Protect)); other paths are matched by name, then through
     /// symlinks (the directory may be reached by another path than the guard's). Paths outside
     /// the directory are ignored: nothing there is ever touched.
     pub fn set_referenced(&mut self, paths: &[PathBuf]) -> Result<()> {

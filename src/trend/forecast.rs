@@ -46,7 +46,7 @@ impl Remaining {
 
 /// The rest of a run as the job knows it: checkpoint size, schedule, retention. With the disk's
 /// `avail` and background rate it becomes a [`RunPlan`] ([`RunSpec::plan`],
-/// [`TrendMonitor::run_plan`]).
+/// [`TrendMonitor::run_plan`](super::TrendMonitor::run_plan)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunSpec {
     /// Bytes one checkpoint takes.
