@@ -233,6 +233,57 @@ def test_reading_the_status_during_a_slow_check_holds_no_other_thread(
         checking.join()
 
 
+# ----- what the run holds, walked off the training thread -----
+
+
+def test_a_due_check_never_waits_for_the_walk_of_what_the_run_holds(open_dir: Path) -> None:
+    """The periodic rescan walks the directory on a thread of its own. An entry whose lstat blocks
+    (a hung FUSE mount inside the directory) stalls that walk, never the due check: right after the
+    check returns, the walk is still inside the slow request, so what another process wrote is not
+    counted yet (a walk inside the check would have finished, and counted it, before returning).
+    Once the request is answered the walk lands at a later check and the file counts."""
+    import threading
+
+    run = open_dir / 'ckpt'
+    run.mkdir()
+    guard = DiskGuard(run, warn=None, critical=None, rescan_interval=0.001, check_every_steps=1)
+    assert guard.status().held < MiB
+    inside = threading.Event()
+    with slow_fuse(run / 'slow', statfs_delay=0.0, getattr_delay=5.0, getattr_seen=inside):
+        code = 'import sys; open(sys.argv[1], "wb").write(b"x" * (4 << 20))'
+        subprocess.run([sys.executable, '-c', code, str(run / 'written-by-another.bin')], check=True)
+        guard.check()  # due: starts the walk, which blocks in the FUSE request for 5 s
+        assert guard.status().held < MiB, 'the due check returned before the walk finished'
+        assert inside.wait(timeout=60), 'the walk reached the slow entry'
+        deadline = time.monotonic() + 60
+        while guard.status().held < 4 * MiB and time.monotonic() < deadline:
+            guard.check()
+            time.sleep(0.05)  # polling: the walk lands once the server answers
+        assert guard.status().held >= 4 * MiB, 'what another process wrote is counted'
+        guard.close()
+
+
+def test_a_rescan_lands_in_a_run_that_saves_between_every_two_checks(tmp_path: Path) -> None:
+    """A walk that began before a save still lands (the save's entry is taken from the guard's
+    own accounting): a run saving between every two checks learns what another writer put there,
+    and what it holds matches the disk."""
+    guard = DiskGuard(tmp_path, warn=None, critical=None, rescan_interval=0.001, budget='1GiB')
+    (tmp_path / 'train.log').write_bytes(b'x' * (3 << 20))  # written behind the guard's back
+    deadline = time.monotonic() + 60
+    step = 0
+    while guard.status().held < 3 << 20 and time.monotonic() < deadline:
+        step += 1
+        path = tmp_path / f'step={step}.bin'
+        guard.before_save(path, 64 * 1024)
+        path.write_bytes(b'y' * (64 * 1024))
+        guard.after_save(path, 64 * 1024)  # its own check starts or lands a walk
+        guard.check()
+    on_disk = sum(p.stat().st_blocks * 512 for p in tmp_path.iterdir()) + tmp_path.stat().st_blocks * 512
+    held = guard.status().held
+    assert held >= 3 << 20, f'the log was never counted after {step} saves'
+    assert abs(held - on_disk) <= 64 * 1024, (held, on_disk)
+
+
 # ----- state and pickling -----
 
 

@@ -352,7 +352,7 @@ impl PyGuard {
     }
 
     fn status(&self, py: Python<'_>) -> PyResult<PyGuardStatus> {
-        let status = self.with(py, |g| g.status());
+        let status = self.with(py, Guard::status);
         PyGuardStatus::new(py, status)
     }
 

@@ -1,44 +1,13 @@
 //! Measuring: `statfs` of every watched filesystem (through its prober) and what the run holds.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::paths::lexical_absolute;
+use super::held::{held_bytes, Landed};
+use super::paths::{entry_under, lexical_absolute};
 use super::report::unresponsive;
 use super::{Event, Guard, Watched};
-use crate::ordering::Identity;
 use crate::probe::{Measured, Probe};
 use crate::usage::DiskUsage;
-
-/// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
-/// other filesystems; unreadable parts are skipped (the guard rescans later).
-/// A file with several hard links counts once, by (device, inode).
-pub fn held_bytes(path: &Path) -> u64 {
-    fn walk(path: &Path, device: u64, depth: usize, seen: &mut std::collections::HashSet<Identity>) -> u64 {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return 0;
-        };
-        if meta.dev() != device {
-            return 0;
-        }
-        if !meta.is_dir() && meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
-            return 0; // another name of a file already counted
-        }
-        let own = meta.blocks().saturating_mul(512);
-        if !meta.is_dir() || depth > 64 {
-            return own;
-        }
-        let Ok(entries) = std::fs::read_dir(path) else {
-            return own;
-        };
-        entries
-            .flatten()
-            .map(|e| walk(&e.path(), device, depth + 1, seen))
-            .fold(own, u64::saturating_add)
-    }
-    let mut seen = std::collections::HashSet::new();
-    std::fs::symlink_metadata(path).map_or(0, |meta| walk(path, meta.dev(), 0, &mut seen))
-}
 
 /// Whether the filesystem of `path` is shared between hosts: by its mount-table type (the mount
 /// with its device id when `statfs` answered, else the one its name falls under), else by the
@@ -103,13 +72,49 @@ impl Guard {
             let (used, avail) = (u.used, u.avail);
             let _ = self.trend.add_sample(t, used, avail);
         }
+        // The periodic rescan runs on its own thread (see `held`): its result lands at a later check.
+        if let Some(landed) = self.scan.try_take() {
+            self.land(&landed);
+        }
         if t - self.last_rescan >= self.config.rescan_interval
             && self.dir_responsive()
             && self.deletes()
             && self.dir.is_dir()
+            && self.scan.start(&self.dir)
         {
-            self.held = held_bytes(&self.dir);
             self.last_rescan = t;
+        }
+    }
+
+    /// Takes a landed scan's figure of what the run holds (see [`Landed::held`]).
+    fn land(&mut self, landed: &Landed) {
+        if let Some(held) = landed.held(&self.dir, self.scan.keys()) {
+            self.held = held;
+            self.held_measured = true;
+        }
+    }
+
+    /// Before a decision that rests on what the run holds (a budget): the first figure, if the
+    /// walk started when the guard was built has not landed yet, waited for (or measured now).
+    pub(super) fn settle_held(&mut self) {
+        if self.held_measured || !self.deletes() || !self.dir_responsive() || !self.dir.is_dir() {
+            return;
+        }
+        if let Some(landed) = self.scan.wait() {
+            self.land(&landed);
+        }
+        if !self.held_measured {
+            self.held = held_bytes(&self.dir);
+            self.held_measured = true;
+        }
+    }
+
+    /// The guard changed entry `path` of its directory (saved, deleted, created): a scan running
+    /// now counts it from what the guard knows (`bytes`) or a walk of it when it lands.
+    pub(super) fn touch(&mut self, path: &Path, bytes: Option<u64>) {
+        if let Some(name) = entry_under(&self.dir, &lexical_absolute(path)) {
+            let whole = bytes.filter(|_| self.dir.join(&name) == lexical_absolute(path));
+            self.scan.touch(name, whole);
         }
     }
 
@@ -164,7 +169,9 @@ impl Guard {
     /// periodic rescan would see only `rescan_interval` later. Only the deleting process measures.
     pub fn rescan(&mut self, t: f64) {
         if self.deletes() && self.dir_responsive() && self.dir.is_dir() {
+            self.scan.abandon(); // older than this walk
             self.held = held_bytes(&self.dir);
+            self.held_measured = true;
             self.last_rescan = t;
         }
     }

@@ -16,13 +16,15 @@
 //!    reason, and the optional emergency reserve file is released for that final save.
 //!
 //! Room on the checkpoint directory's filesystem is `min(avail - floor, budget - held)`, where the
-//! floor is what `critical` and `min_free` keep free. What the run holds is measured by a scan,
-//! kept current from the saves and deletions the guard knows of, and rescanned now and then.
+//! floor is what `critical` and `min_free` keep free. What the run holds is measured by a walk of
+//! the directory on a thread of its own ([`held`]), kept current from the saves and deletions the
+//! guard knows of, and walked again every `rescan_interval`: a due check never waits for a walk.
 //! `statfs` runs with a time limit off the calling thread ([`crate::probe`]): a hung mount is
 //! reported, not waited on.
 
 mod config;
 mod grading;
+mod held;
 mod identity;
 mod measuring;
 mod paths;
@@ -39,7 +41,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 pub use config::{level_named, GuardConfig, OnFull, Ranks, Reserve};
-pub use measuring::{held_bytes, shared_filesystem};
+pub use held::held_bytes;
+pub use measuring::shared_filesystem;
 pub use report::{Event, Metrics, SpaceStatus, Status};
 pub use reserve::RESERVE_TAG;
 pub use state::GuardState;
@@ -51,6 +54,7 @@ use crate::ordering::{Identity, RunView};
 use crate::probe::{Probe, Prober};
 use crate::trend::{TrendConfig, TrendMonitor};
 use crate::usage::DiskUsage;
+use held::BackgroundScan;
 use measuring::usage_of;
 use paths::{check_dir, entry_under, lexical_absolute};
 use report::unresponsive;
@@ -82,7 +86,12 @@ pub struct Guard {
     dir: PathBuf,
     config: GuardConfig,
     spaces: Vec<Watched>,
+    /// What the run holds under its directory, as the guard knows it.
     held: u64,
+    /// `held` rests on a walk of the directory (the one started when the guard was built landed).
+    held_measured: bool,
+    /// The periodic walk of the directory, off the training thread.
+    scan: BackgroundScan,
     last_rescan: f64,
     largest: u64,
     level: Level,
@@ -166,6 +175,8 @@ impl Guard {
             config,
             spaces: Vec::new(),
             held: 0,
+            held_measured: false,
+            scan: BackgroundScan::default(),
             last_rescan: t,
             largest: 0,
             level: Level::Ok,
@@ -197,7 +208,9 @@ impl Guard {
         }
         if guard.dir.is_dir() && guard.deletes() {
             guard.see_dir();
-            guard.held = held_bytes(&guard.dir);
+            // What the run holds is walked on a thread of its own: a figure for a budget waits for
+            // it (`settle_held`), a due check does not.
+            guard.scan.start(&guard.dir);
             let plan = guard.plan(None)?;
             guard.largest = plan
                 .items
@@ -209,6 +222,7 @@ impl Guard {
             if let Some(bytes) = guard.config.emergency_reserve {
                 let reserve = EmergencyReserve::create(&guard.dir, bytes)?;
                 guard.held = guard.held.saturating_add(bytes);
+                guard.touch(&reserve.path, None);
                 guard.emergency = Some(reserve);
             }
         } else if guard.config.emergency_reserve.is_some() && guard.deletes() {
@@ -347,11 +361,18 @@ impl Guard {
     /// Deletes the emergency reserve file now and leaves the directory (the guard is done).
     pub fn close(&mut self) {
         self.presence = None;
-        if let Some(reserve) = self.emergency.take() {
-            if let Some(bytes) = reserve.release() {
-                self.held = self.held.saturating_sub(bytes);
-            }
-        }
+        self.scan.abandon();
+        self.release_reserve();
+    }
+
+    /// Removes the emergency reserve file (only in the process that made it); its bytes.
+    fn release_reserve(&mut self) -> Option<u64> {
+        let reserve = self.emergency.take()?;
+        let path = reserve.path.clone();
+        let bytes = reserve.release()?;
+        self.held = self.held.saturating_sub(bytes);
+        self.touch(&path, Some(0));
+        Some(bytes)
     }
 }
 

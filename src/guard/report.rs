@@ -208,8 +208,10 @@ impl Guard {
         spaces
     }
 
-    /// Everything about the guard now (no new measurement).
-    pub fn status(&self) -> Status {
+    /// Everything about the guard now (no new measurement, but the first walk of what the run
+    /// holds is waited for if it has not landed yet).
+    pub fn status(&mut self) -> Status {
+        self.settle_held();
         Status {
             dir: self.dir.clone(),
             level: self.level,
@@ -371,7 +373,7 @@ impl Guard {
     /// each the size of the largest checkpoint (or `checkpoint_size`), under the retention
     /// policy's keep-last rule, with the background drift the trend monitor measured.
     pub fn forecast(
-        &self,
+        &mut self,
         remaining_saves: u32,
         save_interval: f64,
         checkpoint_size: Option<u64>,
@@ -388,6 +390,9 @@ impl Guard {
                 })
                 .max()
         });
+        if self.config.budget.is_some() {
+            self.settle_held(); // the room it forecasts from is the budget's
+        }
         let existing = if self.dir.is_dir() {
             let plan = self.plan(None)?;
             u32::try_from(plan.items.iter().filter(|i| i.checkpoint.is_complete()).count())

@@ -43,6 +43,7 @@ impl Guard {
                 self.run.own.remove(&(c.dev, c.ino));
                 let freed = if c.nlink > 1 { 0 } else { c.size };
                 self.held = self.held.saturating_sub(freed);
+                self.touch(&self.dir.join(&c.name), Some(0));
                 let _ = self.trend.record_free(t, freed);
                 let (kind, count) = if forced {
                     ("deleted", &mut self.forced_deletions)
@@ -71,6 +72,7 @@ impl Guard {
                 0
             }
             Outcome::Failed(reason) => {
+                self.touch(&self.dir.join(&c.name), None); // perhaps in part
                 self.events.push(Event::new(
                     "error",
                     true,
@@ -356,19 +358,16 @@ impl Guard {
         self.events
             .push(Event::new("stop", true, format!("stopping the run: {reason}")));
         self.stop_reason = Some(reason);
-        if let Some(reserve) = self.emergency.take() {
-            if let Some(bytes) = reserve.release() {
-                self.held = self.held.saturating_sub(bytes);
-                self.events.push(Event::new(
-                    "reserve",
-                    true,
-                    format!(
-                        "released the emergency reserve ({}) for the final checkpoint",
-                        format_size(bytes)
-                    ),
-                ));
-                self.remeasure_dir();
-            }
+        if let Some(bytes) = self.release_reserve() {
+            self.events.push(Event::new(
+                "reserve",
+                true,
+                format!(
+                    "released the emergency reserve ({}) for the final checkpoint",
+                    format_size(bytes)
+                ),
+            ));
+            self.remeasure_dir();
         }
     }
 

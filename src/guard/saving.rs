@@ -12,6 +12,9 @@ use crate::size::format_size;
 impl Guard {
     /// A due check: measure, grade, climb the ladder for room for the next save and a final one.
     pub fn check(&mut self, t: f64) {
+        if self.config.budget.is_some() {
+            self.settle_held(); // once: a budget is never graded on a figure not yet measured
+        }
         self.checks += 1;
         self.see_dir();
         self.measure(t);
@@ -33,6 +36,9 @@ impl Guard {
     /// when it fits but leaves no room for a final save, it is allowed and the run stops.
     pub fn before_save(&mut self, path: &Path, nbytes: u64, t: f64) -> Result<()> {
         self.check_inside(path)?;
+        if self.config.budget.is_some() {
+            self.settle_held();
+        }
         self.checks += 1;
         self.largest = self.largest.max(nbytes);
         let replaced = std::fs::symlink_metadata(path)
@@ -120,6 +126,7 @@ impl Guard {
             _ => 0,
         };
         self.held = self.held.saturating_add(nbytes).saturating_sub(replaced);
+        self.touch(path, Some(on_disk).filter(|b| *b > 0));
         let _ = self.trend.record_write(t, nbytes);
         self.see_dir();
         if let Some(id) = self.entry_identity(path) {
