@@ -1,10 +1,11 @@
 //! The run's identity in its directory: what was there before it, what it wrote, who else is there.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use super::paths::{entry_under, identity_of, lexical_absolute};
 use super::{Event, Guard};
-use crate::checkpoints::Checkpoint;
+use crate::checkpoints::{Checkpoint, Scan};
 use crate::deletion::Presence;
 use crate::ordering::Identity;
 use crate::retention::Plan;
@@ -13,21 +14,33 @@ impl Guard {
     /// The first time the directory is seen (at the start, or once a save created it): what is
     /// there now was not written by this run, and the run announces itself there.
     pub(super) fn see_dir(&mut self) {
+        self.see_dir_scanned();
+    }
+
+    /// [`Guard::see_dir`], handing back the scan it took (the guard's constructor plans from it
+    /// instead of reading a large directory twice).
+    pub(super) fn see_dir_scanned(&mut self) -> Option<(OwnedFd, Scan)> {
         if self.dir_seen || !self.deletes() || !self.dir.is_dir() {
-            return;
+            return None;
         }
         self.dir_seen = true;
-        if let Ok(fd) = crate::checkpoints::open_dir(&self.dir) {
-            if let Ok(scan) = crate::checkpoints::scan(&fd, &self.dir, &[]) {
-                let own = &self.run.own;
-                let before = scan
-                    .checkpoints
-                    .iter()
-                    .map(|c| (c.dev, c.ino))
-                    .filter(|id| !own.contains(id));
-                self.run.before.extend(before);
-            }
+        let scanned = crate::checkpoints::open_dir(&self.dir)
+            .ok()
+            .and_then(|fd| Some((crate::checkpoints::scan(&fd, &self.dir, &[]).ok()?, fd)));
+        if let Some((scan, _)) = &scanned {
+            let own = &self.run.own;
+            let before = scan
+                .checkpoints
+                .iter()
+                .map(|c| (c.dev, c.ino))
+                .filter(|id| !own.contains(id));
+            self.run.before.extend(before);
         }
+        self.announce();
+        scanned.map(|(scan, fd)| (fd, scan))
+    }
+
+    fn announce(&mut self) {
         match Presence::announce(&self.dir, self.run_id) {
             Ok(presence) => self.presence = Some(presence),
             Err(err) => self.events.push(Event::new(

@@ -52,6 +52,7 @@ use crate::deletion::{Presence, MAX_RUN_ID};
 use crate::error::{Error, Result};
 use crate::ordering::{Identity, RunView};
 use crate::probe::{Probe, Prober};
+use crate::retention;
 use crate::trend::{TrendConfig, TrendMonitor};
 use crate::usage::DiskUsage;
 use held::BackgroundScan;
@@ -207,11 +208,21 @@ impl Guard {
             guard.add_space(format!("watched {}", path.display()), path, false);
         }
         if guard.dir.is_dir() && guard.deletes() {
-            guard.see_dir();
             // What the run holds is walked on a thread of its own: a figure for a budget waits for
             // it (`settle_held`), a due check does not.
             guard.scan.start(&guard.dir);
-            let plan = guard.plan(None)?;
+            // One read of the directory for what was there before the run and for the largest
+            // checkpoint (`plan(None)` without a second scan: nothing is referenced yet).
+            let plan = match guard.see_dir_scanned() {
+                Some((fd, scan)) => retention::plan_ordered(
+                    scan,
+                    &retention::Policy::default(),
+                    retention::now(),
+                    retention::Ordering::Run(&guard.run),
+                    |c| crate::checkpoints::verify_file(&fd, c),
+                )?,
+                None => guard.plan(None)?,
+            };
             guard.largest = plan
                 .items
                 .iter()
