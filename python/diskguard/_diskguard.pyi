@@ -32,6 +32,7 @@ __all__ = [
     'RunForecast',
     'TrendEstimate',
     'TrendMonitor',
+    '_Grading',
     '_Guard',
     '__version__',
     '_find_orphans',
@@ -192,6 +193,28 @@ class CheckResult:
     def reasons(self) -> list[str]: ...
     @property
     def usage(self) -> DiskUsage: ...
+
+@final
+class _Grading:
+    """Validated thresholds and a hysteresis (a share of the filesystem): a level is entered at its
+    threshold and left only that far past it. ``None`` switches a threshold off."""
+
+    def __new__(
+        cls,
+        warn: float | None,
+        critical: float | None,
+        *,
+        min_free: _Size | None = None,
+        warn_free: _Size | None = None,
+        inode_warn: float | None = None,
+        inode_critical: float | None = None,
+        hysteresis: float | None = None,
+    ) -> _Grading: ...
+    def grade(self, usage: DiskUsage, previous: Level | None = None) -> CheckResult:
+        """The level of ``usage`` for something that was at ``previous`` (``None``: nothing known)."""
+    @staticmethod
+    def settle(previous: Level | None, entering: Level, staying: Level) -> Level:
+        """The hysteresis rule: rising at once, falling only as far as ``staying`` allows."""
 
 @final
 class LogBudget:

@@ -6,6 +6,7 @@
 
 mod dcp;
 mod du;
+mod grading;
 mod guard;
 mod logs;
 mod resume;
@@ -245,6 +246,8 @@ pub mod _diskguard {
     use super::dcp::shared_filesystem_py;
     #[pymodule_export]
     use super::du::{du_py, PyDuEntry, PyDuOwner, PyDuReport};
+    #[pymodule_export]
+    use super::grading::PyGrading;
     #[pymodule_export]
     use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]

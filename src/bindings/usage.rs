@@ -217,6 +217,11 @@ impl PyDiskUsage {
         }
     }
 
+    /// The core's figures.
+    pub(crate) fn core(&self) -> &DiskUsage {
+        &self.usage
+    }
+
     fn resolved_mount(&self, py: Python<'_>) -> Option<&Mount> {
         if self.mount.get().is_none() {
             // Resolved outside the OnceLock so a thread waiting for the GIL never waits on the
@@ -423,6 +428,16 @@ pub struct PyCheckResult {
     usage: Py<PyDiskUsage>,
 }
 
+impl PyCheckResult {
+    pub(crate) fn new(level: PyLevel, reasons: Vec<String>, usage: Py<PyDiskUsage>) -> Self {
+        PyCheckResult {
+            level,
+            reasons,
+            usage,
+        }
+    }
+}
+
 #[pymethods]
 impl PyCheckResult {
     #[classmethod]
@@ -501,11 +516,11 @@ pub(crate) fn check_py(
     )?;
     let usage = measure(py, path)?;
     let (level, reasons) = thresholds.evaluate(&usage);
-    Ok(PyCheckResult {
-        level: level.into(),
+    Ok(PyCheckResult::new(
+        level.into(),
         reasons,
-        usage: Py::new(py, PyDiskUsage::new(usage))?,
-    })
+        Py::new(py, PyDiskUsage::new(usage))?,
+    ))
 }
 
 /// The mount table, from `<proc_root>/self/mountinfo` (or pid 1's for a foreign proc root).
