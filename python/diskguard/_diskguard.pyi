@@ -197,18 +197,19 @@ class CheckResult:
 @final
 class _Grading:
     """Validated thresholds and a hysteresis (a share of the filesystem): a level is entered at its
-    threshold and left only that far past it. ``None`` switches a threshold off."""
+    threshold and left only that far past it. ``None`` switches a threshold off; sizes are ints of
+    bytes (for diskguard.ops, which parses them)."""
 
     def __new__(
         cls,
         warn: float | None,
         critical: float | None,
         *,
-        min_free: _Size | None = None,
-        warn_free: _Size | None = None,
+        min_free: int | None = None,
+        warn_free: int | None = None,
         inode_warn: float | None = None,
         inode_critical: float | None = None,
-        hysteresis: float | None = None,
+        hysteresis: float = 0.0,
     ) -> _Grading: ...
     def grade(self, usage: DiskUsage, previous: Level | None = None) -> CheckResult:
         """The level of ``usage`` for something that was at ``previous`` (``None``: nothing known)."""

@@ -39,7 +39,7 @@ from .ops import parse
 from .ops.check import cwd_deleted
 from .ops.commands import add_commands
 from .ops.escape import json_dumps, text
-from .ops.options import add_threshold_options, legacy_limits_from, with_suggestion
+from .ops.options import add_subcommand, add_threshold_options, legacy_limits_from, with_suggestion
 from .retention import display_name
 
 
@@ -236,22 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--version', action='version', version=f'diskguard {__version__}')
     commands = parser.add_subparsers(dest='command')
-    status = commands.add_parser('status', help='report usage and threshold status of paths')
+    status = add_subcommand(commands, 'status', _status, 'report usage and threshold status of paths')
     status.add_argument('paths', nargs='*', metavar='PATH', help='paths to report on (default: .)')
     add_threshold_options(status, old_fractions=True)
     status.add_argument('--min-free', default=None, help='critical below this much available, e.g. 20GiB')
     status.add_argument('--json', action='store_true', help='machine-readable output')
-    status.set_defaults(run=_status)
-    table = commands.add_parser('mounts', help='list the mount table')
+    table = add_subcommand(commands, 'mounts', _mounts, 'list the mount table')
     table.add_argument('--proc-root', default=None, help="another proc mount, e.g. the host's /host/proc")
     table.add_argument('--pid', default=None, help='whose mount namespace (default: self, or 1 elsewhere)')
     table.add_argument('--json', action='store_true', help='machine-readable output')
-    table.set_defaults(run=_mounts)
-    prune = commands.add_parser(
+    prune = add_subcommand(
+        commands,
         'prune',
-        help='delete checkpoints no rule keeps (always keeps the newest complete one)',
-        description='Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, '
-        'and delete the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
+        _prune,
+        'delete checkpoints no rule keeps (always keeps the newest complete one)',
+        'Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, and delete '
+        'the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
         'partial saves are never counted.',
     )
     prune.add_argument('dir', help='the checkpoint directory')
@@ -288,7 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
         help='wait at most SECONDS for another process pruning DIR (default: as long as it takes)',
     )
     prune.add_argument('--json', action='store_true', help='machine-readable output')
-    prune.set_defaults(run=_prune)
     # Operations commands (check, du, orphans, watch) live in diskguard.ops.
     add_commands(commands)
     add_demo_parser(commands)

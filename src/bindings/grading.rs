@@ -1,9 +1,10 @@
-//! Thresholds graded with hysteresis ([`crate::grading`]), for `diskguard check`, `status` and `watch`.
+//! Thresholds and their grading ([`crate::check`], [`crate::grading`]): `diskguard.check`, and the
+//! grading with hysteresis that `diskguard check`, `status` and `watch` use.
 
 use pyo3::prelude::*;
 
-use super::usage::{PyCheckResult, PyDiskUsage, PyLevel};
-use super::{number, opt_number, size_arg};
+use super::usage::{measure, PyCheckResult, PyDiskUsage, PyLevel};
+use super::{opt_number, size_arg};
 use crate::check::{Level, Thresholds};
 use crate::grading::{self, Slack};
 
@@ -21,29 +22,22 @@ fn level(level: &Bound<'_, PyLevel>) -> Level {
 
 #[pymethods]
 impl PyGrading {
+    /// Private to the package (`diskguard.ops` gives it parsed values), so plain numbers: a size
+    /// is an int of bytes.
     #[new]
-    #[pyo3(signature = (warn, critical, *, min_free=None, warn_free=None, inode_warn=None, inode_critical=None, hysteresis=None))]
+    #[pyo3(signature = (warn, critical, *, min_free=None, warn_free=None, inode_warn=None, inode_critical=None, hysteresis=0.0))]
     fn new(
-        warn: Option<&Bound<'_, PyAny>>,
-        critical: Option<&Bound<'_, PyAny>>,
-        min_free: Option<&Bound<'_, PyAny>>,
-        warn_free: Option<&Bound<'_, PyAny>>,
-        inode_warn: Option<&Bound<'_, PyAny>>,
-        inode_critical: Option<&Bound<'_, PyAny>>,
-        hysteresis: Option<&Bound<'_, PyAny>>,
+        warn: Option<f64>,
+        critical: Option<f64>,
+        min_free: Option<u64>,
+        warn_free: Option<u64>,
+        inode_warn: Option<f64>,
+        inode_critical: Option<f64>,
+        hysteresis: f64,
     ) -> PyResult<Self> {
-        let thresholds = Thresholds::new(
-            opt_number("warn", warn)?,
-            opt_number("critical", critical)?,
-            size_arg("warn_free", warn_free)?,
-            size_arg("min_free", min_free)?,
-            opt_number("inode_warn", inode_warn)?,
-            opt_number("inode_critical", inode_critical)?,
-        )?;
-        let share = hysteresis.map_or(Ok(0.0), |h| number("hysteresis", h))?;
         Ok(PyGrading {
-            thresholds,
-            slack: Slack::of_capacity(share)?,
+            thresholds: Thresholds::new(warn, critical, warn_free, min_free, inode_warn, inode_critical)?,
+            slack: Slack::of_capacity(hysteresis)?,
         })
     }
 
@@ -69,4 +63,35 @@ impl PyGrading {
     ) -> PyLevel {
         grading::settle(previous.map(level), level(entering), level(staying)).into()
     }
+}
+
+/// Grades the filesystem under `path` against thresholds. `diskguard.check` wraps it and supplies
+/// the defaults ([`crate::check::DEFAULT_WARN`], ...); `None` switches a threshold off.
+#[pyfunction(name = "check")]
+#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+pub(crate) fn check_py(
+    py: Python<'_>,
+    path: &Bound<'_, PyAny>,
+    warn: Option<&Bound<'_, PyAny>>,
+    critical: Option<&Bound<'_, PyAny>>,
+    min_free: Option<&Bound<'_, PyAny>>,
+    warn_free: Option<&Bound<'_, PyAny>>,
+    inode_warn: Option<&Bound<'_, PyAny>>,
+    inode_critical: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyCheckResult> {
+    let thresholds = Thresholds::new(
+        opt_number("warn", warn)?,
+        opt_number("critical", critical)?,
+        size_arg("warn_free", warn_free)?,
+        size_arg("min_free", min_free)?,
+        opt_number("inode_warn", inode_warn)?,
+        opt_number("inode_critical", inode_critical)?,
+    )?;
+    let usage = measure(py, path)?;
+    let (level, reasons) = thresholds.evaluate(&usage);
+    Ok(PyCheckResult::new(
+        level.into(),
+        reasons,
+        Py::new(py, PyDiskUsage::new(usage))?,
+    ))
 }

@@ -36,8 +36,9 @@ from .check import (
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
 from .options import (
     add_alert_options,
-    add_config_options,
+    add_paths_option,
     add_scope_options,
+    add_subcommand,
     add_threshold_options,
     budgets_from,
     channels_from,
@@ -107,14 +108,9 @@ def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_check(commands: Any) -> None:
-    p = commands.add_parser(
-        'check',
-        help='Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with perfdata',
-        description='Check the filesystems under PATHs and any budgets, in the Monitoring Plugins '
-        "conventions: one status line with perfdata ('label'=usedB;warn;crit;0;total), exit 0/1/2/3. "
-        'Percentages are of what non-root can use, as df counts; sizes are floors of available space.',
-    )
-    add_config_options(p, 'check')
+    summary = 'Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with perfdata'
+    p = add_subcommand(commands, 'check', run_check, summary)
+    add_paths_option(p, 'check')
     add_threshold_options(p)
     add_scope_options(p)
     p.add_argument(
@@ -130,7 +126,9 @@ def _add_check(commands: Any) -> None:
         help='exit CRITICAL when an alert could not be delivered on some channel',
     )
     p.add_argument('--json', action='store_true', help='machine-readable output (same exit codes)')
-    p.set_defaults(run=run_check)
+    p.add_argument(
+        '--config', metavar='FILE', help='a TOML file with the same settings, paths included (see examples/)'
+    )
     _unknown_on_bad_arguments(p)
 
 
@@ -153,6 +151,9 @@ def report_deliveries(command: str, deliveries: list[Delivery]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Check the filesystems under PATHs and any budgets, in the Monitoring Plugins conventions: one
+    status line with perfdata ('label'=usedB;warn;crit;0;total), exit 0/1/2/3. Percentages are of
+    what non-root can use, as df counts; sizes are floors of available space."""
     try:
         config = load_config(args.config)
         paths = paths_from(args, config, 'check')
@@ -207,11 +208,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _add_du(commands: Any) -> None:
-    p = commands.add_parser(
-        'du',
-        help='who is eating the disk: a parallel scan of DIR by entry or by owner',
-        description='Scan DIR on several threads (hard links once, symlinks not followed, one filesystem '
-        'unless --cross-filesystems) and list its largest entries or owners. Ctrl-C stops the scan.',
+    p = add_subcommand(
+        commands, 'du', run_du, 'who is eating the disk: a parallel scan of DIR by entry or by owner'
     )
     p.add_argument('dir', metavar='DIR')
     p.add_argument('--top', default='20', metavar='N', help='show the N largest (20)')
@@ -223,7 +221,6 @@ def _add_du(commands: Any) -> None:
         '--proc-root', metavar='DIR', help="the host's /proc mounted in a container, e.g. /host_proc"
     )
     p.add_argument('--json', action='store_true', help='machine-readable output')
-    p.set_defaults(run=run_du)
 
 
 class _ProgressLine:
@@ -251,6 +248,8 @@ def user_name(uid: int) -> str:
 
 
 def run_du(args: argparse.Namespace) -> int:
+    """Scan DIR on several threads (hard links once, symlinks not followed, one filesystem unless
+    --cross-filesystems) and list its largest entries or owners. Ctrl-C stops the scan."""
     top = parse.count('--top', args.top)
     threads = None if args.threads is None else parse.count('--threads', args.threads, maximum=256)
     progress = _ProgressLine() if sys.stderr.isatty() else None
@@ -357,11 +356,8 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def _add_orphans(commands: Any) -> None:
-    p = commands.add_parser(
-        'orphans',
-        help='list (or --delete) leftovers of crashed checkpoint saves',
-        description='Partial saves in DIR and known staging files in the temp directory, owned by you and '
-        'older than --min-age. Nothing is deleted without --delete; each is re-checked before deletion.',
+    p = add_subcommand(
+        commands, 'orphans', run_orphans, 'list (or --delete) leftovers of crashed checkpoint saves'
     )
     p.add_argument('dir', metavar='DIR')
     p.add_argument('--delete', action='store_true', help='remove what is listed')
@@ -369,10 +365,11 @@ def _add_orphans(commands: Any) -> None:
     p.add_argument('--temp-dir', metavar='DIR', help='where saves are staged (the system temp dir)')
     p.add_argument('--no-temp-dir', action='store_true', help='look in DIR only')
     p.add_argument('--json', action='store_true', help='machine-readable output')
-    p.set_defaults(run=run_orphans)
 
 
 def run_orphans(args: argparse.Namespace) -> int:
+    """Partial saves in DIR and known staging files in the temp directory, owned by you and older
+    than --min-age. Nothing is deleted without --delete; each is re-checked before deletion."""
     min_age = parse.duration('--min-age', args.min_age, minimum=0)
     if not os.path.lexists(args.dir):
         raise ValueError(f'DIR={args.dir!r}: no such directory')

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import inspect
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .. import DEFAULT_CRITICAL, DEFAULT_WARN
@@ -42,6 +44,26 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 WARN = f'{DEFAULT_WARN:.0%}'
 CRITICAL = f'{DEFAULT_CRITICAL:.0%}'
 
+# -- subcommands ----------------------------------------------------------------------------------
+
+
+def add_subcommand(
+    commands: Any,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """Registers ``diskguard NAME``, run by ``run`` (which returns the exit code): ``summary`` is its
+    line in ``diskguard --help``; its own ``--help`` shows ``description``, else ``run``'s docstring
+    (argparse rewraps both, so a docstring reads as one paragraph)."""
+    p: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=description or inspect.getdoc(run)
+    )
+    p.set_defaults(run=run)
+    return p
+
+
 # -- thresholds -----------------------------------------------------------------------------------
 
 
@@ -49,15 +71,16 @@ def add_threshold_options(p: argparse.ArgumentParser, *, old_fractions: bool = F
     """``-w/--warning``, ``-c/--critical``, ``--inodes-warn`` and ``--inodes-critical``.
 
     ``old_fractions``: the subcommand took ``--warn 0.85`` and ``--critical 0.95`` before (status):
-    ``--warn`` stays as another name of ``--warning``, and a bare fraction is read the old way
-    (:func:`legacy_limits_from` says it is deprecated)."""
-    warning_names = ['-w', '--warning', '--warn'] if old_fractions else ['-w', '--warning']
+    ``--warn`` stays, unlisted, as another name of ``--warning``, and a bare fraction is read the
+    old way (:func:`legacy_limits_from` says it is deprecated)."""
     p.add_argument(
-        *warning_names,
-        dest='warning',
+        '-w',
+        '--warning',
         metavar='PCT%|SIZE',
         help=f'warn at this %% used or below this much avail ({WARN}%)',
     )
+    if old_fractions:
+        p.add_argument('--warn', dest='warning', help=argparse.SUPPRESS)
     p.add_argument(
         '-c',
         '--critical',
@@ -236,12 +259,9 @@ BOOL_KEYS = frozenset({'nearest_ancestor', 'alert_failure_critical'})
 CONFIG_LIMIT = 1024 * 1024
 
 
-def add_config_options(p: argparse.ArgumentParser, what: str) -> None:
-    """The positional PATHs (or ``paths`` in the config file) and ``--config``."""
+def add_paths_option(p: argparse.ArgumentParser, what: str) -> None:
+    """The positional PATHs (:func:`paths_from`: else ``paths`` in the config file)."""
     p.add_argument('paths', nargs='*', metavar='PATH', help=f'paths to {what} (or `paths` in --config)')
-    p.add_argument(
-        '--config', metavar='FILE', help='a TOML file with the same settings, paths included (see examples/)'
-    )
 
 
 def paths_from(args: argparse.Namespace, config: dict[str, Any], command: str) -> list[str]:

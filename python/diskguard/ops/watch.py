@@ -29,24 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import TrendMonitor
-from . import atomic, parse
+from . import atomic, options, parse
 from . import escape as names
 from .alerts import TOTAL_TIME, Alert, Channel, summarize
 from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
 from .check import OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
-from .options import (
-    add_alert_options,
-    add_config_options,
-    add_scope_options,
-    add_threshold_options,
-    budgets_from,
-    channels_from,
-    limits_from,
-    load_config,
-    option,
-    paths_from,
-)
 from .outbox import Outbox, Sender
 from .prometheus import MetricsServer, render, textfile_directory, write_textfile
 
@@ -408,14 +396,9 @@ def _hours(seconds: float) -> str:
 
 
 def add_watch_command(commands: Any) -> None:
-    p = commands.add_parser(
-        'watch',
-        help='monitor paths: forecast, alerts on level changes, Prometheus metrics',
-        description='Measure PATHs every --interval: levels with hysteresis, a time-to-full forecast, '
-        'budgets, alerts (webhook, e-mail) on level changes with a reminder period, and Prometheus '
-        'output. SIGTERM/SIGINT exit cleanly; the state file survives restarts.',
-    )
-    add_config_options(p, 'watch')
+    summary = 'monitor paths: forecast, alerts on level changes, Prometheus metrics'
+    p = options.add_subcommand(commands, 'watch', run_watch, summary)
+    options.add_paths_option(p, 'watch')
     p.add_argument('--interval', metavar='DURATION', help='how often to measure (60s)')
     p.add_argument('--hysteresis', metavar='PCT%', help='how far below a threshold a level is left (5%%)')
     p.add_argument('--reminder', metavar='DURATION', help='repeat an unresolved alert this often (24h)')
@@ -425,52 +408,55 @@ def add_watch_command(commands: Any) -> None:
         '--state-file', metavar='FILE', help=f'where to remember levels and samples ({default_state_file()})'
     )
     p.add_argument('--listen', metavar='HOST:PORT', help='serve /metrics, e.g. 127.0.0.1:9101')
+    p.add_argument('--config', metavar='FILE', help='a TOML file with these settings (see examples/)')
     p.add_argument(
         '--once',
         action='store_true',
         help='one measurement (alerts on changes, pending ones retried), then exit 0/1/2/3 as check: for cron',
     )
-    add_threshold_options(p)
-    add_scope_options(p)
+    options.add_threshold_options(p)
+    options.add_scope_options(p)
     p.add_argument(
         '--textfile', metavar='DIR', help='write DIR/diskguard.prom for node_exporter (atomically)'
     )
-    add_alert_options(p)
-    p.set_defaults(run=run_watch)
+    options.add_alert_options(p)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    config = load_config(args.config)
-    paths = paths_from(args, config, 'watch')
-    textfile = option(args, config, 'textfile')
-    listen = option(args, config, 'listen')
-    state_file = str(option(args, config, 'state_file', default_state_file()))
+    config = options.load_config(args.config)
+
+    def setting(name: str, default: Any = None) -> Any:
+        return options.option(args, config, name, default)
+
+    paths = options.paths_from(args, config, 'watch')
+    textfile = setting('textfile')
+    listen = setting('listen')
+    state_file = str(setting('state_file', default_state_file()))
     if os.path.isdir(state_file):
         raise ValueError(f'--state-file={state_file!r}: is a directory (give a file name in it)')
     return Settings(
         paths=paths,
-        interval=parse.duration('--interval', option(args, config, 'interval', '60s'), minimum=1),
-        limits=limits_from(args, config),
-        hysteresis=parse.percentage('--hysteresis', str(option(args, config, 'hysteresis', '5%'))),
-        reminder=parse.duration('--reminder', option(args, config, 'reminder', '24h'), minimum=60),
-        forecast_horizon=parse.duration(
-            '--forecast-horizon', option(args, config, 'forecast_horizon', '24h')
-        ),
-        budgets=budgets_from(args, config),
-        budget_interval=parse.duration(
-            '--budget-interval', option(args, config, 'budget_interval', '1h'), minimum=1
-        ),
+        interval=parse.duration('--interval', setting('interval', '60s'), minimum=1),
+        limits=options.limits_from(args, config),
+        hysteresis=parse.percentage('--hysteresis', str(setting('hysteresis', '5%'))),
+        reminder=parse.duration('--reminder', setting('reminder', '24h'), minimum=60),
+        forecast_horizon=parse.duration('--forecast-horizon', setting('forecast_horizon', '24h')),
+        budgets=options.budgets_from(args, config),
+        budget_interval=parse.duration('--budget-interval', setting('budget_interval', '1h'), minimum=1),
         state_file=state_file,
         textfile=None if textfile is None else textfile_directory(str(textfile)),
         listen=None if listen is None else parse.listen_address('--listen', str(listen)),
-        proc_root=option(args, config, 'proc_root'),
-        channels=channels_from(args, config),
+        proc_root=setting('proc_root'),
+        channels=options.channels_from(args, config),
         trend_window=parse.duration('trend_window', config.get('trend_window', '12h'), minimum=60),
         trend_warmup=parse.duration('trend_warmup', config.get('trend_warmup', '6h'), minimum=0),
     )
 
 
 def run_watch(args: argparse.Namespace) -> int:
+    """Measure PATHs every --interval: levels with hysteresis, a time-to-full forecast, budgets,
+    alerts (webhook, e-mail) on level changes with a reminder period, and Prometheus output.
+    SIGTERM/SIGINT exit cleanly; the state file survives restarts."""
     if not logging.getLogger().handlers:
         # Under cron (--once) only what needs a human: failed deliveries, failed writes, warnings.
         level = logging.WARNING if args.once else logging.INFO
