@@ -11,7 +11,7 @@
 //! eases fractions by its `hysteresis` and a free-space floor by a quarter of the floor, `watch`
 //! eases both by the same share of the filesystem ([`Slack::of_capacity`]).
 
-use crate::check::{Level, Thresholds};
+use crate::check::{pct, Level, Thresholds};
 use crate::error::{Error, Result};
 use crate::size::format_size;
 use crate::usage::DiskUsage;
@@ -128,8 +128,16 @@ pub fn settle(previous: Option<Level>, entering: Level, staying: Level) -> Level
     }
 }
 
+impl Thresholds {
+    /// Grades `usage`: the worst level any threshold reaches, and one reason per threshold reached
+    /// (a one-off check, [`grade`] at [`Bar::Enter`]).
+    pub fn evaluate(&self, usage: &DiskUsage) -> (Level, Vec<String>) {
+        grade(self, usage, Bar::Enter)
+    }
+}
+
 /// Grades `usage` against `thresholds` at `bar`: the worst level any threshold reaches, and one
-/// reason per threshold reached (at [`Bar::Enter`], what [`Thresholds::evaluate`] answers).
+/// reason per threshold reached.
 pub fn grade(thresholds: &Thresholds, usage: &DiskUsage, bar: Bar) -> (Level, Vec<String>) {
     let mut level = Level::Ok;
     let mut reasons = Vec::new();
@@ -206,36 +214,15 @@ pub fn regrade(
     (settle(previous, entering, staying), reasons)
 }
 
-/// A fraction as a percentage for a message: `85%`, `85.5%`.
-pub(crate) fn pct(fraction: f64) -> String {
-    let value = fraction * 100.0;
-    if (value - value.round()).abs() < 1e-9 {
-        format!("{value:.0}%")
-    } else {
-        format!("{value}%")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::FsStats;
 
     const ALL: [Level; 3] = [Level::Ok, Level::Warn, Level::Critical];
 
     /// A filesystem of 1 KiB blocks, `used` of them used and `avail` available.
     fn usage(used: u64, avail: u64) -> DiskUsage {
-        let stats = FsStats {
-            fragment_size: 1024,
-            blocks: used + avail,
-            blocks_free: avail,
-            blocks_available: avail,
-            files: 0,
-            files_free: 0,
-            magic: 0,
-            read_only: false,
-        };
-        DiskUsage::from_stats("/x".into(), "/x".into(), &stats)
+        crate::check::tests::usage(used, avail, 0, 0)
     }
 
     /// A small deterministic generator (xorshift64*): property tests without a new dependency.
@@ -310,17 +297,20 @@ mod tests {
     }
 
     #[test]
-    fn grade_at_the_entering_bar_is_evaluate() {
-        let thresholds =
-            Thresholds::new(Some(0.5), Some(0.8), Some(300), Some(100), None, None).expect("valid");
-        for used in (0..=1000).step_by(7) {
-            let u = usage(used, 1000 - used);
-            assert_eq!(
-                grade(&thresholds, &u, Bar::Enter),
-                thresholds.evaluate(&u),
-                "{used}"
-            );
-        }
+    fn the_staying_bar_eases_every_threshold_of_a_check() {
+        let slack = Bar::Stay(Slack::of_capacity(0.1).expect("valid"));
+        let space = Thresholds::new(Some(0.5), Some(0.8), None, None, None, None).expect("valid");
+        let u = usage(450, 550);
+        assert_eq!(grade(&space, &u, Bar::Enter), (Level::Ok, vec![]));
+        assert_eq!(grade(&space, &u, slack).0, Level::Warn);
+        // 550 KiB available, a 500 KiB floor: left only 10% of the 1000 KiB disk above it.
+        let floor = Thresholds::new(None, None, None, Some(500 * 1024), None, None).expect("valid");
+        assert_eq!(grade(&floor, &u, Bar::Enter).0, Level::Ok);
+        assert_eq!(grade(&floor, &u, slack).0, Level::Critical);
+        let inodes = Thresholds::new(None, None, None, None, Some(0.5), None).expect("valid");
+        let u = crate::check::tests::usage(450, 550, 100, 55); // 45% of the inodes used
+        assert_eq!(grade(&inodes, &u, Bar::Enter).0, Level::Ok);
+        assert_eq!(grade(&inodes, &u, slack).0, Level::Warn);
     }
 
     #[test]

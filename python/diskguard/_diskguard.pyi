@@ -198,7 +198,7 @@ class CheckResult:
 class _Grading:
     """Validated thresholds and a hysteresis (a share of the filesystem): a level is entered at its
     threshold and left only that far past it. ``None`` switches a threshold off; sizes are ints of
-    bytes (for diskguard.ops, which parses them)."""
+    bytes (for diskguard.ops, which parses them). ``flags``: errors name the command line's flags."""
 
     def __new__(
         cls,
@@ -210,6 +210,7 @@ class _Grading:
         inode_warn: float | None = None,
         inode_critical: float | None = None,
         hysteresis: float = 0.0,
+        flags: bool = False,
     ) -> _Grading: ...
     def grade(self, usage: DiskUsage, previous: Level | None = None) -> CheckResult:
         """The level of ``usage`` for something that was at ``previous`` (``None``: nothing known)."""

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 use super::usage::{measure, PyCheckResult, PyDiskUsage, PyLevel};
 use super::{opt_number, size_arg};
-use crate::check::{Level, Thresholds};
+use crate::check::{Level, Spelling, Thresholds};
 use crate::grading::{self, Slack};
 
 /// Validated thresholds and a hysteresis: `grade(usage, previous)` enters a level at its threshold
@@ -23,9 +23,10 @@ fn level(level: &Bound<'_, PyLevel>) -> Level {
 #[pymethods]
 impl PyGrading {
     /// Private to the package (`diskguard.ops` gives it parsed values), so plain numbers: a size
-    /// is an int of bytes.
+    /// is an int of bytes. `flags`: errors name the command line's flags (`--warning=90%`).
     #[new]
-    #[pyo3(signature = (warn, critical, *, min_free=None, warn_free=None, inode_warn=None, inode_critical=None, hysteresis=0.0))]
+    #[pyo3(signature = (warn, critical, *, min_free=None, warn_free=None, inode_warn=None, inode_critical=None, hysteresis=0.0, flags=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn new(
         warn: Option<f64>,
         critical: Option<f64>,
@@ -34,9 +35,23 @@ impl PyGrading {
         inode_warn: Option<f64>,
         inode_critical: Option<f64>,
         hysteresis: f64,
+        flags: bool,
     ) -> PyResult<Self> {
+        let thresholds = Thresholds {
+            warn,
+            critical,
+            warn_free,
+            min_free,
+            inode_warn,
+            inode_critical,
+        };
+        let spelling = if flags {
+            Spelling::Flags
+        } else {
+            Spelling::Arguments
+        };
         Ok(PyGrading {
-            thresholds: Thresholds::new(warn, critical, warn_free, min_free, inode_warn, inode_critical)?,
+            thresholds: thresholds.validated(spelling)?,
             slack: Slack::of_capacity(hysteresis)?,
         })
     }

@@ -39,7 +39,7 @@ _LEVELS = {OK: Level.OK, WARNING: Level.WARN, CRITICAL: Level.CRITICAL}
 @dataclass(frozen=True)
 class Limits:
     """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used),
-    validated by the core on construction (``ValueError``). ``nearest_ancestor``: a path that does
+    validated by the core on construction (``ValueError`` in the flags' words). ``nearest_ancestor``: a path that does
     not exist is measured at its nearest existing ancestor (else it is UNKNOWN, so a typo in a
     monitored path cannot pass as OK). ``min_free``: a floor of available bytes besides a
     percentage ``critical`` (``status --min-free``)."""
@@ -50,6 +50,9 @@ class Limits:
     inodes_critical: float | None = DEFAULT_CRITICAL
     nearest_ancestor: bool = False
     min_free: int | None = None
+    #: Whether the core's errors name the flags (``--warning=90%``), else its arguments (``warn=0.9``:
+    #: status's deprecated fractions keep their old messages).
+    flag_names: bool = field(default=True, compare=False)
     #: The core's grading of these thresholds, without hysteresis.
     grading: _Grading = field(init=False, repr=False, compare=False)
 
@@ -70,6 +73,7 @@ class Limits:
             inode_warn=self.inodes_warning,
             inode_critical=self.inodes_critical,
             hysteresis=hysteresis,
+            flags=self.flag_names,
         )
 
     def used_bytes_at(self, t: Threshold, u: DiskUsage) -> int:

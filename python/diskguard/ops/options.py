@@ -144,7 +144,8 @@ def legacy_limits_from(args: argparse.Namespace, min_free: int | None) -> tuple[
     critical, inodes_critical = _old_or_new(
         args.critical, args.inodes_critical, CRITICAL, _CRITICAL_NAMES, notes
     )
-    limits = Limits(warning, critical, inodes_warn, inodes_critical, min_free=min_free)
+    # The old spelling keeps its old messages, which name the API's arguments (warn=2: ...).
+    limits = Limits(warning, critical, inodes_warn, inodes_critical, min_free=min_free, flag_names=not notes)
     return limits, notes
 
 
