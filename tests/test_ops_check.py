@@ -151,8 +151,10 @@ def test_bad_arguments_are_unknown_in_one_line(args: list[str]) -> None:
         (['--inodes-warn', '96%'], '--inodes-warn=96%: must not exceed --inodes-critical=95%'),
         (
             ['-w', '1GiB', '-c', '2GiB'],
-            '--warning=1.0 GiB free: must be at least --critical=2.0 GiB free '
-            '(a warning comes before the critical floor)',
+            (
+                '--warning=1.0 GiB free: must be at least --critical=2.0 GiB free '
+                '(a warning comes before the critical floor)'
+            ),
         ),
     ],
 )

@@ -205,10 +205,10 @@ class _Grading:
         warn: float | None,
         critical: float | None,
         *,
-        min_free: int | None = None,
         warn_free: int | None = None,
-        inode_warn: float | None = None,
-        inode_critical: float | None = None,
+        min_free: int | None = None,
+        inodes_warning: float | None = None,
+        inodes_critical: float | None = None,
         hysteresis: float = 0.0,
         flags: bool = False,
     ) -> _Grading: ...

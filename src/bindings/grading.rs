@@ -22,36 +22,37 @@ fn level(level: &Bound<'_, PyLevel>) -> Level {
 
 #[pymethods]
 impl PyGrading {
-    /// Private to the package (`diskguard.ops` gives it parsed values), so plain numbers: a size
-    /// is an int of bytes. `flags`: errors name the command line's flags (`--warning=90%`).
+    /// Private to the package (`diskguard.ops.check.Limits` gives it parsed values), so plain
+    /// numbers: a size is an int of bytes. `flags`: errors name the command line's flags (`--warning=90%`).
     #[new]
-    #[pyo3(signature = (warn, critical, *, min_free=None, warn_free=None, inode_warn=None, inode_critical=None, hysteresis=0.0, flags=false))]
+    #[pyo3(signature = (warn, critical, *, warn_free=None, min_free=None, inodes_warning=None, inodes_critical=None, hysteresis=0.0, flags=false))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn new(
         warn: Option<f64>,
         critical: Option<f64>,
-        min_free: Option<u64>,
         warn_free: Option<u64>,
-        inode_warn: Option<f64>,
-        inode_critical: Option<f64>,
+        min_free: Option<u64>,
+        inodes_warning: Option<f64>,
+        inodes_critical: Option<f64>,
         hysteresis: f64,
         flags: bool,
     ) -> PyResult<Self> {
-        let thresholds = Thresholds {
-            warn,
-            critical,
-            warn_free,
-            min_free,
-            inode_warn,
-            inode_critical,
-        };
         let spelling = if flags {
             Spelling::Flags
         } else {
             Spelling::Arguments
         };
+        // Named as diskguard.ops.check.Limits names them; the core's errors in `spelling`'s words.
+        let given = Thresholds {
+            warn,
+            critical,
+            warn_free,
+            min_free,
+            inode_warn: inodes_warning,
+            inode_critical: inodes_critical,
+        };
         Ok(PyGrading {
-            thresholds: thresholds.validated(spelling)?,
+            thresholds: given.validated(spelling)?,
             slack: Slack::of_capacity(hysteresis)?,
         })
     }

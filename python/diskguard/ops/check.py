@@ -68,10 +68,10 @@ class Limits:
         return _Grading(
             w.fraction,
             c.fraction,
-            min_free=c.free_bytes if c.free_bytes is not None else self.min_free,
             warn_free=w.free_bytes,
-            inode_warn=self.inodes_warning,
-            inode_critical=self.inodes_critical,
+            min_free=c.free_bytes if c.free_bytes is not None else self.min_free,
+            inodes_warning=self.inodes_warning,
+            inodes_critical=self.inodes_critical,
             hysteresis=hysteresis,
             flags=self.flag_names,
         )
