@@ -6,6 +6,7 @@
 
 mod dcp;
 mod du;
+mod grading;
 mod guard;
 mod logs;
 mod resume;
@@ -246,6 +247,8 @@ pub mod _diskguard {
     #[pymodule_export]
     use super::du::{du_py, PyDuEntry, PyDuOwner, PyDuReport};
     #[pymodule_export]
+    use super::grading::{check_py, PyGrading};
+    #[pymodule_export]
     use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]
     use super::logs::{log_budget_py, PyLogBudget};
@@ -260,7 +263,7 @@ pub mod _diskguard {
     use super::trend::{forecast_run_py, PyRunForecast, PyTrendEstimate, PyTrendMonitor};
     #[pymodule_export]
     use super::usage::{
-        check_py, format_size, mounts_py, parse_size, usage_py, PyCheckResult, PyDiskUsage, PyLevel, PyMount,
+        format_size, mounts_py, parse_size, usage_py, PyCheckResult, PyDiskUsage, PyLevel, PyMount,
     };
     #[pymodule_export]
     use super::{DirectoryBusyError, DiskGuardError};
