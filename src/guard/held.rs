@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 
+use crate::names::{is_temp_name, OWN_PREFIX};
 use crate::ordering::Identity;
 
 /// How deep a walk goes below the directory (as `du` limits nothing, but a bound is a bound).
@@ -27,6 +28,9 @@ const MAX_DEPTH: usize = 64;
 /// The most top-level entries whose bytes a background scan remembers one by one (16 bytes each,
 /// keyed by a hash of the name): past it, a result lands only if nothing was touched meanwhile.
 const MAX_ENTRIES: usize = 4_000_000;
+
+/// The most entries named as saves in progress a walk remembers by name.
+const MAX_TRANSIENT: usize = 4096;
 
 /// Bytes allocated under `path` (`st_blocks * 512`), not following symlinks and not crossing into
 /// other filesystems; unreadable parts are skipped (the guard rescans later).
@@ -71,6 +75,10 @@ pub(super) struct HeldScan {
     entries: HashMap<u64, u64>,
     /// Every entry is in `entries` (false past [`MAX_ENTRIES`]).
     complete: bool,
+    /// Entries named as saves in progress (a safe save's `.diskguard-*` staging file, `*.tmp`,
+    /// `tmp-checkpoint-*`): a save renames them away while the walk runs, so they are looked at
+    /// again when it lands (at most [`MAX_TRANSIENT`]; past it the result is incomplete).
+    transient: Vec<OsString>,
 }
 
 impl HeldScan {
@@ -80,6 +88,7 @@ impl HeldScan {
             total: 0,
             entries: HashMap::new(),
             complete: true,
+            transient: Vec::new(),
         };
         let meta = std::fs::symlink_metadata(dir).ok()?;
         scan.total = meta.blocks().saturating_mul(512);
@@ -96,8 +105,16 @@ impl HeldScan {
                 }
                 let bytes = walk(&entry.path(), meta.dev(), 1, &mut seen, cancel);
                 scan.total = scan.total.saturating_add(bytes);
+                let name = entry.file_name();
+                if in_progress(&name) {
+                    if scan.transient.len() < MAX_TRANSIENT {
+                        scan.transient.push(name.clone());
+                    } else {
+                        scan.complete = false;
+                    }
+                }
                 if scan.entries.len() < MAX_ENTRIES {
-                    let slot = scan.entries.entry(key(keys, &entry.file_name())).or_insert(0);
+                    let slot = scan.entries.entry(key(keys, &name)).or_insert(0);
                     *slot = slot.saturating_add(bytes);
                 } else {
                     scan.complete = false;
@@ -106,6 +123,12 @@ impl HeldScan {
         }
         (!cancel.load(Ordering::Relaxed)).then_some(scan)
     }
+}
+
+/// A name a save in progress carries (ours, or a framework's).
+fn in_progress(name: &OsStr) -> bool {
+    let text = name.to_string_lossy();
+    text.starts_with(OWN_PREFIX) || is_temp_name(&text)
 }
 
 fn key(keys: &RandomState, name: &OsStr) -> u64 {
@@ -144,17 +167,29 @@ impl Landed {
     /// walk of that one entry now) for what it did. `None` when the scan could not tell touched
     /// entries apart (more than [`MAX_ENTRIES`]).
     pub(super) fn held(&self, dir: &Path, keys: &RandomState) -> Option<u64> {
-        if self.touched.is_empty() {
+        if self.touched.is_empty() && self.scan.transient.is_empty() {
             return Some(self.scan.total);
         }
         if !self.scan.complete {
             return None;
         }
+        let scanned = |name: &OsStr| self.scan.entries.get(&key(keys, name)).copied().unwrap_or(0);
         let mut held = self.scan.total;
         for (name, known) in &self.touched {
-            let scanned = self.scan.entries.get(&key(keys, name)).copied().unwrap_or(0);
             let now = known.unwrap_or_else(|| held_bytes(&dir.join(name)));
-            held = held.saturating_sub(scanned).saturating_add(now);
+            held = held.saturating_sub(scanned(name)).saturating_add(now);
+        }
+        // A save's staging entry walked before its rename: gone now (one lstat), it holds nothing;
+        // still there, the walk's figure stands.
+        for name in self
+            .scan
+            .transient
+            .iter()
+            .filter(|n| !self.touched.contains_key(*n))
+        {
+            if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                held = held.saturating_sub(scanned(name));
+            }
         }
         Some(held)
     }
@@ -173,7 +208,6 @@ impl BackgroundScan {
         let spawned = std::thread::Builder::new()
             .name("diskguard-held".into())
             .spawn(move || {
-                yield_to_training();
                 let _ = tx.send(HeldScan::walk(&dir, &keys, &stop));
             });
         if spawned.is_ok() {
@@ -251,14 +285,6 @@ impl Drop for BackgroundScan {
     }
 }
 
-/// Lowers the calling thread's priority to the least (nice 19): a rescan must take the CPU the
-/// training thread leaves, not preempt it. On Linux each thread has its own nice value.
-fn yield_to_training() {
-    // SAFETY: setpriority with `who` = 0 changes the calling thread's nice value and touches no
-    // memory; a failure (not permitted) leaves the priority as it was, which is only slower.
-    let _ = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 19) };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +317,24 @@ mod tests {
         std::fs::remove_file(dir.join("a")).expect("rm");
         let expected = held_bytes(&dir) + 5000;
         assert_eq!(result.held(&dir, scan.keys()), Some(expected));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_staging_entry_renamed_away_after_the_walk_counts_once() {
+        let dir = temp_dir("held-staging");
+        let staging = dir.join(".diskguard-step=1.pt.x1.tmp");
+        std::fs::write(&staging, vec![1u8; 64 * 1024]).expect("write");
+        let mut scan = BackgroundScan::default();
+        assert!(scan.start(&dir));
+        let walked = landed(&mut scan);
+        // The save renames its staging file into place and the guard records the save.
+        std::fs::rename(&staging, dir.join("step=1.pt")).expect("rename");
+        let mut result = walked;
+        result
+            .touched
+            .insert("step=1.pt".into(), Some(held_bytes(&dir.join("step=1.pt"))));
+        assert_eq!(result.held(&dir, scan.keys()), Some(held_bytes(&dir)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
