@@ -301,11 +301,11 @@ class DiskGuard:
         # Every event is logged before any warning is issued: a warning turned into an error
         # (-W error) must not lose the records of what else was done.
         events = core.take_events()
-        for _kind, message, is_warning in events:
-            logger.log(logging.WARNING if is_warning else logging.INFO, message)
-        for _kind, message, is_warning in events:
-            if is_warning:
-                warnings.warn(message, DiskSpaceWarning, stacklevel=_caller_level())
+        for event in events:
+            logger.log(logging.WARNING if event.warning else logging.INFO, event.message)
+        for event in events:
+            if event.warning:
+                warnings.warn(event.message, DiskSpaceWarning, stacklevel=_caller_level())
 
     # ----- the plain loop -----
 
@@ -472,10 +472,9 @@ class DiskGuard:
         measured = self._engine.metrics()
         if measured is None:
             return {}
-        free, used_percent, seconds_to_full = measured
-        out = {'disk/free_bytes': float(free), 'disk/used_percent': used_percent}
-        if seconds_to_full is not None:
-            out['disk/hours_to_full'] = seconds_to_full / 3600.0
+        out = {'disk/free_bytes': float(measured.free), 'disk/used_percent': measured.used_percent}
+        if measured.seconds_to_full is not None:
+            out['disk/hours_to_full'] = measured.seconds_to_full / 3600.0
         return out
 
     def diagnose(self, error: BaseException) -> str | None:
@@ -590,18 +589,18 @@ class DiskGuard:
         checkpoints this run wrote as ``[device, inode]``: a run resumed from a checkpoint that
         carries this state keeps knowing them (and what it wrote since the oldest of them) as its
         own, so files it did not write never outrank them."""
-        level, largest, saves, stop_reason, trend, own, run_id = self._engine.state()
+        state = self._engine.state()
         return {
             'version': _STATE_VERSION,
-            'level': level,
-            'largest_checkpoint': largest,
-            'saves': saves,
-            'stop_reason': stop_reason,
+            'level': state.level,
+            'largest_checkpoint': state.largest_checkpoint,
+            'saves': state.saves,
+            'stop_reason': state.stop_reason,
             'calls': self._calls,
             'last_step': self._last_step,
-            'trend': trend,
-            'own': [[dev, ino] for dev, ino in own],
-            'run_id': run_id,
+            'trend': state.trend,
+            'own': [[dev, ino] for dev, ino in state.own],
+            'run_id': state.run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

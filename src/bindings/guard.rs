@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyString};
 
-use super::retention::opt_policy;
+use super::convert::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
+use super::records::{PyGuardEvent, PyGuardMetrics, PyGuardState};
+use super::rules::opt_policy;
 use super::trend::{monotonic_now, state_from_dict, state_to_dict, PyRunForecast};
-use super::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
 use crate::guard::{
     level_named, Guard, GuardConfig, GuardState, OnFull, Ranks, Reserve, SpaceStatus, Status,
 };
@@ -187,18 +188,6 @@ fn opt_fraction(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f
     }
 }
 
-/// `(level, largest checkpoint, saves, stop reason, trend state, own checkpoints as (device,
-/// inode))`: what `DiskGuard.state_dict()` is built from.
-type StateRow<'py> = (
-    &'static str,
-    u64,
-    u64,
-    Option<String>,
-    Bound<'py, PyDict>,
-    Vec<(u64, u64)>,
-    u64,
-);
-
 /// The guard's decision engine (internal; use `diskguard.DiskGuard`).
 #[pyclass(frozen, name = "_Guard", module = "diskguard._diskguard")]
 pub struct PyGuard {
@@ -318,11 +307,11 @@ impl PyGuard {
         Ok(())
     }
 
-    /// Events since the last call as `(kind, message, is_warning)`.
-    fn take_events(&self, py: Python<'_>) -> Vec<(&'static str, String, bool)> {
+    /// Events since the last call.
+    fn take_events(&self, py: Python<'_>) -> Vec<PyGuardEvent> {
         self.with(py, Guard::take_events)
             .into_iter()
-            .map(|e| (e.kind, e.message, e.warning))
+            .map(PyGuardEvent::from)
             .collect()
     }
 
@@ -372,19 +361,12 @@ impl PyGuard {
             .into())
     }
 
-    /// (level, largest checkpoint, saves, stop reason, trend monitor state as a dict).
-    fn state<'py>(&self, py: Python<'py>) -> PyResult<StateRow<'py>> {
+    /// What `DiskGuard.state_dict()` is built from (the trend monitor's state as a dict).
+    fn state(&self, py: Python<'_>) -> PyResult<PyGuardState> {
         let now = monotonic_now()?;
         let state = self.with(py, |g| g.state(now))?;
-        Ok((
-            state.level.name(),
-            state.largest,
-            state.saves,
-            state.stop_reason,
-            state_to_dict(py, &state.trend)?,
-            state.own,
-            state.run_id,
-        ))
+        let trend = state_to_dict(py, &state.trend)?;
+        Ok(PyGuardState::new(state, trend))
     }
 
     #[pyo3(signature = (level, largest, saves, stop_reason, trend, own = None, run_id = None))]
@@ -434,11 +416,10 @@ impl PyGuard {
         Ok(self.with(py, |g| g.set_referenced(&paths))?)
     }
 
-    /// `(free bytes, percent used, seconds to full or None)` of the directory's filesystem, or
-    /// None in a process that does not measure it.
-    fn metrics(&self, py: Python<'_>) -> Option<(u64, f64, Option<f64>)> {
-        self.with(py, |g| g.metrics())
-            .map(|m| (m.free, m.used_percent, m.seconds_to_full))
+    /// The directory's filesystem as of the last check, or None in a process that does not
+    /// measure it.
+    fn metrics(&self, py: Python<'_>) -> Option<PyGuardMetrics> {
+        self.with(py, |g| g.metrics()).map(PyGuardMetrics::from)
     }
 
     /// A diagnosis of a failed write (`errno` ENOSPC or EDQUOT) to `path`.
