@@ -582,7 +582,8 @@ def run_orphans(args: argparse.Namespace) -> int:
             + ('' if args.delete or not found else ' (--delete removes them)')
         )
         for r in results:
-            print(f'{r.outcome:<8} {names.text(r.path)}' + (f'  ({names.text(r.detail)})' if r.detail else ''))
+            detail = f'  ({names.text(r.detail)})' if r.detail else ''
+            print(f'{r.outcome:<8} {names.text(r.path)}{detail}')
     return 1 if any(r.outcome == 'failed' for r in results) else 0
 
 
