@@ -22,6 +22,7 @@ __all__ = [
     'GuardMetrics',
     'GuardSpace',
     'GuardState',
+    'InsufficientSpaceError',
     'GuardStatus',
     'KeepBest',
     'KeepEvery',
@@ -42,6 +43,7 @@ __all__ = [
     '__version__',
     '_find_orphans',
     '_free_space',
+    '_rebuild_insufficient_space',
     '_remove_orphans',
     '_shared_filesystem',
     'apply',
@@ -68,6 +70,20 @@ class DiskGuardError(Exception):
 
 class DirectoryBusyError(DiskGuardError):
     """Another process is pruning this checkpoint directory (its lock is held)."""
+
+class InsufficientSpaceError(DiskGuardError):
+    """A write was refused before any byte was written: it would not fit.
+
+    ``needed`` is what the write needs (bytes, its staging copy and margin included), ``available``
+    what could be written, both in bytes; the message says what was tried to make room.
+    """
+
+    needed: int
+    available: int
+    def __init__(self, message: str, *, needed: int, available: int) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def _rebuild_insufficient_space(message: str, needed: int, available: int) -> InsufficientSpaceError: ...
 
 @final
 class Level:

@@ -29,7 +29,9 @@ pub mod _diskguard {
     #[pymodule_export]
     use super::du::{du_py, PyDuEntry, PyDuOwner, PyDuReport};
     #[pymodule_export]
-    use super::errors::{DirectoryBusyError, DiskGuardError};
+    use super::errors::{
+        rebuild_insufficient_space, DirectoryBusyError, DiskGuardError, InsufficientSpaceError,
+    };
     #[pymodule_export]
     use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]
@@ -63,6 +65,7 @@ pub mod _diskguard {
         if logger.install().is_err() {
             log::debug!("a Rust logger was already installed; diskguard logs through it");
         }
+        super::errors::init_insufficient_space(m)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("DEFAULT_WARN", crate::check::DEFAULT_WARN)?;
         m.add("DEFAULT_CRITICAL", crate::check::DEFAULT_CRITICAL)?;
