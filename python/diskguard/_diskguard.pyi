@@ -9,6 +9,7 @@ from diskguard._types import StrPath as _StrPath
 __all__ = [
     'DEFAULT_CRITICAL',
     'DEFAULT_WARN',
+    'OWN_PREFIX',
     'CheckResult',
     'DeletionOutcome',
     'DirectoryBusyError',
@@ -22,8 +23,8 @@ __all__ = [
     'GuardMetrics',
     'GuardSpace',
     'GuardState',
-    'InsufficientSpaceError',
     'GuardStatus',
+    'InsufficientSpaceError',
     'KeepBest',
     'KeepEvery',
     'KeepLast',
@@ -64,6 +65,9 @@ DEFAULT_WARN: float
 """The default fraction used at which to warn (bytes and inodes)."""
 DEFAULT_CRITICAL: float
 """The default fraction used that is critical (bytes and inodes)."""
+OWN_PREFIX: str
+"""The prefix of diskguard's own files in a checkpoint directory (a save's temp file, the emergency
+reserve): the core recognises them by it."""
 
 class DiskGuardError(Exception):
     """Base class of diskguard's own errors."""

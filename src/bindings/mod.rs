@@ -69,6 +69,7 @@ pub mod _diskguard {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("DEFAULT_WARN", crate::check::DEFAULT_WARN)?;
         m.add("DEFAULT_CRITICAL", crate::check::DEFAULT_CRITICAL)?;
+        m.add("OWN_PREFIX", crate::names::OWN_PREFIX)?;
         Ok(())
     }
 }
