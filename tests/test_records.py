@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import diskguard
+import pytest
 from diskguard import DeletionOutcome, FreeSpaceResult, Orphan
 from diskguard._diskguard import GuardEvent, GuardMetrics, GuardState
 
@@ -46,8 +45,10 @@ RECORDS: list[tuple[Any, Any, str]] = [
     (
         GuardState('ok', 10, 2, None, {'samples': [1.0]}, [(1, 2)], 7),
         GuardState('ok', 10, 2, None, {'samples': [2.0]}, [(1, 2)], 7),
-        "GuardState(level='ok', largest_checkpoint=10, saves=2, stop_reason=None, "
-        "trend={'samples': [1.0]}, own=[(1, 2)], run_id=7)",
+        (
+            "GuardState(level='ok', largest_checkpoint=10, saves=2, stop_reason=None, "
+            "trend={'samples': [1.0]}, own=[(1, 2)], run_id=7)"
+        ),
     ),
 ]
 
