@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Literal, TypeAlias, final
 
+from diskguard._options import GuardOptions
 from diskguard._types import Size as _Size
 from diskguard._types import StrPath as _StrPath
 
@@ -983,22 +984,9 @@ class _Guard:
     def __new__(
         cls,
         path: _StrPath,
+        options: GuardOptions,
         *,
         temp_dir: _StrPath,
-        watch: Any,
-        warn: float | None,
-        critical: float | None,
-        min_free: _Size | None,
-        budget: _Size | None,
-        reserve: _Size,
-        on_full: str,
-        hysteresis: float,
-        statfs_timeout: float,
-        rescan_interval: float,
-        check_every_steps: int,
-        check_every_seconds: float,
-        retention: RetentionPolicy | None,
-        emergency_reserve: _Size | None,
         rank: int,
         local_rank: int,
         world_size: int,

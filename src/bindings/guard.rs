@@ -209,53 +209,37 @@ impl PyGuard {
 
 #[pymethods]
 impl PyGuard {
+    /// The engine for `path` with `options` (a `diskguard._options.GuardOptions`, read by name:
+    /// each option is converted here and validated by the core, once).
     #[new]
-    #[pyo3(signature = (
-        path, *, temp_dir, watch, warn, critical, min_free, budget, reserve, on_full, hysteresis,
-        statfs_timeout, rescan_interval, check_every_steps, check_every_seconds, retention,
-        emergency_reserve, rank, local_rank, world_size
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path, options, *, temp_dir, rank, local_rank, world_size))]
     fn new(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
+        options: &Bound<'_, PyAny>,
         temp_dir: &Bound<'_, PyAny>,
-        watch: &Bound<'_, PyAny>,
-        warn: &Bound<'_, PyAny>,
-        critical: &Bound<'_, PyAny>,
-        min_free: &Bound<'_, PyAny>,
-        budget: &Bound<'_, PyAny>,
-        reserve: &Bound<'_, PyAny>,
-        on_full: &Bound<'_, PyAny>,
-        hysteresis: &Bound<'_, PyAny>,
-        statfs_timeout: &Bound<'_, PyAny>,
-        rescan_interval: &Bound<'_, PyAny>,
-        check_every_steps: &Bound<'_, PyAny>,
-        check_every_seconds: &Bound<'_, PyAny>,
-        retention: &Bound<'_, PyAny>,
-        emergency_reserve: &Bound<'_, PyAny>,
         rank: &Bound<'_, PyAny>,
         local_rank: &Bound<'_, PyAny>,
         world_size: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let dir = fs_path(path)?;
         let temp_dir = path_arg("temp_dir", temp_dir)?;
-        let watch = path_list("watch", watch)?;
-        let policy = opt_policy("retention", Some(retention))?;
+        let option = |name: &str| options.getattr(name);
+        let watch = path_list("watch", &option("watch")?)?;
         let config = GuardConfig {
-            warn: opt_fraction("warn", warn)?,
-            critical: opt_fraction("critical", critical)?,
-            min_free: size_arg("min_free", Some(min_free))?,
-            budget: size_arg("budget", Some(budget))?,
-            reserve: reserve_arg(reserve)?,
-            on_full: on_full_arg(on_full)?,
-            hysteresis: number("hysteresis", hysteresis)?,
-            statfs_timeout: number("statfs_timeout", statfs_timeout)?,
-            rescan_interval: number("rescan_interval", rescan_interval)?,
-            check_every_steps: whole("check_every_steps", check_every_steps)?,
-            check_every_seconds: number("check_every_seconds", check_every_seconds)?,
-            policy,
-            emergency_reserve: size_arg("emergency_reserve", Some(emergency_reserve))?,
+            warn: opt_fraction("warn", &option("warn")?)?,
+            critical: opt_fraction("critical", &option("critical")?)?,
+            min_free: size_arg("min_free", Some(&option("min_free")?))?,
+            budget: size_arg("budget", Some(&option("budget")?))?,
+            reserve: reserve_arg(&option("reserve")?)?,
+            on_full: on_full_arg(&option("on_full")?)?,
+            hysteresis: number("hysteresis", &option("hysteresis")?)?,
+            statfs_timeout: number("statfs_timeout", &option("statfs_timeout")?)?,
+            rescan_interval: number("rescan_interval", &option("rescan_interval")?)?,
+            check_every_steps: whole("check_every_steps", &option("check_every_steps")?)?,
+            check_every_seconds: number("check_every_seconds", &option("check_every_seconds")?)?,
+            policy: opt_policy("retention", Some(&option("retention")?))?,
+            emergency_reserve: size_arg("emergency_reserve", Some(&option("emergency_reserve")?))?,
             ranks: Ranks {
                 rank: whole("rank", rank)?,
                 local_rank: whole("local_rank", local_rank)?,
