@@ -81,7 +81,10 @@ def test_lightning_refuses_sync_and_the_ranks_naming_the_argument() -> None:
         lightning.DiskGuardCallback(sync=None)
     with pytest.raises(TypeError, match=r'^DiskGuardCallback got local_rank, rank: .*trainer.global_rank'):
         lightning.DiskGuardCallback(rank=0, local_rank=0)
-    assert lightning.DiskGuardCallback(min_free='1GiB')._options.min_free == '1GiB'
+    callback = lightning.DiskGuardCallback(min_free='1GiB')
+    assert callback.guard_options == {'min_free': '1GiB'} and callback._options.min_free == '1GiB'
+    with pytest.raises(TypeError):
+        callback.guard_options['budget'] = '1GiB'  # type: ignore[index]  # checked once, when made
 
 
 @pytest.mark.torch

@@ -63,6 +63,13 @@ def test_each_record_prints_pickles_and_compares(record: Any, other: Any, text: 
     assert record != tuple(text)  # never equal to something else
 
 
+@pytest.mark.parametrize(
+    'record', [r for r, _, _ in RECORDS[:2]] + [RECORDS[3][0]], ids=lambda r: type(r).__name__
+)
+def test_records_that_replaced_hashable_values_hash(record: Any) -> None:
+    assert len({record, pickle.loads(pickle.dumps(record))}) == 1
+
+
 def test_an_orphans_identity_survives_pickling_but_is_not_compared() -> None:
     orphan = Orphan('/ckpt/x.tmp', 1, 2.0, 'why', (1, 2, 3, 4, 5, 6))
     assert pickle.loads(pickle.dumps(orphan))._identity == (1, 2, 3, 4, 5, 6)

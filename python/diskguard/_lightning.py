@@ -17,8 +17,9 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
@@ -253,6 +254,7 @@ class DiskGuardCallbackMixin:
         super().__init__()
         self._path: str | None = path
         self._log_metrics = log_metrics
+        self._given_options = guard_options
         # Lightning reads state_key at every hook (its profiler's label): computed once.
         self._state_key: str = self._generate_state_key(path=path)  # type: ignore[attr-defined]
         self._pending_state: dict[str, Any] | None = None
@@ -275,6 +277,12 @@ class DiskGuardCallbackMixin:
         self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
+
+    @property
+    def guard_options(self) -> Mapping[str, Any]:
+        """DiskGuard's options as given; read-only, as they were checked when the callback was
+        made."""
+        return MappingProxyType(self._given_options)
 
     @property
     def state_key(self) -> str:

@@ -39,6 +39,8 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -189,15 +191,20 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         )
         self.path = path
         self.log_metrics = log_metrics
-        #: DiskGuard's options as given (what ``trainer_state.json`` stores).
-        self.guard_options = guard_options
+        self._given_options = guard_options
         self.guard: DiskGuard | None = None
         self.guard_state: dict[str, Any] | None = None  # set by the Trainer's restore, applied once
         self._figures_placed = False
         self._stopped_at: int | None = None  # the step at which the guard stopped this training
 
     @property
-    def guard_kwargs(self) -> dict[str, Any]:
+    def guard_options(self) -> Mapping[str, Any]:
+        """DiskGuard's options as given (what ``trainer_state.json`` stores); read-only, as they
+        were checked when the callback was made."""
+        return MappingProxyType(self._given_options)
+
+    @property
+    def guard_kwargs(self) -> Mapping[str, Any]:
         """Deprecated: :attr:`guard_options`, the name both framework callbacks use."""
         warnings.warn(
             'DiskGuardCallback.guard_kwargs is deprecated: use guard_options',

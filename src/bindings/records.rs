@@ -26,11 +26,12 @@ fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
     frozen,
     eq,
     get_all,
+    hash,
     from_py_object,
     name = "DeletionOutcome",
     module = "diskguard"
 )]
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyDeletionOutcome {
     /// The path it was about.
     path: OsString,
@@ -107,7 +108,7 @@ impl PyDeletionOutcome {
 pub(crate) type OrphanIdentity = (u64, u64, i64, i64, u64, u64);
 
 /// A leftover of a crashed save, from `find_orphans`.
-#[pyclass(frozen, eq, name = "Orphan", module = "diskguard")]
+#[pyclass(frozen, eq, hash, name = "Orphan", module = "diskguard")]
 #[derive(Clone)]
 pub struct PyOrphan {
     #[pyo3(get)]
@@ -129,6 +130,15 @@ pub struct PyOrphan {
 impl PartialEq for PyOrphan {
     fn eq(&self, other: &Self) -> bool {
         (&self.path, self.size, self.age, &self.reason) == (&other.path, other.size, other.age, &other.reason)
+    }
+}
+
+impl Eq for PyOrphan {}
+
+/// Hashed by what it is compared by (an age is never NaN: it is measured).
+impl std::hash::Hash for PyOrphan {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.path, self.size, self.age.to_bits(), &self.reason).hash(state);
     }
 }
 
@@ -279,8 +289,15 @@ impl PyFreeSpaceResult {
 }
 
 /// Something the guard did or saw, for a log record and, when `warning`, a `DiskSpaceWarning`.
-#[pyclass(frozen, eq, get_all, name = "GuardEvent", module = "diskguard._diskguard")]
-#[derive(Clone, PartialEq)]
+#[pyclass(
+    frozen,
+    eq,
+    hash,
+    get_all,
+    name = "GuardEvent",
+    module = "diskguard._diskguard"
+)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyGuardEvent {
     /// What kind of event (`'level'`, `'deleted'`, `'stop'`...).
     kind: String,
