@@ -41,6 +41,7 @@ __all__ = [
     'RunForecast',
     'TrendEstimate',
     'TrendMonitor',
+    '_Grading',
     '_Guard',
     '__version__',
     '_find_orphans',
@@ -219,6 +220,30 @@ class CheckResult:
     def reasons(self) -> list[str]: ...
     @property
     def usage(self) -> DiskUsage: ...
+
+@final
+class _Grading:
+    """Validated thresholds and a hysteresis (a share of the filesystem): a level is entered at its
+    threshold and left only that far past it. ``None`` switches a threshold off; sizes are ints of
+    bytes (for diskguard.ops, which parses them). ``flags``: errors name the command line's flags."""
+
+    def __new__(
+        cls,
+        warn: float | None,
+        critical: float | None,
+        *,
+        warn_free: int | None = None,
+        min_free: int | None = None,
+        inodes_warning: float | None = None,
+        inodes_critical: float | None = None,
+        hysteresis: float = 0.0,
+        flags: bool = False,
+    ) -> _Grading: ...
+    def grade(self, usage: DiskUsage, previous: Level | None = None) -> CheckResult:
+        """The level of ``usage`` for something that was at ``previous`` (``None``: nothing known)."""
+    @staticmethod
+    def settle(previous: Level | None, entering: Level, staying: Level) -> Level:
+        """The hysteresis rule: rising at once, falling only as far as ``staying`` allows."""
 
 @final
 class LogBudget:

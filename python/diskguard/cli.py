@@ -12,14 +12,11 @@ import argparse
 import errno
 import io
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from . import (
-    DEFAULT_CRITICAL,
-    DEFAULT_WARN,
     CheckResult,
     DeletionOutcome,
     DirectoryBusyError,
@@ -32,15 +29,18 @@ from . import (
     RetentionPolicy,
     __version__,
     apply,
-    check,
     format_plan,
     format_size,
     mounts,
     plan,
+    usage,
 )
 from .demo import add_parser as add_demo_parser
+from .ops import parse
 from .ops.check import cwd_deleted
+from .ops.commands import add_commands
 from .ops.escape import json_dumps, text
+from .ops.options import add_subcommand, add_threshold_options, legacy_limits_from, with_suggestion
 from .retention import display_name
 
 
@@ -81,27 +81,17 @@ def _status_lines(result: CheckResult) -> list[str]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    if args.min_free is not None and re.fullmatch(r'\s*[\d.]+\s*', args.min_free):
-        raise ValueError(
-            f"--min-free={args.min_free!r}: a size without a unit is ambiguous: write '20GiB', or '4096B' for bytes"
-        )
+    min_free = None if args.min_free is None else parse.size('--min-free', args.min_free, minimum=0)
+    limits, deprecated = legacy_limits_from(args, min_free)
+    for note in deprecated:
+        print(f'diskguard: warning: {note}', file=sys.stderr)
     for path in args.paths or ['.']:
         if cwd_deleted(path):
             raise FileNotFoundError(
                 errno.ENOENT,
                 'the current directory was deleted: cd to a directory that exists, or give a PATH',
             )
-    results = [
-        check(
-            path,
-            args.warn,
-            args.critical,
-            min_free=args.min_free,
-            inode_warn=args.warn,
-            inode_critical=args.critical,
-        )
-        for path in args.paths or ['.']
-    ]
+    results = [limits.grading.grade(usage(path)) for path in args.paths or ['.']]
     if args.json:
         payload = [{**r.usage.to_dict(), 'level': str(r.level), 'reasons': list(r.reasons)} for r in results]
         print(json_dumps(payload if len(payload) > 1 else payload[0], indent=2))
@@ -226,8 +216,6 @@ class _Parser(argparse.ArgumentParser):
     subcommands inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        from .ops.commands import with_suggestion
-
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f'{self.prog}: error: {with_suggestion(self, message)}\n')
 
@@ -247,33 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--version', action='version', version=f'diskguard {__version__}')
     commands = parser.add_subparsers(dest='command')
-    status = commands.add_parser('status', help='report usage and threshold status of paths')
+    status = add_subcommand(commands, 'status', _status, 'report usage and threshold status of paths')
     status.add_argument('paths', nargs='*', metavar='PATH', help='paths to report on (default: .)')
-    status.add_argument(
-        '--warn',
-        type=float,
-        default=DEFAULT_WARN,
-        help=f'fraction of space or inodes used that warns ({DEFAULT_WARN})',
-    )
-    status.add_argument(
-        '--critical',
-        type=float,
-        default=DEFAULT_CRITICAL,
-        help=f'fraction of space or inodes used that is critical ({DEFAULT_CRITICAL})',
-    )
+    add_threshold_options(status, old_fractions=True)
     status.add_argument('--min-free', default=None, help='critical below this much available, e.g. 20GiB')
     status.add_argument('--json', action='store_true', help='machine-readable output')
-    status.set_defaults(run=_status)
-    table = commands.add_parser('mounts', help='list the mount table')
+    table = add_subcommand(commands, 'mounts', _mounts, 'list the mount table')
     table.add_argument('--proc-root', default=None, help="another proc mount, e.g. the host's /host/proc")
     table.add_argument('--pid', default=None, help='whose mount namespace (default: self, or 1 elsewhere)')
     table.add_argument('--json', action='store_true', help='machine-readable output')
-    table.set_defaults(run=_mounts)
-    prune = commands.add_parser(
+    prune = add_subcommand(
+        commands,
         'prune',
-        help='delete checkpoints no rule keeps (always keeps the newest complete one)',
-        description='Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, '
-        'and delete the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
+        _prune,
+        'delete checkpoints no rule keeps (always keeps the newest complete one)',
+        'Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, and delete '
+        'the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
         'partial saves are never counted.',
     )
     prune.add_argument('dir', help='the checkpoint directory')
@@ -310,10 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='wait at most SECONDS for another process pruning DIR (default: as long as it takes)',
     )
     prune.add_argument('--json', action='store_true', help='machine-readable output')
-    prune.set_defaults(run=_prune)
     # Operations commands (check, du, orphans, watch) live in diskguard.ops.
-    from .ops.commands import add_commands
-
     add_commands(commands)
     add_demo_parser(commands)
     return parser

@@ -10,6 +10,7 @@ mod convert;
 mod dcp;
 mod du;
 mod errors;
+mod grading;
 mod guard;
 mod logs;
 mod records;
@@ -33,6 +34,8 @@ pub mod _diskguard {
         rebuild_insufficient_space, DirectoryBusyError, DiskGuardError, InsufficientSpaceError,
     };
     #[pymodule_export]
+    use super::grading::{check_py, PyGrading};
+    #[pymodule_export]
     use super::guard::{PyGuard, PyGuardSpace, PyGuardStatus};
     #[pymodule_export]
     use super::logs::{log_budget_py, PyLogBudget};
@@ -52,7 +55,7 @@ pub mod _diskguard {
     use super::trend::{forecast_run_py, PyRunForecast, PyTrendEstimate, PyTrendMonitor};
     #[pymodule_export]
     use super::usage::{
-        check_py, format_size, mounts_py, parse_size, usage_py, PyCheckResult, PyDiskUsage, PyLevel, PyMount,
+        format_size, mounts_py, parse_size, usage_py, PyCheckResult, PyDiskUsage, PyLevel, PyMount,
     };
 
     #[pymodule_init]
