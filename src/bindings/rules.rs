@@ -11,16 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping, PyString, PyTuple};
 
 use super::convert::{
-    fs_path, number, opt_number, path_arg, py_repr, repr_of, text, whole, wrong_type, Reduced,
+    fs_path, number, opt_number, path_arg, py_repr, rebuild, repr_of, text, whole, wrong_type, Reduced,
 };
 use crate::retention::{
     KeepBest, KeepEvery, KeepLast, KeepWithin, Mode, Policy, Protect, Rule, DEFAULT_MIN_PARTIAL_AGE,
 };
-
-/// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
-fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
-    (obj.get_type().into_any(), args)
-}
 
 /// Keep the newest `n` complete checkpoints.
 #[pyclass(frozen, eq, hash, name = "KeepLast", module = "diskguard")]
