@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from . import (
     CheckResult,
+    DeletionOutcome,
     DirectoryBusyError,
     KeepBest,
     KeepEvery,
@@ -135,9 +136,7 @@ def _policy(args: argparse.Namespace) -> RetentionPolicy:
     return RetentionPolicy(*rules)
 
 
-def _apply_announcing_waits(
-    current: RetentionPlan, args: argparse.Namespace
-) -> Sequence[tuple[str, str, str]]:
+def _apply_announcing_waits(current: RetentionPlan, args: argparse.Namespace) -> Sequence[DeletionOutcome]:
     """Applies the plan; when another process holds the lock, says who and waits as told (never silently)."""
     try:
         return apply(current, wait=False)
@@ -153,7 +152,7 @@ def _apply_announcing_waits(
         return apply(current, timeout=args.timeout)
 
 
-def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]], dry_run: bool) -> str:
+def _prune_report(current: RetentionPlan, results: Sequence[DeletionOutcome], dry_run: bool) -> str:
     items = [
         {
             'name': str(i.name),
@@ -168,7 +167,7 @@ def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]
         }
         for i in current.items
     ]
-    done = [{'path': str(p), 'outcome': o, 'detail': d} for p, o, d in results]
+    done = [{'path': str(r.path), 'outcome': r.outcome, 'detail': r.detail} for r in results]
     return json_dumps({'dir': str(current.dir), 'dry_run': dry_run, 'plan': items, 'results': done}, indent=2)
 
 
@@ -201,15 +200,15 @@ def _prune(args: argparse.Namespace) -> int:
     if not args.json:
         # Printed before anything is deleted, and with names any terminal can show.
         print(format_plan(current), flush=True)
-    results: Sequence[tuple[str, str, str]] = [] if args.dry_run else _apply_announcing_waits(current, args)
+    results: Sequence[DeletionOutcome] = [] if args.dry_run else _apply_announcing_waits(current, args)
     if args.json:
         print(_prune_report(current, results, args.dry_run))
     elif args.dry_run:
         print('dry run: nothing deleted (run without --dry-run to apply)')
     else:
-        for path, outcome, detail in results:
-            print(f'{outcome:<8} {display_name(path)}' + (f'  ({text(detail)})' if detail else ''))
-    return 1 if any(o == 'failed' for _, o, _ in results) else 0
+        for r in results:
+            print(f'{r.outcome:<8} {display_name(r.path)}' + (f'  ({text(r.detail)})' if r.detail else ''))
+    return 1 if any(r.outcome == 'failed' for r in results) else 0
 
 
 class _Parser(argparse.ArgumentParser):

@@ -32,9 +32,9 @@ import os
 import secrets
 import stat
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ._diskguard import format_size, latest_complete, usage
+from ._diskguard import OWN_PREFIX, format_size, latest_complete, usage
 from ._types import StrPath
 from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError, disk_full_cause
 
@@ -59,7 +59,8 @@ PER_STORAGE_OVERHEAD = 384
 MARGIN_FRACTION = 0.02
 MARGIN_MIN = 1024 * 1024
 WHAT_WAS_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
-TEMP_PREFIX = '.diskguard-'
+# The core recognises a save's temp file (retention skips it, find_orphans finds it) by this prefix.
+TEMP_PREFIX = OWN_PREFIX
 NAME_MAX = 255
 # Enough to gather torch's small header writes; tensor data larger than this goes straight through
 # (a larger buffer only adds copies: 1 MiB cost about 10% on a 1 MiB checkpoint).
@@ -136,7 +137,9 @@ def save(
             guard.before_save(target, estimate)
         else:
             _check_room(directory, target, estimate)
-        size = _write_and_publish(obj, dir_fd, name, target, estimate, preallocate, torch_save_kwargs)
+        size = _write_and_publish(
+            _Publication(obj, dir_fd, name, target, estimate, preallocate, torch_save_kwargs)
+        )
     finally:
         os.close(dir_fd)
     if guard is not None:
@@ -318,18 +321,23 @@ class _RecordingFile(io.FileIO):
             raise
 
 
-def _write_and_publish(
-    obj: object,
-    dir_fd: int,
-    name: str,
-    target: str,
-    estimate: int,
-    preallocate: bool,
-    options: dict[str, Any],
-) -> int:
-    """Writes the temp file, publishes it under ``name``; returns its size. Removes it on failure."""
-    temp = _temp_name(name)
-    fd = _create_temp(temp, dir_fd, target)
+class _Publication(NamedTuple):
+    """One checkpoint to write and publish: what, where (``name`` in ``dir_fd``, shown as ``target``),
+    its estimated size, whether to preallocate it, and ``torch.save``'s options."""
+
+    obj: object
+    dir_fd: int
+    name: str
+    target: str
+    estimate: int
+    preallocate: bool
+    options: dict[str, Any]
+
+
+def _write_and_publish(job: _Publication) -> int:
+    """Writes the temp file, publishes it under ``job.name``; returns its size. Removes it on failure."""
+    temp = _temp_name(job.name)
+    fd = _create_temp(temp, job.dir_fd, job.target)
     # Held until the rename: a temp file nobody holds locked is one whose writer is gone
     # (remove_abandoned_temps). A duplicate keeps the lock past the writer's close.
     try:
@@ -337,25 +345,16 @@ def _write_and_publish(
         lock = os.dup(fd)
     except BaseException:
         os.close(fd)
-        _remove_quietly(temp, dir_fd)
+        _remove_quietly(temp, job.dir_fd)
         raise
     try:
-        return _write_locked(obj, dir_fd, name, target, estimate, preallocate, options, temp, fd)
+        return _write_locked(job, temp, fd)
     finally:
         os.close(lock)
 
 
-def _write_locked(
-    obj: object,
-    dir_fd: int,
-    name: str,
-    target: str,
-    estimate: int,
-    preallocate: bool,
-    options: dict[str, Any],
-    temp: str,
-    fd: int,
-) -> int:
+def _write_locked(job: _Publication, temp: str, fd: int) -> int:
+    obj, dir_fd, name, target, estimate, preallocate, options = job
     import torch
 
     raw = _RecordingFile(fd, 'wb', closefd=True)

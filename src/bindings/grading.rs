@@ -3,8 +3,8 @@
 
 use pyo3::prelude::*;
 
+use super::convert::{opt_number, size_arg};
 use super::usage::{measure, PyCheckResult, PyDiskUsage, PyLevel};
-use super::{opt_number, size_arg};
 use crate::check::{Level, Spelling, Thresholds};
 use crate::grading::{self, Slack};
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyType};
 
-use super::{fs_path, path_arg, py_repr, size_arg, whole, wrong_type, Reduced};
+use super::convert::{fs_path, path_arg, py_repr, size_arg, whole, wrong_type, Reduced};
 use crate::check::Level;
 use crate::error::Error;
 use crate::mounts::{self, Mount};

@@ -387,7 +387,7 @@ def run_orphans(args: argparse.Namespace) -> int:
                         {'path': o.path, 'size': o.size, 'age_seconds': o.age, 'reason': o.reason}
                         for o in found
                     ],
-                    'results': [{'path': p, 'outcome': w, 'detail': d} for p, w, d in results],
+                    'results': [{'path': r.path, 'outcome': r.outcome, 'detail': r.detail} for r in results],
                 },
                 indent=2,
             )
@@ -400,9 +400,10 @@ def run_orphans(args: argparse.Namespace) -> int:
             f'{len(found)} orphan(s), {format_size(total)}'
             + ('' if args.delete or not found else ' (--delete removes them)')
         )
-        for path, outcome, detail in results:
-            print(f'{outcome:<8} {names.text(path)}' + (f'  ({names.text(detail)})' if detail else ''))
-    return 1 if any(w == 'failed' for _, w, _ in results) else 0
+        for r in results:
+            detail = f'  ({names.text(r.detail)})' if r.detail else ''
+            print(f'{r.outcome:<8} {names.text(r.path)}{detail}')
+    return 1 if any(r.outcome == 'failed' for r in results) else 0
 
 
 def _age(seconds: float) -> str:
