@@ -669,6 +669,40 @@ def test_disk_figures_go_in_the_same_logger_calls_as_the_loss(name: str, tmp_pat
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_each_logger_call_carries_the_figures_of_that_batchs_check(name: str, tmp_path: Path) -> None:
+    """The figures a logger gets are those of the check made at that very batch, at every logged
+    step and in every epoch (the first log of a figure registers it with Lightning, the later ones
+    only hand it the new value): on a tmpfs that fills by 128 KiB a step, each call has less free
+    room than the one before, and exactly what the guard measured."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 16) as disk:
+        guarded = disk / 'ckpt'
+        callback = callback_class(guarded, check_every_steps=1)
+        seen: list[tuple[int, float, float]] = []
+
+        class Checking(recording_logger(pl).__class__):  # type: ignore[misc]
+            def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+                super().log_metrics(metrics, step)
+                if 'disk/free_bytes' in metrics:
+                    measured = callback.guard.metrics()['disk/free_bytes']
+                    as_logged = torch.tensor(measured, dtype=torch.get_default_dtype()).item()
+                    seen.append((step, metrics['disk/free_bytes'], as_logged))
+
+        class Fill(pl.Callback):
+            def on_train_batch_start(self, *args: Any) -> None:
+                with open(disk / 'filler', 'ab') as f:
+                    f.write(b'x' * 128 * 1024)
+
+        fit = trainer(pl, tmp_path, [Fill(), callback], max_steps=20, logger=Checking(), log_every_n_steps=3)
+        fit.fit(tiny_model(pl))
+    assert [step for step, _, _ in seen] == [2, 5, 8, 11, 14, 17], seen  # three epochs of 8 batches
+    assert all(logged == measured for _, logged, measured in seen), seen
+    free = [logged for _, logged, _ in seen]
+    assert free == sorted(free, reverse=True) and len(set(free)) == len(free), free
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize('log_metrics', [True, False])
 @pytest.mark.parametrize('name', FRAMEWORKS)
 def test_disk_columns_are_on_the_loss_rows_in_csv_and_tensorboard(

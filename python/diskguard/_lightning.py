@@ -275,6 +275,7 @@ class DiskGuardCallbackMixin:
         self._refused: list[str] = []
         self._keep_next_removal = False
         self._logs = False
+        self._logged_metrics: dict[str, Any] = {}  # figure -> the result metric its first log made
         self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
@@ -308,7 +309,9 @@ class DiskGuardCallbackMixin:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_guard=None, _finished=None, _trainer=None, _replaced_io=None, _snapshots=[])
+        state.update(
+            _guard=None, _finished=None, _trainer=None, _replaced_io=None, _snapshots=[], _logged_metrics={}
+        )
         return state
 
     # ----- building the guard -----
@@ -522,12 +525,17 @@ class DiskGuardCallbackMixin:
         try:
             call()
         except OSError as err:
-            if not self._failed_saves or disk_full_cause(err) is None:
-                self._failed_saves = []
-                raise
-            self._report_failed_saves(err)
+            self._settle_failure(err)
             return err
         return None
+
+    def _settle_failure(self, err: OSError) -> None:
+        """``err`` came out of settling the saves in flight: reported when a background save
+        failed because its disk or quota filled (the caller stops the run), else raised."""
+        if not self._failed_saves or disk_full_cause(err) is None:
+            self._failed_saves = []
+            raise err
+        self._report_failed_saves(err)
 
     def _report_failed_saves(self, err: BaseException) -> None:
         failed, self._failed_saves = self._failed_saves, []
@@ -590,23 +598,29 @@ class DiskGuardCallbackMixin:
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        # The hot path, at every batch: nothing here beyond the guard's step() unless something
+        # changed (a refused save to repair, a stop, a batch Lightning sends to its loggers).
         guard = self._guard
         if guard is None:
             return
         if self._saves_at_batch_end:
             self._before_hook(trainer)
-        else:
+        elif self._refused:
             # No checkpoint callback saves here: what they reference changes only in the hooks
             # that save (each runs _before_hook) and is protected again by each save.
             self._repair(trainer)
         # Every rank calls this once per batch: the guard reduces its flag on the same calls. A save
         # written in the background that failed surfaces here (in a distributed run once every rank
         # agreed to stop).
-        stopped: list[bool] = []
-        if self._settled(lambda: stopped.append(guard.step())) is not None or stopped[0]:
+        try:
+            stop = guard.step()
+        except OSError as err:
+            self._settle_failure(err)
+            stop = True
+        if stop:
             self._stop_if(trainer, True)
-        if self._logs and trainer._logger_connector.should_update_logs:
-            self._log(pl_module)
+        if self._logs and _logs_this_batch(trainer):
+            self._log(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._before_epoch_save(trainer)
@@ -658,15 +672,44 @@ class DiskGuardCallbackMixin:
                 'or lower min_epochs/min_steps'
             )
 
-    def _log(self, pl_module: Any) -> None:
+    def _log(self, trainer: Any, pl_module: Any) -> None:
         """The disk next to the loss: the last check's figures logged as Lightning's own metrics
         are, so they travel in the same logger call as the loss, at Lightning's step. Called only
-        on the batches whose metrics Lightning sends to the loggers (``should_update_logs``): a
-        ``log`` call costs more than a check. Only the process that measures the directory has
-        figures; the loggers write from rank zero."""
+        on the batches whose metrics Lightning sends to the loggers (``should_update_logs``). Only
+        the process that measures the directory has figures; the loggers write from rank zero.
+
+        Each figure's first ``log`` of the fit goes through ``pl_module.log``, which validates it
+        and registers its result metric; later values are handed to that same metric (what
+        ``log`` does last), without the checks and the move to the device that made ``log`` cost
+        several times more than the check itself. Anything unexpected takes ``log`` again."""
         assert self._guard is not None
         for name, value in self._guard.metrics().items():
-            pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
+            if not self._update_logged(trainer, pl_module, name, value):
+                pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
+                self._logged_metrics[name] = _logged_metric(trainer, pl_module, name)
+
+    def _update_logged(self, trainer: Any, pl_module: Any, name: str, value: float) -> bool:
+        """Hands ``value`` to the result metric ``pl_module.log`` registered for ``name`` in this
+        fit, as ``log`` would; False (nothing done) when there is none or Lightning would reset
+        its results first."""
+        metric = self._logged_metrics.get(name)
+        if metric is None or _logged_metric(trainer, pl_module, name) is not metric:
+            return False
+        try:
+            connector = trainer._logger_connector
+            fx = pl_module._current_fx_name
+            if connector.should_reset_tensors(fx):
+                return False  # the first batch of an epoch: log resets this hook's results first
+            key = _logged_key(trainer, pl_module, name)
+            state = metric.value  # the figure logged last: its dtype and device, as log made them
+            update = trainer._results.update_metrics
+        except AttributeError:  # another Lightning
+            return False
+        import torch  # imported by Lightning already
+
+        update(key, torch.tensor(value, dtype=state.dtype, device=state.device), 1)
+        connector._current_fx = fx  # as log leaves it
+        return True
 
     # ----- a refused save: ModelCheckpoint's bookkeeping put back -----
 
@@ -784,6 +827,39 @@ def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
         except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
             return None
     return checkpoints_that_fit(guard, size)
+
+
+def _logged_key(trainer: Any, pl_module: Any, name: str) -> str:
+    """The key under which ``pl_module.log(name, ...)`` keeps its result metric in this hook."""
+    key = f'{pl_module._current_fx_name}.{name}'
+    index = trainer._results.dataloader_idx
+    return key if index is None else f'{key}.{index}'
+
+
+def _logged_metric(trainer: Any, pl_module: Any, name: str) -> Any:
+    """The result metric ``pl_module.log(name, ...)`` registered in this hook, or None."""
+    try:
+        return trainer._results.get(_logged_key(trainer, pl_module, name))
+    except AttributeError:  # another Lightning: no fast path
+        return None
+
+
+def _logs_this_batch(trainer: Any) -> bool:
+    """Lightning's ``should_update_logs`` in ``on_train_batch_end``: whether this batch's metrics go
+    to the loggers. The property costs more than the rest of the hook (it reads the running stage
+    through an enum comparison), so its own arithmetic (every ``log_every_n_steps`` optimizer steps,
+    and on the batch a stop was asked) rules out the other batches first; Lightning decides."""
+    try:
+        every = trainer.log_every_n_steps
+        if (
+            every
+            and (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every
+            and not trainer.should_stop
+        ):
+            return False
+    except (AttributeError, TypeError):
+        pass  # another Lightning: ask it
+    return bool(trainer._logger_connector.should_update_logs)
 
 
 def _may_save_at_batch_end(callback: Any) -> bool:

@@ -218,6 +218,14 @@ impl PyGuard {
     }
 }
 
+/// The events as Python gets them (`take_events`, `check_step`): `(kind, message, is_warning)`.
+fn events_to_py(events: Vec<crate::guard::Event>) -> Vec<(&'static str, String, bool)> {
+    events
+        .into_iter()
+        .map(|e| (e.kind, e.message, e.warning))
+        .collect()
+}
+
 #[pymethods]
 impl PyGuard {
     #[new]
@@ -290,6 +298,18 @@ impl PyGuard {
         }))
     }
 
+    /// A check as `DiskGuard.step()` makes it, in one call: `(should_stop, events)`, the events
+    /// as `take_events` gives them (empty when nothing happened: nothing more for Python to do).
+    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<(&'static str, String, bool)>)> {
+        let t = monotonic_now()?;
+        let (stop, events) = py.detach(|| {
+            let mut guard = self.guard();
+            guard.check(t);
+            (guard.should_stop(), guard.take_events())
+        });
+        Ok((stop, events_to_py(events)))
+    }
+
     /// Makes room for a save of `nbytes` to `path`, or raises `InsufficientSpaceError`.
     fn before_save(
         &self,
@@ -320,10 +340,7 @@ impl PyGuard {
 
     /// Events since the last call as `(kind, message, is_warning)`.
     fn take_events(&self, py: Python<'_>) -> Vec<(&'static str, String, bool)> {
-        self.with(py, Guard::take_events)
-            .into_iter()
-            .map(|e| (e.kind, e.message, e.warning))
-            .collect()
+        events_to_py(self.with(py, Guard::take_events))
     }
 
     #[getter]
