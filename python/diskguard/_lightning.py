@@ -269,6 +269,7 @@ class DiskGuardCallbackMixin:
         self._trainer: Any = None
         self._replaced_io: Any = None
         self._replaced_inner_io: Any = None  # the IO inside an AsyncCheckpointIO
+        self._wrapped_strategy: Any = None  # a strategy whose saves every rank writes, wrapped
         self._failed_saves: list[_AsyncSave] = []
         self._protected: tuple[str, ...] = ()
         self._snapshots: list[tuple[Any, dict[str, Any]]] = []
@@ -343,6 +344,7 @@ class DiskGuardCallbackMixin:
         self._restore_state()
         self._saves_at_batch_end = any(_may_save_at_batch_end(cb) for cb in trainer.checkpoint_callbacks)
         self._install_io(trainer)
+        self._wrap_every_rank_saves(trainer)
         self._protect(trainer)
         # Timer-style: a run resumed onto a full disk stops before its first step.
         self._stop_if(trainer, self._guard.sync_stop())
@@ -413,7 +415,12 @@ class DiskGuardCallbackMixin:
 
     def _detach_io(self) -> None:
         """Ends the installed IO's tie to this fit; it stays, saving whole or refusing (see
-        :class:`GuardedCheckpointIOMixin`), until the next fit replaces it."""
+        :class:`GuardedCheckpointIOMixin`), until the next fit replaces it. A wrapped strategy gets
+        its own save and removal back."""
+        strategy, self._wrapped_strategy = self._wrapped_strategy, None
+        if strategy is not None:
+            for name in ('save_checkpoint', 'remove_checkpoint'):
+                strategy.__dict__.pop(name, None)
         trainer = self._trainer
         if trainer is not None and self._replaced_io is not None:
             io = trainer.strategy.checkpoint_io
@@ -423,6 +430,64 @@ class DiskGuardCallbackMixin:
                 # The user's AsyncCheckpointIO goes back with its own IO (its saves in flight drained).
                 trainer.strategy.checkpoint_io = self._replaced_io
                 self._replaced_io._checkpoint_io = self._replaced_inner_io
+
+    # ----- saves every rank writes -----
+
+    def _wrap_every_rank_saves(self, trainer: Any) -> None:
+        """A strategy that writes a part of each checkpoint on every rank (FSDP's sharded state
+        dict, ModelParallel's distributed checkpoint, DeepSpeed, a subclass of the user's) saves
+        outside the CheckpointIO, where only rank zero would ask the guard, and a refusal there
+        (``reduce_boolean_decision`` afterwards) comes after the other ranks wrote their parts.
+        Its ``save_checkpoint`` goes through the collective pre-flight first (every rank's bytes,
+        one decision per filesystem, all write or none does), and its ``remove_checkpoint`` keeps
+        the file a refused save was to replace. One process has nothing to agree on."""
+        strategy = trainer.strategy
+        if trainer.world_size <= 1 or not _saves_on_every_rank(strategy):
+            return
+        save, remove = strategy.save_checkpoint, strategy.remove_checkpoint
+
+        def save_checkpoint(checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
+            self._save_on_every_rank(save, checkpoint, filepath, storage_options)
+
+        def remove_checkpoint(filepath: Any) -> None:
+            if self._guard is not None and self._keeps(os.fspath(filepath)):
+                return
+            remove(filepath)
+            self._removed(os.fspath(filepath))
+
+        strategy.save_checkpoint, strategy.remove_checkpoint = save_checkpoint, remove_checkpoint
+        self._wrapped_strategy = strategy
+
+    def _save_on_every_rank(
+        self, save: Callable[..., None], checkpoint: dict[str, Any], filepath: Any, storage_options: Any
+    ) -> None:
+        """One save of a strategy whose every rank writes: the collective pre-flight (every rank
+        calls this for the same save, as the strategy's own save), then the strategy's save, or,
+        refused, nothing written on any rank and every rank stopping at this step."""
+        guard, trainer = self._guard, self._trainer
+        if guard is None or not _writes_on_every_rank(trainer.strategy):
+            save(checkpoint, filepath, storage_options=storage_options)
+            return
+        # Rank zero's path, as the strategy's own save takes it: every rank decides alike below.
+        path = os.fspath(trainer.strategy.broadcast(os.fspath(filepath)))
+        if _is_remote(path) or not within(path, os.fsdecode(guard.path)):
+            save(checkpoint, filepath, storage_options=storage_options)
+            return
+        from . import _dist
+        from .dcp import _local_bytes
+
+        self._keep_next_removal = False  # each save is followed by at most its own removal
+        self._protect(trainer, saving=True)
+        saves = guard._saves
+        held = saves.held() if saves is not None else 0
+        try:
+            leader, total = _dist.preflight(guard, path, _local_bytes(checkpoint), held=held)
+        except InsufficientSpaceError as err:
+            self._refuse(path, err, agreed=True)
+            return
+        save(checkpoint, filepath, storage_options=storage_options)
+        if leader:
+            guard.after_save(path, total)
 
     # ----- what Lightning references -----
 
@@ -564,13 +629,18 @@ class DiskGuardCallbackMixin:
                 raise
             logger.exception('diskguard: a checkpoint written in the background failed')
 
-    def _refuse(self, path: str, err: Exception) -> None:
+    def _refuse(self, path: str, err: Exception, *, agreed: bool = False) -> None:
         """A save that did not fit wrote nothing: the run stops instead of crashing, and the
-        ModelCheckpoint that asked for it is repaired at this callback's next hook."""
+        ModelCheckpoint that asked for it is repaired at this callback's next hook. ``agreed``:
+        every rank learnt the refusal at this save (the collective pre-flight) and stops now."""
         self._refused.append(path)
         self._keep_next_removal = True
         assert self._guard is not None and self._trainer is not None
-        if self._trainer.world_size == 1:
+        if agreed:
+            self._stop_if(self._trainer, True)  # the same save on every rank: the same step
+            if not self._trainer.is_global_zero:
+                return  # one warning for the run
+        elif self._trainer.world_size == 1:
             self._trainer.should_stop = True  # with one process the local flag is the agreed one
         # else: the refusal stopped the guard, and the next reduction stops every rank together.
         warnings.warn(
@@ -827,6 +897,29 @@ def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
         except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
             return None
     return checkpoints_that_fit(guard, size)
+
+
+#: Strategies whose own ``save_checkpoint`` still writes from global rank zero only.
+_RANK_ZERO_SAVES = ('Strategy', 'XLAStrategy')
+
+
+def _saves_on_every_rank(strategy: Any) -> bool:
+    """Whether the strategy replaces Lightning's rank-zero save (``Strategy.save_checkpoint``,
+    through the CheckpointIO) with one of its own that every rank takes part in: FSDP, ModelParallel
+    and DeepSpeed (``lightning/pytorch/strategies/{fsdp,model_parallel,deepspeed}.py``), or a
+    subclass of the user's. XLA's writes from rank zero (``strategies/xla.py``)."""
+    for cls in type(strategy).__mro__:
+        if 'save_checkpoint' in vars(cls):
+            return cls.__name__ not in _RANK_ZERO_SAVES
+    return False
+
+
+def _writes_on_every_rank(strategy: Any) -> bool:
+    """At this save: FSDP with ``state_dict_type='full'`` and ModelParallel without
+    ``save_distributed_checkpoint`` hand a full checkpoint to rank zero's CheckpointIO instead."""
+    if getattr(strategy, '_state_dict_type', 'sharded') != 'sharded':
+        return False
+    return getattr(strategy, '_save_distributed_checkpoint', True) is not False
 
 
 def _logged_key(trainer: Any, pl_module: Any, name: str) -> str:
