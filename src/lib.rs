@@ -39,6 +39,8 @@ pub mod probe;
 pub mod resume;
 pub mod retention;
 pub mod size;
+#[cfg(test)]
+mod testing;
 pub mod trend;
 pub mod trend_shape;
 pub mod usage;

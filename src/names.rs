@@ -229,11 +229,22 @@ pub fn is_part_of_a_save(name: &str, context: SaveContext) -> bool {
         || (context.saved_model && is_one_of(name, MODEL_WEIGHTS))
 }
 
+/// Prefix of every name diskguard itself writes beside checkpoints: safe-save staging files
+/// (`.diskguard-<name>.<random>.tmp`, python/diskguard/saving.py's `TEMP_PREFIX`), DCP staging
+/// directories and the guard's emergency reserve file.
+pub const OWN_PREFIX: &str = ".diskguard-";
+
 /// Names of saves still in progress or abandoned by a crash.
 pub fn is_temp_name(name: &str) -> bool {
     ends_with_ignore_case(name, ".tmp")
         || ends_with_ignore_case(name, ".partial")
-        || starts_with_ignore_case(name, "tmp-checkpoint-")
+        || is_staging_dir_name(name)
+}
+
+/// A framework's own staging name whatever its suffix (Keras/TF `tmp-checkpoint-*`, Orbax
+/// `*.orbax-checkpoint-tmp-*`): the name alone says the save is in progress.
+pub fn is_staging_dir_name(name: &str) -> bool {
+    starts_with_ignore_case(name, "tmp-checkpoint-")
         || name.to_ascii_lowercase().contains(".orbax-checkpoint-tmp")
 }
 

@@ -41,13 +41,7 @@ pub fn latest_complete(dir: &Path, patterns: &[String]) -> Result<Option<PathBuf
 mod tests {
     use super::*;
     use crate::error::Error;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("diskguard-resume-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
-    }
+    use crate::testing::temp_dir;
 
     /// The start of a zip, with or without the end-of-central-directory record a complete
     /// `torch.save` file ends with.

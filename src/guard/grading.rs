@@ -1,0 +1,213 @@
+//! Grading: every space against the thresholds and the room the next saves need, with hysteresis.
+
+use super::{Event, Guard, SpaceStatus};
+use crate::check::Level;
+use crate::size::format_size;
+
+/// `min_free` is left only once available space is back past it by a quarter of it.
+pub(super) const BYTE_SLACK_DIVISOR: u64 = 4;
+
+impl Guard {
+    /// Bytes `critical` and `min_free` keep free on a filesystem of `size` (used + avail) bytes.
+    pub(super) fn floor(&self, size: u64) -> u64 {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let by_fraction = self
+            .config
+            .critical
+            .map_or(0, |c| ((1.0 - c) * size as f64).ceil() as u64);
+        by_fraction.max(self.config.min_free.unwrap_or(0))
+    }
+
+    /// Every space with its figures and level, graded against `target` bytes of room; `strict`
+    /// grades with the hysteresis margin (the bar for leaving a level, or for enough room).
+    pub(super) fn grade(&self, target: u64, strict: bool) -> Vec<SpaceStatus> {
+        self.grade_after(target, strict, 0)
+    }
+
+    /// [`Guard::grade`] as it would be once `freed` more bytes of the directory were deleted.
+    pub(super) fn grade_after(&self, target: u64, strict: bool, freed: u64) -> Vec<SpaceStatus> {
+        let mut out = Vec::new();
+        for space in self.spaces.iter().filter(|s| s.owned) {
+            let Some(u) = &space.usage else { continue };
+            let mut u = u.clone();
+            if space.holds_dir {
+                u.used = u.used.saturating_sub(freed);
+                u.avail = u.avail.saturating_add(freed);
+            }
+            let size = u.used.saturating_add(u.avail);
+            // The budget is graded as a space of its own (below); the directory's room is the
+            // smaller of the two.
+            let room = u.avail.saturating_sub(self.floor(size));
+            // Only where checkpoints land must the next save fit; the temp directory and other
+            // watched paths (a 16 MiB /dev/shm) are graded by the thresholds alone.
+            let needed = if space.holds_dir { target } else { 0 };
+            let (level, reason) = self.grade_space(u.used, u.avail, room, needed, strict, true);
+            out.push(SpaceStatus {
+                name: space.roles.join(", "),
+                total: size,
+                used: u.used,
+                avail: u.avail,
+                room,
+                responsive: space.responsive,
+                level,
+                reason,
+                holds_dir: space.holds_dir,
+            });
+        }
+        if let Some(budget) = self.config.budget.filter(|_| self.deletes()) {
+            let held = self.held.saturating_sub(freed);
+            let avail = budget.saturating_sub(held);
+            let (level, reason) = self.grade_space(held, avail, avail, target, strict, false);
+            out.push(SpaceStatus {
+                name: format!("budget of {}", self.dir.display()),
+                total: budget,
+                used: held,
+                avail,
+                room: avail,
+                responsive: true,
+                level,
+                reason,
+                holds_dir: true,
+            });
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn grade_space(
+        &self,
+        used: u64,
+        avail: u64,
+        room: u64,
+        target: u64,
+        strict: bool,
+        filesystem: bool,
+    ) -> (Level, Option<String>) {
+        let slack = if strict { self.config.hysteresis } else { 0.0 };
+        let byte_slack = |b: u64| {
+            if strict {
+                b.saturating_add(b / BYTE_SLACK_DIVISOR)
+            } else {
+                b
+            }
+        };
+        // Room swings by one checkpoint at every save-then-prune: a level set by room is left only
+        // once one more save's worth is free, or the sawtooth would flap it at every save.
+        let room_slack = |b: u64| {
+            if strict {
+                b.saturating_add(self.reserve().max(b / 4))
+            } else {
+                b
+            }
+        };
+        let size = used.saturating_add(avail);
+        let fraction = if size == 0 { 0.0 } else { used as f64 / size as f64 };
+        let pct = |f: f64| format!("{:.1}%", f * 100.0);
+        if filesystem {
+            if let Some(c) = self.config.critical.filter(|c| fraction >= c - slack) {
+                return (
+                    Level::Critical,
+                    Some(format!("{} used >= critical {}", pct(fraction), pct(c))),
+                );
+            }
+            if let Some(m) = self.config.min_free.filter(|m| avail < byte_slack(*m)) {
+                return (
+                    Level::Critical,
+                    Some(format!(
+                        "{} available < min_free {}",
+                        format_size(avail),
+                        format_size(m)
+                    )),
+                );
+            }
+        }
+        if target > 0 && room < room_slack(target) {
+            return (
+                Level::Critical,
+                Some(format!(
+                    "room {} < {} for the next save and a final one",
+                    format_size(room),
+                    format_size(target)
+                )),
+            );
+        }
+        if let Some(w) = self.config.warn.filter(|w| fraction >= w - slack) {
+            return (
+                Level::Warn,
+                Some(format!("{} used >= warn {}", pct(fraction), pct(w))),
+            );
+        }
+        let one_more = target.saturating_add(target / 2);
+        if target > 0 && room < room_slack(one_more) {
+            return (
+                Level::Warn,
+                Some(format!(
+                    "room {} is less than one more save beyond the reserve",
+                    format_size(room)
+                )),
+            );
+        }
+        (Level::Ok, None)
+    }
+
+    pub(super) fn worst(spaces: &[SpaceStatus]) -> Level {
+        spaces.iter().map(|s| s.level).max().unwrap_or(Level::Ok)
+    }
+
+    /// True when a space deletions can help is critical (`strict`: not yet past the margin).
+    pub(super) fn dir_short(&self, target: u64, strict: bool) -> bool {
+        self.grade(target, strict)
+            .iter()
+            .any(|s| s.holds_dir && s.level == Level::Critical)
+    }
+
+    /// Whether a space deletions can help would still be critical once `freed` bytes were deleted.
+    pub(super) fn dir_short_after(&self, target: u64, freed: u64) -> bool {
+        self.grade_after(target, false, freed)
+            .iter()
+            .any(|s| s.holds_dir && s.level == Level::Critical)
+    }
+
+    /// The smallest room where the checkpoint directory's writes land (None: nothing measured).
+    pub(super) fn dir_room(&self) -> Option<u64> {
+        self.grade(0, false)
+            .iter()
+            .filter(|s| s.holds_dir)
+            .map(|s| s.room)
+            .min()
+    }
+
+    /// Updates the level with hysteresis; an event when it changes.
+    pub(super) fn update_level(&mut self, target: u64) {
+        let raw = self.grade(target, false);
+        let strict = self.grade(target, true);
+        let up = Self::worst(&raw);
+        let (next, graded) = if up > self.level {
+            (up, &raw)
+        } else {
+            (self.level.min(Self::worst(&strict)), &strict)
+        };
+        if next != self.level {
+            let reasons: Vec<String> = graded
+                .iter()
+                .filter(|s| s.level == next)
+                .filter_map(|s| s.reason.as_ref().map(|r| format!("{}: {r}", s.name)))
+                .collect();
+            let why = if reasons.is_empty() {
+                "back below every threshold".to_owned()
+            } else {
+                reasons.join("; ")
+            };
+            self.events.push(Event::new(
+                "level",
+                next > self.level,
+                format!("disk level {} -> {}: {why}", self.level.name(), next.name()),
+            ));
+            self.level = next;
+        }
+    }
+}
