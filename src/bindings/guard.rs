@@ -218,8 +218,11 @@ impl PyGuard {
     }
 }
 
-/// The events as Python gets them (`take_events`, `check_step`): `(kind, message, is_warning)`.
-fn events_to_py(events: Vec<crate::guard::Event>) -> Vec<(&'static str, String, bool)> {
+/// An event as Python gets it (`take_events`, `check_step`): `(kind, message, is_warning)`.
+type PyEvent = (&'static str, String, bool);
+
+/// The events as Python gets them.
+fn events_to_py(events: Vec<crate::guard::Event>) -> Vec<PyEvent> {
     events
         .into_iter()
         .map(|e| (e.kind, e.message, e.warning))
@@ -300,7 +303,7 @@ impl PyGuard {
 
     /// A check as `DiskGuard.step()` makes it, in one call: `(should_stop, events)`, the events
     /// as `take_events` gives them (empty when nothing happened: nothing more for Python to do).
-    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<(&'static str, String, bool)>)> {
+    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<PyEvent>)> {
         let t = monotonic_now()?;
         let (stop, events) = py.detach(|| {
             let mut guard = self.guard();
@@ -339,7 +342,7 @@ impl PyGuard {
     }
 
     /// Events since the last call as `(kind, message, is_warning)`.
-    fn take_events(&self, py: Python<'_>) -> Vec<(&'static str, String, bool)> {
+    fn take_events(&self, py: Python<'_>) -> Vec<PyEvent> {
         events_to_py(self.with(py, Guard::take_events))
     }
 
