@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use crate::size::format_size;
-use crate::usage::DiskUsage;
 
 /// How bad it is. The numbers are the Nagios plugin exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,26 +67,91 @@ impl Default for Thresholds {
 const FRACTION_RULE: &str =
     "expected a fraction in (0, 1] such as 0.85 for 85% used, or None to switch it off";
 
-fn check_fraction(name: &'static str, value: Option<f64>) -> Result<()> {
-    match value {
-        Some(v) if !(v > 0.0 && v <= 1.0) => Err(Error::invalid(name, v, FRACTION_RULE)),
-        _ => Ok(()),
+/// How a validation error names the thresholds and writes their values: as the API's arguments
+/// (`warn=0.96`, `warn_free=1073741824`) or as the command line's flags (`--warning=96%`,
+/// `--warning=1.0 GiB free`), so that `diskguard check -w 96% -c 95%` is told in its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    /// `warn`, `critical`, `warn_free`, `min_free`, `inode_warn`, `inode_critical`; plain numbers.
+    Arguments,
+    /// `--warning`, `--critical` (for fractions and floors alike), `--inodes-warn`,
+    /// `--inodes-critical`; percentages and sizes.
+    Flags,
+}
+
+/// One threshold of [`Thresholds`], for naming it.
+#[derive(Clone, Copy)]
+enum Which {
+    Warn,
+    Critical,
+    WarnFree,
+    MinFree,
+    InodeWarn,
+    InodeCritical,
+}
+
+impl Spelling {
+    fn name(self, which: Which) -> &'static str {
+        match (self, which) {
+            (Spelling::Arguments, Which::Warn) => "warn",
+            (Spelling::Arguments, Which::Critical) => "critical",
+            (Spelling::Arguments, Which::WarnFree) => "warn_free",
+            (Spelling::Arguments, Which::MinFree) => "min_free",
+            (Spelling::Arguments, Which::InodeWarn) => "inode_warn",
+            (Spelling::Arguments, Which::InodeCritical) => "inode_critical",
+            (Spelling::Flags, Which::Warn | Which::WarnFree) => "--warning",
+            (Spelling::Flags, Which::Critical | Which::MinFree) => "--critical",
+            (Spelling::Flags, Which::InodeWarn) => "--inodes-warn",
+            (Spelling::Flags, Which::InodeCritical) => "--inodes-critical",
+        }
+    }
+
+    fn fraction(self, value: f64) -> String {
+        match self {
+            Spelling::Arguments => value.to_string(),
+            Spelling::Flags => pct(value),
+        }
+    }
+
+    fn size(self, value: u64) -> String {
+        match self {
+            Spelling::Arguments => value.to_string(),
+            Spelling::Flags => format!("{} free", format_size(value)),
+        }
+    }
+
+    fn check_fraction(self, which: Which, value: Option<f64>) -> Result<()> {
+        match value {
+            Some(v) if !(v > 0.0 && v <= 1.0) => {
+                let rule = match self {
+                    Spelling::Arguments => FRACTION_RULE,
+                    Spelling::Flags => "expected a percentage in (0, 100] such as 85%",
+                };
+                Err(Error::invalid(self.name(which), self.fraction(v), rule))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_order(self, low: (Which, Option<f64>), high: (Which, Option<f64>)) -> Result<()> {
+        match (low.1, high.1) {
+            (Some(l), Some(h)) if l > h => Err(Error::invalid(
+                self.name(low.0),
+                self.fraction(l),
+                format!("must not exceed {}={}", self.name(high.0), self.fraction(h)),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
-fn check_order(
-    low_name: &'static str,
-    low: Option<f64>,
-    high_name: &'static str,
-    high: Option<f64>,
-) -> Result<()> {
-    match (low, high) {
-        (Some(l), Some(h)) if l > h => Err(Error::invalid(
-            low_name,
-            l,
-            format!("must not exceed {high_name}={h}"),
-        )),
-        _ => Ok(()),
+/// A fraction as a percentage for a message: `85%`, `85.5%`.
+pub(crate) fn pct(fraction: f64) -> String {
+    let value = fraction * 100.0;
+    if (value - value.round()).abs() < 1e-9 {
+        format!("{value:.0}%")
+    } else {
+        format!("{value}%")
     }
 }
 
@@ -101,100 +165,56 @@ impl Thresholds {
         inode_warn: Option<f64>,
         inode_critical: Option<f64>,
     ) -> Result<Self> {
-        check_fraction("warn", warn)?;
-        check_fraction("critical", critical)?;
-        check_fraction("inode_warn", inode_warn)?;
-        check_fraction("inode_critical", inode_critical)?;
-        check_order("warn", warn, "critical", critical)?;
-        check_order("inode_warn", inode_warn, "inode_critical", inode_critical)?;
-        if let (Some(w), Some(m)) = (warn_free, min_free) {
-            if w < m {
-                return Err(Error::invalid(
-                    "warn_free",
-                    w,
-                    format!("must be at least min_free={m}"),
-                ));
-            }
-        }
-        Ok(Thresholds {
+        Thresholds {
             warn,
             critical,
             warn_free,
             min_free,
             inode_warn,
             inode_critical,
-        })
+        }
+        .validated(Spelling::Arguments)
     }
 
-    /// Grades `usage`: the worst level any threshold reaches, and one reason per threshold reached.
-    pub fn evaluate(&self, usage: &DiskUsage) -> (Level, Vec<String>) {
-        let mut level = Level::Ok;
-        let mut reasons = Vec::new();
-        let mut reach = |reached: Level, reason: String| {
-            level = level.max(reached);
-            reasons.push(reason);
-        };
-        let used = usage.percent_used / 100.0;
-        if let Some(c) = self.critical.filter(|c| used >= *c) {
-            reach(
-                Level::Critical,
-                format!("{:.1}% used >= critical {}", usage.percent_used, pct(c)),
-            );
-        } else if let Some(w) = self.warn.filter(|w| used >= *w) {
-            reach(
-                Level::Warn,
-                format!("{:.1}% used >= warn {}", usage.percent_used, pct(w)),
-            );
-        }
-        let avail = format_size(usage.avail);
-        if let Some(m) = self.min_free.filter(|m| usage.avail < *m) {
-            reach(
-                Level::Critical,
-                format!("{avail} available < min_free {}", format_size(m)),
-            );
-        } else if let Some(w) = self.warn_free.filter(|w| usage.avail < *w) {
-            reach(
-                Level::Warn,
-                format!("{avail} available < warn_free {}", format_size(w)),
-            );
-        }
-        if let Some(inodes) = usage.inodes {
-            let used = inodes.percent_used / 100.0;
-            if let Some(c) = self.inode_critical.filter(|c| used >= *c) {
-                reach(
-                    Level::Critical,
+    /// These thresholds if they are valid, else the error in `spelling`'s words.
+    pub fn validated(self, spelling: Spelling) -> Result<Self> {
+        spelling.check_fraction(Which::Warn, self.warn)?;
+        spelling.check_fraction(Which::Critical, self.critical)?;
+        spelling.check_fraction(Which::InodeWarn, self.inode_warn)?;
+        spelling.check_fraction(Which::InodeCritical, self.inode_critical)?;
+        spelling.check_order((Which::Warn, self.warn), (Which::Critical, self.critical))?;
+        spelling.check_order(
+            (Which::InodeWarn, self.inode_warn),
+            (Which::InodeCritical, self.inode_critical),
+        )?;
+        if let (Some(w), Some(m)) = (self.warn_free, self.min_free) {
+            if w < m {
+                return Err(Error::invalid(
+                    spelling.name(Which::WarnFree),
+                    spelling.size(w),
                     format!(
-                        "inodes {:.1}% used >= inode_critical {}",
-                        inodes.percent_used,
-                        pct(c)
+                        "must be at least {}={}{}",
+                        spelling.name(Which::MinFree),
+                        spelling.size(m),
+                        match spelling {
+                            Spelling::Arguments => "",
+                            Spelling::Flags => " (a warning comes before the critical floor)",
+                        }
                     ),
-                );
-            } else if let Some(w) = self.inode_warn.filter(|w| used >= *w) {
-                reach(
-                    Level::Warn,
-                    format!("inodes {:.1}% used >= inode_warn {}", inodes.percent_used, pct(w)),
-                );
+                ));
             }
         }
-        (level, reasons)
-    }
-}
-
-fn pct(fraction: f64) -> String {
-    let value = fraction * 100.0;
-    if (value - value.round()).abs() < 1e-9 {
-        format!("{value:.0}%")
-    } else {
-        format!("{value}%")
+        Ok(self)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::usage::FsStats;
+    use crate::usage::{DiskUsage, FsStats};
 
-    fn usage(used_blocks: u64, avail_blocks: u64, files: u64, ffree: u64) -> DiskUsage {
+    /// A filesystem of 1 KiB blocks (with 10 reserved for root) and `files` inodes.
+    pub(crate) fn usage(used_blocks: u64, avail_blocks: u64, files: u64, ffree: u64) -> DiskUsage {
         let stats = FsStats {
             fragment_size: 1024,
             blocks: used_blocks + avail_blocks + 10,
@@ -271,6 +291,43 @@ mod tests {
             "warn_free=1: must be at least min_free=2"
         );
         assert!(Thresholds::new(Some(1.0), Some(1.0), Some(2), Some(2), None, None).is_ok());
+    }
+
+    #[test]
+    fn the_command_line_is_told_in_its_flags_words() {
+        let err = |t: Thresholds| t.validated(Spelling::Flags).expect_err("invalid").to_string();
+        let off = Thresholds::new(None, None, None, None, None, None).expect("valid");
+        let t = |warn, critical| Thresholds {
+            warn,
+            critical,
+            ..off
+        };
+        assert_eq!(
+            err(t(Some(0.9), Some(0.8))),
+            "--warning=90%: must not exceed --critical=80%"
+        );
+        assert_eq!(
+            err(Thresholds {
+                inode_warn: Some(0.96),
+                inode_critical: Some(0.955),
+                ..off
+            }),
+            "--inodes-warn=96%: must not exceed --inodes-critical=95.5%"
+        );
+        assert_eq!(
+            err(Thresholds {
+                warn_free: Some(1 << 30),
+                min_free: Some(2 << 30),
+                ..off
+            }),
+            "--warning=1.0 GiB free: must be at least --critical=2.0 GiB free (a warning comes \
+             before the critical floor)"
+        );
+        assert_eq!(
+            err(t(Some(1.5), None)),
+            "--warning=150%: expected a percentage in (0, 100] such as 85%"
+        );
+        assert!(t(Some(0.8), Some(0.9)).validated(Spelling::Flags).is_ok());
     }
 
     #[test]

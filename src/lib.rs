@@ -1,7 +1,7 @@
 //! diskguard's Rust core: making disk exhaustion a non-event for long training runs.
 //!
 //! - usage queries: [`usage`] (one `statfs`, `df`'s arithmetic), [`mounts`] (mountinfo, `df`'s mount
-//!   lookup), [`check`] (thresholds), [`size`] (human sizes);
+//!   lookup), [`check`] (thresholds), [`grading`] (levels with hysteresis), [`size`] (human sizes);
 //! - trends: [`trend`] (time to full that separates tagged checkpoint steps from background drift,
 //!   and "will the rest of the run fit?"), [`trend_shape`] (a run's early history read as a burst,
 //!   a ramp, a staircase or a sawtooth);
@@ -29,6 +29,7 @@ pub mod dcp;
 pub mod deletion;
 pub mod du;
 pub mod error;
+pub mod grading;
 pub mod guard;
 pub mod layouts;
 pub mod logs;

@@ -61,6 +61,47 @@ def test_status_exits_with_the_worst_level(tmpfs: Path) -> None:
     assert run('status', str(tmpfs), '/').returncode == 2, 'the worst of several paths counts'
 
 
+def test_status_takes_the_threshold_syntax_of_every_subcommand(tmpfs: Path) -> None:
+    """Issue 21: ``-w/--warning PCT%|SIZE`` and ``-c/--critical PCT%|SIZE``, as check and watch."""
+    (tmpfs / 'x').write_bytes(b'\0' * (12 * 1024 * 1024))  # 12 of 16 MiB: about 75%
+    assert run('status', str(tmpfs)).returncode == 0
+    warned = run('status', '-w', '70%', str(tmpfs))
+    assert warned.returncode == 1 and not warned.stderr, warned.stderr
+    assert 'status      WARN: ' in warned.stdout and 'used >= warn 70%' in warned.stdout
+    assert run('status', '--warning', '70%', '-c', '74%', str(tmpfs)).returncode == 2
+    floor = run('status', '--json', '-c', '8MiB', str(tmpfs))  # 4 MiB available, under an 8 MiB floor
+    assert floor.returncode == 2 and not floor.stderr, floor.stderr
+    assert json.loads(floor.stdout)['reasons'] == ['4.0 MiB available < min_free 8.0 MiB']
+    assert run('status', '-w', '10MiB', str(tmpfs)).returncode == 1
+    bad = run('status', '-w', '90%', '-c', '80%', str(tmpfs))
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert bad.stderr.startswith('diskguard: error: ') and 'must not exceed' in bad.stderr
+
+
+def test_status_old_fractions_still_work_with_a_deprecation_message(tmpfs: Path) -> None:
+    """``--warn 0.85`` and ``--critical 0.95`` (fractions, for space and inodes) keep their meaning."""
+    (tmpfs / 'x').write_bytes(b'\0' * (12 * 1024 * 1024))  # about 75%
+    warned = run('status', '--warn', '0.7', str(tmpfs))
+    assert warned.returncode == 1 and 'status      WARN' in warned.stdout
+    assert warned.stderr == (
+        'diskguard: warning: --warn 0.7 (a fraction) is deprecated: write -w 70% --inodes-warn 70%, '
+        'as every subcommand takes it (PCT% used, or a SIZE of available space)\n'
+    )
+    critical = run('status', '-w', '50%', '--inodes-warn', '50%', '--critical', '0.74', '--json', str(tmpfs))
+    assert critical.returncode == 2 and json.loads(critical.stdout)['level'] == 'critical'
+    assert critical.stderr == (
+        'diskguard: warning: --critical 0.74 (a fraction) is deprecated: write -c 74% --inodes-critical 74%, '
+        'as every subcommand takes it (PCT% used, or a SIZE of available space)\n'
+    )
+    both = run('status', '--warn', '0.5', '--critical', '0.9', '--inodes-warn', '80%', str(tmpfs))
+    assert both.returncode == 1 and len(both.stderr.splitlines()) == 2
+    assert 'write -w 50%, ' in both.stderr and 'write -c 90% --inodes-critical 90%, ' in both.stderr
+    # The fraction still sets the inode threshold too: 1 of 64 inodes used is past 1%.
+    inodes = run('status', '--warn', '0.01', '--json', str(tmpfs))
+    assert inodes.returncode == 1
+    assert any(r.startswith('inodes ') for r in json.loads(inodes.stdout)['reasons'])
+
+
 def test_errors_are_one_line_with_usage_or_unknown_codes(tmp_path: Path) -> None:
     bad_size = run('status', '--min-free', '0.5', str(tmp_path))
     assert bad_size.returncode == 2

@@ -144,6 +144,28 @@ def test_bad_arguments_are_unknown_in_one_line(args: list[str]) -> None:
     assert 'Traceback' not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        (['-w', '90%', '-c', '80%'], '--warning=90%: must not exceed --critical=80%'),
+        (['--inodes-warn', '96%'], '--inodes-warn=96%: must not exceed --inodes-critical=95%'),
+        (
+            ['-w', '1GiB', '-c', '2GiB'],
+            (
+                '--warning=1.0 GiB free: must be at least --critical=2.0 GiB free '
+                '(a warning comes before the critical floor)'
+            ),
+        ),
+    ],
+)
+def test_threshold_order_errors_name_the_flags(args: list[str], message: str) -> None:
+    """The core checks the order of the thresholds and says so in the flags' words (issue 21: the
+    CLI no longer checks it again itself)."""
+    assert run('check', '/', *args).stdout == f'DISK UNKNOWN - {message}\n'
+    watch = run('watch', '/', '--once', '--state-file', '/nonexistent/s.json', *args)
+    assert watch.returncode == 2 and watch.stderr == f'diskguard: error: {message}\n'
+
+
 def test_a_fifo_path_is_measured_not_read(tmpfs: Path) -> None:
     os.mkfifo(tmpfs / 'pipe')
     done = run('check', str(tmpfs / 'pipe'))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from diskguard.cli import build_parser
-from diskguard.ops.watch import tomllib
+from diskguard.ops.options import tomllib
 from test_ops_alerts import Mailbox
 from test_ops_check import fill_to
 from test_ops_prometheus import free_port, query, servers, tool, wait_for  # noqa: F401 - a fixture

@@ -16,13 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import diskguard
+import diskguard.ops.check
 import pytest
 from conftest import run
+from diskguard._diskguard import _Grading
 from diskguard.ops.alerts import Email, SmtpSettings, Webhook
 from diskguard.ops.budgets import Budget
 from diskguard.ops.check import CRITICAL, OK, WARNING, Limits
 from diskguard.ops.parse import Threshold
-from diskguard.ops.watch import Settings, Watcher, with_hysteresis
+from diskguard.ops.watch import Settings, Watcher
 from test_ops_alerts import Mailbox, Recorder, free_port
 from test_ops_check import fill_to
 
@@ -82,6 +84,40 @@ def test_alerts_on_changes_only_with_hysteresis_and_reminders(
     assert 'OK (was CRITICAL)' in (w.step() or pytest.fail('no alert')).text
     w.finish()
     assert [b['state'] for b in hook.bodies] == ['WARNING', 'WARNING', 'CRITICAL', 'OK']
+
+
+def test_each_path_is_measured_once_per_step(
+    tmpfs: Path, tmp_path: Path, hook: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: one measurement grades a path, at its thresholds and at the eased ones (it took
+    two, which could also disagree on a disk that changed in between)."""
+    measured: list[str] = []
+    real = diskguard.ops.check.usage
+
+    def counting(path: str) -> diskguard.DiskUsage:
+        measured.append(path)
+        return real(path)
+
+    monkeypatch.setattr(diskguard.ops.check, 'usage', counting)
+    (tmpfs / 'sub').mkdir()
+    both = settings(tmpfs, tmp_path / 'state.json', hook)
+    both.paths.append(str(tmpfs / 'sub'))
+    clock = Clock()
+    w = Watcher(both, clock=clock)
+    fill_to(tmpfs, 0.6)
+    assert w.step() is not None and measured == [str(tmpfs), str(tmpfs / 'sub')]
+    fill_to(tmpfs, 0.45)  # within the hysteresis band: held, still from one measurement
+    clock.now += 60
+    assert w.step() is None and w.tracked[str(tmpfs)].level == WARNING
+    assert measured == [str(tmpfs), str(tmpfs / 'sub')] * 2
+    w.finish()
+
+
+def with_hysteresis(previous: int, entering: int, staying: int) -> int:
+    """The core's rule (watch grades with it) on Nagios states: UNKNOWN holds no level."""
+    levels = (diskguard.Level.OK, diskguard.Level.WARN, diskguard.Level.CRITICAL)
+    held = levels[previous] if previous < len(levels) else None
+    return int(_Grading.settle(held, levels[entering], levels[staying]))
 
 
 def test_with_hysteresis_rules() -> None:

@@ -337,7 +337,7 @@ def test_the_callback_state_is_json_in_trainer_state_and_restores(tmp_path: Path
     resumed.train(resume_from_checkpoint=str(out / 'checkpoint-4'))
     (restored,) = [cb for cb in resumed.callback_handler.callbacks if isinstance(cb, DiskGuardCallback)]
     assert restored is not fresh, 'the Trainer rebuilt it from trainer_state.json'
-    assert restored.guard_kwargs == {'check_every_steps': 1, 'min_free': '1MiB'}
+    assert restored.guard_options == {'check_every_steps': 1, 'min_free': '1MiB'}
     assert restored.guard is not None and restored.guard.status().saves == 1  # checkpoint-6
 
 

@@ -51,6 +51,7 @@ from ._types import Size, StrPath
 from .errors import DiskFullError, DiskSpaceCriticalError, DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard
 from .retention import (
+    DeletionOutcome,
     FreeSpaceResult,
     KeepBest,
     KeepEvery,
@@ -72,6 +73,7 @@ __all__ = [
     'DEFAULT_CRITICAL',
     'DEFAULT_WARN',
     'CheckResult',
+    'DeletionOutcome',
     'DirectoryBusyError',
     'DiskFullError',
     'DiskGuard',

@@ -1,23 +1,31 @@
 """The compiled core of diskguard. Import ``diskguard``, not this module."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Literal, TypeAlias, final
 
+from diskguard._options import GuardOptions
 from diskguard._types import Size as _Size
 from diskguard._types import StrPath as _StrPath
 
 __all__ = [
     'DEFAULT_CRITICAL',
     'DEFAULT_WARN',
+    'OWN_PREFIX',
     'CheckResult',
+    'DeletionOutcome',
     'DirectoryBusyError',
     'DiskGuardError',
     'DiskUsage',
     'DuEntry',
     'DuOwner',
     'DuReport',
+    'FreeSpaceResult',
+    'GuardEvent',
+    'GuardMetrics',
     'GuardSpace',
+    'GuardState',
     'GuardStatus',
+    'InsufficientSpaceError',
     'KeepBest',
     'KeepEvery',
     'KeepLast',
@@ -25,6 +33,7 @@ __all__ = [
     'Level',
     'LogBudget',
     'Mount',
+    'Orphan',
     'PlanItem',
     'Protect',
     'RetentionPlan',
@@ -32,10 +41,12 @@ __all__ = [
     'RunForecast',
     'TrendEstimate',
     'TrendMonitor',
+    '_Grading',
     '_Guard',
     '__version__',
     '_find_orphans',
     '_free_space',
+    '_rebuild_insufficient_space',
     '_remove_orphans',
     '_shared_filesystem',
     'apply',
@@ -56,12 +67,29 @@ DEFAULT_WARN: float
 """The default fraction used at which to warn (bytes and inodes)."""
 DEFAULT_CRITICAL: float
 """The default fraction used that is critical (bytes and inodes)."""
+OWN_PREFIX: str
+"""The prefix of diskguard's own files in a checkpoint directory (a save's temp file, the emergency
+reserve): the core recognises them by it."""
 
 class DiskGuardError(Exception):
     """Base class of diskguard's own errors."""
 
 class DirectoryBusyError(DiskGuardError):
     """Another process is pruning this checkpoint directory (its lock is held)."""
+
+class InsufficientSpaceError(DiskGuardError):
+    """A write was refused before any byte was written: it would not fit.
+
+    ``needed`` is what the write needs (bytes, its staging copy and margin included), ``available``
+    what could be written, both in bytes; the message says what was tried to make room.
+    """
+
+    needed: int
+    available: int
+    def __init__(self, message: str, *, needed: int, available: int) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def _rebuild_insufficient_space(message: str, needed: int, available: int) -> InsufficientSpaceError: ...
 
 @final
 class Level:
@@ -192,6 +220,30 @@ class CheckResult:
     def reasons(self) -> list[str]: ...
     @property
     def usage(self) -> DiskUsage: ...
+
+@final
+class _Grading:
+    """Validated thresholds and a hysteresis (a share of the filesystem): a level is entered at its
+    threshold and left only that far past it. ``None`` switches a threshold off; sizes are ints of
+    bytes (for diskguard.ops, which parses them). ``flags``: errors name the command line's flags."""
+
+    def __new__(
+        cls,
+        warn: float | None,
+        critical: float | None,
+        *,
+        warn_free: int | None = None,
+        min_free: int | None = None,
+        inodes_warning: float | None = None,
+        inodes_critical: float | None = None,
+        hysteresis: float = 0.0,
+        flags: bool = False,
+    ) -> _Grading: ...
+    def grade(self, usage: DiskUsage, previous: Level | None = None) -> CheckResult:
+        """The level of ``usage`` for something that was at ``previous`` (``None``: nothing known)."""
+    @staticmethod
+    def settle(previous: Level | None, entering: Level, staying: Level) -> Level:
+        """The hysteresis rule: rising at once, falling only as far as ``staying`` allows."""
 
 @final
 class LogBudget:
@@ -637,9 +689,7 @@ def plan(
         OSError: ``directory`` cannot be opened (a symlink is refused: ``ELOOP``/``ENOTDIR``).
     """
 
-def apply(
-    plan: RetentionPlan, *, wait: bool = True, timeout: float | None = None
-) -> list[tuple[str, Literal['deleted', 'skipped', 'failed'], str]]:
+def apply(plan: RetentionPlan, *, wait: bool = True, timeout: float | None = None) -> list[DeletionOutcome]:
     """Deletes what ``plan`` says, and nothing else.
 
     The directory must still be the one scanned (a symlink swapped in is refused); each entry is
@@ -649,7 +699,7 @@ def apply(
     of waiting, ``timeout`` seconds bounds the wait. The GIL is released.
 
     Returns:
-        (path, ``'deleted'`` | ``'skipped'`` | ``'failed'``, detail) per planned deletion.
+        A :class:`DeletionOutcome` per planned deletion.
     """
 
 def _free_space(
@@ -659,13 +709,154 @@ def _free_space(
     target_fraction: float | None,
     wait: bool,
     timeout: float | None,
-) -> tuple[int, int, bool, list[tuple[str, str, str]], int | None]: ...
+) -> FreeSpaceResult: ...
 def _find_orphans(
     dir: _StrPath, temp_dir: _StrPath | None, min_age: float, uid: int, now: float
-) -> list[tuple[str, int, float, str, tuple[int, int, int, int, int, int]]]: ...
-def _remove_orphans(
-    orphans: list[tuple[str, tuple[int, int, int, int, int, int]]],
-) -> list[tuple[str, str, str]]: ...
+) -> list[Orphan]: ...
+def _remove_orphans(orphans: Iterable[Orphan]) -> list[DeletionOutcome]: ...
+
+_OrphanIdentity: TypeAlias = tuple[int, int, int, int, int, int]
+
+@final
+class DeletionOutcome:
+    """One attempted deletion (:func:`apply`, :func:`remove_orphans`, :func:`free_space`); it also
+    unpacks and indexes as the ``(path, outcome, detail)`` tuple it replaces."""
+
+    def __new__(cls, path: str, outcome: str, detail: str) -> DeletionOutcome: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def outcome(self) -> Literal['deleted', 'skipped', 'failed']: ...
+    @property
+    def detail(self) -> str:
+        """Why it was skipped or failed; empty when deleted."""
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> str: ...
+    def __iter__(self) -> Iterator[str]: ...
+
+@final
+class Orphan:
+    """A leftover of a crashed save (:func:`find_orphans`); equal by path, size, age and reason."""
+
+    def __new__(cls, path: str, size: int, age: float, reason: str, _identity: _OrphanIdentity) -> Orphan: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int:
+        """Bytes."""
+    @property
+    def age(self) -> float:
+        """Seconds since it was last changed."""
+    @property
+    def reason(self) -> str: ...
+    @property
+    def _identity(self) -> _OrphanIdentity: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class FreeSpaceResult:
+    """What :func:`free_space` achieved. When ``met`` is false, either everything deletable was
+    tried (what is left is the newest complete checkpoint, protected ones, partial saves left
+    alone, or deletions that failed: see ``outcomes``), or ``shortfall`` says by how many bytes
+    deleting every candidate would still miss the target, and nothing was deleted."""
+
+    def __new__(
+        cls,
+        avail: int,
+        target: int,
+        met: bool,
+        deleted: list[str],
+        outcomes: list[DeletionOutcome],
+        shortfall: int | None = None,
+    ) -> FreeSpaceResult: ...
+    @property
+    def avail(self) -> int: ...
+    @property
+    def target(self) -> int: ...
+    @property
+    def met(self) -> bool: ...
+    @property
+    def deleted(self) -> list[str]: ...
+    @property
+    def outcomes(self) -> list[DeletionOutcome]: ...
+    @property
+    def shortfall(self) -> int | None: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class GuardEvent:
+    """Something the guard did or saw (internal: :class:`DiskGuard` logs it, and warns when
+    ``warning``)."""
+
+    def __new__(cls, kind: str, message: str, warning: bool) -> GuardEvent: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def warning(self) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class GuardMetrics:
+    """The checkpoint directory's filesystem as of the guard's last check (internal)."""
+
+    def __new__(
+        cls, free: int, used_percent: float, seconds_to_full: float | None = None
+    ) -> GuardMetrics: ...
+    @property
+    def free(self) -> int: ...
+    @property
+    def used_percent(self) -> float: ...
+    @property
+    def seconds_to_full(self) -> float | None: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class GuardState:
+    """What ``DiskGuard.state_dict()`` is built from (internal)."""
+
+    def __new__(
+        cls,
+        level: str,
+        largest_checkpoint: int,
+        saves: int,
+        stop_reason: str | None,
+        trend: dict[str, Any],
+        own: list[tuple[int, int]],
+        run_id: int,
+    ) -> GuardState: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def largest_checkpoint(self) -> int: ...
+    @property
+    def saves(self) -> int: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def trend(self) -> dict[str, Any]: ...
+    @property
+    def own(self) -> list[tuple[int, int]]: ...
+    @property
+    def run_id(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
 def _shared_filesystem(path: _StrPath) -> bool:
     """Whether the filesystem holding ``path`` is one every node sees (NFS, Lustre, ...), as the
     guard decides who measures it. The GIL is released while the mount table is read."""
@@ -821,32 +1012,19 @@ class _Guard:
     def __new__(
         cls,
         path: _StrPath,
+        options: GuardOptions,
         *,
         temp_dir: _StrPath,
-        watch: Any,
-        warn: float | None,
-        critical: float | None,
-        min_free: _Size | None,
-        budget: _Size | None,
-        reserve: _Size,
-        on_full: str,
-        hysteresis: float,
-        statfs_timeout: float,
-        rescan_interval: float,
-        check_every_steps: int,
-        check_every_seconds: float,
-        retention: RetentionPolicy | None,
-        emergency_reserve: _Size | None,
         rank: int,
         local_rank: int,
         world_size: int,
     ) -> _Guard: ...
     def check(self) -> bool: ...
-    def check_step(self) -> tuple[bool, list[tuple[str, str, bool]]]: ...
+    def check_step(self) -> tuple[bool, list[GuardEvent]]: ...
     def before_save(self, path: _StrPath, nbytes: int) -> None: ...
     def after_save(self, path: _StrPath, nbytes: int) -> None: ...
     def rescan(self) -> None: ...
-    def take_events(self) -> list[tuple[str, str, bool]]: ...
+    def take_events(self) -> list[GuardEvent]: ...
     @property
     def should_stop(self) -> bool: ...
     @property
@@ -861,7 +1039,7 @@ class _Guard:
     def forecast(
         self, remaining_saves: int, save_interval: float, checkpoint_size: _Size | None = None
     ) -> RunForecast: ...
-    def state(self) -> tuple[str, int, int, str | None, dict[str, Any], list[tuple[int, int]], int]: ...
+    def state(self) -> GuardState: ...
     def load_state(
         self,
         level: str,
@@ -877,7 +1055,7 @@ class _Guard:
     @property
     def deletes(self) -> bool: ...
     def set_referenced(self, paths: Any) -> None: ...
-    def metrics(self) -> tuple[int, float, float | None] | None: ...
+    def metrics(self) -> GuardMetrics | None: ...
     def diagnose(self, errno: int, path: _StrPath | None = None) -> str: ...
     def close(self) -> None: ...
 

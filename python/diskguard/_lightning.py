@@ -17,12 +17,13 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
-from ._integration import check_callback_options, checkpoints_that_fit, within
+from ._integration import callback_options, checkpoints_that_fit, within
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError, disk_full_cause
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size, save
@@ -34,8 +35,6 @@ __all__ = ['DiskGuardCallbackMixin', 'GuardedAsyncCheckpointIOMixin', 'GuardedCh
 
 logger = logging.getLogger('diskguard.lightning')
 
-# The guard's distribution settings come from the Trainer, never from the user.
-_FROM_TRAINER = ('rank', 'local_rank', 'world_size', 'sync')
 _STATE_VERSION = 1
 
 
@@ -242,11 +241,11 @@ class DiskGuardCallbackMixin:
         if if_busy not in ('wait', 'refuse'):
             raise ValueError(f"if_busy={if_busy!r}: expected 'wait' or 'refuse'")
         self._if_busy = if_busy
-        check_callback_options(
+        self._options = callback_options(
             log_metrics,
             guard_options,
-            _FROM_TRAINER,
-            "the ranks and the stop's reduction come from the Trainer (trainer.global_rank, "
+            reduces_stop=True,
+            source="the ranks and the stop's reduction come from the Trainer (trainer.global_rank, "
             'trainer.local_rank, trainer.world_size, trainer.strategy)',
         )
         if path is not None:
@@ -255,7 +254,7 @@ class DiskGuardCallbackMixin:
         super().__init__()
         self._path: str | None = path
         self._log_metrics = log_metrics
-        self._options = guard_options
+        self._given_options = guard_options
         # Lightning reads state_key at every hook (its profiler's label): computed once.
         self._state_key: str = self._generate_state_key(path=path)  # type: ignore[attr-defined]
         self._pending_state: dict[str, Any] | None = None
@@ -280,6 +279,12 @@ class DiskGuardCallbackMixin:
         self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
+
+    @property
+    def guard_options(self) -> Mapping[str, Any]:
+        """DiskGuard's options as given; read-only, as they were checked when the callback was
+        made."""
+        return MappingProxyType(self._given_options)
 
     @property
     def state_key(self) -> str:
@@ -327,17 +332,17 @@ class DiskGuardCallbackMixin:
         path, others = self._directories(trainer)
         if path is None:
             return
-        watch = self._options.get('watch', ())
-        if isinstance(watch, Iterable) and not isinstance(watch, str | bytes):
-            watch = [*watch, *others]  # else DiskGuard refuses it by name
-        self._guard = DiskGuard(
-            path,
-            **{**self._options, 'watch': watch},
+        watch = self._options.watch
+        if isinstance(watch, tuple):
+            watch = (*watch, *others)  # else DiskGuard refuses it by name
+        options = self._options.replace(
+            watch=watch,
             rank=trainer.global_rank,
             local_rank=trainer.local_rank,
             world_size=trainer.world_size,
             sync=lambda flag: trainer.strategy.reduce_boolean_decision(flag, all=False),
         )
+        self._guard = DiskGuard(path, **options.as_kwargs())
         self._trainer = trainer
         # Figures go through pl_module.log, which needs a logger to go to.
         self._logs = self._log_metrics and bool(trainer.loggers)
@@ -349,7 +354,7 @@ class DiskGuardCallbackMixin:
         # Timer-style: a run resumed onto a full disk stops before its first step.
         self._stop_if(trainer, self._guard.sync_stop())
         if trainer.is_global_zero:
-            for conflict in _conflicts(trainer, self._guard, pl_module, self._options.get('retention')):
+            for conflict in _conflicts(trainer, self._guard, pl_module, self._options.retention):
                 warnings.warn(conflict, DiskSpaceWarning, stacklevel=_caller_level())
 
     def _directories(self, trainer: Any) -> tuple[str | None, list[str]]:

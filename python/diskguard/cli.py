@@ -12,15 +12,13 @@ import argparse
 import errno
 import io
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from . import (
-    DEFAULT_CRITICAL,
-    DEFAULT_WARN,
     CheckResult,
+    DeletionOutcome,
     DirectoryBusyError,
     KeepBest,
     KeepEvery,
@@ -31,15 +29,18 @@ from . import (
     RetentionPolicy,
     __version__,
     apply,
-    check,
     format_plan,
     format_size,
     mounts,
     plan,
+    usage,
 )
 from .demo import add_parser as add_demo_parser
+from .ops import parse
 from .ops.check import cwd_deleted
+from .ops.commands import add_commands
 from .ops.escape import json_dumps, text
+from .ops.options import add_subcommand, add_threshold_options, legacy_limits_from, with_suggestion
 from .retention import display_name
 
 
@@ -80,27 +81,17 @@ def _status_lines(result: CheckResult) -> list[str]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    if args.min_free is not None and re.fullmatch(r'\s*[\d.]+\s*', args.min_free):
-        raise ValueError(
-            f"--min-free={args.min_free!r}: a size without a unit is ambiguous: write '20GiB', or '4096B' for bytes"
-        )
+    min_free = None if args.min_free is None else parse.size('--min-free', args.min_free, minimum=0)
+    limits, deprecated = legacy_limits_from(args, min_free)
+    for note in deprecated:
+        print(f'diskguard: warning: {note}', file=sys.stderr)
     for path in args.paths or ['.']:
         if cwd_deleted(path):
             raise FileNotFoundError(
                 errno.ENOENT,
                 'the current directory was deleted: cd to a directory that exists, or give a PATH',
             )
-    results = [
-        check(
-            path,
-            args.warn,
-            args.critical,
-            min_free=args.min_free,
-            inode_warn=args.warn,
-            inode_critical=args.critical,
-        )
-        for path in args.paths or ['.']
-    ]
+    results = [limits.grading.grade(usage(path)) for path in args.paths or ['.']]
     if args.json:
         payload = [{**r.usage.to_dict(), 'level': str(r.level), 'reasons': list(r.reasons)} for r in results]
         print(json_dumps(payload if len(payload) > 1 else payload[0], indent=2))
@@ -145,9 +136,7 @@ def _policy(args: argparse.Namespace) -> RetentionPolicy:
     return RetentionPolicy(*rules)
 
 
-def _apply_announcing_waits(
-    current: RetentionPlan, args: argparse.Namespace
-) -> Sequence[tuple[str, str, str]]:
+def _apply_announcing_waits(current: RetentionPlan, args: argparse.Namespace) -> Sequence[DeletionOutcome]:
     """Applies the plan; when another process holds the lock, says who and waits as told (never silently)."""
     try:
         return apply(current, wait=False)
@@ -163,7 +152,7 @@ def _apply_announcing_waits(
         return apply(current, timeout=args.timeout)
 
 
-def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]], dry_run: bool) -> str:
+def _prune_report(current: RetentionPlan, results: Sequence[DeletionOutcome], dry_run: bool) -> str:
     items = [
         {
             'name': str(i.name),
@@ -178,7 +167,7 @@ def _prune_report(current: RetentionPlan, results: Sequence[tuple[str, str, str]
         }
         for i in current.items
     ]
-    done = [{'path': str(p), 'outcome': o, 'detail': d} for p, o, d in results]
+    done = [{'path': str(r.path), 'outcome': r.outcome, 'detail': r.detail} for r in results]
     return json_dumps({'dir': str(current.dir), 'dry_run': dry_run, 'plan': items, 'results': done}, indent=2)
 
 
@@ -211,15 +200,15 @@ def _prune(args: argparse.Namespace) -> int:
     if not args.json:
         # Printed before anything is deleted, and with names any terminal can show.
         print(format_plan(current), flush=True)
-    results: Sequence[tuple[str, str, str]] = [] if args.dry_run else _apply_announcing_waits(current, args)
+    results: Sequence[DeletionOutcome] = [] if args.dry_run else _apply_announcing_waits(current, args)
     if args.json:
         print(_prune_report(current, results, args.dry_run))
     elif args.dry_run:
         print('dry run: nothing deleted (run without --dry-run to apply)')
     else:
-        for path, outcome, detail in results:
-            print(f'{outcome:<8} {display_name(path)}' + (f'  ({text(detail)})' if detail else ''))
-    return 1 if any(o == 'failed' for _, o, _ in results) else 0
+        for r in results:
+            print(f'{r.outcome:<8} {display_name(r.path)}' + (f'  ({text(r.detail)})' if r.detail else ''))
+    return 1 if any(r.outcome == 'failed' for r in results) else 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -227,8 +216,6 @@ class _Parser(argparse.ArgumentParser):
     subcommands inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        from .ops.commands import with_suggestion
-
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f'{self.prog}: error: {with_suggestion(self, message)}\n')
 
@@ -248,33 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--version', action='version', version=f'diskguard {__version__}')
     commands = parser.add_subparsers(dest='command')
-    status = commands.add_parser('status', help='report usage and threshold status of paths')
+    status = add_subcommand(commands, 'status', _status, 'report usage and threshold status of paths')
     status.add_argument('paths', nargs='*', metavar='PATH', help='paths to report on (default: .)')
-    status.add_argument(
-        '--warn',
-        type=float,
-        default=DEFAULT_WARN,
-        help=f'fraction of space or inodes used that warns ({DEFAULT_WARN})',
-    )
-    status.add_argument(
-        '--critical',
-        type=float,
-        default=DEFAULT_CRITICAL,
-        help=f'fraction of space or inodes used that is critical ({DEFAULT_CRITICAL})',
-    )
+    add_threshold_options(status, old_fractions=True)
     status.add_argument('--min-free', default=None, help='critical below this much available, e.g. 20GiB')
     status.add_argument('--json', action='store_true', help='machine-readable output')
-    status.set_defaults(run=_status)
-    table = commands.add_parser('mounts', help='list the mount table')
+    table = add_subcommand(commands, 'mounts', _mounts, 'list the mount table')
     table.add_argument('--proc-root', default=None, help="another proc mount, e.g. the host's /host/proc")
     table.add_argument('--pid', default=None, help='whose mount namespace (default: self, or 1 elsewhere)')
     table.add_argument('--json', action='store_true', help='machine-readable output')
-    table.set_defaults(run=_mounts)
-    prune = commands.add_parser(
+    prune = add_subcommand(
+        commands,
         'prune',
-        help='delete checkpoints no rule keeps (always keeps the newest complete one)',
-        description='Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, '
-        'and delete the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
+        _prune,
+        'delete checkpoints no rule keeps (always keeps the newest complete one)',
+        'Plan which checkpoints to keep (a checkpoint is kept if any rule keeps it), show why, and delete '
+        'the rest. The newest complete checkpoint and symlink targets (last.ckpt) are always kept; '
         'partial saves are never counted.',
     )
     prune.add_argument('dir', help='the checkpoint directory')
@@ -311,10 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='wait at most SECONDS for another process pruning DIR (default: as long as it takes)',
     )
     prune.add_argument('--json', action='store_true', help='machine-readable output')
-    prune.set_defaults(run=_prune)
     # Operations commands (check, du, orphans, watch) live in diskguard.ops.
-    from .ops.commands import add_commands
-
     add_commands(commands)
     add_demo_parser(commands)
     return parser

@@ -1,7 +1,8 @@
 """diskguard's warning and exceptions that are defined in Python.
 
-``DiskGuardError`` (the base of every diskguard error) and ``DirectoryBusyError`` come from the Rust
-core; the classes here add attributes. All of them pickle, so they cross process boundaries
+``DiskGuardError`` (the base of every diskguard error), ``DirectoryBusyError`` and
+``InsufficientSpaceError`` (which the core raises) come from the Rust core; the classes here add
+attributes. All of them pickle, so they cross process boundaries
 (``ddp_spawn``, multiprocessing, queue logging) intact.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from ._diskguard import DiskGuardError
+from ._diskguard import DiskGuardError, InsufficientSpaceError
 
 if TYPE_CHECKING:
     from ._diskguard import CheckResult
@@ -49,26 +50,6 @@ class DiskSpaceCriticalError(DiskGuardError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.result,))
-
-
-class InsufficientSpaceError(DiskGuardError):
-    """A write was refused before any byte was written: it would not fit.
-
-    ``needed`` is what the write needs (bytes, its staging copy and margin included), ``available``
-    what could be written, both in bytes; the message says what was tried to make room.
-    """
-
-    def __init__(self, message: str, *, needed: int, available: int) -> None:
-        super().__init__(message)
-        self.needed = needed
-        self.available = available
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_insufficient, (str(self), self.needed, self.available))
-
-
-def _rebuild_insufficient(message: str, needed: int, available: int) -> InsufficientSpaceError:
-    return InsufficientSpaceError(message, needed=needed, available=available)
 
 
 class DiskFullError(DiskGuardError, OSError):

@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._diskguard import DEFAULT_CRITICAL, DEFAULT_WARN, GuardStatus, RunForecast, _Guard, format_size, usage
 from ._dist import Reduce, resolve_ranks, resolve_sync
+from ._options import GuardOptions, watch_list
 from .errors import DiskSpaceWarning, disk_full_cause
 from .retention import RetentionPolicy
 
 if TYPE_CHECKING:
     from types import FrameType
 
+    from ._diskguard import GuardEvent
     from ._types import Size, StrPath
 
 __all__ = ['DiskGuard']
@@ -193,29 +195,28 @@ class DiskGuard:
         world_size: int | None = None,
         sync: Literal['auto'] | Reduce | None = 'auto',
     ) -> None:
-        if isinstance(watch, str | bytes) or not isinstance(watch, Iterable):
-            raise TypeError(f'watch={watch!r}: expected a list of paths, got {type(watch).__name__}')
-        self._config: dict[str, Any] = {
-            'path': _absolute(path),
-            'warn': warn,
-            'critical': critical,
-            'min_free': min_free,
-            'budget': budget,
-            'retention': retention,
-            'watch': [os.fspath(w) if isinstance(w, os.PathLike) else w for w in watch],
-            'reserve': reserve,
-            'on_full': on_full,
-            'check_every_steps': check_every_steps,
-            'check_every_seconds': check_every_seconds,
-            'statfs_timeout': statfs_timeout,
-            'hysteresis': hysteresis,
-            'rescan_interval': rescan_interval,
-            'emergency_reserve': emergency_reserve,
-            'rank': rank,
-            'local_rank': local_rank,
-            'world_size': world_size,
-            'sync': sync,
-        }
+        options = GuardOptions(
+            warn=warn,
+            critical=critical,
+            min_free=min_free,
+            budget=budget,
+            retention=retention,
+            watch=watch_list(watch),
+            reserve=reserve,
+            on_full=on_full,
+            check_every_steps=check_every_steps,
+            check_every_seconds=check_every_seconds,
+            statfs_timeout=statfs_timeout,
+            hysteresis=hysteresis,
+            rescan_interval=rescan_interval,
+            emergency_reserve=emergency_reserve,
+            rank=rank,
+            local_rank=local_rank,
+            world_size=world_size,
+            sync=sync,
+        )
+        self._path = _absolute(path)
+        self._options = options
         self._reduce = resolve_sync(sync)
         self._saves: Any = None  # diskguard.dcp's saves in flight, once it made one
         self._core: _Guard | None = None
@@ -228,7 +229,6 @@ class DiskGuard:
         '_calls',
         '_clock_calls',
         '_clock_time',
-        '_config',
         '_core',
         '_distributed',
         '_every_seconds',
@@ -238,6 +238,8 @@ class DiskGuard:
         '_next_step',
         '_next_sync',
         '_next_time',
+        '_options',
+        '_path',
         '_pending_state',
         '_reduce',
         '_saves',
@@ -278,22 +280,21 @@ class DiskGuard:
         return core
 
     def _build(self) -> _Guard:
-        # Every setting is passed as given: the core validates it and names it in errors.
-        settings = {k: v for k, v in self._config.items() if k not in ('path', 'sync')}
+        # Every option goes as given: the core validates it and names it in errors.
+        options = self._options
         # Read from the environment now, not at construction: a guard pickled into a spawned
         # worker takes that worker's ranks.
-        ranks = resolve_ranks(settings.pop('rank'), settings.pop('local_rank'), settings.pop('world_size'))
-        rank, local_rank, world_size = ranks
+        rank, local_rank, world_size = resolve_ranks(options.rank, options.local_rank, options.world_size)
         core = _Guard(
-            self._config['path'],
+            self._path,
+            options,
             temp_dir=tempfile.gettempdir(),
             rank=rank,
             local_rank=local_rank,
             world_size=world_size,
-            **settings,
         )
         # After the core: it has validated the path.
-        _remove_abandoned_temps(self._config['path'])
+        _remove_abandoned_temps(self._path)
         return core
 
     @staticmethod
@@ -301,14 +302,14 @@ class DiskGuard:
         DiskGuard._emit_events(core.take_events())
 
     @staticmethod
-    def _emit_events(events: list[tuple[str, str, bool]]) -> None:
+    def _emit_events(events: list[GuardEvent]) -> None:
         # Every event is logged before any warning is issued: a warning turned into an error
         # (-W error) must not lose the records of what else was done.
-        for _kind, message, is_warning in events:
-            logger.log(logging.WARNING if is_warning else logging.INFO, message)
-        for _kind, message, is_warning in events:
-            if is_warning:
-                warnings.warn(message, DiskSpaceWarning, stacklevel=_caller_level())
+        for event in events:
+            logger.log(logging.WARNING if event.warning else logging.INFO, event.message)
+        for event in events:
+            if event.warning:
+                warnings.warn(event.message, DiskSpaceWarning, stacklevel=_caller_level())
 
     # ----- the plain loop -----
 
@@ -490,10 +491,9 @@ class DiskGuard:
         measured = self._engine.metrics()
         if measured is None:
             return {}
-        free, used_percent, seconds_to_full = measured
-        out = {'disk/free_bytes': float(free), 'disk/used_percent': used_percent}
-        if seconds_to_full is not None:
-            out['disk/hours_to_full'] = seconds_to_full / 3600.0
+        out = {'disk/free_bytes': float(measured.free), 'disk/used_percent': measured.used_percent}
+        if measured.seconds_to_full is not None:
+            out['disk/hours_to_full'] = measured.seconds_to_full / 3600.0
         return out
 
     def diagnose(self, error: BaseException) -> str | None:
@@ -526,7 +526,7 @@ class DiskGuard:
         if not all(space.responsive for space in status.spaces):
             return None  # a hung mount must not hang the report: not measured, not claimed
         needed = max(status.reserve, status.largest_checkpoint, _MIB)
-        for path in (self._config['path'], tempfile.gettempdir(), *self._config['watch']):
+        for path in (self._path, tempfile.gettempdir(), *self._options.watch):
             try:
                 available = usage(path).avail
             except (OSError, ValueError, TypeError):
@@ -553,7 +553,7 @@ class DiskGuard:
     @property
     def path(self) -> str | bytes:
         """The checkpoint directory as given."""
-        path: str | bytes = self._config['path']
+        path: str | bytes = self._path
         return path
 
     def status(self) -> GuardStatus:
@@ -608,18 +608,18 @@ class DiskGuard:
         checkpoints this run wrote as ``[device, inode]``: a run resumed from a checkpoint that
         carries this state keeps knowing them (and what it wrote since the oldest of them) as its
         own, so files it did not write never outrank them."""
-        level, largest, saves, stop_reason, trend, own, run_id = self._engine.state()
+        state = self._engine.state()
         return {
             'version': _STATE_VERSION,
-            'level': level,
-            'largest_checkpoint': largest,
-            'saves': saves,
-            'stop_reason': stop_reason,
+            'level': state.level,
+            'largest_checkpoint': state.largest_checkpoint,
+            'saves': state.saves,
+            'stop_reason': state.stop_reason,
             'calls': self._calls,
             'last_step': self._last_step,
-            'trend': trend,
-            'own': [[dev, ino] for dev, ino in own],
-            'run_id': run_id,
+            'trend': state.trend,
+            'own': [[dev, ino] for dev, ino in state.own],
+            'run_id': state.run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -668,7 +668,7 @@ class DiskGuard:
         self._last_step = last_step
 
     def __getstate__(self) -> dict[str, Any]:
-        sync = self._config['sync']
+        sync = self._options.sync
         if callable(sync):
             try:
                 pickle.dumps(sync)
@@ -677,15 +677,16 @@ class DiskGuard:
                     f'sync={sync!r} cannot be pickled ({err}), and a guard is pickled for spawned '
                     'workers: pass a module-level function, or build the guard in the worker'
                 ) from err
-        return {'config': self._config, 'state': self.state_dict()}
+        return {'path': self._path, 'options': self._options, 'state': self.state_dict()}
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
-        self._config = pickled['config']
-        self._reduce = resolve_sync(self._config['sync'])
+        self._path = pickled['path']
+        self._options = pickled['options']
+        self._reduce = resolve_sync(self._options.sync)
         self._saves = None
         self._core = None
         self._reset_cadence()
         self._pending_state = pickled['state']
 
     def __repr__(self) -> str:
-        return f'DiskGuard({self._config["path"]!r}, level={self.level!r}, should_stop={self.should_stop})'
+        return f'DiskGuard({self._path!r}, level={self.level!r}, should_stop={self.should_stop})'

@@ -21,14 +21,16 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from ._diskguard import (
+    DeletionOutcome,
+    FreeSpaceResult,
     KeepBest,
     KeepEvery,
     KeepLast,
     KeepWithin,
+    Orphan,
     PlanItem,
     Protect,
     RetentionPlan,
@@ -41,7 +43,11 @@ from ._diskguard import (
 )
 from ._diskguard import apply as _apply
 
+if TYPE_CHECKING:
+    from ._types import StrPath
+
 __all__ = [
+    'DeletionOutcome',
     'FreeSpaceResult',
     'KeepBest',
     'KeepEvery',
@@ -59,23 +65,7 @@ __all__ = [
     'remove_orphans',
 ]
 
-StrPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 Rule = KeepLast | KeepBest | KeepEvery | KeepWithin | Protect
-
-
-@dataclass(frozen=True)
-class FreeSpaceResult:
-    """What :func:`free_space` achieved. When ``met`` is false, either everything deletable was
-    tried (what is left is the newest complete checkpoint, protected ones, partial saves left
-    alone, or deletions that failed: see ``outcomes``), or ``shortfall`` says by how many bytes
-    deleting every candidate would still miss the target, and nothing was deleted."""
-
-    avail: int
-    target: int
-    met: bool
-    deleted: list[str]
-    outcomes: list[tuple[str, str, str]]
-    shortfall: int | None = None
 
 
 def free_space(
@@ -97,22 +87,7 @@ def free_space(
     nothing is deleted and ``shortfall`` says by how much it falls short. ``wait`` / ``timeout``
     are :func:`apply`'s.
     """
-    avail, goal, met, outcomes, shortfall = _free_space(
-        directory, policy, target_bytes, target_fraction, wait, timeout
-    )
-    rows = [(os.fsdecode(p), w, d) for p, w, d in outcomes]
-    return FreeSpaceResult(avail, goal, met, [p for p, w, _ in rows if w == 'deleted'], rows, shortfall)
-
-
-@dataclass(frozen=True)
-class Orphan:
-    """A leftover of a crashed save."""
-
-    path: str
-    size: int
-    age: float
-    reason: str
-    _identity: tuple[int, int, int, int, int, int] = field(repr=False, compare=False)
+    return _free_space(directory, policy, target_bytes, target_fraction, wait, timeout)
 
 
 def find_orphans(
@@ -128,20 +103,15 @@ def find_orphans(
     files holding a checkpoint, ``tmp-checkpoint-*``, ``*.orbax-checkpoint-tmp*``, ``*.ckpt.tmp``,
     ``.diskguard-*``)."""
     temp = (temp_dir if temp_dir is not None else tempfile.gettempdir()) if include_temp_dir else None
-    found = _find_orphans(directory, temp, min_age, os.geteuid(), time.time())
-    return [
-        Orphan(os.fsdecode(path), size, age, reason, identity) for path, size, age, reason, identity in found
-    ]
+    return _find_orphans(directory, temp, min_age, os.geteuid(), time.time())
 
 
-def apply(
-    plan: RetentionPlan, *, wait: bool = True, timeout: float | None = None
-) -> list[tuple[str, Literal['deleted', 'skipped', 'failed'], str]]:
+def apply(plan: RetentionPlan, *, wait: bool = True, timeout: float | None = None) -> list[DeletionOutcome]:
     """Deletes what ``plan`` says, and nothing else: each entry re-checked (device, inode) right
     before it goes, under the directory's lock. ``wait=False`` raises
     :class:`~diskguard.DirectoryBusyError` when another process holds the lock; ``timeout``
-    seconds bounds the wait. Returns (path, 'deleted' | 'skipped' | 'failed', detail) per planned
-    deletion."""
+    seconds bounds the wait. Returns a :class:`DeletionOutcome` (``path``, ``outcome``: 'deleted' |
+    'skipped' | 'failed', ``detail``) per planned deletion; each also unpacks as that tuple."""
     if not isinstance(wait, bool):
         raise TypeError(
             f'wait={wait!r}: expected True or False (True waits for the lock, False fails at once)'
@@ -149,13 +119,12 @@ def apply(
     return _apply(plan, wait=wait, timeout=timeout)
 
 
-def remove_orphans(orphans: Sequence[Orphan]) -> list[tuple[str, str, str]]:
+def remove_orphans(orphans: Sequence[Orphan]) -> list[DeletionOutcome]:
     """Removes orphans from :func:`find_orphans`, each re-checked to be the same file in the same
-    directory first. Returns (path, 'deleted' | 'skipped' | 'failed', detail) for each."""
+    directory first. Returns a :class:`DeletionOutcome` for each."""
     if isinstance(orphans, str | bytes) or not all(isinstance(o, Orphan) for o in orphans):
         raise TypeError(f'orphans={orphans!r}: expected a list of Orphan from find_orphans()')
-    results = _remove_orphans([(o.path, o._identity) for o in orphans])
-    return [(os.fsdecode(p), w, d) for p, w, d in results]
+    return _remove_orphans(orphans)
 
 
 def display_name(name: str | os.PathLike[str]) -> str:

@@ -34,7 +34,7 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._diskguard import format_size, latest_complete, usage
+from ._diskguard import OWN_PREFIX, format_size, latest_complete, usage
 from ._types import StrPath
 from .errors import DISK_FULL_ERRNOS, DiskFullError, InsufficientSpaceError, disk_full_cause
 
@@ -59,7 +59,8 @@ PER_STORAGE_OVERHEAD = 384
 MARGIN_FRACTION = 0.02
 MARGIN_MIN = 1024 * 1024
 WHAT_WAS_FULL = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded'}
-TEMP_PREFIX = '.diskguard-'
+# The core recognises a save's temp file (retention skips it, find_orphans finds it) by this prefix.
+TEMP_PREFIX = OWN_PREFIX
 NAME_MAX = 255
 # Enough to gather torch's small header writes; tensor data larger than this goes straight through
 # (a larger buffer only adds copies: 1 MiB cost about 10% on a 1 MiB checkpoint).

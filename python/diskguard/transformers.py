@@ -39,6 +39,8 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -75,7 +77,7 @@ except ImportError:  # pragma: no cover - transformers before 4.42 stores no cal
 from . import _dist
 from ._diskguard import plan
 from ._dist import resolve_sync
-from ._integration import check_callback_options, checkpoints_that_fit, within
+from ._integration import callback_options, checkpoints_that_fit, within
 from .errors import DiskSpaceWarning, InsufficientSpaceError
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size
@@ -88,8 +90,6 @@ __all__ = ['DiskGuardCallback', 'get_last_checkpoint']
 # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and its _re_checkpoint, which get_last_checkpoint uses.
 CHECKPOINT_PREFIX = 'checkpoint'
 _CHECKPOINT_NAME = re.compile(r'^' + CHECKPOINT_PREFIX + r'\-(\d+)$')
-# Set from the Trainer's arguments, never by the user: the Trainer knows its ranks.
-_RANK_ARGUMENTS = ('rank', 'local_rank', 'world_size')
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -156,9 +156,12 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             (``state.log_history`` and the reporting integrations: TensorBoard, W&B...; for those,
             which the Trainer calls first, a small companion callback is put ahead of them at the
             first step).
-        guard_kwargs: :class:`diskguard.DiskGuard`'s arguments (``min_free``, ``budget``,
+        guard_options: :class:`diskguard.DiskGuard`'s arguments (``min_free``, ``budget``,
             ``retention``, ``check_every_steps``, ``sync``...), except the ranks, which come from the
-            Trainer's arguments. ``sync='auto'`` agrees the stop flag through ``torch.distributed``.
+            Trainer's arguments. ``sync='auto'`` agrees the stop flag through ``torch.distributed``
+            (the Trainer hands its callbacks no reduction of its own, so ``sync`` stays yours).
+            They are :attr:`guard_options` (``guard_kwargs``, its former name, still reads them,
+            with a ``DeprecationWarning``).
 
     The guard is built when training begins (``on_train_begin``) and is then :attr:`guard`, kept
     after ``train()`` returns; :attr:`stop_reason` says whether and why it stopped the training.
@@ -173,37 +176,51 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, log_metrics: bool = True, **guard_kwargs: Any
+        self, path: str | os.PathLike[str] | None = None, *, log_metrics: bool = True, **guard_options: Any
     ) -> None:
         if path is not None and not isinstance(path, str | os.PathLike):
             raise TypeError(
                 f"path={path!r}: expected None (the Trainer's output_dir) or a directory path, "
                 f'got {type(path).__name__}'
             )
-        check_callback_options(
+        self._options = callback_options(
             log_metrics,
-            guard_kwargs,
-            _RANK_ARGUMENTS,
-            'the ranks come from the Trainer (args.process_index, args.local_process_index, args.world_size)',
+            guard_options,
+            reduces_stop=False,
+            source='the ranks come from the Trainer (args.process_index, args.local_process_index, '
+            'args.world_size)',
         )
         self.path = path
         self.log_metrics = log_metrics
-        self.guard_kwargs = guard_kwargs
+        self._given_options = guard_options
         self.guard: DiskGuard | None = None
         self.guard_state: dict[str, Any] | None = None  # set by the Trainer's restore, applied once
         self._figures_placed = False
         self._stopped_at: int | None = None  # the step at which the guard stopped this training
 
+    @property
+    def guard_options(self) -> Mapping[str, Any]:
+        """DiskGuard's options as given (what ``trainer_state.json`` stores); read-only, as they
+        were checked when the callback was made."""
+        return MappingProxyType(self._given_options)
+
+    @property
+    def guard_kwargs(self) -> Mapping[str, Any]:
+        """Deprecated: :attr:`guard_options`, the name both framework callbacks use."""
+        warnings.warn(
+            'DiskGuardCallback.guard_kwargs is deprecated: use guard_options',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.guard_options
+
     # ----- building the guard -----
 
     def _build(self, args: TrainingArguments) -> DiskGuard:
-        guard = DiskGuard(
-            self.path if self.path is not None else _output_dir(args),
-            rank=args.process_index,
-            local_rank=args.local_process_index,
-            world_size=args.world_size,
-            **self.guard_kwargs,
+        options = self._options.replace(
+            rank=args.process_index, local_rank=args.local_process_index, world_size=args.world_size
         )
+        guard = DiskGuard(self.path if self.path is not None else _output_dir(args), **options.as_kwargs())
         if self.guard_state is not None:
             guard.load_state_dict(self.guard_state)
             self.guard_state = None
@@ -381,7 +398,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         guard.protect(self._referenced(args, state))
         # Every rank writes into the folder: the collective pre-flight sums their parts per
         # filesystem, and every rank has the verdict before any rank writes (one warning says so).
-        collective = args.world_size > 1 and self.guard_kwargs.get('sync', 'auto') == 'auto'
+        collective = args.world_size > 1 and self.guard_options.get('sync', 'auto') == 'auto'
         try:
             if not within(folder, os.fsdecode(guard.path)):
                 pass
@@ -410,7 +427,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
     def _agree(self, flag: bool, args: TrainingArguments) -> bool:
         """``flag`` agreed across ranks (any rank's True wins) the way the guard agrees its stop:
         through its ``sync`` (``'auto'``: ``torch.distributed``; a callable; ``None``: never)."""
-        reduce = resolve_sync(self.guard_kwargs.get('sync', 'auto'))
+        reduce = resolve_sync(self._options.sync)
         if args.world_size <= 1 or reduce is None:
             return flag
         return bool(reduce(flag))
@@ -475,7 +492,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         changes during a run (counters, the trend's wall-clock samples) is stored: it would differ
         between a run resumed from a checkpoint and one that was not, and nothing of it must
         survive a resume: a resumed guard measures the directory and its checkpoints afresh."""
-        stored = {'path': self.path, 'log_metrics': self.log_metrics, **self.guard_kwargs}
+        stored = {'path': self.path, 'log_metrics': self.log_metrics, **self.guard_options}
         json_args = {name: _json_value(value) for name, value in stored.items()}
         return {
             'args': {name: value for name, value in json_args.items() if value is not ...},

@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 
-use super::path_arg;
+use super::convert::path_arg;
 
 /// Whether the filesystem holding `path` is one every node sees (NFS, Lustre, ...): a collective
 /// pre-flight then sums the bytes of every rank for it, not only the ranks of one node.

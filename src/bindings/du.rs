@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use pyo3::types::PyType;
 
-use super::{opt_whole, path_arg, py_repr, Reduced};
+use super::convert::{opt_whole, path_arg, py_repr, Reduced};
 use crate::du::{self, Report, Scan, Sizes};
 
 /// How often the waiting thread takes the GIL back to run signal handlers and report progress.

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyString};
 
-use super::retention::opt_policy;
+use super::convert::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
+use super::records::{PyGuardEvent, PyGuardMetrics, PyGuardState};
+use super::rules::opt_policy;
 use super::trend::{monotonic_now, state_from_dict, state_to_dict, PyRunForecast};
-use super::{fs_path, number, opt_whole, path_arg, py_repr, size_arg, whole, wrong_type};
 use crate::guard::{
     level_named, Guard, GuardConfig, GuardState, OnFull, Ranks, Reserve, SpaceStatus, Status,
 };
@@ -187,18 +188,6 @@ fn opt_fraction(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f
     }
 }
 
-/// `(level, largest checkpoint, saves, stop reason, trend state, own checkpoints as (device,
-/// inode))`: what `DiskGuard.state_dict()` is built from.
-type StateRow<'py> = (
-    &'static str,
-    u64,
-    u64,
-    Option<String>,
-    Bound<'py, PyDict>,
-    Vec<(u64, u64)>,
-    u64,
-);
-
 /// The guard's decision engine (internal; use `diskguard.DiskGuard`).
 #[pyclass(frozen, name = "_Guard", module = "diskguard._diskguard")]
 pub struct PyGuard {
@@ -218,66 +207,44 @@ impl PyGuard {
     }
 }
 
-/// An event as Python gets it (`take_events`, `check_step`): `(kind, message, is_warning)`.
-type PyEvent = (&'static str, String, bool);
-
-/// The events as Python gets them.
-fn events_to_py(events: Vec<crate::guard::Event>) -> Vec<PyEvent> {
-    events
-        .into_iter()
-        .map(|e| (e.kind, e.message, e.warning))
-        .collect()
+/// The events as Python gets them (`take_events`, `check_step`).
+fn events_to_py(events: Vec<crate::guard::Event>) -> Vec<PyGuardEvent> {
+    events.into_iter().map(PyGuardEvent::from).collect()
 }
 
 #[pymethods]
 impl PyGuard {
+    /// The engine for `path` with `options` (a `diskguard._options.GuardOptions`, read by name:
+    /// each option is converted here and validated by the core, once).
     #[new]
-    #[pyo3(signature = (
-        path, *, temp_dir, watch, warn, critical, min_free, budget, reserve, on_full, hysteresis,
-        statfs_timeout, rescan_interval, check_every_steps, check_every_seconds, retention,
-        emergency_reserve, rank, local_rank, world_size
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path, options, *, temp_dir, rank, local_rank, world_size))]
     fn new(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
+        options: &Bound<'_, PyAny>,
         temp_dir: &Bound<'_, PyAny>,
-        watch: &Bound<'_, PyAny>,
-        warn: &Bound<'_, PyAny>,
-        critical: &Bound<'_, PyAny>,
-        min_free: &Bound<'_, PyAny>,
-        budget: &Bound<'_, PyAny>,
-        reserve: &Bound<'_, PyAny>,
-        on_full: &Bound<'_, PyAny>,
-        hysteresis: &Bound<'_, PyAny>,
-        statfs_timeout: &Bound<'_, PyAny>,
-        rescan_interval: &Bound<'_, PyAny>,
-        check_every_steps: &Bound<'_, PyAny>,
-        check_every_seconds: &Bound<'_, PyAny>,
-        retention: &Bound<'_, PyAny>,
-        emergency_reserve: &Bound<'_, PyAny>,
         rank: &Bound<'_, PyAny>,
         local_rank: &Bound<'_, PyAny>,
         world_size: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let dir = fs_path(path)?;
         let temp_dir = path_arg("temp_dir", temp_dir)?;
-        let watch = path_list("watch", watch)?;
-        let policy = opt_policy("retention", Some(retention))?;
+        let option = |name: &str| options.getattr(name);
+        let watch = path_list("watch", &option("watch")?)?;
         let config = GuardConfig {
-            warn: opt_fraction("warn", warn)?,
-            critical: opt_fraction("critical", critical)?,
-            min_free: size_arg("min_free", Some(min_free))?,
-            budget: size_arg("budget", Some(budget))?,
-            reserve: reserve_arg(reserve)?,
-            on_full: on_full_arg(on_full)?,
-            hysteresis: number("hysteresis", hysteresis)?,
-            statfs_timeout: number("statfs_timeout", statfs_timeout)?,
-            rescan_interval: number("rescan_interval", rescan_interval)?,
-            check_every_steps: whole("check_every_steps", check_every_steps)?,
-            check_every_seconds: number("check_every_seconds", check_every_seconds)?,
-            policy,
-            emergency_reserve: size_arg("emergency_reserve", Some(emergency_reserve))?,
+            warn: opt_fraction("warn", &option("warn")?)?,
+            critical: opt_fraction("critical", &option("critical")?)?,
+            min_free: size_arg("min_free", Some(&option("min_free")?))?,
+            budget: size_arg("budget", Some(&option("budget")?))?,
+            reserve: reserve_arg(&option("reserve")?)?,
+            on_full: on_full_arg(&option("on_full")?)?,
+            hysteresis: number("hysteresis", &option("hysteresis")?)?,
+            statfs_timeout: number("statfs_timeout", &option("statfs_timeout")?)?,
+            rescan_interval: number("rescan_interval", &option("rescan_interval")?)?,
+            check_every_steps: whole("check_every_steps", &option("check_every_steps")?)?,
+            check_every_seconds: number("check_every_seconds", &option("check_every_seconds")?)?,
+            policy: opt_policy("retention", Some(&option("retention")?))?,
+            emergency_reserve: size_arg("emergency_reserve", Some(&option("emergency_reserve")?))?,
             ranks: Ranks {
                 rank: whole("rank", rank)?,
                 local_rank: whole("local_rank", local_rank)?,
@@ -303,7 +270,7 @@ impl PyGuard {
 
     /// A check as `DiskGuard.step()` makes it, in one call: `(should_stop, events)`, the events
     /// as `take_events` gives them (empty when nothing happened: nothing more for Python to do).
-    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<PyEvent>)> {
+    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<PyGuardEvent>)> {
         let t = monotonic_now()?;
         let (stop, events) = py.detach(|| {
             let mut guard = self.guard();
@@ -341,8 +308,8 @@ impl PyGuard {
         Ok(())
     }
 
-    /// Events since the last call as `(kind, message, is_warning)`.
-    fn take_events(&self, py: Python<'_>) -> Vec<PyEvent> {
+    /// Events since the last call.
+    fn take_events(&self, py: Python<'_>) -> Vec<PyGuardEvent> {
         events_to_py(self.with(py, Guard::take_events))
     }
 
@@ -392,19 +359,12 @@ impl PyGuard {
             .into())
     }
 
-    /// (level, largest checkpoint, saves, stop reason, trend monitor state as a dict).
-    fn state<'py>(&self, py: Python<'py>) -> PyResult<StateRow<'py>> {
+    /// What `DiskGuard.state_dict()` is built from (the trend monitor's state as a dict).
+    fn state(&self, py: Python<'_>) -> PyResult<PyGuardState> {
         let now = monotonic_now()?;
         let state = self.with(py, |g| g.state(now))?;
-        Ok((
-            state.level.name(),
-            state.largest,
-            state.saves,
-            state.stop_reason,
-            state_to_dict(py, &state.trend)?,
-            state.own,
-            state.run_id,
-        ))
+        let trend = state_to_dict(py, &state.trend)?;
+        Ok(PyGuardState::new(state, trend))
     }
 
     #[pyo3(signature = (level, largest, saves, stop_reason, trend, own = None, run_id = None))]
@@ -454,11 +414,10 @@ impl PyGuard {
         Ok(self.with(py, |g| g.set_referenced(&paths))?)
     }
 
-    /// `(free bytes, percent used, seconds to full or None)` of the directory's filesystem, or
-    /// None in a process that does not measure it.
-    fn metrics(&self, py: Python<'_>) -> Option<(u64, f64, Option<f64>)> {
-        self.with(py, |g| g.metrics())
-            .map(|m| (m.free, m.used_percent, m.seconds_to_full))
+    /// The directory's filesystem as of the last check, or None in a process that does not
+    /// measure it.
+    fn metrics(&self, py: Python<'_>) -> Option<PyGuardMetrics> {
+        self.with(py, |g| g.metrics()).map(PyGuardMetrics::from)
     }
 
     /// A diagnosis of a failed write (`errno` ENOSPC or EDQUOT) to `path`.

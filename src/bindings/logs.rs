@@ -2,8 +2,8 @@
 
 use pyo3::prelude::*;
 
+use super::convert::{opt_number, size_arg, Reduced};
 use super::usage::{measure, PyDiskUsage};
-use super::{opt_number, size_arg, Reduced};
 use pyo3::types::PyType;
 
 use crate::error::Error;

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use super::{path_arg, wrong_type};
+use super::convert::{path_arg, wrong_type};
 use crate::resume;
 
 const PATTERNS_ALLOWED: &str = "a list of glob strings such as ['*.npz'], or None";

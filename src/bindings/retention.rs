@@ -1,363 +1,23 @@
-//! Checkpoint retention: the rule classes and the policy, plans, deletion, free space, orphans.
+//! Checkpoint retention: plans, deletion, free space, orphans (the rules are in `rules`).
 //!
-//! Each rule class wraps the core rule its constructor builds, so the core's validation is the only
-//! one and its messages are the ones users see. Records pickle through `__reduce__`.
+//! Plans pickle through `__reduce__`; results come back as the records of `records`.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyMapping, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyString, PyType};
 
-use super::{
-    flag, fs_path, number, opt_number, path_arg, py_repr, repr_of, text, whole, wrong_type, Reduced,
-};
+use super::convert::{flag, number, opt_number, path_arg, py_repr, whole, wrong_type, Reduced};
+use super::records::{PyDeletionOutcome, PyFreeSpaceResult, PyOrphan};
+use super::rules::policy_arg;
 use crate::checkpoints::{Checkpoint, Format, Link};
-use crate::deletion::{self, LockWait, Orphan, Outcome, Target};
+use crate::deletion::{self, LockWait, Outcome, Target};
 use crate::error::Error;
 use crate::names::NameInfo;
 use crate::ordering::OrderChoice;
-use crate::retention::{
-    self, Action, Item, KeepBest, KeepEvery, KeepLast, KeepWithin, Keeper, Mode, Ordering, Plan, Policy,
-    Protect, Rule, DEFAULT_MIN_PARTIAL_AGE,
-};
+use crate::retention::{self, Action, Item, Keeper, Ordering, Plan};
 use crate::size;
-
-/// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
-fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
-    (obj.get_type().into_any(), args)
-}
-
-/// Keep the newest `n` complete checkpoints.
-#[pyclass(frozen, eq, hash, name = "KeepLast", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepLast(KeepLast);
-
-#[pymethods]
-impl PyKeepLast {
-    #[new]
-    fn new(n: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self(KeepLast::new(whole("keep_last", n)?)?))
-    }
-    #[getter]
-    fn n(&self) -> usize {
-        self.0.n
-    }
-    fn __repr__(&self) -> String {
-        format!("KeepLast({})", self.0.n)
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (usize,)> {
-        rebuild(slf.as_any(), (slf.get().0.n,))
-    }
-}
-
-/// Keep the `k` best complete checkpoints by `metric`.
-#[pyclass(frozen, eq, hash, name = "KeepBest", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepBest(KeepBest);
-
-#[pymethods]
-impl PyKeepBest {
-    #[new]
-    #[pyo3(signature = (k, metric, mode = None, values = None), text_signature = "(k, metric, mode='min', values=None)")]
-    fn new(
-        k: &Bound<'_, PyAny>,
-        metric: &Bound<'_, PyAny>,
-        mode: Option<&Bound<'_, PyAny>>,
-        values: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let mode = match mode.filter(|m| !m.is_none()) {
-            Some(m) => Mode::from_name(&text("mode", m)?)?,
-            None => Mode::Min,
-        };
-        let values = match values.filter(|v| !v.is_none()) {
-            Some(v) => metric_values(v)?,
-            None => Vec::new(),
-        };
-        Ok(Self(KeepBest::new(
-            whole("keep_best", k)?,
-            text("metric", metric)?,
-            mode,
-            values,
-        )?))
-    }
-    #[getter]
-    fn k(&self) -> usize {
-        self.0.k
-    }
-    #[getter]
-    fn metric(&self) -> &str {
-        &self.0.metric
-    }
-    #[getter]
-    fn mode(&self) -> &'static str {
-        self.0.mode.name()
-    }
-    /// Values by checkpoint name, or `None`.
-    #[getter]
-    fn values(&self) -> Option<HashMap<OsString, f64>> {
-        (!self.0.values.is_empty()).then(|| self.0.values.iter().cloned().collect())
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let values = self
-            .values()
-            .map_or_else(String::new, |v| format!(", values={}", py_repr(py, v)));
-        format!(
-            "KeepBest({}, {}, mode={}{values})",
-            self.0.k,
-            py_repr(py, &self.0.metric),
-            py_repr(py, self.0.mode.name())
-        )
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, BestArgs> {
-        let rule = &slf.get().0;
-        let args = (rule.k, rule.metric.clone(), rule.mode.name(), slf.get().values());
-        rebuild(slf.as_any(), args)
-    }
-}
-
-/// `KeepBest`'s constructor arguments: (k, metric, mode, values).
-type BestArgs = (usize, String, &'static str, Option<HashMap<OsString, f64>>);
-
-/// `values=`: a mapping of checkpoint name (or path) to a number.
-fn metric_values(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
-    let mapping = obj
-        .cast::<PyMapping>()
-        .map_err(|_| wrong_type("values", obj, "a mapping of checkpoint name to number, or None"))?;
-    let mut values = Vec::new();
-    for pair in mapping.items()?.iter() {
-        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-        let key = fs_path(&key).map_err(|_| {
-            wrong_type(
-                "values",
-                &key,
-                "checkpoint names (str, bytes or os.PathLike) as keys",
-            )
-        })?;
-        values.push((key, number("values", &value)?));
-    }
-    Ok(values)
-}
-
-/// Keep every checkpoint whose step is a multiple of `steps`.
-#[pyclass(frozen, eq, hash, name = "KeepEvery", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepEvery(KeepEvery);
-
-#[pymethods]
-impl PyKeepEvery {
-    #[new]
-    fn new(steps: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self(KeepEvery::new(whole("keep_every", steps)?)?))
-    }
-    #[getter]
-    fn steps(&self) -> u64 {
-        self.0.steps
-    }
-    fn __repr__(&self) -> String {
-        format!("KeepEvery({})", self.0.steps)
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (u64,)> {
-        rebuild(slf.as_any(), (slf.get().0.steps,))
-    }
-}
-
-/// Keep every checkpoint modified within the last `seconds`.
-#[pyclass(frozen, eq, hash, name = "KeepWithin", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepWithin(KeepWithin);
-
-#[pymethods]
-impl PyKeepWithin {
-    #[new]
-    fn new(seconds: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self(KeepWithin::new(number("keep_within", seconds)?)?))
-    }
-    #[getter]
-    fn seconds(&self) -> f64 {
-        self.0.seconds
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!("KeepWithin({})", py_repr(py, self.0.seconds))
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (f64,)> {
-        rebuild(slf.as_any(), (slf.get().0.seconds,))
-    }
-}
-
-/// Never delete these checkpoints.
-#[pyclass(frozen, eq, hash, name = "Protect", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyProtect(Protect);
-
-#[pymethods]
-impl PyProtect {
-    #[new]
-    #[pyo3(signature = (*paths))]
-    fn new(paths: &Bound<'_, PyTuple>) -> PyResult<Self> {
-        let paths = paths
-            .iter()
-            .map(|p| path_arg("protect", &p))
-            .collect::<PyResult<Vec<PathBuf>>>()?;
-        Ok(Self(Protect::new(paths)?))
-    }
-    /// The paths as given.
-    #[getter]
-    fn paths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, &self.0.paths)
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let inner: Vec<String> = self.0.paths.iter().map(|p| py_repr(py, p)).collect();
-        format!("Protect({})", inner.join(", "))
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
-        Ok(rebuild(slf.as_any(), slf.get().paths(slf.py())?))
-    }
-}
-
-/// The core rule of a rule object; the one place that lists the rule classes.
-fn rule_from(obj: &Bound<'_, PyAny>) -> PyResult<Rule> {
-    if let Ok(r) = obj.cast::<PyKeepLast>() {
-        return Ok(Rule::Last(r.get().0.clone()));
-    }
-    if let Ok(r) = obj.cast::<PyKeepBest>() {
-        return Ok(Rule::Best(r.get().0.clone()));
-    }
-    if let Ok(r) = obj.cast::<PyKeepEvery>() {
-        return Ok(Rule::Every(r.get().0.clone()));
-    }
-    if let Ok(r) = obj.cast::<PyKeepWithin>() {
-        return Ok(Rule::Within(r.get().0.clone()));
-    }
-    if let Ok(r) = obj.cast::<PyProtect>() {
-        return Ok(Rule::Protect(r.get().0.clone()));
-    }
-    Err(wrong_type(
-        "rules",
-        obj,
-        "KeepLast, KeepBest, KeepEvery, KeepWithin or Protect",
-    ))
-}
-
-/// The rule object of a core rule.
-fn rule_to_py<'py>(py: Python<'py>, rule: &Rule) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match rule {
-        Rule::Last(r) => Bound::new(py, PyKeepLast(r.clone()))?.into_any(),
-        Rule::Best(r) => Bound::new(py, PyKeepBest(r.clone()))?.into_any(),
-        Rule::Every(r) => Bound::new(py, PyKeepEvery(r.clone()))?.into_any(),
-        Rule::Within(r) => Bound::new(py, PyKeepWithin(r.clone()))?.into_any(),
-        Rule::Protect(r) => Bound::new(py, PyProtect(r.clone()))?.into_any(),
-    })
-}
-
-/// `patterns=`: one glob as a `str`, or an iterable of them (never a string split into characters).
-fn patterns_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else {
-        return Ok(Vec::new());
-    };
-    if obj.is_instance_of::<PyString>() {
-        return Ok(vec![text("patterns", obj)?]);
-    }
-    let expected = "a glob such as '*.npz', or a list of them";
-    let items = obj
-        .try_iter()
-        .map_err(|_| wrong_type("patterns", obj, expected))?;
-    items
-        .map(|item| text("patterns", &item?).map_err(|_| wrong_type("patterns", obj, expected)))
-        .collect()
-}
-
-/// Rules combined as "keep if any rule keeps it".
-#[pyclass(frozen, eq, hash, name = "RetentionPolicy", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyRetentionPolicy(Policy);
-
-#[pymethods]
-impl PyRetentionPolicy {
-    #[new]
-    #[pyo3(
-        signature = (*rules, min_partial_age = None, patterns = None),
-        text_signature = "(*rules, min_partial_age=3600.0, patterns=())"
-    )]
-    fn new(
-        rules: &Bound<'_, PyTuple>,
-        min_partial_age: Option<&Bound<'_, PyAny>>,
-        patterns: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let rules = rules
-            .iter()
-            .map(|r| rule_from(&r))
-            .collect::<PyResult<Vec<Rule>>>()?;
-        let min_partial_age =
-            opt_number("min_partial_age", min_partial_age)?.unwrap_or(DEFAULT_MIN_PARTIAL_AGE);
-        Ok(Self(Policy::new(
-            rules,
-            min_partial_age,
-            patterns_arg(patterns)?,
-        )?))
-    }
-    #[getter]
-    fn rules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let rules = self
-            .0
-            .rules
-            .iter()
-            .map(|r| rule_to_py(py, r))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyTuple::new(py, rules)
-    }
-    #[getter]
-    fn min_partial_age(&self) -> f64 {
-        self.0.min_partial_age
-    }
-    #[getter]
-    fn patterns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, &self.0.patterns)
-    }
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let mut parts: Vec<String> = Vec::new();
-        for rule in self.rules(py)?.iter() {
-            parts.push(repr_of(&rule));
-        }
-        parts.push(format!("min_partial_age={}", py_repr(py, self.0.min_partial_age)));
-        parts.push(format!("patterns={}", repr_of(self.patterns(py)?.as_any())));
-        Ok(format!("RetentionPolicy({})", parts.join(", ")))
-    }
-    /// Rebuilt with keywords through `copyreg.__newobj_ex__` (what pickle protocol 4 does).
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, Bound<'py, PyTuple>>> {
-        let py = slf.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("min_partial_age", slf.get().0.min_partial_age)?;
-        kwargs.set_item("patterns", slf.get().patterns(py)?)?;
-        let newobj = py.import("copyreg")?.getattr("__newobj_ex__")?;
-        let args = PyTuple::new(
-            py,
-            [
-                slf.get_type().into_any(),
-                slf.get().rules(py)?.into_any(),
-                kwargs.into_any(),
-            ],
-        )?;
-        Ok((newobj, args))
-    }
-}
-
-/// `policy=`: a `RetentionPolicy`, or `None` for the default (no rules: only the invariant).
-fn policy_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Policy> {
-    Ok(opt_policy("policy", obj)?.unwrap_or_default())
-}
-
-/// A `RetentionPolicy` argument named `name`, or `None`.
-pub(crate) fn opt_policy(name: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Policy>> {
-    obj.filter(|o| !o.is_none())
-        .map(|o| {
-            o.cast::<PyRetentionPolicy>()
-                .map(|p| p.get().0.clone())
-                .map_err(|_| wrong_type(name, o, "a RetentionPolicy, or None"))
-        })
-        .transpose()
-}
 
 /// A checkpoint's state as plain values, for pickling: `(name, format, (step, epoch, metrics),
 /// mtime, (size, apparent_size), (dev, ino, ctime, nlink, uid), incomplete, verified)`.
@@ -641,23 +301,10 @@ impl PyRetentionPlan {
     }
 }
 
-/// (path, 'deleted' | 'skipped' | 'failed', detail) for one attempted deletion.
-type OutcomeRow = (PathBuf, &'static str, String);
-/// (avail, target, met, outcomes, shortfall) of `free_space`.
-type FreeSpaceRow = (u64, u64, bool, Vec<OutcomeRow>, Option<u64>);
-/// (dev, ino, ctime s, ctime ns, dir dev, dir ino): what removing an orphan re-checks.
-type OrphanIdentity = (u64, u64, i64, i64, u64, u64);
-/// (path, bytes, age, reason, identity) of an orphan.
-type OrphanRow = (PathBuf, u64, f64, String, OrphanIdentity);
-
-fn outcome_row(dir: &Path, name: &OsString, outcome: &Outcome) -> OutcomeRow {
-    (dir.join(name), outcome.name(), outcome.detail().to_owned())
-}
-
-fn plan_outcomes(plan: &Plan, outcomes: &[(usize, Outcome)]) -> Vec<OutcomeRow> {
+fn plan_outcomes(plan: &Plan, outcomes: &[(usize, Outcome)]) -> Vec<PyDeletionOutcome> {
     outcomes
         .iter()
-        .map(|(i, o)| outcome_row(&plan.dir, &plan.items[*i].checkpoint.name, o))
+        .map(|(i, o)| PyDeletionOutcome::new(&plan.dir, &plan.items[*i].checkpoint.name, o))
         .collect()
 }
 
@@ -713,7 +360,7 @@ pub(crate) fn apply_py(
     plan: &Bound<'_, PyAny>,
     wait: Option<&Bound<'_, PyAny>>,
     timeout: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Vec<OutcomeRow>> {
+) -> PyResult<Vec<PyDeletionOutcome>> {
     let plan = plan
         .cast::<PyRetentionPlan>()
         .map_err(|_| wrong_type("plan", plan, "a RetentionPlan from diskguard.plan()"))?;
@@ -761,7 +408,7 @@ pub(crate) fn free_space_py(
     target_fraction: Option<&Bound<'_, PyAny>>,
     wait: &Bound<'_, PyAny>,
     timeout: Option<&Bound<'_, PyAny>>,
-) -> PyResult<FreeSpaceRow> {
+) -> PyResult<PyFreeSpaceResult> {
     let dir = path_arg("directory", directory)?;
     let policy = policy_arg(policy)?;
     let target = Target::from_options(
@@ -771,7 +418,7 @@ pub(crate) fn free_space_py(
     let wait = lock_wait(wait, timeout)?;
     let now = retention::now();
     let (plan, report) = py.detach(move || deletion::free_space_in(&dir, &policy, target, wait, now))?;
-    Ok((
+    Ok(PyFreeSpaceResult::new(
         report.avail,
         report.target,
         report.met,
@@ -790,7 +437,7 @@ pub(crate) fn find_orphans_py(
     min_age: &Bound<'_, PyAny>,
     uid: u32,
     now: f64,
-) -> PyResult<Vec<OrphanRow>> {
+) -> PyResult<Vec<PyOrphan>> {
     let dir = path_arg("directory", dir)?;
     let temp_dir = temp_dir
         .filter(|t| !t.is_none())
@@ -798,35 +445,34 @@ pub(crate) fn find_orphans_py(
         .transpose()?;
     let min_age = number("min_age", min_age)?;
     let found = py.detach(move || deletion::find_orphans(&dir, temp_dir.as_deref(), min_age, uid, now))?;
-    Ok(found
-        .into_iter()
-        .map(|o| {
-            let identity = (o.dev, o.ino, o.ctime.0, o.ctime.1, o.dir_id.0, o.dir_id.1);
-            (o.dir.join(&o.name), o.size, o.age, o.reason, identity)
-        })
-        .collect())
+    Ok(found.into_iter().map(PyOrphan::from_core).collect())
 }
 
-/// Removes orphans found by `_find_orphans`, each re-checked by identity (GIL released).
+/// Removes orphans found by `find_orphans`, each re-checked by identity (GIL released).
 #[pyfunction(name = "_remove_orphans")]
-pub(crate) fn remove_orphans_py(py: Python<'_>, orphans: Vec<(PathBuf, OrphanIdentity)>) -> Vec<OutcomeRow> {
-    let list: Vec<Orphan> = orphans
-        .into_iter()
-        .map(|(path, (dev, ino, sec, nsec, dir_dev, dir_ino))| Orphan {
-            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            name: path.file_name().map(OsString::from).unwrap_or_default(),
-            dir_id: (dir_dev, dir_ino),
-            size: 0,
-            age: 0.0,
-            reason: String::new(),
-            dev,
-            ino,
-            ctime: (sec, nsec),
-        })
-        .collect();
+pub(crate) fn remove_orphans_py(
+    py: Python<'_>,
+    orphans: &Bound<'_, PyAny>,
+) -> PyResult<Vec<PyDeletionOutcome>> {
+    let expected = "a list of Orphan from find_orphans()";
+    if orphans.is_instance_of::<PyString>() || orphans.is_instance_of::<pyo3::types::PyBytes>() {
+        return Err(wrong_type("orphans", orphans, expected));
+    }
+    let items = orphans
+        .try_iter()
+        .map_err(|_| wrong_type("orphans", orphans, expected))?;
+    let mut list = Vec::new();
+    for item in items {
+        let item = item?;
+        let orphan = item
+            .cast::<PyOrphan>()
+            .map_err(|_| wrong_type("orphans", orphans, expected))?;
+        list.push(orphan.get().to_core());
+    }
     let outcomes = py.detach(|| deletion::remove_orphans(&list));
-    list.iter()
+    Ok(list
+        .iter()
         .zip(outcomes.iter())
-        .map(|(o, out)| outcome_row(&o.dir, &o.name, out))
-        .collect()
+        .map(|(o, out)| PyDeletionOutcome::new(&o.dir, &o.name, out))
+        .collect())
 }

@@ -4,8 +4,10 @@ use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use super::convert::{
+    flag, number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced,
+};
 use super::usage::{measure, PyDiskUsage};
-use super::{flag, number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced};
 use crate::error::Error;
 use crate::size::SIZE_RULE;
 use crate::trend::{

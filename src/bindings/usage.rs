@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyType};
 
-use super::{fs_path, opt_number, path_arg, py_repr, size_arg, whole, wrong_type, Reduced};
-use crate::check::{Level, Thresholds};
+use super::convert::{fs_path, path_arg, py_repr, size_arg, whole, wrong_type, Reduced};
+use crate::check::Level;
 use crate::error::Error;
 use crate::mounts::{self, Mount};
 use crate::size::{self, SIZE_RULE};
@@ -217,6 +217,11 @@ impl PyDiskUsage {
         }
     }
 
+    /// The core's figures.
+    pub(crate) fn core(&self) -> &DiskUsage {
+        &self.usage
+    }
+
     fn resolved_mount(&self, py: Python<'_>) -> Option<&Mount> {
         if self.mount.get().is_none() {
             // Resolved outside the OnceLock so a thread waiting for the GIL never waits on the
@@ -423,6 +428,16 @@ pub struct PyCheckResult {
     usage: Py<PyDiskUsage>,
 }
 
+impl PyCheckResult {
+    pub(crate) fn new(level: PyLevel, reasons: Vec<String>, usage: Py<PyDiskUsage>) -> Self {
+        PyCheckResult {
+            level,
+            reasons,
+            usage,
+        }
+    }
+}
+
 #[pymethods]
 impl PyCheckResult {
     #[classmethod]
@@ -475,37 +490,6 @@ pub(crate) fn usage_py(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<PyDi
 pub(crate) fn measure(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<DiskUsage> {
     let path = fs_path(path)?;
     Ok(py.detach(move || usage::usage(&path))?)
-}
-
-/// Grades the filesystem under `path` against thresholds. `diskguard.check` wraps it and supplies
-/// the defaults ([`crate::check::DEFAULT_WARN`], ...); `None` switches a threshold off.
-#[pyfunction(name = "check")]
-#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
-pub(crate) fn check_py(
-    py: Python<'_>,
-    path: &Bound<'_, PyAny>,
-    warn: Option<&Bound<'_, PyAny>>,
-    critical: Option<&Bound<'_, PyAny>>,
-    min_free: Option<&Bound<'_, PyAny>>,
-    warn_free: Option<&Bound<'_, PyAny>>,
-    inode_warn: Option<&Bound<'_, PyAny>>,
-    inode_critical: Option<&Bound<'_, PyAny>>,
-) -> PyResult<PyCheckResult> {
-    let thresholds = Thresholds::new(
-        opt_number("warn", warn)?,
-        opt_number("critical", critical)?,
-        size_arg("warn_free", warn_free)?,
-        size_arg("min_free", min_free)?,
-        opt_number("inode_warn", inode_warn)?,
-        opt_number("inode_critical", inode_critical)?,
-    )?;
-    let usage = measure(py, path)?;
-    let (level, reasons) = thresholds.evaluate(&usage);
-    Ok(PyCheckResult {
-        level: level.into(),
-        reasons,
-        usage: Py::new(py, PyDiskUsage::new(usage))?,
-    })
 }
 
 /// The mount table, from `<proc_root>/self/mountinfo` (or pid 1's for a foreign proc root).

@@ -2,10 +2,12 @@
 
 use super::{Event, Guard, SpaceStatus};
 use crate::check::Level;
+use crate::grading::{self, Bar, Slack};
 use crate::size::format_size;
 
-/// `min_free` is left only once available space is back past it by a quarter of it.
-pub(super) const BYTE_SLACK_DIVISOR: u64 = 4;
+/// `min_free` (and room for the next saves) is left only once available space is back past it
+/// by a quarter of it.
+const BYTE_SLACK_DIVISOR: u64 = 4;
 
 impl Guard {
     /// Bytes `critical` and `min_free` keep free on a filesystem of `size` (used + avail) bytes.
@@ -87,34 +89,29 @@ impl Guard {
         strict: bool,
         filesystem: bool,
     ) -> (Level, Option<String>) {
-        let slack = if strict { self.config.hysteresis } else { 0.0 };
-        let byte_slack = |b: u64| {
-            if strict {
-                b.saturating_add(b / BYTE_SLACK_DIVISOR)
-            } else {
-                b
-            }
-        };
-        // Room swings by one checkpoint at every save-then-prune: a level set by room is left only
-        // once one more save's worth is free, or the sawtooth would flap it at every save.
-        let room_slack = |b: u64| {
-            if strict {
-                b.saturating_add(self.reserve().max(b / 4))
-            } else {
-                b
-            }
-        };
+        // The core's rule (crate::grading) with the guard's parameters: fractions are left
+        // `hysteresis` below their threshold, `min_free` a quarter of it above. Room swings by one
+        // checkpoint at every save-then-prune: a level set by room is left only once one more
+        // save's worth is free (at least the reserve), or the sawtooth would flap it at every save.
+        let bar = Bar::strict(
+            strict,
+            Slack::of_floor(self.config.hysteresis, BYTE_SLACK_DIVISOR, 0),
+        );
+        let room_bar = Bar::strict(
+            strict,
+            Slack::of_floor(self.config.hysteresis, BYTE_SLACK_DIVISOR, self.reserve()),
+        );
         let size = used.saturating_add(avail);
         let fraction = if size == 0 { 0.0 } else { used as f64 / size as f64 };
         let pct = |f: f64| format!("{:.1}%", f * 100.0);
         if filesystem {
-            if let Some(c) = self.config.critical.filter(|c| fraction >= c - slack) {
+            if let Some(c) = self.config.critical.filter(|c| bar.reaches(fraction, *c)) {
                 return (
                     Level::Critical,
                     Some(format!("{} used >= critical {}", pct(fraction), pct(c))),
                 );
             }
-            if let Some(m) = self.config.min_free.filter(|m| avail < byte_slack(*m)) {
+            if let Some(m) = self.config.min_free.filter(|m| bar.short_of(avail, *m, size)) {
                 return (
                     Level::Critical,
                     Some(format!(
@@ -125,7 +122,7 @@ impl Guard {
                 );
             }
         }
-        if target > 0 && room < room_slack(target) {
+        if target > 0 && room_bar.short_of(room, target, size) {
             return (
                 Level::Critical,
                 Some(format!(
@@ -135,14 +132,14 @@ impl Guard {
                 )),
             );
         }
-        if let Some(w) = self.config.warn.filter(|w| fraction >= w - slack) {
+        if let Some(w) = self.config.warn.filter(|w| bar.reaches(fraction, *w)) {
             return (
                 Level::Warn,
                 Some(format!("{} used >= warn {}", pct(fraction), pct(w))),
             );
         }
         let one_more = target.saturating_add(target / 2);
-        if target > 0 && room < room_slack(one_more) {
+        if target > 0 && room_bar.short_of(room, one_more, size) {
             return (
                 Level::Warn,
                 Some(format!(
@@ -185,12 +182,9 @@ impl Guard {
     pub(super) fn update_level(&mut self, target: u64) {
         let raw = self.grade(target, false);
         let strict = self.grade(target, true);
-        let up = Self::worst(&raw);
-        let (next, graded) = if up > self.level {
-            (up, &raw)
-        } else {
-            (self.level.min(Self::worst(&strict)), &strict)
-        };
+        let next = grading::settle(Some(self.level), Self::worst(&raw), Self::worst(&strict));
+        // Rising is told by what reached the threshold, falling by what holds the level left.
+        let graded = if next > self.level { &raw } else { &strict };
         if next != self.level {
             let reasons: Vec<String> = graded
                 .iter()

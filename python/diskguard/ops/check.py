@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DiskUsage, check, format_size
+from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DiskUsage, Level, format_size, usage
+from .._diskguard import _Grading
 from . import escape as names
 from .parse import Threshold
 
@@ -31,17 +32,49 @@ def worst(states: list[int]) -> int:
     return max(states, key=_SEVERITY.__getitem__, default=OK)
 
 
+#: The core's levels by Nagios state (UNKNOWN has none: after it, a level is entered afresh).
+_LEVELS = {OK: Level.OK, WARNING: Level.WARN, CRITICAL: Level.CRITICAL}
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used).
-    ``nearest_ancestor``: a path that does not exist is measured at its nearest existing ancestor
-    (else it is UNKNOWN, so a typo in a monitored path cannot pass as OK)."""
+    """The thresholds of one check: bytes (percent used or a free floor) and inodes (percent used),
+    validated by the core on construction (``ValueError`` in the flags' words). ``nearest_ancestor``: a path that does
+    not exist is measured at its nearest existing ancestor (else it is UNKNOWN, so a typo in a
+    monitored path cannot pass as OK). ``min_free``: a floor of available bytes besides a
+    percentage ``critical`` (``status --min-free``)."""
 
     warning: Threshold = field(default_factory=lambda: Threshold(fraction=DEFAULT_WARN))
     critical: Threshold = field(default_factory=lambda: Threshold(fraction=DEFAULT_CRITICAL))
     inodes_warning: float | None = DEFAULT_WARN
     inodes_critical: float | None = DEFAULT_CRITICAL
     nearest_ancestor: bool = False
+    min_free: int | None = None
+    #: Whether the core's errors name the flags (``--warning=90%``), else its arguments (``warn=0.9``:
+    #: status's deprecated fractions keep their old messages).
+    flag_names: bool = field(default=True, compare=False)
+    #: The core's grading of these thresholds, without hysteresis.
+    grading: _Grading = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.min_free is not None and self.critical.free_bytes is not None:
+            raise ValueError(f'--min-free={self.min_free}: give either it or a size as --critical, not both')
+        object.__setattr__(self, 'grading', self.with_hysteresis(0.0))
+
+    def with_hysteresis(self, hysteresis: float) -> _Grading:
+        """The core's grading of these thresholds, each level left only ``hysteresis`` (a share of
+        the filesystem) past its threshold."""
+        w, c = self.warning, self.critical
+        return _Grading(
+            w.fraction,
+            c.fraction,
+            warn_free=w.free_bytes,
+            min_free=c.free_bytes if c.free_bytes is not None else self.min_free,
+            inodes_warning=self.inodes_warning,
+            inodes_critical=self.inodes_critical,
+            hysteresis=hysteresis,
+            flags=self.flag_names,
+        )
 
     def used_bytes_at(self, t: Threshold, u: DiskUsage) -> int:
         """The used bytes at which ``t`` fires on ``u``'s filesystem (check_disk's perfdata rule)."""
@@ -75,28 +108,23 @@ def cwd_deleted(path: str) -> bool:
     return False
 
 
-def check_path(path: str, limits: Limits) -> FsResult:
-    """Grades one path with the core's thresholds; an OS failure is UNKNOWN with its message."""
-    w, c = limits.warning, limits.critical
+def check_path(
+    path: str, limits: Limits, *, grading: _Grading | None = None, previous: int = UNKNOWN
+) -> FsResult:
+    """Measures one path once and grades it with the core (``grading``: one with hysteresis, for a
+    path that was at ``previous``; else ``limits``' own). An OS failure is UNKNOWN with its message."""
     if cwd_deleted(path):
         why = 'the current directory was deleted: give an absolute PATH, or cd to a directory that exists'
         return FsResult(path, UNKNOWN, [why], error=f'{path}: {why}')
     try:
-        result = check(
-            path,
-            w.fraction,
-            c.fraction,
-            min_free=c.free_bytes,
-            warn_free=w.free_bytes,
-            inode_warn=limits.inodes_warning,
-            inode_critical=limits.inodes_critical,
-        )
+        measured = usage(path)
     except OSError as err:
         return FsResult(path, UNKNOWN, [f'cannot measure: {err.strerror or err}'], error=str(err))
-    if not result.usage.path_exists and not limits.nearest_ancestor:
+    if not measured.path_exists and not limits.nearest_ancestor:
         why = 'does not exist (--nearest-ancestor measures its nearest existing ancestor instead)'
         return FsResult(path, UNKNOWN, [why], error=f'{path}: {why}')
-    return FsResult(path, int(result.level), list(result.reasons), usage=result.usage)
+    result = (grading or limits.grading).grade(measured, _LEVELS.get(previous))
+    return FsResult(path, int(result.level), list(result.reasons), usage=measured)
 
 
 def quote_label(label: str) -> str:

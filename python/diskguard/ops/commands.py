@@ -7,33 +7,17 @@ raises ``ValueError`` for a bad argument (the main entry point prints it on one 
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import pwd
-import re
 import stat
 import sys
 from typing import Any, NoReturn
 
-from .. import DEFAULT_CRITICAL, DEFAULT_WARN, DuEntry, DuOwner, find_orphans, format_size, remove_orphans
+from .. import DuEntry, DuOwner, du, find_orphans, format_size, remove_orphans
 from . import escape as names
 from . import parse
-from .alerts import (
-    SMTP_SECURITY,
-    WEBHOOK_ENV,
-    WEBHOOK_FORMATS,
-    Alert,
-    Channel,
-    Delivery,
-    Email,
-    SmtpSettings,
-    Webhook,
-    deliver,
-    smtp_login,
-    summarize,
-    webhook_url,
-)
-from .budgets import Budget, BudgetResult, measure_all
+from .alerts import Alert, Delivery, deliver, summarize
+from .budgets import BudgetResult, measure_all
 from .check import (
     CRITICAL as CRITICAL_STATE,
 )
@@ -50,7 +34,22 @@ from .check import (
     worst,
 )
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
-from .prometheus import render, write_textfile
+from .options import (
+    add_alert_options,
+    add_paths_option,
+    add_scope_options,
+    add_subcommand,
+    add_threshold_options,
+    budgets_from,
+    channels_from,
+    limits_from,
+    load_config,
+    option,
+    paths_from,
+    with_suggestion,
+)
+from .prometheus import render, textfile_directory, write_textfile
+from .watch import add_watch_command
 
 #: ``check --textfile DIR`` writes this file; ``watch`` writes ``diskguard.prom``: one producer per
 #: file, so neither replaces the other's series (watch's budgets and forecast stay when check runs).
@@ -62,156 +61,10 @@ EXIT_INTERRUPTED = 130
 
 def add_commands(commands: Any) -> None:
     """Adds ``check``, ``du``, ``orphans`` and ``watch`` to the ``diskguard`` subparsers."""
-    from .watch import add_watch_command
-
     _add_check(commands)
     _add_du(commands)
     _add_orphans(commands)
     add_watch_command(commands)
-
-
-# -- shared options -------------------------------------------------------------------------------
-
-
-# The core's defaults as the options spell them ('85%'); '%%' in argparse help, one '%' in values.
-WARN = f'{DEFAULT_WARN:.0%}'
-CRITICAL = f'{DEFAULT_CRITICAL:.0%}'
-
-
-def add_threshold_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        '-w',
-        '--warning',
-        metavar='PCT%|SIZE',
-        help=f'warn at this %% used or below this much avail ({WARN}%)',
-    )
-    p.add_argument(
-        '-c',
-        '--critical',
-        metavar='PCT%|SIZE',
-        help=f'critical at this %% used or below this avail ({CRITICAL}%)',
-    )
-    p.add_argument('--inodes-warn', metavar='PCT%', help=f'warn at this %% of inodes used ({WARN}%)')
-    p.add_argument(
-        '--inodes-critical', metavar='PCT%', help=f'critical at this %% of inodes used ({CRITICAL}%)'
-    )
-    p.add_argument(
-        '--budget',
-        action='append',
-        metavar='DIR_OR_GLOB=SIZE',
-        help="a per-user/per-project budget, e.g. '/workspace/*=500GiB' (repeatable)",
-    )
-    p.add_argument(
-        '--nearest-ancestor',
-        action='store_true',
-        default=None,
-        help='measure a PATH that does not exist at its nearest existing ancestor (else it is UNKNOWN)',
-    )
-    p.add_argument(
-        '--proc-root',
-        metavar='DIR',
-        help="the host's /proc mounted in a container, e.g. /host_proc (also silences the container note)",
-    )
-
-
-def add_alert_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        '--webhook',
-        metavar='URL',
-        help=f'POST alerts as JSON to URL (kept out of logs; one with a key: --webhook-file or ${WEBHOOK_ENV})',
-    )
-    p.add_argument('--webhook-file', metavar='FILE', help='the webhook URL on the first line of FILE')
-    p.add_argument(
-        '--webhook-format', choices=WEBHOOK_FORMATS, help='payload: generic JSON, wecom or slack robot'
-    )
-    p.add_argument('--email', action='append', metavar='TO', help='e-mail alerts to TO (repeatable)')
-    p.add_argument('--smtp-host', metavar='HOST', help='SMTP server (localhost)')
-    p.add_argument(
-        '--smtp-port', metavar='PORT', help='SMTP port (587 with starttls, 465 with tls, 25 with none)'
-    )
-    p.add_argument('--smtp-security', choices=SMTP_SECURITY, help='starttls (default), tls or none')
-    p.add_argument('--smtp-from', metavar='ADDRESS', help='sender address (diskguard@this host)')
-    p.add_argument(
-        '--smtp-login-file',
-        metavar='FILE',
-        help='user on line 1, password on line 2 (else DISKGUARD_SMTP_USER/DISKGUARD_SMTP_PASSWORD)',
-    )
-
-
-def option(args: argparse.Namespace, config: dict[str, Any], name: str, default: Any = None) -> Any:
-    """A flag's value, else the config file's (same name with underscores), else ``default``."""
-    value = getattr(args, name, None)
-    if value is None:
-        value = config.get(name, default)
-    return value
-
-
-def limits_from(args: argparse.Namespace, config: dict[str, Any]) -> Limits:
-    nearest_ancestor = bool(option(args, config, 'nearest_ancestor', False))
-    warning = parse.threshold('--warning', str(option(args, config, 'warning', WARN)))
-    critical = parse.threshold('--critical', str(option(args, config, 'critical', CRITICAL)))
-    inodes_warn = parse.percentage('--inodes-warn', str(option(args, config, 'inodes_warn', WARN)))
-    inodes_critical = parse.percentage(
-        '--inodes-critical', str(option(args, config, 'inodes_critical', CRITICAL))
-    )
-    # The core checks these orders too, but names its own arguments; say it in the flags' words.
-    if inodes_warn > inodes_critical:
-        raise ValueError(
-            f'--inodes-warn={inodes_warn:.0%}: must not exceed --inodes-critical={inodes_critical:.0%}'
-        )
-    if (
-        warning.fraction is not None
-        and critical.fraction is not None
-        and warning.fraction > critical.fraction
-    ):
-        raise ValueError(f'--warning={warning}: must not exceed --critical={critical}')
-    if (
-        warning.free_bytes is not None
-        and critical.free_bytes is not None
-        and warning.free_bytes < critical.free_bytes
-    ):
-        raise ValueError(
-            f'--warning={format_size(warning.free_bytes)} free: must be at least --critical='
-            f'{format_size(critical.free_bytes)} free (a warning comes before the critical floor)'
-        )
-    return Limits(warning, critical, inodes_warn, inodes_critical, nearest_ancestor)
-
-
-def budgets_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Budget]:
-    found = [Budget(*parse.budget('--budget', text)) for text in getattr(args, 'budget', None) or []]
-    table = config.get('budgets', {})
-    if not isinstance(table, dict):
-        raise TypeError("config: [budgets] must be a table of 'DIR_OR_GLOB' = 'SIZE'")
-    found += [
-        Budget(pattern, parse.size(f'budgets.{pattern}', str(limit))) for pattern, limit in table.items()
-    ]
-    return found
-
-
-def channels_from(args: argparse.Namespace, config: dict[str, Any]) -> list[Channel]:
-    channels: list[Channel] = []
-    # The command line first (with a warning when the URL holds a key), then the files, then $ENV.
-    url, warning = webhook_url(getattr(args, 'webhook', None), getattr(args, 'webhook_file', None), {})
-    if url is None:
-        url, _ = webhook_url(config.get('webhook'), config.get('webhook_file'))
-    if warning:
-        print(f'diskguard: warning: {warning}', file=sys.stderr)
-    if url:
-        channels.append(Webhook(str(url), str(option(args, config, 'webhook_format', 'generic'))))
-    to = option(args, config, 'email')
-    if to:
-        user, password = smtp_login(option(args, config, 'smtp_login_file'))
-        port = option(args, config, 'smtp_port')
-        settings = SmtpSettings(
-            host=str(option(args, config, 'smtp_host', 'localhost')),
-            port=None if port is None else parse.count('--smtp-port', port, maximum=65535),
-            security=str(option(args, config, 'smtp_security', 'starttls')),
-            sender=option(args, config, 'smtp_from'),
-            user=user,
-            password=password,
-        )
-        channels.append(Email([to] if isinstance(to, str) else list(to), settings))
-    return channels
 
 
 def measure(paths: list[str], limits: Limits, proc_root: str | None) -> tuple[list[FsResult], list[str]]:
@@ -231,21 +84,6 @@ def measure(paths: list[str], limits: Limits, proc_root: str | None) -> tuple[li
 
 
 # -- check ----------------------------------------------------------------------------------------
-
-
-def with_suggestion(parser: argparse.ArgumentParser, message: str) -> str:
-    """``message`` plus ``did you mean --warning?`` for each misspelt option it names."""
-    match = re.match(r'unrecognized arguments: (.*)', message)
-    if not match:
-        return message
-    known = [o for a in parser._actions for o in a.option_strings if o.startswith('--')]
-    hints = []
-    for word in match.group(1).split():
-        name = word.split('=', 1)[0]
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if name.startswith('-') else []
-        if close:
-            hints.append(f'{name}: did you mean {close[0]}?')
-    return '; '.join([message, *hints])
 
 
 def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
@@ -270,15 +108,11 @@ def _unknown_on_bad_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_check(commands: Any) -> None:
-    p = commands.add_parser(
-        'check',
-        help='Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with perfdata',
-        description='Check the filesystems under PATHs and any budgets, in the Monitoring Plugins '
-        "conventions: one status line with perfdata ('label'=usedB;warn;crit;0;total), exit 0/1/2/3. "
-        'Percentages are of what non-root can use, as df counts; sizes are floors of available space.',
-    )
-    p.add_argument('paths', nargs='*', metavar='PATH', help='paths to check (or `paths` in --config)')
+    summary = 'Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with perfdata'
+    p = add_subcommand(commands, 'check', run_check, summary)
+    add_paths_option(p, 'check')
     add_threshold_options(p)
+    add_scope_options(p)
     p.add_argument(
         '--textfile',
         metavar='DIR',
@@ -295,7 +129,6 @@ def _add_check(commands: Any) -> None:
     p.add_argument(
         '--config', metavar='FILE', help='a TOML file with the same settings, paths included (see examples/)'
     )
-    p.set_defaults(run=run_check)
     _unknown_on_bad_arguments(p)
 
 
@@ -310,11 +143,6 @@ def check_alert(results: list[FsResult], budgets: list[BudgetResult], state: int
     return Alert.about(STATE_NAMES[state], lines, details, subject=summarize(bad))
 
 
-def config_paths(config: dict[str, Any]) -> list[str]:
-    """``paths`` from the config file (already checked to be a list of strings)."""
-    return list(config.get('paths', []))
-
-
 def report_deliveries(command: str, deliveries: list[Delivery]) -> None:
     """Every channel that did not take the alert, one line each on stderr (errors redacted)."""
     for d in deliveries:
@@ -323,22 +151,19 @@ def report_deliveries(command: str, deliveries: list[Delivery]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Check the filesystems under PATHs and any budgets, in the Monitoring Plugins conventions: one
+    status line with perfdata ('label'=usedB;warn;crit;0;total), exit 0/1/2/3. Percentages are of
+    what non-root can use, as df counts; sizes are floors of available space."""
     try:
-        from .watch import load_config
-
         config = load_config(args.config)
-        paths = list(args.paths) or config_paths(config)
-        if not paths:
-            raise ValueError('check: give at least one PATH (or paths = [...] in --config)')
+        paths = paths_from(args, config, 'check')
         limits = limits_from(args, config)
         budgets = budgets_from(args, config)
         channels = channels_from(args, config)
         failure_critical = bool(option(args, config, 'alert_failure_critical', False))
         textfile = option(args, config, 'textfile')
-        if textfile is not None and not os.path.isdir(str(textfile)):
-            raise ValueError(
-                f"--textfile={textfile!r}: not a directory (give node_exporter's textfile directory)"
-            )
+        if textfile is not None:
+            textfile = textfile_directory(str(textfile))
         results, notes = measure(paths, limits, option(args, config, 'proc_root'))
         budget_results = measure_all(budgets)
     except (ValueError, TypeError, OSError) as err:
@@ -383,11 +208,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _add_du(commands: Any) -> None:
-    p = commands.add_parser(
-        'du',
-        help='who is eating the disk: a parallel scan of DIR by entry or by owner',
-        description='Scan DIR on several threads (hard links once, symlinks not followed, one filesystem '
-        'unless --cross-filesystems) and list its largest entries or owners. Ctrl-C stops the scan.',
+    p = add_subcommand(
+        commands, 'du', run_du, 'who is eating the disk: a parallel scan of DIR by entry or by owner'
     )
     p.add_argument('dir', metavar='DIR')
     p.add_argument('--top', default='20', metavar='N', help='show the N largest (20)')
@@ -399,7 +221,6 @@ def _add_du(commands: Any) -> None:
         '--proc-root', metavar='DIR', help="the host's /proc mounted in a container, e.g. /host_proc"
     )
     p.add_argument('--json', action='store_true', help='machine-readable output')
-    p.set_defaults(run=run_du)
 
 
 class _ProgressLine:
@@ -427,8 +248,8 @@ def user_name(uid: int) -> str:
 
 
 def run_du(args: argparse.Namespace) -> int:
-    from .. import du
-
+    """Scan DIR on several threads (hard links once, symlinks not followed, one filesystem unless
+    --cross-filesystems) and list its largest entries or owners. Ctrl-C stops the scan."""
     top = parse.count('--top', args.top)
     threads = None if args.threads is None else parse.count('--threads', args.threads, maximum=256)
     progress = _ProgressLine() if sys.stderr.isatty() else None
@@ -535,11 +356,8 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def _add_orphans(commands: Any) -> None:
-    p = commands.add_parser(
-        'orphans',
-        help='list (or --delete) leftovers of crashed checkpoint saves',
-        description='Partial saves in DIR and known staging files in the temp directory, owned by you and '
-        'older than --min-age. Nothing is deleted without --delete; each is re-checked before deletion.',
+    p = add_subcommand(
+        commands, 'orphans', run_orphans, 'list (or --delete) leftovers of crashed checkpoint saves'
     )
     p.add_argument('dir', metavar='DIR')
     p.add_argument('--delete', action='store_true', help='remove what is listed')
@@ -547,10 +365,11 @@ def _add_orphans(commands: Any) -> None:
     p.add_argument('--temp-dir', metavar='DIR', help='where saves are staged (the system temp dir)')
     p.add_argument('--no-temp-dir', action='store_true', help='look in DIR only')
     p.add_argument('--json', action='store_true', help='machine-readable output')
-    p.set_defaults(run=run_orphans)
 
 
 def run_orphans(args: argparse.Namespace) -> int:
+    """Partial saves in DIR and known staging files in the temp directory, owned by you and older
+    than --min-age. Nothing is deleted without --delete; each is re-checked before deletion."""
     min_age = parse.duration('--min-age', args.min_age, minimum=0)
     if not os.path.lexists(args.dir):
         raise ValueError(f'DIR={args.dir!r}: no such directory')
@@ -568,7 +387,7 @@ def run_orphans(args: argparse.Namespace) -> int:
                         {'path': o.path, 'size': o.size, 'age_seconds': o.age, 'reason': o.reason}
                         for o in found
                     ],
-                    'results': [{'path': p, 'outcome': w, 'detail': d} for p, w, d in results],
+                    'results': [{'path': r.path, 'outcome': r.outcome, 'detail': r.detail} for r in results],
                 },
                 indent=2,
             )
@@ -581,9 +400,10 @@ def run_orphans(args: argparse.Namespace) -> int:
             f'{len(found)} orphan(s), {format_size(total)}'
             + ('' if args.delete or not found else ' (--delete removes them)')
         )
-        for path, outcome, detail in results:
-            print(f'{outcome:<8} {names.text(path)}' + (f'  ({names.text(detail)})' if detail else ''))
-    return 1 if any(w == 'failed' for _, w, _ in results) else 0
+        for r in results:
+            detail = f'  ({names.text(r.detail)})' if r.detail else ''
+            print(f'{r.outcome:<8} {names.text(r.path)}{detail}')
+    return 1 if any(r.outcome == 'failed' for r in results) else 0
 
 
 def _age(seconds: float) -> str:

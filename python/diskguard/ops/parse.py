@@ -70,16 +70,17 @@ def threshold(option: str, text: str) -> Threshold:
         ) from None
 
 
-def size(option: str, text: str) -> int:
-    """A byte size with its unit, such as ``'500GiB'`` or ``'4096B'``, at least one byte. A bare
-    number is refused as ambiguous, as ``-w 85`` is: bytes to some readers, GiB to others."""
+def size(option: str, text: str, *, minimum: int = 1) -> int:
+    """A byte size with its unit, such as ``'500GiB'`` or ``'4096B'``, at least one byte (``minimum=0``:
+    ``'0B'`` too, a floor that is off). A bare number is refused as ambiguous, as ``-w 85`` is: bytes
+    to some readers, GiB to others."""
     if isinstance(text, str) and re.fullmatch(r'\s*[\d.]+\s*', text):
         raise _bad(option, text, "a size without a unit is ambiguous: write '500GiB', or '4096B' for bytes")
     try:
         value = parse_size(text)
     except (ValueError, TypeError):
         raise _bad(option, text, "expected a size such as '500GiB', '2TiB' or '4096B'") from None
-    if value <= 0:
+    if value < minimum:
         raise _bad(option, text, 'expected a size of at least one byte')
     return value
 

@@ -108,14 +108,19 @@ def render(
     return '\n'.join(lines) + '\n'
 
 
-def write_textfile(directory: str, text: str, name: str = TEXTFILE_NAME) -> str:
-    """Writes ``directory/name`` atomically (an exclusively created temporary file, fsync, rename);
-    returns its path."""
+def textfile_directory(directory: str) -> str:
+    """``directory`` if it is one (``--textfile DIR``), else ``ValueError`` naming the option."""
     if not os.path.isdir(directory):
         raise ValueError(
             f"--textfile={directory!r}: not a directory (give node_exporter's textfile directory)"
         )
-    final = os.path.join(directory, name)
+    return directory
+
+
+def write_textfile(directory: str, text: str, name: str = TEXTFILE_NAME) -> str:
+    """Writes ``directory/name`` atomically (an exclusively created temporary file, fsync, rename);
+    returns its path."""
+    final = os.path.join(textfile_directory(directory), name)
     # A random hidden temporary name (never *.prom, so node_exporter never reads a half-written
     # file), created exclusively: see diskguard.ops.atomic. 0644 so node_exporter can read it.
     atomic.write_file(final, text.encode('utf-8'), 0o644)

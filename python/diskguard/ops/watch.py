@@ -25,88 +25,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import TrendMonitor
-from . import atomic, parse
+from . import atomic, options, parse
 from . import escape as names
-from .alerts import TOTAL_TIME, Alert, Channel, read_setting_file, summarize
+from .alerts import TOTAL_TIME, Alert, Channel, summarize
 from .budgets import Budget, BudgetResult, Interrupted, measure, refused, targets
-from .check import CRITICAL, OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
+from .check import OK, STATE_NAMES, WARNING, FsResult, Limits, check_path, summary, worst
 from .container import CONTAINER_NOTE, host_path, host_table, in_container
 from .outbox import Outbox, Sender
-from .parse import Threshold
-from .prometheus import MetricsServer, render, write_textfile
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from .prometheus import MetricsServer, render, textfile_directory, write_textfile
 
 log = logging.getLogger('diskguard.watch')
 
-#: Settings a config file may hold (the long flags, with underscores), plus ``paths`` and ``[budgets]``.
-CONFIG_KEYS = frozenset(
-    {
-        'paths', 'interval', 'warning', 'critical', 'inodes_warn', 'inodes_critical', 'hysteresis',
-        'reminder', 'forecast_horizon', 'budget_interval', 'budgets', 'state_file', 'textfile', 'listen',
-        'proc_root', 'webhook', 'webhook_format', 'email', 'smtp_host', 'smtp_port', 'smtp_security',
-        'smtp_from', 'smtp_login_file', 'trend_window', 'trend_warmup', 'webhook_file', 'nearest_ancestor',
-        'alert_failure_critical',
-    }
-)  # fmt: skip
-#: Settings that hold a list of strings, a table, or a true/false; every other one holds one value.
-LIST_KEYS = {'paths': '["/workspace", "/tmp"]', 'email': '["ops@example.com"]'}
-BOOL_KEYS = frozenset({'nearest_ancestor', 'alert_failure_critical'})
 #: Samples kept per path in the state file.
 MAX_SAMPLES = 720
-#: The largest config file read (a config is a few hundred bytes; /dev/zero never ends).
-CONFIG_LIMIT = 1024 * 1024
-
-
-def load_config(path: str | None) -> dict[str, Any]:
-    """The TOML config file as a dict (empty without one); unknown keys are refused, so a typo is
-    not silently ignored, and secrets have no key (logins come from a file or the environment)."""
-    if path is None:
-        return {}
-    data = read_setting_file(path, '--config', CONFIG_LIMIT + 1)
-    if len(data) > CONFIG_LIMIT:
-        raise ValueError(f'--config={path!r}: larger than {CONFIG_LIMIT // 1024} KiB, not a config file')
-    try:
-        config = tomllib.loads(data.decode('utf-8'))
-    except UnicodeDecodeError:
-        raise ValueError(f'--config={path!r}: cannot read it (not UTF-8 text)') from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f'--config={path!r}: not valid TOML ({err})') from None
-    unknown = sorted(set(config) - CONFIG_KEYS)
-    if unknown:
-        raise ValueError(
-            f'--config={path!r}: unknown setting(s) {", ".join(unknown)}; known: {", ".join(sorted(CONFIG_KEYS))}'
-        )
-    for key, value in config.items():
-        problem = _config_type_problem(key, value)
-        if problem:
-            raise ValueError(f'--config={path!r}: {key} {problem}')
-    return config
-
-
-def _config_type_problem(key: str, value: Any) -> str | None:
-    """What is wrong with the type of ``key = value``, or None: a string where a list is expected
-    (``paths = "/tmp"`` would otherwise watch ``/``, ``t``, ``m``, ``p``), a list for one value."""
-    kind = type(value).__name__.replace('str', 'string').replace('dict', 'table')
-    if key in LIST_KEYS:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            return f'must be a list of strings such as {LIST_KEYS[key]}, not a {kind}'
-    elif key == 'budgets':
-        if not isinstance(value, dict):
-            return "must be a table of 'DIR_OR_GLOB' = 'SIZE' ([budgets])"
-    elif key in BOOL_KEYS:
-        if not isinstance(value, bool):
-            return f'must be true or false, not a {kind}'
-    elif not isinstance(value, str | int | float) or isinstance(value, bool):
-        return f'must be one value (a string or a number), not a {kind}'
-    return None
 
 
 def default_state_file() -> str:
@@ -213,34 +148,6 @@ class Settings:
     trend_warmup: float = 6 * 3600.0
 
 
-def relaxed(limits: Limits, hysteresis: float, capacity: int) -> Limits:
-    """The thresholds a level must fall below to be left: ``hysteresis`` (a fraction of the
-    filesystem) lower for percentages, that much more free space for floors."""
-
-    def lower(t: Threshold) -> Threshold:
-        if t.fraction is not None:
-            return Threshold(fraction=max(t.fraction - hysteresis, 1e-6))
-        return Threshold(free_bytes=(t.free_bytes or 0) + math.ceil(hysteresis * capacity))
-
-    def lower_inodes(f: float | None) -> float | None:
-        return None if f is None else max(f - hysteresis, 1e-6)
-
-    return replace(
-        limits,
-        warning=lower(limits.warning),
-        critical=lower(limits.critical),
-        inodes_warning=lower_inodes(limits.inodes_warning),
-        inodes_critical=lower_inodes(limits.inodes_critical),
-    )
-
-
-def with_hysteresis(previous: int, entering: int, staying: int) -> int:
-    """Rising takes effect at once; falling only as far as the relaxed thresholds allow."""
-    if entering >= previous or previous > CRITICAL:
-        return entering
-    return max(entering, min(previous, staying))
-
-
 class Watcher:
     """One monitor: :meth:`step` measures, decides and alerts once; :meth:`run` repeats it."""
 
@@ -261,6 +168,8 @@ class Watcher:
         self.sender = Sender(self.outbox, clock=clock)
         #: The worst level of the last step (the exit code of ``--once``).
         self.level = OK
+        # Levels are left only ``hysteresis`` past their thresholds (the core's one rule).
+        self.grading = settings.limits.with_hysteresis(settings.hysteresis)
         self._load_state()
 
     # -- state -----------------------------------------------------------------------------------
@@ -322,15 +231,15 @@ class Watcher:
     # -- one step --------------------------------------------------------------------------------
 
     def _grade(self, path: str, now: float, sampled: set[str]) -> tuple[FsResult, float | None]:
-        """Grades one path; its filesystem's trend gets one sample per step (``sampled``)."""
+        """Measures and grades one path once; its filesystem's trend gets one sample per step
+        (``sampled``)."""
         t = self.tracked.setdefault(path, Tracked())
-        entering = check_path(path, self.s.limits)
-        if entering.usage is None:
-            t.level = entering.state
-            return entering, None
-        u = entering.usage
-        staying = check_path(path, relaxed(self.s.limits, self.s.hysteresis, u.used + u.avail))
-        level = with_hysteresis(t.level, entering.state, staying.state)
+        graded = check_path(path, self.s.limits, grading=self.grading, previous=t.level)
+        if graded.usage is None:
+            t.level = graded.state
+            return graded, None
+        u = graded.usage
+        level = graded.state
         key = u.mount_point or u.queried_path
         trend = self._trend(key)
         if key not in sampled:
@@ -343,12 +252,12 @@ class Watcher:
             if trend.monitor.will_fill_within(self.s.forecast_horizon):
                 level = max(level, WARNING)
                 low = estimate.time_to_full_low
-                entering.reasons.append(f'forecast: full in ~{_hours(low if low is not None else 0.0)}')
+                graded.reasons.append(f'forecast: full in ~{_hours(low if low is not None else 0.0)}')
         if self.host_table is not None:
-            entering.host_path = host_path(path, self.host_table)
-        entering.state = level
+            graded.host_path = host_path(path, self.host_table)
+        graded.state = level
         t.level = level
-        return entering, time_to_full
+        return graded, time_to_full
 
     def _measure_budgets(self, now: float) -> None:
         if not self.s.budgets or now - self.budgets_measured_at < self.s.budget_interval:
@@ -487,16 +396,9 @@ def _hours(seconds: float) -> str:
 
 
 def add_watch_command(commands: Any) -> None:
-    from .commands import add_alert_options, add_threshold_options
-
-    p = commands.add_parser(
-        'watch',
-        help='monitor paths: forecast, alerts on level changes, Prometheus metrics',
-        description='Measure PATHs every --interval: levels with hysteresis, a time-to-full forecast, '
-        'budgets, alerts (webhook, e-mail) on level changes with a reminder period, and Prometheus '
-        'output. SIGTERM/SIGINT exit cleanly; the state file survives restarts.',
-    )
-    p.add_argument('paths', nargs='*', metavar='PATH', help='paths to watch (or `paths` in --config)')
+    summary = 'monitor paths: forecast, alerts on level changes, Prometheus metrics'
+    p = options.add_subcommand(commands, 'watch', run_watch, summary)
+    options.add_paths_option(p, 'watch')
     p.add_argument('--interval', metavar='DURATION', help='how often to measure (60s)')
     p.add_argument('--hysteresis', metavar='PCT%', help='how far below a threshold a level is left (5%%)')
     p.add_argument('--reminder', metavar='DURATION', help='repeat an unresolved alert this often (24h)')
@@ -512,56 +414,54 @@ def add_watch_command(commands: Any) -> None:
         action='store_true',
         help='one measurement (alerts on changes, pending ones retried), then exit 0/1/2/3 as check: for cron',
     )
-    add_threshold_options(p)
+    options.add_threshold_options(p)
+    options.add_scope_options(p)
     p.add_argument(
         '--textfile', metavar='DIR', help='write DIR/diskguard.prom for node_exporter (atomically)'
     )
-    add_alert_options(p)
-    p.set_defaults(run=run_watch)
+    options.add_alert_options(p)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    from .commands import budgets_from, channels_from, limits_from, option
+    config = options.load_config(args.config)
 
-    config = load_config(args.config)
-    paths = list(args.paths) or list(config.get('paths', []))  # a list of strings: load_config checks
-    if not paths or not all(isinstance(p, str) and p for p in paths):
-        raise ValueError('watch: give at least one PATH (or paths = [...] in --config)')
-    listen = option(args, config, 'listen')
-    state_file = str(option(args, config, 'state_file', default_state_file()))
+    def setting(name: str, default: Any = None) -> Any:
+        return options.option(args, config, name, default)
+
+    paths = options.paths_from(args, config, 'watch')
+    textfile = setting('textfile')
+    listen = setting('listen')
+    state_file = str(setting('state_file', default_state_file()))
     if os.path.isdir(state_file):
         raise ValueError(f'--state-file={state_file!r}: is a directory (give a file name in it)')
     return Settings(
         paths=paths,
-        interval=parse.duration('--interval', option(args, config, 'interval', '60s'), minimum=1),
-        limits=limits_from(args, config),
-        hysteresis=parse.percentage('--hysteresis', str(option(args, config, 'hysteresis', '5%'))),
-        reminder=parse.duration('--reminder', option(args, config, 'reminder', '24h'), minimum=60),
-        forecast_horizon=parse.duration(
-            '--forecast-horizon', option(args, config, 'forecast_horizon', '24h')
-        ),
-        budgets=budgets_from(args, config),
-        budget_interval=parse.duration(
-            '--budget-interval', option(args, config, 'budget_interval', '1h'), minimum=1
-        ),
+        interval=parse.duration('--interval', setting('interval', '60s'), minimum=1),
+        limits=options.limits_from(args, config),
+        hysteresis=parse.percentage('--hysteresis', str(setting('hysteresis', '5%'))),
+        reminder=parse.duration('--reminder', setting('reminder', '24h'), minimum=60),
+        forecast_horizon=parse.duration('--forecast-horizon', setting('forecast_horizon', '24h')),
+        budgets=options.budgets_from(args, config),
+        budget_interval=parse.duration('--budget-interval', setting('budget_interval', '1h'), minimum=1),
         state_file=state_file,
-        textfile=option(args, config, 'textfile'),
+        textfile=None if textfile is None else textfile_directory(str(textfile)),
         listen=None if listen is None else parse.listen_address('--listen', str(listen)),
-        proc_root=option(args, config, 'proc_root'),
-        channels=channels_from(args, config),
+        proc_root=setting('proc_root'),
+        channels=options.channels_from(args, config),
         trend_window=parse.duration('trend_window', config.get('trend_window', '12h'), minimum=60),
         trend_warmup=parse.duration('trend_warmup', config.get('trend_warmup', '6h'), minimum=0),
     )
 
 
 def run_watch(args: argparse.Namespace) -> int:
+    """Measure PATHs every --interval: levels with hysteresis, a time-to-full forecast, budgets,
+    alerts (webhook, e-mail) on level changes with a reminder period, and Prometheus output.
+    SIGTERM/SIGINT exit cleanly; the state file survives restarts."""
     if not logging.getLogger().handlers:
         # Under cron (--once) only what needs a human: failed deliveries, failed writes, warnings.
         level = logging.WARNING if args.once else logging.INFO
         logging.basicConfig(level=level, format='diskguard watch: %(message)s', stream=sys.stderr)
     settings = settings_from(args)
-    if settings.textfile and not os.path.isdir(settings.textfile):
-        raise ValueError(f'--textfile={settings.textfile!r}: not a directory')
     watcher = Watcher(settings)
     if settings.proc_root is None and in_container():
         log.warning('%s', CONTAINER_NOTE)
