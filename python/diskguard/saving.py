@@ -32,7 +32,7 @@ import os
 import secrets
 import stat
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._diskguard import OWN_PREFIX, format_size, latest_complete, usage
 from ._types import StrPath
@@ -137,7 +137,9 @@ def save(
             guard.before_save(target, estimate)
         else:
             _check_room(directory, target, estimate)
-        size = _write_and_publish(obj, dir_fd, name, target, estimate, preallocate, torch_save_kwargs)
+        size = _write_and_publish(
+            _Publication(obj, dir_fd, name, target, estimate, preallocate, torch_save_kwargs)
+        )
     finally:
         os.close(dir_fd)
     if guard is not None:
@@ -319,18 +321,23 @@ class _RecordingFile(io.FileIO):
             raise
 
 
-def _write_and_publish(
-    obj: object,
-    dir_fd: int,
-    name: str,
-    target: str,
-    estimate: int,
-    preallocate: bool,
-    options: dict[str, Any],
-) -> int:
-    """Writes the temp file, publishes it under ``name``; returns its size. Removes it on failure."""
-    temp = _temp_name(name)
-    fd = _create_temp(temp, dir_fd, target)
+class _Publication(NamedTuple):
+    """One checkpoint to write and publish: what, where (``name`` in ``dir_fd``, shown as ``target``),
+    its estimated size, whether to preallocate it, and ``torch.save``'s options."""
+
+    obj: object
+    dir_fd: int
+    name: str
+    target: str
+    estimate: int
+    preallocate: bool
+    options: dict[str, Any]
+
+
+def _write_and_publish(job: _Publication) -> int:
+    """Writes the temp file, publishes it under ``job.name``; returns its size. Removes it on failure."""
+    temp = _temp_name(job.name)
+    fd = _create_temp(temp, job.dir_fd, job.target)
     # Held until the rename: a temp file nobody holds locked is one whose writer is gone
     # (remove_abandoned_temps). A duplicate keeps the lock past the writer's close.
     try:
@@ -338,25 +345,16 @@ def _write_and_publish(
         lock = os.dup(fd)
     except BaseException:
         os.close(fd)
-        _remove_quietly(temp, dir_fd)
+        _remove_quietly(temp, job.dir_fd)
         raise
     try:
-        return _write_locked(obj, dir_fd, name, target, estimate, preallocate, options, temp, fd)
+        return _write_locked(job, temp, fd)
     finally:
         os.close(lock)
 
 
-def _write_locked(
-    obj: object,
-    dir_fd: int,
-    name: str,
-    target: str,
-    estimate: int,
-    preallocate: bool,
-    options: dict[str, Any],
-    temp: str,
-    fd: int,
-) -> int:
+def _write_locked(job: _Publication, temp: str, fd: int) -> int:
+    obj, dir_fd, name, target, estimate, preallocate, options = job
     import torch
 
     raw = _RecordingFile(fd, 'wb', closefd=True)

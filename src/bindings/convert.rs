@@ -166,6 +166,11 @@ pub(crate) fn flag(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// What a `__reduce__` returns: the callable that rebuilds the object, and its arguments.
 pub(crate) type Reduced<'py, A> = (Bound<'py, PyAny>, A);
 
+/// `(type(obj), args)`: what `__reduce__` returns for an object rebuilt by calling its class.
+pub(crate) fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
+    (obj.get_type().into_any(), args)
+}
+
 /// Python's `repr()` of a value, for `__repr__`s that read like Python.
 pub(crate) fn py_repr<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> String {
     value

@@ -12,13 +12,39 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{py_repr, Reduced};
+use super::convert::{py_repr, rebuild, Reduced};
 use crate::deletion::Outcome;
 use crate::guard::{Event, GuardState, Metrics};
 
-/// `(type(obj), args)`: what `__reduce__` returns for a record rebuilt by calling its class.
-fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
-    (obj.get_type().into_any(), args)
+/// The methods every record class has, in its `#[pymethods]`: a constructor taking each field in
+/// order (`signature` where some have defaults), a `repr` naming the class and each field, and
+/// `__reduce__` back to that constructor; then the record's own `methods { ... }`.
+macro_rules! record_methods {
+    (
+        $ty:ident { $($field:ident: $field_ty:ty),* $(,)? }
+        $(signature = $signature:tt;)?
+        methods { $($methods:tt)* }
+    ) => {
+        #[pymethods]
+        impl $ty {
+            #[new]
+            $(#[pyo3(signature = $signature)])?
+            fn py_new($($field: $field_ty),*) -> Self {
+                $ty { $($field),* }
+            }
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                let (py, me) = (slf.py(), slf.get());
+                let fields = [$(format!(concat!(stringify!($field), "={}"), py_repr(py, me.$field.clone()))),*];
+                Ok(format!("{}({})", slf.get_type().name()?, fields.join(", ")))
+            }
+            #[allow(clippy::type_complexity)] // the fields' types, one to one
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, ($($field_ty,)*)> {
+                let me = slf.get();
+                rebuild(slf.as_any(), ($(me.$field.clone(),)*))
+            }
+            $($methods)*
+        }
+    };
 }
 
 /// One attempted deletion: what `apply`, `remove_orphans` and `free_space` report per path.
@@ -41,6 +67,27 @@ pub struct PyDeletionOutcome {
     detail: String,
 }
 
+record_methods! {
+    PyDeletionOutcome { path: OsString, outcome: String, detail: String }
+    methods {
+        #[allow(clippy::unused_self)]
+        fn __len__(&self) -> usize {
+            3
+        }
+        fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyAny>> {
+            let fields = self.fields(py)?;
+            let at = if index < 0 { index + 3 } else { index };
+            match usize::try_from(at) {
+                Ok(i) if i < 3 => fields.get_item(i),
+                _ => Err(PyIndexError::new_err("DeletionOutcome index out of range")),
+            }
+        }
+        fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+            self.fields(py)?.try_iter()
+        }
+    }
+}
+
 impl PyDeletionOutcome {
     /// The outcome of deleting `name` in `dir`.
     pub(crate) fn new(dir: &Path, name: &OsString, outcome: &Outcome) -> Self {
@@ -58,48 +105,6 @@ impl PyDeletionOutcome {
 
     fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         (&self.path, &self.outcome, &self.detail).into_pyobject(py)
-    }
-}
-
-#[pymethods]
-impl PyDeletionOutcome {
-    #[new]
-    fn py_new(path: OsString, outcome: String, detail: String) -> Self {
-        PyDeletionOutcome {
-            path,
-            outcome,
-            detail,
-        }
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "DeletionOutcome(path={}, outcome={}, detail={})",
-            py_repr(py, &self.path),
-            py_repr(py, &self.outcome),
-            py_repr(py, &self.detail)
-        )
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (OsString, String, String)> {
-        let me = slf.get();
-        rebuild(
-            slf.as_any(),
-            (me.path.clone(), me.outcome.clone(), me.detail.clone()),
-        )
-    }
-    #[allow(clippy::unused_self)]
-    fn __len__(&self) -> usize {
-        3
-    }
-    fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyAny>> {
-        let fields = self.fields(py)?;
-        let at = if index < 0 { index + 3 } else { index };
-        match usize::try_from(at) {
-            Ok(i) if i < 3 => fields.get_item(i),
-            _ => Err(PyIndexError::new_err("DeletionOutcome index out of range")),
-        }
-    }
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
-        self.fields(py)?.try_iter()
     }
 }
 
@@ -202,10 +207,10 @@ impl PyOrphan {
     }
 }
 
-/// What `free_space` achieved. When `met` is false, either everything deletable was tried (what is
-/// left is the newest complete checkpoint, protected ones, partial saves left alone, or deletions
-/// that failed: see `outcomes`), or `shortfall` says by how many bytes deleting every candidate
-/// would still miss the target, and nothing was deleted.
+/// What `free_space` achieved. When `met` is false, either everything deletable was tried (what
+/// is left is the newest complete checkpoint, protected ones, partial saves left alone, or
+/// deletions that failed: see `outcomes`), or `shortfall` says by how many bytes deleting every
+/// candidate would still miss the target, and nothing was deleted.
 #[pyclass(frozen, eq, get_all, name = "FreeSpaceResult", module = "diskguard")]
 #[derive(Clone, PartialEq)]
 pub struct PyFreeSpaceResult {
@@ -221,6 +226,12 @@ pub struct PyFreeSpaceResult {
     outcomes: Vec<PyDeletionOutcome>,
     /// Bytes by which deleting every candidate would still miss the target (nothing deleted).
     shortfall: Option<u64>,
+}
+
+record_methods! {
+    PyFreeSpaceResult { avail: u64, target: u64, met: bool, deleted: Vec<OsString>, outcomes: Vec<PyDeletionOutcome>, shortfall: Option<u64> }
+    signature = (avail, target, met, deleted, outcomes, shortfall = None);
+    methods {}
 }
 
 impl PyFreeSpaceResult {
@@ -247,47 +258,6 @@ impl PyFreeSpaceResult {
     }
 }
 
-type FreeSpaceArgs = (u64, u64, bool, Vec<OsString>, Vec<PyDeletionOutcome>, Option<u64>);
-
-#[pymethods]
-impl PyFreeSpaceResult {
-    #[new]
-    #[pyo3(signature = (avail, target, met, deleted, outcomes, shortfall = None))]
-    fn py_new(
-        avail: u64,
-        target: u64,
-        met: bool,
-        deleted: Vec<OsString>,
-        outcomes: Vec<PyDeletionOutcome>,
-        shortfall: Option<u64>,
-    ) -> Self {
-        PyFreeSpaceResult {
-            avail,
-            target,
-            met,
-            deleted,
-            outcomes,
-            shortfall,
-        }
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "FreeSpaceResult(avail={}, target={}, met={}, deleted={}, outcomes={}, shortfall={})",
-            self.avail,
-            self.target,
-            py_repr(py, self.met),
-            py_repr(py, &self.deleted),
-            py_repr(py, self.outcomes.clone()),
-            py_repr(py, self.shortfall)
-        )
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, FreeSpaceArgs> {
-        let me = slf.get().clone();
-        let args = (me.avail, me.target, me.met, me.deleted, me.outcomes, me.shortfall);
-        rebuild(slf.as_any(), args)
-    }
-}
-
 /// Something the guard did or saw, for a log record and, when `warning`, a `DiskSpaceWarning`.
 #[pyclass(
     frozen,
@@ -305,6 +275,11 @@ pub struct PyGuardEvent {
     warning: bool,
 }
 
+record_methods! {
+    PyGuardEvent { kind: String, message: String, warning: bool }
+    methods {}
+}
+
 impl From<Event> for PyGuardEvent {
     fn from(e: Event) -> Self {
         PyGuardEvent {
@@ -312,30 +287,6 @@ impl From<Event> for PyGuardEvent {
             message: e.message,
             warning: e.warning,
         }
-    }
-}
-
-#[pymethods]
-impl PyGuardEvent {
-    #[new]
-    fn py_new(kind: String, message: String, warning: bool) -> Self {
-        PyGuardEvent {
-            kind,
-            message,
-            warning,
-        }
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "GuardEvent(kind={}, message={}, warning={})",
-            py_repr(py, &self.kind),
-            py_repr(py, &self.message),
-            py_repr(py, self.warning)
-        )
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (String, String, bool)> {
-        let me = slf.get().clone();
-        rebuild(slf.as_any(), (me.kind, me.message, me.warning))
     }
 }
 
@@ -351,6 +302,12 @@ pub struct PyGuardMetrics {
     seconds_to_full: Option<f64>,
 }
 
+record_methods! {
+    PyGuardMetrics { free: u64, used_percent: f64, seconds_to_full: Option<f64> }
+    signature = (free, used_percent, seconds_to_full = None);
+    methods {}
+}
+
 impl From<Metrics> for PyGuardMetrics {
     fn from(m: Metrics) -> Self {
         PyGuardMetrics {
@@ -358,31 +315,6 @@ impl From<Metrics> for PyGuardMetrics {
             used_percent: m.used_percent,
             seconds_to_full: m.seconds_to_full,
         }
-    }
-}
-
-#[pymethods]
-impl PyGuardMetrics {
-    #[new]
-    #[pyo3(signature = (free, used_percent, seconds_to_full = None))]
-    fn py_new(free: u64, used_percent: f64, seconds_to_full: Option<f64>) -> Self {
-        PyGuardMetrics {
-            free,
-            used_percent,
-            seconds_to_full,
-        }
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "GuardMetrics(free={}, used_percent={}, seconds_to_full={})",
-            self.free,
-            py_repr(py, self.used_percent),
-            py_repr(py, self.seconds_to_full)
-        )
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (u64, f64, Option<f64>)> {
-        let me = slf.get();
-        rebuild(slf.as_any(), (me.free, me.used_percent, me.seconds_to_full))
     }
 }
 
@@ -474,6 +406,6 @@ impl PyGuardState {
         }
     }
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        Ok((slf.get_type().into_any(), slf.get().fields(slf.py())?))
+        Ok(rebuild(slf.as_any(), slf.get().fields(slf.py())?))
     }
 }

@@ -253,52 +253,54 @@ impl PyRetentionPlan {
         )
     }
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (PlanState,)>> {
-        let plan = &slf.get().plan;
-        let links = plan
-            .links
-            .iter()
-            .map(|l| (l.name.clone(), l.target.clone(), l.target_inside.clone()))
-            .collect();
-        let state = (
-            plan.dir.clone(),
-            plan.dev,
-            plan.ino,
-            plan.items.iter().map(item_state).collect(),
-            links,
-            (plan.order.name().to_owned(), plan.ambiguity.clone()),
-        );
+        let state = plan_state(&slf.get().plan);
         Ok((slf.get_type().getattr("_restore")?, (state,)))
     }
     /// Rebuilds a pickled plan. Applying it re-checks the directory and every entry as usual.
     #[classmethod]
     fn _restore(_cls: &Bound<'_, PyType>, state: PlanState) -> PyResult<Self> {
-        let (dir, dev, ino, items, links, (order, ambiguity)) = state;
-        let order = OrderChoice::from_name(&order)
-            .ok_or_else(|| Error::invalid("order", order.clone(), "not from a pickled plan"))?;
-        let items = items
-            .into_iter()
-            .map(item_from_state)
-            .collect::<PyResult<Vec<Item>>>()?;
-        let links = links
-            .into_iter()
-            .map(|(name, target, target_inside)| Link {
-                name,
-                target,
-                target_inside,
-            })
-            .collect();
         Ok(PyRetentionPlan {
-            plan: Plan {
-                dir,
-                dev,
-                ino,
-                items,
-                links,
-                order,
-                ambiguity,
-            },
+            plan: plan_from_state(state)?,
         })
     }
+}
+
+fn plan_state(plan: &Plan) -> PlanState {
+    let links = plan
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.target.clone(), l.target_inside.clone()))
+        .collect();
+    (
+        plan.dir.clone(),
+        plan.dev,
+        plan.ino,
+        plan.items.iter().map(item_state).collect(),
+        links,
+        (plan.order.name().to_owned(), plan.ambiguity.clone()),
+    )
+}
+
+fn plan_from_state(state: PlanState) -> PyResult<Plan> {
+    let (dir, dev, ino, items, links, (order, ambiguity)) = state;
+    let link = |(name, target, target_inside)| Link {
+        name,
+        target,
+        target_inside,
+    };
+    Ok(Plan {
+        order: OrderChoice::from_name(&order)
+            .ok_or_else(|| Error::invalid("order", order.clone(), "not from a pickled plan"))?,
+        items: items
+            .into_iter()
+            .map(item_from_state)
+            .collect::<PyResult<Vec<Item>>>()?,
+        links: links.into_iter().map(link).collect(),
+        dir,
+        dev,
+        ino,
+        ambiguity,
+    })
 }
 
 fn plan_outcomes(plan: &Plan, outcomes: &[(usize, Outcome)]) -> Vec<PyDeletionOutcome> {

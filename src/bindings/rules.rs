@@ -11,38 +11,50 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping, PyString, PyTuple};
 
 use super::convert::{
-    fs_path, number, opt_number, path_arg, py_repr, repr_of, text, whole, wrong_type, Reduced,
+    fs_path, number, opt_number, path_arg, py_repr, rebuild, repr_of, text, whole, wrong_type, Reduced,
 };
 use crate::retention::{
     KeepBest, KeepEvery, KeepLast, KeepWithin, Mode, Policy, Protect, Rule, DEFAULT_MIN_PARTIAL_AGE,
 };
 
-/// `(type(obj), args)`: what `__reduce__` returns for a class rebuilt by calling it.
-fn rebuild<'py, A>(obj: &Bound<'py, PyAny>, args: A) -> Reduced<'py, A> {
-    (obj.get_type().into_any(), args)
+/// A rule class around a core rule of one value: `Name(value)` builds it through the core's
+/// constructor (the only validation), `.field` reads the value back, and it prints and pickles as
+/// that constructor call.
+macro_rules! one_value_rule {
+    (
+        $(#[doc = $doc:literal])*
+        $py_ty:ident($rule:ident) as $name:literal {
+            $field:ident: $field_ty:ty = $convert:ident($argument:literal)
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[pyclass(frozen, eq, hash, name = $name, module = "diskguard")]
+        #[derive(PartialEq, Eq, Hash)]
+        pub struct $py_ty($rule);
+
+        #[pymethods]
+        impl $py_ty {
+            #[new]
+            fn new($field: &Bound<'_, PyAny>) -> PyResult<Self> {
+                Ok(Self($rule::new($convert($argument, $field)?)?))
+            }
+            #[getter]
+            fn $field(&self) -> $field_ty {
+                self.0.$field
+            }
+            fn __repr__(&self, py: Python<'_>) -> String {
+                format!("{}({})", $name, py_repr(py, self.0.$field))
+            }
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, ($field_ty,)> {
+                rebuild(slf.as_any(), (slf.get().0.$field,))
+            }
+        }
+    };
 }
 
-/// Keep the newest `n` complete checkpoints.
-#[pyclass(frozen, eq, hash, name = "KeepLast", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepLast(KeepLast);
-
-#[pymethods]
-impl PyKeepLast {
-    #[new]
-    fn new(n: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self(KeepLast::new(whole("keep_last", n)?)?))
-    }
-    #[getter]
-    fn n(&self) -> usize {
-        self.0.n
-    }
-    fn __repr__(&self) -> String {
-        format!("KeepLast({})", self.0.n)
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (usize,)> {
-        rebuild(slf.as_any(), (slf.get().0.n,))
-    }
+one_value_rule! {
+    /// Keep the newest `n` complete checkpoints.
+    PyKeepLast(KeepLast) as "KeepLast" { n: usize = whole("keep_last") }
 }
 
 /// Keep the `k` best complete checkpoints by `metric`.
@@ -133,50 +145,14 @@ fn metric_values(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(PathBuf, f64)>> {
     Ok(values)
 }
 
-/// Keep every checkpoint whose step is a multiple of `steps`.
-#[pyclass(frozen, eq, hash, name = "KeepEvery", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepEvery(KeepEvery);
-
-#[pymethods]
-impl PyKeepEvery {
-    #[new]
-    fn new(steps: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self(KeepEvery::new(whole("keep_every", steps)?)?))
-    }
-    #[getter]
-    fn steps(&self) -> u64 {
-        self.0.steps
-    }
-    fn __repr__(&self) -> String {
-        format!("KeepEvery({})", self.0.steps)
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (u64,)> {
-        rebuild(slf.as_any(), (slf.get().0.steps,))
-    }
+one_value_rule! {
+    /// Keep every checkpoint whose step is a multiple of `steps`.
+    PyKeepEvery(KeepEvery) as "KeepEvery" { steps: u64 = whole("keep_every") }
 }
 
-/// Keep every checkpoint modified within the last `seconds`.
-#[pyclass(frozen, eq, hash, name = "KeepWithin", module = "diskguard")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct PyKeepWithin(KeepWithin);
-
-#[pymethods]
-impl PyKeepWithin {
-    #[new]
-    fn new(seconds: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self(KeepWithin::new(number("keep_within", seconds)?)?))
-    }
-    #[getter]
-    fn seconds(&self) -> f64 {
-        self.0.seconds
-    }
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!("KeepWithin({})", py_repr(py, self.0.seconds))
-    }
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> Reduced<'py, (f64,)> {
-        rebuild(slf.as_any(), (slf.get().0.seconds,))
-    }
+one_value_rule! {
+    /// Keep every checkpoint modified within the last `seconds`.
+    PyKeepWithin(KeepWithin) as "KeepWithin" { seconds: f64 = number("keep_within") }
 }
 
 /// Never delete these checkpoints.

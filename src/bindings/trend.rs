@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::{
-    flag, number, opt_number, opt_whole, py_repr, repr_of, size_arg, whole, wrong_type, Reduced,
+    flag, number, opt_number, opt_whole, py_repr, rebuild, repr_of, size_arg, whole, wrong_type, Reduced,
 };
 use super::usage::{measure, PyDiskUsage};
 use crate::error::Error;
@@ -84,7 +84,7 @@ impl PyTrendEstimate {
             e.time_to_full,
             e.time_to_full_low,
         );
-        Ok((slf.get_type().into_any(), fields.into_pyobject(slf.py())?))
+        Ok(rebuild(slf.as_any(), fields.into_pyobject(slf.py())?))
     }
 
     fn __repr__(&self) -> String {
@@ -157,7 +157,7 @@ impl PyRunForecast {
             f.seconds_until_full,
             f.summary.clone(),
         );
-        Ok((slf.get_type().into_any(), fields.into_pyobject(slf.py())?))
+        Ok(rebuild(slf.as_any(), fields.into_pyobject(slf.py())?))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
