@@ -51,6 +51,10 @@ pub struct Prober {
     pending: bool,
     /// The worker found a local filesystem: measure on the calling thread from now on.
     inline: bool,
+    /// On the calling thread: the last path measured, what identified its filesystem (magic,
+    /// size) and its device, so that a check at every training step costs one `statfs`, not a
+    /// `stat` besides (each a few microseconds on a training thread whose caches the step filled).
+    known: Option<(PathBuf, i64, u64, u64)>,
 }
 
 /// Filesystems whose `statfs` answers from memory and never waits on a server or a daemon.
@@ -87,6 +91,7 @@ impl Prober {
             channel: None,
             pending: false,
             inline: false,
+            known: None,
         }
     }
 
@@ -130,7 +135,7 @@ impl Prober {
     /// Measures the path, waiting at most `limit`.
     pub fn measure(&mut self, limit: Duration) -> Probe {
         if self.inline {
-            return measure_now(&self.path).map_or_else(Probe::Failed, Probe::Ready);
+            return self.measure_inline();
         }
         let pending = self.pending;
         let (requests, results) = match self.start() {
@@ -166,6 +171,33 @@ impl Prober {
             }
             Err(RecvTimeoutError::Disconnected) => self.worker_gone(),
         }
+    }
+
+    /// A measurement on the calling thread (a local filesystem): `statfs`, and `stat` for the
+    /// device only when the path answering, its filesystem type or its size changed since the
+    /// last one (another filesystem mounted there, a directory created or removed).
+    fn measure_inline(&mut self) -> Probe {
+        let (queried, stats) = match statfs_nearest_existing(&self.path) {
+            Ok(answer) => answer,
+            Err(err) => return Probe::Failed(err),
+        };
+        let device = match &self.known {
+            Some((path, magic, blocks, device))
+                if *path == queried && *magic == stats.magic && *blocks == stats.blocks =>
+            {
+                *device
+            }
+            _ => match nix::sys::stat::stat(&queried) {
+                Ok(st) => st.st_dev,
+                Err(err) => return Probe::Failed(Error::os("stat", &queried, err)),
+            },
+        };
+        self.known = Some((queried.clone(), stats.magic, stats.blocks, device));
+        Probe::Ready(Measured {
+            queried,
+            device,
+            stats,
+        })
     }
 
     /// The worker ended (its thread cannot panic; this is defensive): report it, and let the next
@@ -216,6 +248,30 @@ mod tests {
             !is_local(0x6969) && !is_local(0x6573_5546),
             "NFS and FUSE always go off-thread"
         );
+    }
+
+    #[test]
+    fn inline_measurements_read_the_device_again_only_when_the_answering_path_changes() {
+        use std::os::unix::fs::MetadataExt;
+
+        let dir = crate::testing::temp_dir("probe-known");
+        let sub = dir.join("sub");
+        let mut prober = Prober::new(&sub);
+        prober.inline = true; // as after a first answer from a local filesystem
+        let device = |p: &Path| std::fs::metadata(p).expect("stat").dev();
+        for _ in 0..2 {
+            let Probe::Ready(m) = prober.measure(Duration::from_secs(5)) else {
+                unreachable!("the temp directory answers")
+            };
+            assert_eq!((m.queried.as_path(), m.device), (dir.as_path(), device(&dir)));
+        }
+        std::fs::create_dir(&sub).expect("mkdir");
+        let Probe::Ready(m) = prober.measure(Duration::from_secs(5)) else {
+            unreachable!("the new directory answers")
+        };
+        assert_eq!((m.queried.as_path(), m.device), (sub.as_path(), device(&sub)));
+        assert_eq!(prober.known.as_ref().map(|k| k.0.clone()), Some(sub.clone()));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

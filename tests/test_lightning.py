@@ -669,6 +669,40 @@ def test_disk_figures_go_in_the_same_logger_calls_as_the_loss(name: str, tmp_pat
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_each_logger_call_carries_the_figures_of_that_batchs_check(name: str, tmp_path: Path) -> None:
+    """The figures a logger gets are those of the check made at that very batch, at every logged
+    step and in every epoch (the first log of a figure registers it with Lightning, the later ones
+    only hand it the new value): on a tmpfs that fills by 128 KiB a step, each call has less free
+    room than the one before, and exactly what the guard measured."""
+    pl, callback_class = framework(name)
+    with checkpoint_disk(tmp_path, 16) as disk:
+        guarded = disk / 'ckpt'
+        callback = callback_class(guarded, check_every_steps=1)
+        seen: list[tuple[int, float, float]] = []
+
+        class Checking(recording_logger(pl).__class__):  # type: ignore[misc]
+            def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+                super().log_metrics(metrics, step)
+                if 'disk/free_bytes' in metrics:
+                    measured = callback.guard.metrics()['disk/free_bytes']
+                    as_logged = torch.tensor(measured, dtype=torch.get_default_dtype()).item()
+                    seen.append((step, metrics['disk/free_bytes'], as_logged))
+
+        class Fill(pl.Callback):
+            def on_train_batch_start(self, *args: Any) -> None:
+                with open(disk / 'filler', 'ab') as f:
+                    f.write(b'x' * 128 * 1024)
+
+        fit = trainer(pl, tmp_path, [Fill(), callback], max_steps=20, logger=Checking(), log_every_n_steps=3)
+        fit.fit(tiny_model(pl))
+    assert [step for step, _, _ in seen] == [2, 5, 8, 11, 14, 17], seen  # three epochs of 8 batches
+    assert all(logged == measured for _, logged, measured in seen), seen
+    free = [logged for _, logged, _ in seen]
+    assert free == sorted(free, reverse=True) and len(set(free)) == len(free), free
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize('log_metrics', [True, False])
 @pytest.mark.parametrize('name', FRAMEWORKS)
 def test_disk_columns_are_on_the_loss_rows_in_csv_and_tensorboard(
@@ -775,6 +809,118 @@ def test_ddp_ranks_stop_together(strategy: str, tmp_path: Path) -> None:
         assert sorted(r['deletes'] for r in ranks) == [False, True], 'exactly one rank deletes'
         assert_nothing_partial(ckpt)
         assert not [p for p in ckpt.iterdir() if p.name.startswith('.diskguard-')]
+
+
+EVERY_RANK_SCRIPT = """
+import atexit, json, os, shutil, sys, warnings
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+from diskguard import DiskSpaceWarning
+from diskguard.lightning import DiskGuardCallback
+from lightning_model import tiny_model
+
+@atexit.register
+def destroy_process_group():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+class EveryRankDDP(pl.strategies.DDPStrategy):
+    # Saves as FSDPStrategy(state_dict_type='sharded') does (lightning/pytorch/strategies/fsdp.py,
+    # save_checkpoint): rank zero's path, a directory, every rank writes its own part, rank zero the
+    # metadata; removal (remove_checkpoint there) deletes the directory from rank zero.
+    def save_checkpoint(self, checkpoint, filepath, storage_options=None):
+        path = Path(self.broadcast(filepath))
+        path.mkdir(parents=True, exist_ok=True)
+        parts = {{'state_dict': checkpoint.pop('state_dict'), 'optimizer_states': checkpoint.pop('optimizer_states')}}
+        torch.save(parts, path / f'rank{{self.global_rank}}.pt')
+        if self.global_rank == 0:
+            torch.save(checkpoint, path / 'meta.pt')
+
+    def remove_checkpoint(self, filepath):
+        if self.is_global_zero:
+            shutil.rmtree(filepath)
+
+class Fill(pl.Callback):
+    # At step 3 another writer leaves room for 1.5 parts: one rank's part would fit, both do not.
+    def __init__(self, ckpt, out):
+        self.ckpt, self.out = ckpt, out
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 3 and trainer.is_global_zero:
+            part = os.path.getsize(os.path.join(self.ckpt, 'epoch=0-step=2.ckpt', 'rank0.pt'))
+            st = os.statvfs(self.ckpt)
+            free = st.f_bavail * st.f_frsize
+            with open(os.path.join(self.ckpt, '..', 'filler'), 'wb') as f:
+                f.write(b'x' * (free - int(1.5 * part)))
+            st = os.statvfs(self.ckpt)
+            with open(os.path.join(self.out, 'fill.json'), 'w') as f:
+                json.dump({{'part': part, 'free': st.f_bavail * st.f_frsize}}, f)
+        trainer.strategy.barrier()
+
+class Record(pl.Callback):
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_end(self, trainer, pl_module):
+        with open(os.path.join(self.out, f'rank{{trainer.global_rank}}.json'), 'w') as f:
+            json.dump({{'step': trainer.global_step, 'stop': trainer.should_stop}}, f)
+
+if __name__ == '__main__':
+    ckpt, out = sys.argv[1:3]
+    warnings.simplefilter('always', DiskSpaceWarning)
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_top_k=-1, every_n_train_steps=1)
+    guard = DiskGuardCallback(check_every_steps=1, on_full='stop', reserve=0)
+    trainer = pl.Trainer(accelerator='cpu', devices=2, strategy=EveryRankDDP(), max_steps=8, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         limit_val_batches=0, default_root_dir=out,
+                         callbacks=[Fill(ckpt, out), guard, checkpoint, Record(out)])
+    trainer.fit(tiny_model(pl))
+    print(f'FIT RETURNED on rank {{trainer.global_rank}}: {{guard.stop_reason}}', flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_save_every_rank_writes_is_refused_on_every_rank_before_any_writes(tmp_path: Path) -> None:
+    """A strategy whose every rank writes its part of each checkpoint (as FSDP's sharded save):
+    the ranks' bytes are summed before any rank writes. Once the disk holds one rank's part but
+    not both, that save is refused on both ranks at the same step: no rank writes a byte of it,
+    both stop there, and every checkpoint left is whole and loads."""
+    framework('lightning')
+    script = tmp_path / 'train.py'
+    script.write_text(EVERY_RANK_SCRIPT.format(tests=str(Path(__file__).parent)))
+    out = tmp_path / 'out'
+    out.mkdir()
+    with mounted_tmpfs(tmp_path / 'disk', size='16m', nr_inodes=None) as disk:
+        ckpt = disk / 'ckpt'
+        env = {**os.environ, 'PYTHONWARNINGS': 'ignore::UserWarning,ignore::DeprecationWarning'}
+        env.pop('TMPDIR', None)
+        result = subprocess.run(
+            [sys.executable, str(script), str(ckpt), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=env,
+            check=False,
+        )
+        logs = result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.returncode == 0, logs
+        assert result.stdout.count('FIT RETURNED') == 2, logs
+        ranks = [json.loads((out / f'rank{rank}.json').read_text()) for rank in (0, 1)]
+        fill = json.loads((out / 'fill.json').read_text())
+        assert 1.4 * fill['part'] < fill['free'] < 2 * fill['part'], fill  # one part fits, two do not
+        # The batch that starts at step 3 ends at step 4, whose save is refused.
+        assert ranks[0] == ranks[1] == {'step': 4, 'stop': True}, (ranks, logs)
+        assert result.stderr.count('no rank writes') == 1, logs  # one warning, from rank zero
+        assert 'checkpoint directory' in result.stderr and 'epoch=0-step=4.ckpt' in result.stderr, logs
+        saved = sorted(p.name for p in ckpt.iterdir())
+        assert saved == [f'epoch=0-step={step}.ckpt' for step in (1, 2, 3)], saved  # nothing of step 4
+        for directory in saved:
+            assert sorted(p.name for p in (ckpt / directory).iterdir()) == ['meta.pt', 'rank0.pt', 'rank1.pt']
+            for part in (ckpt / directory).iterdir():
+                torch.load(part, weights_only=False)
 
 
 # ----- Lightning's AsyncCheckpointIO -----

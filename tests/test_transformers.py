@@ -593,6 +593,35 @@ def test_two_ranks_veto_the_same_save_and_stop_at_the_same_step(small_disk: Path
     assert not [w for w in ranks[1]['warnings'] if 'DiskSpaceWarning' in w or 'disk level' in w]
 
 
+def test_each_rank_counts_its_own_part_of_the_checkpoint_folder(tmp_path: Path) -> None:
+    """What each rank gives the collective pre-flight (Trainer._save_checkpoint): process zero the
+    whole folder's estimate, another rank under DDP only its rng_state_N.pth, and under FSDP or
+    DeepSpeed the shards it holds (here: its parameters and optimizer state) besides."""
+    from types import SimpleNamespace
+
+    from diskguard.transformers import _RNG_STATE_BYTES
+
+    guard = diskguard.DiskGuard(tmp_path, sync=None)
+    model = TinyRegressor()
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, FEATURES), torch.zeros(1))['loss'].backward()
+    optimizer.step()  # the optimizer state exists
+    parts = {'model': model, 'optimizer': optimizer}
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+
+    def part(zero: bool, **sharding: Any) -> int:
+        settings = {'world_size': 2, 'fsdp': '', 'deepspeed': None, 'save_only_model': False, **sharding}
+        args = SimpleNamespace(**settings)
+        state = SimpleNamespace(is_world_process_zero=zero)
+        return DiskGuardCallback._part(guard, args, state, parts)  # type: ignore[arg-type]
+
+    assert part(True) == DiskGuardCallback._estimate(guard, arguments(tmp_path), parts) + _RNG_STATE_BYTES
+    assert part(False) == _RNG_STATE_BYTES
+    for sharded in ({'fsdp': 'full_shard'}, {'deepspeed': 'ds_config.json'}):
+        assert part(False, **sharded) >= _RNG_STATE_BYTES + 3 * weights  # weights, Adam's two moments
+    guard.close()
+
+
 def test_two_ranks_on_a_full_disk_finish_with_complete_checkpoints(small_disk: Path, tmp_path: Path) -> None:
     out = small_disk / 'out'
     ranks = train_on_two_ranks(out, tmp_path / 'results')

@@ -9,11 +9,26 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ['Reduce', 'gather_objects', 'resolve_ranks', 'resolve_sync', 'this_rank', 'torch_reduce_any']
+from ._diskguard import _shared_filesystem
+from .errors import InsufficientSpaceError
+
+if TYPE_CHECKING:
+    from .guard import DiskGuard
+
+__all__ = [
+    'Reduce',
+    'gather_objects',
+    'preflight',
+    'resolve_ranks',
+    'resolve_sync',
+    'this_rank',
+    'torch_reduce_any',
+]
 
 
 #: Takes this rank's stop flag, returns the flag every rank agrees on (a collective).
@@ -163,3 +178,78 @@ def gather_objects(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, obj, group=_guard_group(dist))
     return gathered
+
+
+def filesystem_key(directory: str) -> tuple[str, Any]:
+    """Ranks with the same key write to the same filesystem: one every node sees, or this node's."""
+    if _shared_filesystem(directory):
+        return ('shared', directory)
+    return (socket.gethostname(), os.stat(directory).st_dev)
+
+
+def preflight(
+    guard: DiskGuard | None,
+    target: str,
+    nbytes: int,
+    *,
+    held: int = 0,
+    prepare: Callable[[], object] | None = None,
+    undo: Callable[[], object] | None = None,
+) -> tuple[bool, int]:
+    """The collective pre-flight of a save every rank writes a part of (a collective: every rank
+    calls it for the same save). Each rank gives ``nbytes``, its own part; they are summed per
+    filesystem (:func:`filesystem_key` of ``target``'s directory), the first rank of each asks its
+    guard once for room for the sum (plus ``held``, bytes of saves still in flight) and runs
+    ``prepare``, and every rank learns every verdict before any rank writes: all write or none does.
+
+    Returns ``(leader, total)``: whether this rank asked for its filesystem (it accounts the save
+    afterwards) and the bytes the ranks on it write.
+
+    Raises:
+        InsufficientSpaceError: On every rank when any filesystem refused (or ``prepare`` failed);
+            each leader has run ``undo`` by then, and every rank's guard is stopped (the stop the
+            ranks agree on), so they all stop at the same step.
+    """
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    key = filesystem_key(parent)
+    everyone = gather_objects((key, nbytes))
+    rank = this_rank()
+    ranks = [r for r, (k, _) in enumerate(everyone) if k == key]
+    total = sum(b for k, b in everyone if k == key)
+    leader = ranks[0] == rank
+    refusal: tuple[int, str, int, int] | None = None
+    failure: BaseException | None = None
+    if leader:
+        try:
+            if guard is not None:
+                guard.before_save(target, total + held)
+            if prepare is not None:
+                prepare()
+        except InsufficientSpaceError as err:
+            refusal = (rank, str(err), err.needed, err.available)
+        except OSError as err:
+            refusal = (rank, f'cannot prepare {target}: {err}', total, 0)
+        except BaseException as err:  # noqa: BLE001 -- raised below, once every rank has its verdict
+            # A DiskSpaceWarning turned into an error, an interrupt: raised here after the others
+            # had their verdict (a rank leaving a collective early would hang them).
+            failure = err
+            refusal = (rank, f'{type(err).__name__}: {err}', total, 0)
+    verdicts = [v for v in gather_objects(refusal) if v is not None]
+    if verdicts:
+        if leader and refusal is None and undo is not None:
+            undo()
+        # Every rank raises only once each leader has undone what it prepared: a rank that looks
+        # at the directory right after the refusal must not see another rank's preparations.
+        gather_objects(None)
+        if guard is not None:
+            guard._stop = True  # the agreed flag a distributed guard reports; the refusing core stopped too
+        if failure is not None:
+            raise failure
+        who, message, needed, available = verdicts[0]
+        raise InsufficientSpaceError(
+            f'no rank writes {target}: rank {who} refused it for its filesystem: {message}',
+            needed=needed,
+            available=available,
+        )
+    return leader, total

@@ -268,12 +268,14 @@ class DiskGuardCallbackMixin:
         self._trainer: Any = None
         self._replaced_io: Any = None
         self._replaced_inner_io: Any = None  # the IO inside an AsyncCheckpointIO
+        self._wrapped_strategy: Any = None  # a strategy whose saves every rank writes, wrapped
         self._failed_saves: list[_AsyncSave] = []
         self._protected: tuple[str, ...] = ()
         self._snapshots: list[tuple[Any, dict[str, Any]]] = []
         self._refused: list[str] = []
         self._keep_next_removal = False
         self._logs = False
+        self._logged_metrics: dict[str, Any] = {}  # figure -> the result metric its first log made
         self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
@@ -313,7 +315,9 @@ class DiskGuardCallbackMixin:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_guard=None, _finished=None, _trainer=None, _replaced_io=None, _snapshots=[])
+        state.update(
+            _guard=None, _finished=None, _trainer=None, _replaced_io=None, _snapshots=[], _logged_metrics={}
+        )
         return state
 
     # ----- building the guard -----
@@ -345,6 +349,7 @@ class DiskGuardCallbackMixin:
         self._restore_state()
         self._saves_at_batch_end = any(_may_save_at_batch_end(cb) for cb in trainer.checkpoint_callbacks)
         self._install_io(trainer)
+        self._wrap_every_rank_saves(trainer)
         self._protect(trainer)
         # Timer-style: a run resumed onto a full disk stops before its first step.
         self._stop_if(trainer, self._guard.sync_stop())
@@ -415,7 +420,12 @@ class DiskGuardCallbackMixin:
 
     def _detach_io(self) -> None:
         """Ends the installed IO's tie to this fit; it stays, saving whole or refusing (see
-        :class:`GuardedCheckpointIOMixin`), until the next fit replaces it."""
+        :class:`GuardedCheckpointIOMixin`), until the next fit replaces it. A wrapped strategy gets
+        its own save and removal back."""
+        strategy, self._wrapped_strategy = self._wrapped_strategy, None
+        if strategy is not None:
+            for name in ('save_checkpoint', 'remove_checkpoint'):
+                strategy.__dict__.pop(name, None)
         trainer = self._trainer
         if trainer is not None and self._replaced_io is not None:
             io = trainer.strategy.checkpoint_io
@@ -425,6 +435,64 @@ class DiskGuardCallbackMixin:
                 # The user's AsyncCheckpointIO goes back with its own IO (its saves in flight drained).
                 trainer.strategy.checkpoint_io = self._replaced_io
                 self._replaced_io._checkpoint_io = self._replaced_inner_io
+
+    # ----- saves every rank writes -----
+
+    def _wrap_every_rank_saves(self, trainer: Any) -> None:
+        """A strategy that writes a part of each checkpoint on every rank (FSDP's sharded state
+        dict, ModelParallel's distributed checkpoint, DeepSpeed, a subclass of the user's) saves
+        outside the CheckpointIO, where only rank zero would ask the guard, and a refusal there
+        (``reduce_boolean_decision`` afterwards) comes after the other ranks wrote their parts.
+        Its ``save_checkpoint`` goes through the collective pre-flight first (every rank's bytes,
+        one decision per filesystem, all write or none does), and its ``remove_checkpoint`` keeps
+        the file a refused save was to replace. One process has nothing to agree on."""
+        strategy = trainer.strategy
+        if trainer.world_size <= 1 or not _saves_on_every_rank(strategy):
+            return
+        save, remove = strategy.save_checkpoint, strategy.remove_checkpoint
+
+        def save_checkpoint(checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
+            self._save_on_every_rank(save, checkpoint, filepath, storage_options)
+
+        def remove_checkpoint(filepath: Any) -> None:
+            if self._guard is not None and self._keeps(os.fspath(filepath)):
+                return
+            remove(filepath)
+            self._removed(os.fspath(filepath))
+
+        strategy.save_checkpoint, strategy.remove_checkpoint = save_checkpoint, remove_checkpoint
+        self._wrapped_strategy = strategy
+
+    def _save_on_every_rank(
+        self, save: Callable[..., None], checkpoint: dict[str, Any], filepath: Any, storage_options: Any
+    ) -> None:
+        """One save of a strategy whose every rank writes: the collective pre-flight (every rank
+        calls this for the same save, as the strategy's own save), then the strategy's save, or,
+        refused, nothing written on any rank and every rank stopping at this step."""
+        guard, trainer = self._guard, self._trainer
+        if guard is None or not _writes_on_every_rank(trainer.strategy):
+            save(checkpoint, filepath, storage_options=storage_options)
+            return
+        # Rank zero's path, as the strategy's own save takes it: every rank decides alike below.
+        path = os.fspath(trainer.strategy.broadcast(os.fspath(filepath)))
+        if _is_remote(path) or not within(path, os.fsdecode(guard.path)):
+            save(checkpoint, filepath, storage_options=storage_options)
+            return
+        from . import _dist
+        from .dcp import _local_bytes
+
+        self._keep_next_removal = False  # each save is followed by at most its own removal
+        self._protect(trainer, saving=True)
+        saves = guard._saves
+        held = saves.held() if saves is not None else 0
+        try:
+            leader, total = _dist.preflight(guard, path, _local_bytes(checkpoint), held=held)
+        except InsufficientSpaceError as err:
+            self._refuse(path, err, agreed=True)
+            return
+        save(checkpoint, filepath, storage_options=storage_options)
+        if leader:
+            guard.after_save(path, total)
 
     # ----- what Lightning references -----
 
@@ -527,12 +595,17 @@ class DiskGuardCallbackMixin:
         try:
             call()
         except OSError as err:
-            if not self._failed_saves or disk_full_cause(err) is None:
-                self._failed_saves = []
-                raise
-            self._report_failed_saves(err)
+            self._settle_failure(err)
             return err
         return None
+
+    def _settle_failure(self, err: OSError) -> None:
+        """``err`` came out of settling the saves in flight: reported when a background save
+        failed because its disk or quota filled (the caller stops the run), else raised."""
+        if not self._failed_saves or disk_full_cause(err) is None:
+            self._failed_saves = []
+            raise err
+        self._report_failed_saves(err)
 
     def _report_failed_saves(self, err: BaseException) -> None:
         failed, self._failed_saves = self._failed_saves, []
@@ -561,13 +634,18 @@ class DiskGuardCallbackMixin:
                 raise
             logger.exception('diskguard: a checkpoint written in the background failed')
 
-    def _refuse(self, path: str, err: Exception) -> None:
+    def _refuse(self, path: str, err: Exception, *, agreed: bool = False) -> None:
         """A save that did not fit wrote nothing: the run stops instead of crashing, and the
-        ModelCheckpoint that asked for it is repaired at this callback's next hook."""
+        ModelCheckpoint that asked for it is repaired at this callback's next hook. ``agreed``:
+        every rank learnt the refusal at this save (the collective pre-flight) and stops now."""
         self._refused.append(path)
         self._keep_next_removal = True
         assert self._guard is not None and self._trainer is not None
-        if self._trainer.world_size == 1:
+        if agreed:
+            self._stop_if(self._trainer, True)  # the same save on every rank: the same step
+            if not self._trainer.is_global_zero:
+                return  # one warning for the run
+        elif self._trainer.world_size == 1:
             self._trainer.should_stop = True  # with one process the local flag is the agreed one
         # else: the refusal stopped the guard, and the next reduction stops every rank together.
         warnings.warn(
@@ -595,23 +673,29 @@ class DiskGuardCallbackMixin:
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        # The hot path, at every batch: nothing here beyond the guard's step() unless something
+        # changed (a refused save to repair, a stop, a batch Lightning sends to its loggers).
         guard = self._guard
         if guard is None:
             return
         if self._saves_at_batch_end:
             self._before_hook(trainer)
-        else:
+        elif self._refused:
             # No checkpoint callback saves here: what they reference changes only in the hooks
             # that save (each runs _before_hook) and is protected again by each save.
             self._repair(trainer)
         # Every rank calls this once per batch: the guard reduces its flag on the same calls. A save
         # written in the background that failed surfaces here (in a distributed run once every rank
         # agreed to stop).
-        stopped: list[bool] = []
-        if self._settled(lambda: stopped.append(guard.step())) is not None or stopped[0]:
+        try:
+            stop = guard.step()
+        except OSError as err:
+            self._settle_failure(err)
+            stop = True
+        if stop:
             self._stop_if(trainer, True)
-        if self._logs and trainer._logger_connector.should_update_logs:
-            self._log(pl_module)
+        if self._logs and _logs_this_batch(trainer):
+            self._log(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._before_epoch_save(trainer)
@@ -663,15 +747,44 @@ class DiskGuardCallbackMixin:
                 'or lower min_epochs/min_steps'
             )
 
-    def _log(self, pl_module: Any) -> None:
+    def _log(self, trainer: Any, pl_module: Any) -> None:
         """The disk next to the loss: the last check's figures logged as Lightning's own metrics
         are, so they travel in the same logger call as the loss, at Lightning's step. Called only
-        on the batches whose metrics Lightning sends to the loggers (``should_update_logs``): a
-        ``log`` call costs more than a check. Only the process that measures the directory has
-        figures; the loggers write from rank zero."""
+        on the batches whose metrics Lightning sends to the loggers (``should_update_logs``). Only
+        the process that measures the directory has figures; the loggers write from rank zero.
+
+        Each figure's first ``log`` of the fit goes through ``pl_module.log``, which validates it
+        and registers its result metric; later values are handed to that same metric (what
+        ``log`` does last), without the checks and the move to the device that made ``log`` cost
+        several times more than the check itself. Anything unexpected takes ``log`` again."""
         assert self._guard is not None
         for name, value in self._guard.metrics().items():
-            pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
+            if not self._update_logged(trainer, pl_module, name, value):
+                pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
+                self._logged_metrics[name] = _logged_metric(trainer, pl_module, name)
+
+    def _update_logged(self, trainer: Any, pl_module: Any, name: str, value: float) -> bool:
+        """Hands ``value`` to the result metric ``pl_module.log`` registered for ``name`` in this
+        fit, as ``log`` would; False (nothing done) when there is none or Lightning would reset
+        its results first."""
+        metric = self._logged_metrics.get(name)
+        if metric is None or _logged_metric(trainer, pl_module, name) is not metric:
+            return False
+        try:
+            connector = trainer._logger_connector
+            fx = pl_module._current_fx_name
+            if connector.should_reset_tensors(fx):
+                return False  # the first batch of an epoch: log resets this hook's results first
+            key = _logged_key(trainer, pl_module, name)
+            state = metric.value  # the figure logged last: its dtype and device, as log made them
+            update = trainer._results.update_metrics
+        except AttributeError:  # another Lightning
+            return False
+        import torch  # imported by Lightning already
+
+        update(key, torch.tensor(value, dtype=state.dtype, device=state.device), 1)
+        connector._current_fx = fx  # as log leaves it
+        return True
 
     # ----- a refused save: ModelCheckpoint's bookkeeping put back -----
 
@@ -789,6 +902,62 @@ def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
         except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
             return None
     return checkpoints_that_fit(guard, size)
+
+
+#: Strategies whose own ``save_checkpoint`` still writes from global rank zero only.
+_RANK_ZERO_SAVES = ('Strategy', 'XLAStrategy')
+
+
+def _saves_on_every_rank(strategy: Any) -> bool:
+    """Whether the strategy replaces Lightning's rank-zero save (``Strategy.save_checkpoint``,
+    through the CheckpointIO) with one of its own that every rank takes part in: FSDP, ModelParallel
+    and DeepSpeed (``lightning/pytorch/strategies/{fsdp,model_parallel,deepspeed}.py``), or a
+    subclass of the user's. XLA's writes from rank zero (``strategies/xla.py``)."""
+    for cls in type(strategy).__mro__:
+        if 'save_checkpoint' in vars(cls):
+            return cls.__name__ not in _RANK_ZERO_SAVES
+    return False
+
+
+def _writes_on_every_rank(strategy: Any) -> bool:
+    """At this save: FSDP with ``state_dict_type='full'`` and ModelParallel without
+    ``save_distributed_checkpoint`` hand a full checkpoint to rank zero's CheckpointIO instead."""
+    if getattr(strategy, '_state_dict_type', 'sharded') != 'sharded':
+        return False
+    return getattr(strategy, '_save_distributed_checkpoint', True) is not False
+
+
+def _logged_key(trainer: Any, pl_module: Any, name: str) -> str:
+    """The key under which ``pl_module.log(name, ...)`` keeps its result metric in this hook."""
+    key = f'{pl_module._current_fx_name}.{name}'
+    index = trainer._results.dataloader_idx
+    return key if index is None else f'{key}.{index}'
+
+
+def _logged_metric(trainer: Any, pl_module: Any, name: str) -> Any:
+    """The result metric ``pl_module.log(name, ...)`` registered in this hook, or None."""
+    try:
+        return trainer._results.get(_logged_key(trainer, pl_module, name))
+    except AttributeError:  # another Lightning: no fast path
+        return None
+
+
+def _logs_this_batch(trainer: Any) -> bool:
+    """Lightning's ``should_update_logs`` in ``on_train_batch_end``: whether this batch's metrics go
+    to the loggers. The property costs more than the rest of the hook (it reads the running stage
+    through an enum comparison), so its own arithmetic (every ``log_every_n_steps`` optimizer steps,
+    and on the batch a stop was asked) rules out the other batches first; Lightning decides."""
+    try:
+        every = trainer.log_every_n_steps
+        if (
+            every
+            and (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every
+            and not trainer.should_stop
+        ):
+            return False
+    except (AttributeError, TypeError):
+        pass  # another Lightning: ask it
+    return bool(trainer._logger_connector.should_update_logs)
 
 
 def _may_save_at_batch_end(callback: Any) -> bool:

@@ -34,7 +34,6 @@ import contextlib
 import io
 import os
 import shutil
-import socket
 import sys
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,8 +45,7 @@ from torch.distributed.checkpoint.state_dict_saver import async_save as _dcp_asy
 from torch.distributed.checkpoint.state_dict_saver import save as _dcp_save
 
 from . import _dist
-from ._diskguard import _shared_filesystem
-from .errors import DISK_FULL_ERRNOS, InsufficientSpaceError, disk_full_cause
+from .errors import DISK_FULL_ERRNOS, disk_full_cause
 from .saving import _RecordingFile
 
 if TYPE_CHECKING:
@@ -197,50 +195,17 @@ class _Plan:
         _abandon(self)
 
 
-def _filesystem_key(directory: str) -> tuple[str, Any]:
-    """Ranks with the same key write to the same filesystem: one every node sees, or this node's."""
-    if _shared_filesystem(directory):
-        return ('shared', directory)
-    return (socket.gethostname(), os.stat(directory).st_dev)
-
-
 def _preflight(guard: DiskGuard | None, final: str, staging: str, nbytes: int, held: int) -> _Plan:
-    """The collective pre-flight: every rank's bytes summed per filesystem, the first rank of each
-    asks the guard for room once (and prepares the staging directory), every rank gets the verdict
-    before writing. Raises InsufficientSpaceError on every rank when any filesystem refused."""
-    parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
-    key = _filesystem_key(parent)
-    everyone = _dist.gather_objects((key, nbytes))
-    rank = _dist.this_rank()
-    ranks = [r for r, (k, _) in enumerate(everyone) if k == key]
-    total = sum(b for k, b in everyone if k == key)
-    leader = ranks[0] == rank
-    refusal: tuple[int, str, int, int] | None = None
-    if leader:
-        try:
-            if guard is not None:
-                guard.before_save(final, total + held)
-            _remove_tree(staging)  # left by a save that crashed
-            os.mkdir(staging, 0o755)
-        except InsufficientSpaceError as err:
-            refusal = (rank, str(err), err.needed, err.available)
-        except OSError as err:
-            refusal = (rank, f'cannot prepare {staging}: {err}', total, 0)
-    verdicts = [v for v in _dist.gather_objects(refusal) if v is not None]
-    if verdicts:
-        if leader and refusal is None:
-            _remove_tree(staging)
-        # Every rank raises only once each leader has removed what it prepared: a rank that looks
-        # at the directory right after the refusal must not see another rank's staging directory.
-        _dist.gather_objects(None)
-        _stop(guard)
-        who, message, needed, available = verdicts[0]
-        raise InsufficientSpaceError(
-            f'no rank writes {final}: rank {who} refused it for its filesystem: {message}',
-            needed=needed,
-            available=available,
-        )
+    """The collective pre-flight (:func:`diskguard._dist.preflight`), whose leaders also prepare
+    the staging directory (and remove it when another filesystem refused)."""
+
+    def prepare() -> None:
+        _remove_tree(staging)  # left by a save that crashed
+        os.mkdir(staging, 0o755)
+
+    leader, total = _dist.preflight(
+        guard, final, nbytes, held=held, prepare=prepare, undo=lambda: _remove_tree(staging)
+    )
     return _Plan(final, staging, leader, total)
 
 

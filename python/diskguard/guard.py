@@ -44,6 +44,7 @@ from .retention import RetentionPolicy
 if TYPE_CHECKING:
     from types import FrameType
 
+    from ._diskguard import GuardEvent
     from ._types import Size, StrPath
 
 __all__ = ['DiskGuard']
@@ -298,9 +299,12 @@ class DiskGuard:
 
     @staticmethod
     def _emit(core: _Guard) -> None:
+        DiskGuard._emit_events(core.take_events())
+
+    @staticmethod
+    def _emit_events(events: list[GuardEvent]) -> None:
         # Every event is logged before any warning is issued: a warning turned into an error
         # (-W error) must not lose the records of what else was done.
-        events = core.take_events()
         for event in events:
             logger.log(logging.WARNING if event.warning else logging.INFO, event.message)
         for event in events:
@@ -413,7 +417,7 @@ class DiskGuard:
             raise TypeError(
                 f'step={step!r}: expected a whole number (int) or None, got {type(step).__name__}'
             )
-        self._act(_Guard.check)
+        self._check_now()
         self._last_step = step
         now = _monotonic()
         self._next_step = n + self._every_steps
@@ -421,6 +425,21 @@ class DiskGuard:
         self._clock_calls, self._clock_time = self._calls, now
         self._plan_next_clock(step)
         return self._stop
+
+    def _check_now(self) -> None:
+        """One check, on the hot path of :meth:`step` (every call with ``check_every_steps=1``):
+        one call into the core, which checks and hands back the stop flag and what happened;
+        nothing more runs here when nothing happened."""
+        core = self._engine
+        try:
+            stop, events = core.check_step()
+        except BaseException:
+            self._act(lambda _core: None)  # the flag and the events as after a failed act (and re-raise)
+            raise
+        if not self._distributed:  # there, the flag changes only when the ranks agree
+            self._stop = stop
+        if events:
+            self._emit_events(events)
 
     def _act(self, act: Callable[[_Guard], object]) -> None:
         """Runs ``act`` on the engine, then warns and logs what it did (also when it raised)."""

@@ -74,6 +74,7 @@ except ImportError:  # pragma: no cover - transformers before 4.42 stores no cal
         """Stand-in where transformers has no callback state: ``state()`` is then never asked."""
 
 
+from . import _dist
 from ._diskguard import plan
 from ._dist import resolve_sync
 from ._integration import callback_options, checkpoints_that_fit, within
@@ -395,8 +396,15 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         folder = self._checkpoint_folder(args, state)
         refusal: InsufficientSpaceError | None = None
         guard.protect(self._referenced(args, state))
+        # Every rank writes into the folder: the collective pre-flight sums their parts per
+        # filesystem, and every rank has the verdict before any rank writes (one warning says so).
+        collective = args.world_size > 1 and self.guard_options.get('sync', 'auto') == 'auto'
         try:
-            if within(folder, os.fsdecode(guard.path)):
+            if not within(folder, os.fsdecode(guard.path)):
+                pass
+            elif collective:
+                _dist.preflight(guard, folder, self._part(guard, args, state, kwargs))
+            else:
                 guard.before_save(folder, self._estimate(guard, args, kwargs))
         except InsufficientSpaceError as err:
             refusal = err
@@ -408,7 +416,7 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         # condition, so every rank makes the same collective calls.
         if stop and self._agree(refusal is not None, args):
             control.should_save = False
-            if refusal is not None:
+            if refusal is not None and (state.is_world_process_zero or not collective):
                 warnings.warn(
                     f'{refusal}; the Trainer skips this save (it would be left partial) and stops',
                     DiskSpaceWarning,
@@ -444,6 +452,28 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         best = state.best_model_checkpoint
         return [*finals, os.path.realpath(best)] if best else finals
 
+    @classmethod
+    def _part(
+        cls, guard: DiskGuard, args: TrainingArguments, state: TrainerState, kwargs: dict[str, Any]
+    ) -> int:
+        """This rank's bytes of the ``checkpoint-N`` folder (``Trainer._save_checkpoint``,
+        transformers/trainer.py): the world's process zero writes the model, the optimizer, the
+        scheduler and the trainer state (:meth:`_estimate`); under FSDP or DeepSpeed every rank
+        writes the shards it holds (``save_fsdp_model``/``save_fsdp_optimizer``, DeepSpeed's
+        ``save_checkpoint``, in ``_save_optimizer_and_scheduler``); every rank writes its
+        ``rng_state_{process_index}.pth`` (``_save_rng_state``)."""
+        if state.is_world_process_zero:
+            return cls._estimate(guard, args, kwargs) + _RNG_STATE_BYTES
+        if not (args.fsdp or args.deepspeed):
+            return _RNG_STATE_BYTES
+        from .dcp import _local_bytes  # the local shards of sharded tensors, as diskguard.dcp counts them
+
+        model, optimizer = kwargs.get('model'), kwargs.get('optimizer')
+        held = [list(model.parameters())] if model is not None else []
+        if optimizer is not None and not args.save_only_model:
+            held.append(optimizer.state_dict())
+        return _local_bytes(held) + _RNG_STATE_BYTES
+
     @staticmethod
     def _estimate(guard: DiskGuard, args: TrainingArguments, kwargs: dict[str, Any]) -> int:
         """Bytes the next ``checkpoint-N`` needs: the largest complete one the guard has seen, or
@@ -468,6 +498,11 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
             'args': {name: value for name, value in json_args.items() if value is not ...},
             'attributes': {},
         }
+
+
+#: An upper bound on a ``rng_state_N.pth`` (python, numpy and torch CPU generator states, plus
+#: one CUDA state per device of the node: 16 KiB on CPU).
+_RNG_STATE_BYTES = 64 * 1024
 
 
 def _save_total_limit_conflict(args: TrainingArguments, guard: DiskGuard, model: Any) -> str | None:

@@ -207,6 +207,11 @@ impl PyGuard {
     }
 }
 
+/// The events as Python gets them (`take_events`, `check_step`).
+fn events_to_py(events: Vec<crate::guard::Event>) -> Vec<PyGuardEvent> {
+    events.into_iter().map(PyGuardEvent::from).collect()
+}
+
 #[pymethods]
 impl PyGuard {
     /// The engine for `path` with `options` (a `diskguard._options.GuardOptions`, read by name:
@@ -263,6 +268,18 @@ impl PyGuard {
         }))
     }
 
+    /// A check as `DiskGuard.step()` makes it, in one call: `(should_stop, events)`, the events
+    /// as `take_events` gives them (empty when nothing happened: nothing more for Python to do).
+    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<PyGuardEvent>)> {
+        let t = monotonic_now()?;
+        let (stop, events) = py.detach(|| {
+            let mut guard = self.guard();
+            guard.check(t);
+            (guard.should_stop(), guard.take_events())
+        });
+        Ok((stop, events_to_py(events)))
+    }
+
     /// Makes room for a save of `nbytes` to `path`, or raises `InsufficientSpaceError`.
     fn before_save(
         &self,
@@ -293,10 +310,7 @@ impl PyGuard {
 
     /// Events since the last call.
     fn take_events(&self, py: Python<'_>) -> Vec<PyGuardEvent> {
-        self.with(py, Guard::take_events)
-            .into_iter()
-            .map(PyGuardEvent::from)
-            .collect()
+        events_to_py(self.with(py, Guard::take_events))
     }
 
     #[getter]
