@@ -64,11 +64,7 @@ class GuardedCheckpointIOMixin:
         self.replaced = replaced
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError(
-                f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
-                "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
-            )
+        _refuse_storage_options(storage_options)
         lightning_save = super().save_checkpoint  # type: ignore[misc]
         path = os.fspath(path)
         if self._callback is not None:
@@ -93,6 +89,15 @@ class GuardedCheckpointIOMixin:
         return _itself, (self.replaced,)
 
 
+def _refuse_storage_options(storage_options: Any) -> None:
+    """The checkpoint IOs diskguard installs take no ``storage_options``, as Lightning's own."""
+    if storage_options is not None:
+        raise TypeError(
+            f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
+            "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
+        )
+
+
 def _itself(io: Any) -> Any:
     """Unpickles a :class:`GuardedCheckpointIOMixin` as the IO it stood in for."""
     return io
@@ -111,11 +116,7 @@ class GuardedAsyncCheckpointIOMixin:
         self.replaced = replaced
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError(
-                f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
-                "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
-            )
+        _refuse_storage_options(storage_options)
         self._callback._publish_async(checkpoint, os.fspath(path), self.replaced)
 
     def remove_checkpoint(self, path: Any) -> None:

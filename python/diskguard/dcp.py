@@ -45,6 +45,7 @@ from torch.distributed.checkpoint.state_dict_saver import async_save as _dcp_asy
 from torch.distributed.checkpoint.state_dict_saver import save as _dcp_save
 
 from . import _dist
+from ._diskguard import OWN_PREFIX
 from .errors import DISK_FULL_ERRNOS, disk_full_cause
 from .saving import _RecordingFile
 
@@ -65,7 +66,7 @@ def staging_path(checkpoint_id: StrPath) -> str:
     parent, name = os.path.split(final.rstrip(os.sep))
     if not name:
         raise ValueError(f'checkpoint_id={checkpoint_id!r}: expected a directory path with a name, not /')
-    return os.path.join(parent, f'.diskguard-{name}.tmp')
+    return os.path.join(parent, f'{OWN_PREFIX}{name}.tmp')
 
 
 def _absolute(path: StrPath) -> str:
@@ -121,7 +122,7 @@ def _publish(staging: str, final: str) -> None:
     parent, name = os.path.split(final)
     old = None
     if os.path.lexists(final):
-        old = os.path.join(parent, f'.diskguard-{name}.old.tmp')
+        old = os.path.join(parent, f'{OWN_PREFIX}{name}.old.tmp')
         _remove_tree(old)
         os.rename(final, old)
     os.rename(staging, final)
@@ -247,6 +248,12 @@ def _abandon(plan: _Plan) -> None:
         _remove_tree(plan.staging)
 
 
+def _abandon_diagnosed(guard: DiskGuard | None, plan: _Plan, err: BaseException) -> None:
+    """A save that failed: its staging directory removed, the guard's diagnosis noted on ``err``."""
+    _abandon(plan)
+    _diagnosed(guard, err)
+
+
 def save(
     state_dict: dict[str, Any],
     *,
@@ -283,8 +290,7 @@ def save(
             use_collectives=use_collectives,
         )
     except BaseException as err:  # DCP's CheckpointException is a BaseException; re-raised
-        _abandon(plan)
-        _diagnosed(guard, err)
+        _abandon_diagnosed(guard, plan, err)
         raise
     _finish(guard, plan)
     return metadata
@@ -429,8 +435,7 @@ def async_save(
             **options,
         )
     except BaseException as err:  # DCP's CheckpointException is a BaseException; re-raised
-        _abandon(plan)
-        _diagnosed(guard, err)
+        _abandon_diagnosed(guard, plan, err)
         raise
     future: Future[Any] = started.upload_completion if isinstance(started, AsyncSaveResponse) else started
     tracker.inflight.append(_InFlight(plan, future))
