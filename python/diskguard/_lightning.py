@@ -18,12 +18,31 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._diskguard import DiskGuardError
-from ._integration import callback_options, checkpoints_that_fit, within
+from ._integration import callback_options, within
+from ._lightning_io import (
+    GuardedAsyncCheckpointIOMixin,
+    GuardedCheckpointIOMixin,
+    _AsyncSave,
+    _BackgroundWriter,
+    _is_remote,
+)
+from ._lightning_trainer import (
+    _REFERENCES,
+    _conflicts,
+    _logged_key,
+    _logged_metric,
+    _logs_this_batch,
+    _may_save_at_batch_end,
+    _not_guarded,
+    _paths_in,
+    _repair_model_checkpoint,
+    _saves_on_every_rank,
+    _writes_on_every_rank,
+)
 from .errors import DiskFullError, DiskSpaceWarning, InsufficientSpaceError, disk_full_cause
 from .guard import DiskGuard, _caller_level
 from .saving import estimate_size, save
@@ -36,169 +55,6 @@ __all__ = ['DiskGuardCallbackMixin', 'GuardedAsyncCheckpointIOMixin', 'GuardedCh
 logger = logging.getLogger('diskguard.lightning')
 
 _STATE_VERSION = 1
-
-
-def _is_remote(path: str) -> bool:
-    """A URL (``s3://...``): diskguard measures local filesystems only."""
-    return '://' in path
-
-
-class GuardedCheckpointIOMixin:
-    """Lightning's ``TorchCheckpointIO`` with its publish replaced by :func:`diskguard.save`.
-
-    Lightning's own publish (fsspec) stages the whole checkpoint in ``tempfile.gettempdir()`` and
-    copies it across filesystems, so a small ``$TMPDIR`` fails every save and a full destination gets
-    a truncated file. Loading is Lightning's; removing is Lightning's, except that the file a refused
-    save was to replace is kept.
-
-    It stays after the fit, detached from the callback (``trainer.save_checkpoint('final.ckpt')``
-    after ``fit()`` is the most common save by hand): such a save is whole or refused before a byte
-    is written (:func:`diskguard.save` without a guard), and recorded by no guard.
-    """
-
-    def __init__(self, callback: DiskGuardCallbackMixin, replaced: Any) -> None:
-        super().__init__()
-        #: The callback of the fit under way; None once it ended.
-        self._callback: DiskGuardCallbackMixin | None = callback
-        #: The CheckpointIO this one stands in for (what a pickled Trainer gets back).
-        self.replaced = replaced
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        _refuse_storage_options(storage_options)
-        lightning_save = super().save_checkpoint  # type: ignore[misc]
-        path = os.fspath(path)
-        if self._callback is not None:
-            self._callback._publish(checkpoint, path, lightning_save)
-        elif _is_remote(path):
-            lightning_save(checkpoint, path)
-        else:
-            os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-            save(checkpoint, path)
-
-    def remove_checkpoint(self, path: Any) -> None:
-        callback = self._callback
-        if callback is not None and callback._keeps(os.fspath(path)):
-            return
-        super().remove_checkpoint(path)  # type: ignore[misc]
-        if callback is not None:
-            callback._removed(os.fspath(path))
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # A pickled (or deep-copied) Trainer gets Lightning's own IO: the callback is not pickled
-        # with its process's fit.
-        return _itself, (self.replaced,)
-
-
-def _refuse_storage_options(storage_options: Any) -> None:
-    """The checkpoint IOs diskguard installs take no ``storage_options``, as Lightning's own."""
-    if storage_options is not None:
-        raise TypeError(
-            f'storage_options={storage_options!r}: the checkpoint IO diskguard installs takes none '
-            "(as Lightning's TorchCheckpointIO); pass a CheckpointIO plugin of your own to use them"
-        )
-
-
-def _itself(io: Any) -> Any:
-    """Unpickles a :class:`GuardedCheckpointIOMixin` as the IO it stood in for."""
-    return io
-
-
-class GuardedAsyncCheckpointIOMixin:
-    """Stands in front of Lightning's ``AsyncCheckpointIO`` (whose own IO is replaced by a
-    :class:`_BackgroundWriter`): each save is checked for room on the training thread, with the
-    bytes of the saves still in flight counted as held, before the AsyncCheckpointIO copies it and
-    hands it to its thread; removals wait for the saves before them to complete."""
-
-    def __init__(self, callback: DiskGuardCallbackMixin, replaced: Any) -> None:
-        super().__init__()
-        self._callback = callback
-        #: The user's AsyncCheckpointIO, put back (with its own IO) at the end of the fit.
-        self.replaced = replaced
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        _refuse_storage_options(storage_options)
-        self._callback._publish_async(checkpoint, os.fspath(path), self.replaced)
-
-    def remove_checkpoint(self, path: Any) -> None:
-        self._callback._remove_async(os.fspath(path), self.replaced)
-
-    def load_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        return self.replaced.load_checkpoint(*args, **kwargs)
-
-    def teardown(self) -> None:
-        # Lightning tears the strategy down before the callbacks: the saves in flight end here.
-        try:
-            self._callback._drain(raise_errors=True)
-        finally:
-            self.replaced.teardown()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return _itself, (self.replaced,)  # as GuardedCheckpointIOMixin: the user's plugin
-
-
-class _BackgroundWriter:
-    """The IO inside the user's ``AsyncCheckpointIO``, run on its thread: writes with
-    :func:`diskguard.save` (temp file, fsync, rename) and reports to the save's future instead of
-    raising (so the failure reaches the training thread through the guard, not Lightning's sticky
-    ``_error``). Anything else is the IO it replaced."""
-
-    def __init__(self, replaced: Any) -> None:
-        self.replaced = replaced
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if not isinstance(storage_options, _AsyncSave):
-            self.replaced.save_checkpoint(checkpoint, path, storage_options=storage_options)
-            return
-        storage_options.write(checkpoint, os.fspath(path))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.replaced, name)
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return _itself, (self.replaced,)
-
-
-class _AsyncSave:
-    """One save through ``AsyncCheckpointIO``: the plan diskguard.dcp's tracker of saves in flight
-    settles on the training thread (``nbytes`` held meanwhile, ``finish``, ``abandon``)."""
-
-    def __init__(self, callback: DiskGuardCallbackMixin, path: str, nbytes: int, guarded: bool) -> None:
-        self.callback, self.target, self.nbytes, self.guarded = callback, path, nbytes, guarded
-        #: The guarded directory, read by diskguard.save as a guard's (never a symlink out of it).
-        self.path = callback._guard.path if callback._guard is not None else None
-        self.size = nbytes
-        self.removals: list[str] = []  # what ModelCheckpoint removed after this save: done once it is whole
-        self.snapshots = callback._snapshots  # ModelCheckpoint before the hook that saved, for a repair
-        self.future: Future[int] = Future()
-        self.future.set_running_or_notify_cancel()
-
-    # The background thread.
-    def write(self, checkpoint: dict[str, Any], path: str) -> None:
-        try:
-            # Room was asked for on the training thread: this only measures the size written.
-            save(checkpoint, path, guard=self if self.guarded else None)
-        except BaseException as err:  # noqa: BLE001 -- settled on the training thread
-            self.future.set_exception(err)
-        else:
-            self.future.set_result(self.size)
-
-    def before_save(self, path: str, nbytes: int) -> None:
-        pass
-
-    def after_save(self, path: str, nbytes: int) -> None:
-        self.size = nbytes
-
-    # The training thread.
-    def finish(self, guard: DiskGuard | None) -> None:
-        if guard is not None and self.guarded:
-            guard.after_save(self.target, self.size)
-        for path in self.removals:
-            self.callback._remove_now(path)
-
-    def abandon(self) -> None:
-        # The checkpoints this save was to replace stay: it is not whole.
-        self.removals.clear()
-        self.callback._failed_saves.append(self)
 
 
 class DiskGuardCallbackMixin:
@@ -848,154 +704,3 @@ class DiskGuardCallbackMixin:
         self._reset_fit()
         if guard is not None:
             self._finished = guard  # read after fit(): guard.status(), stop_reason
-
-
-_REFERENCES = ('best_model_path', 'last_model_path', 'kth_best_model_path')
-
-
-def _not_guarded(trainer: Any) -> str | None:
-    """Why a fit is left alone, or None: a smoke test of the code saves no checkpoint, and
-    ``barebones`` asks for no overhead (and forbids ``log``)."""
-    if trainer.fast_dev_run:
-        return f'fast_dev_run={trainer.fast_dev_run!r} saves no checkpoint'
-    if getattr(trainer, 'barebones', False):
-        return 'Trainer(barebones=True) runs without checkpointing, logging or callbacks that cost time'
-    return None
-
-
-def _conflicts(trainer: Any, guard: DiskGuard, pl_module: Any, retention: Any) -> Iterator[str]:
-    """Settings that cannot both hold, named once when the fit starts, with what to change."""
-    for callback in trainer.checkpoint_callbacks:
-        top_k = getattr(callback, 'save_top_k', None)
-        if not isinstance(top_k, int):
-            continue
-        dirpath = getattr(callback, 'dirpath', None)
-        name = f'{type(callback).__name__}(dirpath={os.fspath(dirpath or "")!r}, save_top_k={top_k})'
-        if top_k < 0 and retention is not None and getattr(callback, 'monitor', None) is not None:
-            yield (
-                f'{name} keeps every checkpoint it saves, and diskguard never deletes a checkpoint '
-                f'Lightning keeps: retention={retention!r} can delete none of them, so the run stops '
-                'once the disk is full. Set save_top_k to the number to keep (Lightning then deletes '
-                'the others), or drop retention='
-            )
-        guarded = dirpath is not None and within(os.path.abspath(os.fspath(dirpath)), os.fsdecode(guard.path))
-        if top_k > 0 and guarded:
-            # A save comes before the removal it causes; a last.ckpt that is not a link is a copy.
-            extra = 1 + (1 if getattr(callback, 'save_last', None) is True else 0)
-            capacity = _checkpoints_that_fit(guard, pl_module)
-            if capacity is not None and top_k + extra > capacity:
-                yield (
-                    f'{name} holds {top_k + extra} checkpoints at its peak (save_top_k, the new one '
-                    f'saved before the k-th is removed{", last.ckpt" if extra > 1 else ""}), and the '
-                    f'disk has room for about {capacity}: lower save_top_k to {max(capacity - extra, 1)} '
-                    'or give the checkpoints more room; diskguard stops the run when it runs short'
-                )
-
-
-def _checkpoints_that_fit(guard: DiskGuard, pl_module: Any) -> int | None:
-    """How many checkpoints of this model the guarded directory's filesystem can hold (what is
-    available now plus what the run holds there), or None when that is not known."""
-    status = guard.status()
-    size = status.largest_checkpoint
-    if not size:
-        try:
-            size = estimate_size(pl_module.state_dict())  # the weights: a lower bound on a checkpoint
-        except Exception:  # noqa: BLE001 -- an estimate only; a model may refuse state_dict() here
-            return None
-    return checkpoints_that_fit(guard, size)
-
-
-#: Strategies whose own ``save_checkpoint`` still writes from global rank zero only.
-_RANK_ZERO_SAVES = ('Strategy', 'XLAStrategy')
-
-
-def _saves_on_every_rank(strategy: Any) -> bool:
-    """Whether the strategy replaces Lightning's rank-zero save (``Strategy.save_checkpoint``,
-    through the CheckpointIO) with one of its own that every rank takes part in: FSDP, ModelParallel
-    and DeepSpeed (``lightning/pytorch/strategies/{fsdp,model_parallel,deepspeed}.py``), or a
-    subclass of the user's. XLA's writes from rank zero (``strategies/xla.py``)."""
-    for cls in type(strategy).__mro__:
-        if 'save_checkpoint' in vars(cls):
-            return cls.__name__ not in _RANK_ZERO_SAVES
-    return False
-
-
-def _writes_on_every_rank(strategy: Any) -> bool:
-    """At this save: FSDP with ``state_dict_type='full'`` and ModelParallel without
-    ``save_distributed_checkpoint`` hand a full checkpoint to rank zero's CheckpointIO instead."""
-    if getattr(strategy, '_state_dict_type', 'sharded') != 'sharded':
-        return False
-    return getattr(strategy, '_save_distributed_checkpoint', True) is not False
-
-
-def _logged_key(trainer: Any, pl_module: Any, name: str) -> str:
-    """The key under which ``pl_module.log(name, ...)`` keeps its result metric in this hook."""
-    key = f'{pl_module._current_fx_name}.{name}'
-    index = trainer._results.dataloader_idx
-    return key if index is None else f'{key}.{index}'
-
-
-def _logged_metric(trainer: Any, pl_module: Any, name: str) -> Any:
-    """The result metric ``pl_module.log(name, ...)`` registered in this hook, or None."""
-    try:
-        return trainer._results.get(_logged_key(trainer, pl_module, name))
-    except AttributeError:  # another Lightning: no fast path
-        return None
-
-
-def _logs_this_batch(trainer: Any) -> bool:
-    """Lightning's ``should_update_logs`` in ``on_train_batch_end``: whether this batch's metrics go
-    to the loggers. The property costs more than the rest of the hook (it reads the running stage
-    through an enum comparison), so its own arithmetic (every ``log_every_n_steps`` optimizer steps,
-    and on the batch a stop was asked) rules out the other batches first; Lightning decides."""
-    try:
-        every = trainer.log_every_n_steps
-        if (
-            every
-            and (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every
-            and not trainer.should_stop
-        ):
-            return False
-    except (AttributeError, TypeError):
-        pass  # another Lightning: ask it
-    return bool(trainer._logger_connector.should_update_logs)
-
-
-def _may_save_at_batch_end(callback: Any) -> bool:
-    """Whether a checkpoint callback can save in ``on_train_batch_end``: a ModelCheckpoint does with
-    ``every_n_train_steps`` or ``train_time_interval``; any other Checkpoint may."""
-    try:
-        return bool(callback._every_n_train_steps) or callback._train_time_interval is not None
-    except AttributeError:
-        return True
-
-
-def _paths_in(model_checkpoint: dict[str, Any]) -> Iterator[str]:
-    """The files a ModelCheckpoint's attributes (or its state_dict) reference."""
-    yield from (str(p) for p in model_checkpoint.get('best_k_models', {}))
-    for name in _REFERENCES:
-        path = model_checkpoint.get(name)
-        if path:
-            yield str(path)  # a last.ckpt link protects its target too (the guard follows it)
-
-
-def _repair_model_checkpoint(callback: Any, before: dict[str, Any]) -> None:
-    """Drops references to files that do not exist; takes back ones kept from before the hook."""
-    exists = os.path.exists
-    best_k = {p: v for p, v in callback.best_k_models.items() if exists(p)}
-    limit = callback.save_top_k
-    for path, score in before['best_k_models'].items():
-        if path not in best_k and exists(path) and (limit < 0 or len(best_k) < limit):
-            best_k[path] = score
-    callback.best_k_models = best_k
-    if best_k and callback.monitor is not None:
-        worst, best = (max, min) if callback.mode == 'min' else (min, max)
-        callback.kth_best_model_path = worst(best_k, key=best_k.__getitem__)
-        callback.kth_value = best_k[callback.kth_best_model_path]
-        callback.best_model_path = best(best_k, key=best_k.__getitem__)
-        callback.best_model_score = best_k[callback.best_model_path]
-    for name in _REFERENCES:
-        path = getattr(callback, name)
-        if path and not os.path.lexists(path):
-            previous = before.get(name) or ''
-            setattr(callback, name, previous if previous and exists(previous) else '')
