@@ -145,12 +145,18 @@ def test_progress_callback_errors_cancel_the_scan_and_the_gil_is_free(open_dir: 
 def test_ctrl_c_stops_the_command(open_dir: Path) -> None:
     inside = threading.Event()
     with slow_fuse(open_dir / 'slow', statfs_delay=0.0, getattr_delay=2.0, getattr_seen=inside) as where:
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'diskguard', 'du', str(where)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # As from a terminal: a shell's background job (`pytest &`) ignores SIGINT, a child inherits
+        # an ignored signal (a handled one is reset at exec), and Python keeps it ignored.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'diskguard', 'du', str(where)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         # Interrupt once du is inside the slow request, not after a guessed delay (under load
         # the interpreter may not have started by then, or the scan may have finished).
         assert inside.wait(timeout=60), 'du never reached the FUSE mount'
