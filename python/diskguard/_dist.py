@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import os
 import socket
 import sys
@@ -180,6 +181,42 @@ def gather_objects(obj: Any) -> list[Any]:
     return gathered
 
 
+def _gather_parts(key: tuple[str, Any], nbytes: int) -> list[tuple[bytes, int]]:
+    """Every rank's filesystem key (a 128-bit digest) and bytes, in rank order: one collective of
+    three int64s a rank, where ``gather_objects`` takes two (the sizes, then the pickles)."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+    dist = _initialized_group()
+    if dist is None or dist.get_world_size() == 1:
+        return [(digest, nbytes)]
+    torch = sys.modules['torch']
+    mine = torch.tensor(
+        [
+            int.from_bytes(digest[:8], 'little', signed=True),
+            int.from_bytes(digest[8:], 'little', signed=True),
+            nbytes,
+        ],
+        dtype=torch.int64,
+    )
+    everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(everyone, mine, group=_guard_group(dist))
+    parts: list[tuple[bytes, int]] = []
+    for t in everyone:
+        high, low, size = (int(v) for v in t.tolist())
+        parts.append((high.to_bytes(8, 'little', signed=True) + low.to_bytes(8, 'little', signed=True), size))
+    return parts
+
+
+def _any_rank(flag: bool) -> bool:
+    """Whether any rank's ``flag`` is set: one collective of one int64 a rank."""
+    dist = _initialized_group()
+    if dist is None or dist.get_world_size() == 1:
+        return flag
+    torch = sys.modules['torch']
+    mine = torch.tensor([int(flag)], dtype=torch.int64)
+    dist.all_reduce(mine, op=dist.ReduceOp.MAX, group=_guard_group(dist))
+    return bool(mine.item())
+
+
 def filesystem_key(directory: str) -> tuple[str, Any]:
     """Ranks with the same key write to the same filesystem: one every node sees, or this node's."""
     if _shared_filesystem(directory):
@@ -212,11 +249,13 @@ def preflight(
     """
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
-    key = filesystem_key(parent)
-    everyone = gather_objects((key, nbytes))
+    # Clamped, not refused: a rank raising alone here would leave the others in the collective
+    # (an impossible size only makes the save be refused).
+    everyone = _gather_parts(filesystem_key(parent), min(max(int(nbytes), 0), 2**63 - 1))
     rank = this_rank()
-    ranks = [r for r, (k, _) in enumerate(everyone) if k == key]
-    total = sum(b for k, b in everyone if k == key)
+    mine = everyone[rank][0]
+    ranks = [r for r, (k, _) in enumerate(everyone) if k == mine]
+    total = sum(b for k, b in everyone if k == mine)
     leader = ranks[0] == rank
     refusal: tuple[int, str, int, int] | None = None
     failure: BaseException | None = None
@@ -235,7 +274,8 @@ def preflight(
             # had their verdict (a rank leaving a collective early would hang them).
             failure = err
             refusal = (rank, f'{type(err).__name__}: {err}', total, 0)
-    verdicts = [v for v in gather_objects(refusal) if v is not None]
+    # The verdicts travel only when there is one: in the common case one small reduction says none.
+    verdicts = [v for v in gather_objects(refusal) if v is not None] if _any_rank(refusal is not None) else []
     if verdicts:
         if leader and refusal is None and undo is not None:
             undo()
