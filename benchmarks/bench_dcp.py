@@ -3,8 +3,8 @@
 Run: ``python benchmarks/bench_dcp.py [DIR] [--nproc N] [--rounds R]`` (default ``/dev/shm``, a
 tmpfs, so the disk's speed does not drown the difference). It relaunches itself under torchrun.
 Each rank holds 64 MiB (16 tensors of 1 Mi floats, a shard of its own). Rounds of the plain and
-the guarded save are interleaved, each into a fresh directory; a round's time is the slowest rank's
-(the save is collective). Medians are compared; target at most 1.05x.
+the guarded save are interleaved (which goes first alternates), each into a fresh directory; a
+round's time is the slowest rank's (the save is collective). Medians are compared; target at most 1.05x.
 
 Async: the time the training thread is blocked in ``async_save`` (staging the state to CPU, and for
 the guarded one the collective pre-flight), plain ``dcp.async_save`` against
@@ -91,11 +91,16 @@ def run(base: Path, rounds: int) -> None:
 
     samples: dict[str, list[float]] = {k: [] for k in ('dcp.save', 'guarded', 'dcp.async', 'guarded.async')}
     futures: list[Any] = []
-    for _ in range(rounds):
+
+    def plain_save() -> None:
         samples['dcp.save'].append(slowest(lambda: save(state, checkpoint_id=str(fresh()))))
         clean()
+
+    def guarded_save() -> None:
         samples['guarded'].append(slowest(lambda: guarded.save(state, checkpoint_id=fresh(), guard=guard)))
         clean()
+
+    def plain_async() -> None:
         samples['dcp.async'].append(
             slowest(
                 lambda: futures.append(
@@ -105,6 +110,8 @@ def run(base: Path, rounds: int) -> None:
         )
         futures[-1].result()
         clean()
+
+    def guarded_async() -> None:
         samples['guarded.async'].append(
             slowest(
                 lambda: futures.append(
@@ -115,6 +122,13 @@ def run(base: Path, rounds: int) -> None:
         futures[-1].result()
         guard.step()  # settles the finished save on the training thread, as a run would
         clean()
+
+    for round_ in range(rounds):
+        # Which of the pair goes first alternates, so neither always runs after the other's kind.
+        pairs = [(plain_save, guarded_save), (plain_async, guarded_async)]
+        for first, second in pairs:
+            for contender in (first, second) if round_ % 2 == 0 else (second, first):
+                contender()
     if rank == 0:
         shutil.rmtree(root)
         med = {k: statistics.median(v) for k, v in samples.items()}
