@@ -739,6 +739,15 @@ def test_disk_columns_are_on_the_loss_rows_in_csv_and_tensorboard(
 
 # ----- DDP: two CPU processes (gloo) -----
 
+# torch aborts a process that exits with a gloo group alive, now and then ("terminate called without
+# an active exception", pytorch/pytorch#190489), and Lightning destroys its group only for NCCL. Every
+# process destroys it at exit, as torch's docs ask: ddp_spawn's workers import the script too.
+DESTROY_GROUP_AT_EXIT = """@atexit.register
+def destroy_process_group():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+"""
+
 DDP_SCRIPT = """
 import atexit, json, os, sys
 sys.path.insert(0, {tests!r})
@@ -747,15 +756,7 @@ import torch.distributed as dist
 from diskguard.lightning import DiskGuardCallback
 from lightning_model import tiny_model
 
-@atexit.register
-def destroy_process_group():
-    # torch aborts a process that exits with a gloo group alive, now and then ("terminate called
-    # without an active exception", pytorch/pytorch#190489), and Lightning destroys its group only
-    # for NCCL. Every process destroys it at exit, as torch's docs ask: ddp_spawn's workers import
-    # this module too.
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
+{destroy_group_at_exit}
 class Record(pl.Callback):
     def __init__(self, out):
         self.out = out
@@ -784,7 +785,9 @@ if __name__ == '__main__':
 def test_ddp_ranks_stop_together(strategy: str, tmp_path: Path) -> None:
     framework('lightning')
     script = tmp_path / 'train.py'
-    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(
+        DDP_SCRIPT.format(tests=str(Path(__file__).parent), destroy_group_at_exit=DESTROY_GROUP_AT_EXIT)
+    )
     out = tmp_path / 'out'
     out.mkdir()
     with checkpoint_disk(tmp_path, 6 * CHECKPOINT_MB) as ckpt:
@@ -822,11 +825,7 @@ from diskguard import DiskSpaceWarning
 from diskguard.lightning import DiskGuardCallback
 from lightning_model import tiny_model
 
-@atexit.register
-def destroy_process_group():
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
+{destroy_group_at_exit}
 class EveryRankDDP(pl.strategies.DDPStrategy):
     # Saves as FSDPStrategy(state_dict_type='sharded') does (lightning/pytorch/strategies/fsdp.py,
     # save_checkpoint): rank zero's path, a directory, every rank writes its own part, rank zero the
@@ -890,7 +889,11 @@ def test_a_save_every_rank_writes_is_refused_on_every_rank_before_any_writes(tmp
     both stop there, and every checkpoint left is whole and loads."""
     framework('lightning')
     script = tmp_path / 'train.py'
-    script.write_text(EVERY_RANK_SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(
+        EVERY_RANK_SCRIPT.format(
+            tests=str(Path(__file__).parent), destroy_group_at_exit=DESTROY_GROUP_AT_EXIT
+        )
+    )
     out = tmp_path / 'out'
     out.mkdir()
     with mounted_tmpfs(tmp_path / 'disk', size='16m', nr_inodes=None) as disk:
