@@ -703,6 +703,37 @@ def test_each_logger_call_carries_the_figures_of_that_batchs_check(name: str, tm
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize('name', FRAMEWORKS)
+def test_the_figures_leave_lightnings_batch_results_after_their_logger_call(
+    name: str, tmp_path: Path
+) -> None:
+    """Lightning copies every live result metric into its metrics at each batch end. The figures
+    are live only on the batches whose metrics go to the loggers; at the others Lightning does no
+    work for them (it was several microseconds a figure, at every batch of the fit)."""
+    pl, callback_class = framework(name)
+    callback = callback_class(tmp_path / 'ckpt', check_every_steps=1)
+    live: list[int] = []
+    logged: list[int] = []
+
+    class Checking(recording_logger(pl).__class__):  # type: ignore[misc]
+        def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+            super().log_metrics(metrics, step)
+            if 'disk/free_bytes' in metrics:
+                logged.append(step)
+
+    class Spy(pl.Callback):  # after the guard's callback: sees what Lightning collects next
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if 'disk/free_bytes' in trainer._results.metrics(True)['log']:
+                live.append(trainer.global_step - 1)
+
+    fit = trainer(pl, tmp_path, [callback, Spy()], max_steps=20, logger=Checking(), log_every_n_steps=3)
+    fit.fit(tiny_model(pl))
+    assert logged == [2, 5, 8, 11, 14, 17], logged
+    assert live == logged, live
+    assert fit.callback_metrics['disk/free_bytes'] > 0, 'the last figures stay readable'
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize('log_metrics', [True, False])
 @pytest.mark.parametrize('name', FRAMEWORKS)
 def test_disk_columns_are_on_the_loss_rows_in_csv_and_tensorboard(

@@ -133,6 +133,7 @@ class DiskGuardCallbackMixin:
         self._keep_next_removal = False
         self._logs = False
         self._logged_metrics: dict[str, Any] = {}  # figure -> the result metric its first log made
+        self._withdraw_logged = False  # the figures went to the loggers at the last batch
         self._saves_at_batch_end = True
 
     # ----- configuration, state, pickling -----
@@ -173,7 +174,13 @@ class DiskGuardCallbackMixin:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(
-            _guard=None, _finished=None, _trainer=None, _replaced_io=None, _snapshots=[], _logged_metrics={}
+            _guard=None,
+            _finished=None,
+            _trainer=None,
+            _replaced_io=None,
+            _snapshots=[],
+            _logged_metrics={},
+            _withdraw_logged=False,
         )
         return state
 
@@ -554,6 +561,10 @@ class DiskGuardCallbackMixin:
         if self._logs and _logs_this_batch(trainer):
             self._log(trainer, pl_module)
 
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self._withdraw_logged:
+            self._withdraw_figures()
+
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._before_epoch_save(trainer)
 
@@ -619,6 +630,18 @@ class DiskGuardCallbackMixin:
             if not self._update_logged(trainer, pl_module, name, value):
                 pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
                 self._logged_metrics[name] = _logged_metric(trainer, pl_module, name)
+        self._withdraw_logged = True
+
+    def _withdraw_figures(self) -> None:
+        """At the batch after a logged one: the figures leave the results Lightning collects at
+        every batch end (a result metric marked reset is skipped until it is updated again, as
+        the next logged batch does). Left in, Lightning would copy the last figures into its
+        metrics at each of the following batches, which cost more than the check itself.
+        ``trainer.callback_metrics`` keeps the values last logged."""
+        self._withdraw_logged = False
+        for metric in self._logged_metrics.values():
+            if metric is not None and hasattr(metric, 'has_reset'):
+                metric.has_reset = True
 
     def _update_logged(self, trainer: Any, pl_module: Any, name: str, value: float) -> bool:
         """Hands ``value`` to the result metric ``pl_module.log`` registered for ``name`` in this
