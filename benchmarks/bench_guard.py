@@ -4,8 +4,10 @@ Run: ``python benchmarks/bench_guard.py [DIR]`` (default: a fresh temporary dire
 interleaved in one process, several rounds; the script prints median nanoseconds per call and ratios:
 
 - ``step()`` when no check is due, next to an empty Python method call (target: about one call);
-- ``step()`` when every call is due, next to one ``os.statvfs`` per watched filesystem (a due check
-  asks each filesystem through its worker thread, with a time limit, then grades and decides).
+- ``step()`` when every call is due, next to one ``os.statvfs`` per watched filesystem: on a disk
+  far from its thresholds, where a due check grades the last figures again for up to 50 ms, and
+  with ``min_free`` just under what is available, where every due check measures each filesystem,
+  grades and decides.
 - ``--many N``: a directory of N files (200,000 for the issue's figure), a guard with
   ``rescan_interval=1`` and every call due: the median and the longest ``step()`` over 10 s, during
   which the walk of what the run holds (about half a second on 200,000 files) runs about ten times
@@ -120,9 +122,17 @@ def main() -> int:
     idle = diskguard.DiskGuard(path, check_every_steps=10**12, check_every_seconds=1e9)
     idle.step()  # the first call is always due
     due = diskguard.DiskGuard(path, check_every_steps=1)
+    # A few MiB before min_free: no figure stays fresh, every due check measures.
+    near = diskguard.DiskGuard(
+        path,
+        warn=None,
+        critical=None,
+        check_every_steps=1,
+        min_free=max(0, diskguard.usage(path).avail - 64 * 2**20),
+    )
     watched = [s.name for s in due.status().spaces if not s.name.startswith('budget')]
     statvfs_paths = [path, tempfile.gettempdir()][: len(watched)]
-    env = {'idle': idle, 'due': due, 'empty': Empty(), 'os': os, 'paths': statvfs_paths}
+    env = {'idle': idle, 'due': due, 'near': near, 'empty': Empty(), 'os': os, 'paths': statvfs_paths}
 
     not_due = medians(
         {
@@ -138,7 +148,8 @@ def main() -> int:
     when_due = medians(
         {
             statvfs_name: ('for p in paths: os.statvfs(p)', env),
-            'DiskGuard.step() due': ('due.step()', env),
+            'DiskGuard.step() due, figures still fresh': ('due.step()', env),
+            'DiskGuard.step() due, measured': ('near.step()', env),
         },
         rounds=9,
         number=2_000,

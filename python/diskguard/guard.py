@@ -339,7 +339,8 @@ class DiskGuard:
             due_by_steps = n >= self._next_step
         except TypeError:
             due_by_steps = True  # _check names the wrong type
-        self._engine  # noqa: B018 -- whether the run is distributed is known once it is built
+        if self._core is None:
+            self._engine  # noqa: B018 -- whether the run is distributed is known once it is built
         if self._distributed and self._calls >= self._next_sync:
             # A collective: due on the same call on every rank, whatever each one's clock says,
             # and made even when the check raised (a DiskSpaceWarning turned into an error, which
@@ -383,7 +384,7 @@ class DiskGuard:
         if not self._distributed:
             return self.check()
         try:
-            self._check(None, self._calls)
+            self._check(None, self._calls, measure=True)
         finally:
             self._sync_now(None)
         return self._stop
@@ -412,27 +413,21 @@ class DiskGuard:
         if self._distributed:
             self._next_clock = min(self._next_clock, self._next_sync)
 
-    def _check(self, step: int | None, n: Any) -> bool:
+    def _check(self, step: int | None, n: Any, *, measure: bool = False) -> bool:
+        """One check, on the hot path of :meth:`step` (every call with ``check_every_steps=1``):
+        one call into the core, which checks and hands back the stop flag and what happened;
+        nothing more runs here when nothing happened. A step's check (``measure`` False) grades
+        the last figures again while no writer could have used the room left before a threshold
+        since they were measured (the core decides); ``check()`` and ``sync_stop()`` measure."""
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
             raise TypeError(
                 f'step={step!r}: expected a whole number (int) or None, got {type(step).__name__}'
             )
-        self._check_now()
-        self._last_step = step
-        now = _monotonic()
-        self._next_step = n + self._every_steps
-        self._next_time = now + self._every_seconds
-        self._clock_calls, self._clock_time = self._calls, now
-        self._plan_next_clock(step)
-        return self._stop
-
-    def _check_now(self) -> None:
-        """One check, on the hot path of :meth:`step` (every call with ``check_every_steps=1``):
-        one call into the core, which checks and hands back the stop flag and what happened;
-        nothing more runs here when nothing happened."""
-        core = self._engine
+        core = self._core
+        if core is None:
+            core = self._engine
         try:
-            stop, events = core.check_step()
+            stop, events = core.check_step(measure)
         except BaseException:
             self._act(lambda _core: None)  # the flag and the events as after a failed act (and re-raise)
             raise
@@ -440,6 +435,13 @@ class DiskGuard:
             self._stop = stop
         if events:
             self._emit_events(events)
+        self._last_step = step
+        now = _monotonic()
+        self._next_step = n + self._every_steps
+        self._next_time = now + self._every_seconds
+        self._clock_calls, self._clock_time = self._calls, now
+        self._plan_next_clock(step)
+        return self._stop
 
     def _act(self, act: Callable[[_Guard], object]) -> None:
         """Runs ``act`` on the engine, then warns and logs what it did (also when it raised)."""
@@ -460,7 +462,7 @@ class DiskGuard:
 
     def check(self) -> bool:
         """Checks now, whatever the cadence; returns :attr:`should_stop`."""
-        return self._check(None, self._calls)
+        return self._check(None, self._calls, measure=True)
 
     @property
     def should_stop(self) -> bool:

@@ -268,13 +268,31 @@ impl PyGuard {
         }))
     }
 
-    /// A check as `DiskGuard.step()` makes it, in one call: `(should_stop, events)`, the events
-    /// as `take_events` gives them (empty when nothing happened: nothing more for Python to do).
-    fn check_step(&self, py: Python<'_>) -> PyResult<(bool, Vec<PyGuardEvent>)> {
+    /// A check as `DiskGuard` makes it, in one call: `(should_stop, events)`, the events as
+    /// `take_events` gives them (empty when nothing happened: nothing more for Python to do).
+    /// A training step's check (`measure=False`) may grade the last figures again (see
+    /// `Guard::check_step`): then, with the lock free, it is answered without releasing the GIL,
+    /// as it makes no system call. `measure=True` always measures (`check()`, `sync_stop()`).
+    #[pyo3(signature = (measure = false))]
+    fn check_step(&self, py: Python<'_>, measure: bool) -> PyResult<(bool, Vec<PyGuardEvent>)> {
         let t = monotonic_now()?;
+        if !measure {
+            if let Ok(mut guard) = self.inner.try_lock() {
+                if guard.is_fresh(t) {
+                    guard.check_step(t);
+                    let (stop, events) = (guard.should_stop(), guard.take_events());
+                    drop(guard);
+                    return Ok((stop, events_to_py(events)));
+                }
+            }
+        }
         let (stop, events) = py.detach(|| {
             let mut guard = self.guard();
-            guard.check(t);
+            if measure {
+                guard.check(t);
+            } else {
+                guard.check_step(t);
+            }
             (guard.should_stop(), guard.take_events())
         });
         Ok((stop, events_to_py(events)))

@@ -9,6 +9,14 @@ use crate::size::format_size;
 /// by a quarter of it.
 const BYTE_SLACK_DIVISOR: u64 = 4;
 
+/// Bytes a second no writer exceeds: above the memory bandwidth of any machine, so above what
+/// writes can put in a page cache, let alone on a disk. Only a single call that allocates space
+/// without writing it (`fallocate`) can claim more, and it is seen at the next measurement.
+pub const FASTEST_FILL: f64 = 1024.0 * 1024.0 * 1024.0 * 1024.0;
+
+/// The longest a training step's check grades figures measured earlier (see [`Guard::fresh_for`]).
+pub const LONGEST_FRESH: f64 = 0.05;
+
 impl Guard {
     /// Bytes `critical` and `min_free` keep free on a filesystem of `size` (used + avail) bytes.
     pub(super) fn floor(&self, size: u64) -> u64 {
@@ -149,6 +157,48 @@ impl Guard {
             );
         }
         (Level::Ok, None)
+    }
+
+    /// Seconds during which the figures just measured still decide a training step's check:
+    /// the time the fastest writer ([`FASTEST_FILL`]) would need to use the room left before the
+    /// first threshold it could cross (warn, critical, `min_free`, the room for the next saves
+    /// where checkpoints land), at most [`LONGEST_FRESH`]. None (0) unless every measured space
+    /// answered and is below every threshold, nothing waits for a check and the run goes on.
+    pub(super) fn fresh_for(&self, target: u64) -> f64 {
+        if self.level != Level::Ok || self.should_stop() || self.pending.retention {
+            return 0.0;
+        }
+        let mut headroom = u64::MAX;
+        for space in self.spaces.iter().filter(|s| s.owned) {
+            let Some(u) = space
+                .usage
+                .as_ref()
+                .filter(|_| space.responsive && space.error.is_none())
+            else {
+                return 0.0;
+            };
+            let size = u.used.saturating_add(u.avail);
+            let floor = self.floor(size);
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let warn = self
+                .config
+                .warn
+                .map_or(0, |w| ((1.0 - w) * size as f64).ceil() as u64);
+            let room = if space.holds_dir {
+                floor.saturating_add(target).saturating_add(target / 2)
+            } else {
+                0
+            };
+            let first_crossed = floor.max(warn).max(room);
+            headroom = headroom.min(u.avail.saturating_sub(first_crossed));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = headroom as f64 / FASTEST_FILL;
+        seconds.min(LONGEST_FRESH)
     }
 
     pub(super) fn worst(spaces: &[SpaceStatus]) -> Level {

@@ -168,6 +168,7 @@ impl Guard {
     /// checkpoints of its own (Lightning's top-k, the Trainer's `save_total_limit`), which the
     /// periodic rescan would see only `rescan_interval` later. Only the deleting process measures.
     pub fn rescan(&mut self, t: f64) {
+        self.fresh_until = 0.0; // what the run holds changed: graded again at the next step
         if self.deletes() && self.dir_responsive() && self.dir.is_dir() {
             self.scan.abandon(); // older than this walk
             self.held = held_bytes(&self.dir);

@@ -124,6 +124,9 @@ pub struct Guard {
     pending: Pending,
     /// This run's id (see [`Presence`]).
     run_id: u64,
+    /// Until this monotonic time a training step's check grades the last figures again instead
+    /// of measuring (see [`Guard::check_step`]); 0 when the next one must measure.
+    fresh_until: f64,
 }
 
 /// A fresh run id in 1..=[`MAX_RUN_ID`]: the standard library's per-process random hash keys,
@@ -201,6 +204,7 @@ impl Guard {
             degraded: false,
             pending: Pending::default(),
             run_id: new_run_id(),
+            fresh_until: 0.0,
         };
         guard.add_space(format!("checkpoint directory {}", dir.display()), dir, true);
         guard.add_space(format!("temp directory {}", temp_dir.display()), temp_dir, false);

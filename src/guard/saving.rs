@@ -28,6 +28,31 @@ impl Guard {
             self.stop_if_short(target);
             self.update_level(target);
         }
+        self.fresh_until = t + self.fresh_for(target);
+    }
+
+    /// A check made at a training step (`DiskGuard.step()`): [`Guard::check`], unless the figures
+    /// of the last check still answer for every threshold (see [`Guard::fresh_for`]). A check at
+    /// every step of a fast loop then costs no `statfs` on most steps, and a fill that could reach
+    /// a threshold is still measured at the step it could reach it.
+    pub fn check_step(&mut self, t: f64) {
+        if self.is_fresh(t) {
+            self.checks += 1; // a check made, on figures that still decide
+        } else {
+            self.check(t);
+        }
+    }
+
+    /// Whether [`Guard::check_step`] at monotonic time `t` grades the last figures again, without
+    /// measuring (and so without a system call).
+    pub fn is_fresh(&self, t: f64) -> bool {
+        t < self.fresh_until
+    }
+
+    /// The monotonic time until which [`Guard::check_step`] grades the last figures again
+    /// (0: its next call measures).
+    pub fn fresh_until(&self) -> f64 {
+        self.fresh_until
     }
 
     /// Before writing `nbytes` to `path` (inside the directory): makes room for it, its staging
@@ -36,6 +61,7 @@ impl Guard {
     /// when it fits but leaves no room for a final save, it is allowed and the run stops.
     pub fn before_save(&mut self, path: &Path, nbytes: u64, t: f64) -> Result<()> {
         self.check_inside(path)?;
+        self.fresh_until = 0.0; // this save's bytes: the next step measures after them
         if self.config.budget.is_some() {
             self.settle_held();
         }

@@ -50,6 +50,7 @@ impl Guard {
     /// Restores [`Guard::state`] at monotonic time `t`. The stop is not restored: a resumed run
     /// decides afresh (space may have been freed in between).
     pub fn load_state(&mut self, state: &GuardState, t: f64) -> Result<()> {
+        self.fresh_until = 0.0;
         self.trend = TrendMonitor::from_state(&state.trend, t)?;
         self.level = state.level;
         self.largest = self.largest.max(state.largest);

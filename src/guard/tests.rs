@@ -1,3 +1,4 @@
+use super::grading::{FASTEST_FILL, LONGEST_FRESH};
 use super::paths::inside;
 use super::*;
 use crate::names::OWN_PREFIX;
@@ -341,4 +342,85 @@ fn paths_outside_the_directory_and_bad_settings_are_refused() {
     }
     assert!(Reserve::parse("nope").is_err() && OnFull::parse("maybe").is_err());
     assert_eq!(Reserve::parse("2MiB").expect("size"), Reserve::Bytes(2 * MIB));
+}
+
+#[test]
+#[allow(clippy::float_cmp)] // the times compared are the ones handed in, unchanged
+fn a_step_check_grades_the_last_figures_only_while_no_writer_could_reach_a_threshold() {
+    let dir = temp_dir("fresh");
+    let far = GuardConfig {
+        warn: None,
+        critical: None,
+        ..GuardConfig::default()
+    };
+    let mut g = guard(&dir, far);
+    g.check(100.0);
+    let measured = |g: &Guard| g.trend.last_event_time().expect("measured");
+    // No threshold: the window is the time the fastest writer needs to fill what is available
+    // (this disk's and the temp directory's), at most LONGEST_FRESH; then a step measures.
+    #[allow(clippy::cast_precision_loss)]
+    let expected = g
+        .spaces
+        .iter()
+        .filter_map(|s| s.usage.as_ref())
+        .map(|u| u.avail as f64 / FASTEST_FILL)
+        .fold(LONGEST_FRESH, f64::min);
+    let window = g.fresh_until() - 100.0;
+    assert!(
+        window > 0.0 && (window - expected).abs() < 1e-3 * expected,
+        "{window} vs {expected}"
+    );
+    let checks = g.checks;
+    g.check_step(100.0 + window * 0.5);
+    g.check_step(100.0 + window * 0.99);
+    assert_eq!(measured(&g), 100.0, "graded again, not measured");
+    assert_eq!(g.checks, checks + 2, "each is a check made");
+    g.check_step(100.0 + window * 1.01);
+    assert_eq!(measured(&g), 100.0 + window * 1.01);
+
+    // A save: its bytes are measured at the next step, whatever the window said.
+    let path = dir.join("step=1.pt");
+    g.before_save(&path, MIB, 101.0).expect("fits");
+    assert_eq!(g.fresh_until(), 0.0);
+    write_checkpoint(&dir, "step=1.pt", MIB);
+    g.after_save(&path, MIB, 101.0).expect("after");
+    let window = g.fresh_until() - 101.0;
+    g.check_step(101.0 + window * 0.5);
+    assert_eq!(measured(&g), 101.0, "after_save re-checked after the write");
+    g.rescan(101.0 + window * 0.6);
+    g.check_step(101.0 + window * 0.7);
+    assert_eq!(
+        measured(&g),
+        101.0 + window * 0.7,
+        "a rescan changes what the run holds: graded at once"
+    );
+
+    // A few MiB before min_free: the fastest writer needs microseconds, so every step measures.
+    let avail = g.dir_usage().expect("measured").avail;
+    let near = GuardConfig {
+        warn: None,
+        critical: None,
+        min_free: Some(avail.saturating_sub(64 * MIB)),
+        ..GuardConfig::default()
+    };
+    let mut g = guard(&dir, near);
+    g.check(200.0);
+    let window = g.fresh_until() - 200.0;
+    assert!(window > 0.0 && window < 0.001, "{window}");
+    g.check_step(200.001);
+    assert_eq!(measured(&g), 200.001);
+
+    // Past a threshold (warn): measured at every step.
+    let warned = GuardConfig {
+        warn: Some(0.000_001),
+        critical: None,
+        ..GuardConfig::default()
+    };
+    let mut g = guard(&dir, warned);
+    g.check(300.0);
+    assert_eq!(g.level(), Level::Warn);
+    assert!(g.fresh_until() <= 300.0);
+    g.check_step(300.000_001);
+    assert_eq!(g.trend.last_event_time(), Some(300.000_001));
+    let _ = std::fs::remove_dir_all(&dir);
 }
