@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -183,6 +184,45 @@ def test_checks_are_due_every_n_steps_or_every_t_seconds(disk: Path) -> None:
         by_time.step()
         calls += 1
     assert calls > 1000 and 5 <= by_time.status().checks <= 12, by_time.status().checks
+
+
+def test_a_step_measures_again_once_the_last_figures_may_no_longer_decide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Far from every threshold (a tmpfs that may grow to 2 TiB, as the temp directory too), a
+    step's check within 50 ms of the last measurement grades the same figures again, without a
+    statfs; check() measures. 20 MiB before ``min_free`` (microseconds at that speed), every step measures: each one's
+    figure is what the disk holds at that step."""
+    with mounted_tmpfs(tmp_path / 'big', size='2T', nr_inodes=None) as big:
+        monkeypatch.setattr(tempfile, 'tempdir', str(big))
+        guard = DiskGuard(big, warn=None, critical=None, check_every_steps=1)
+        for _ in range(5):  # a loaded machine may take longer than the window: try again
+            started = time.monotonic()
+            guard.check()
+            before = guard.metrics()['disk/free_bytes']
+            (big / 'other-job.bin').write_bytes(b'x' * 4 * MiB)
+            guard.step()
+            after_step = guard.metrics()['disk/free_bytes']
+            if time.monotonic() - started < 0.04:
+                break
+            (big / 'other-job.bin').unlink()
+        assert after_step == before, 'graded again within the window'
+        guard.check()
+        assert guard.metrics()['disk/free_bytes'] <= before - 4 * MiB
+        checks = guard.status().checks
+        for _ in range(3):
+            guard.step()
+        assert guard.status().checks == checks + 3, 'every due check counts'
+
+        avail = diskguard.usage(big).avail
+        near = DiskGuard(big, warn=None, critical=None, min_free=avail - 20 * MiB, check_every_steps=1)
+        seen = []
+        for _ in range(6):
+            with open(big / 'filler', 'ab') as f:
+                f.write(b'x' * 256 * 1024)
+            near.step()
+            seen.append((near.metrics()['disk/free_bytes'], diskguard.usage(big).avail))
+        assert all(logged == real for logged, real in seen), seen
 
 
 # ----- hung mounts -----
