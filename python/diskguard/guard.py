@@ -326,10 +326,8 @@ class DiskGuard:
                 return self._stop
         except TypeError:
             pass  # a wrong type of step: _check names it
-        return self._step_slowly(step)
-
-    def _step_slowly(self, step: int | None) -> bool:
-        """The rest of :meth:`step`, every few calls: is a check due by steps, or by time?"""
+        # Every few calls (at every one with check_every_steps=1): is a check due by steps, or by
+        # time? Written here rather than in a method of its own, which cost a microsecond a step.
         n = self._calls if step is None else step
         if self._saves is not None and self._saves.inflight:
             # A background save ended (it made this call leave the fast path): settle it here, on
@@ -437,10 +435,17 @@ class DiskGuard:
             self._emit_events(events)
         self._last_step = step
         now = _monotonic()
-        self._next_step = n + self._every_steps
+        calls = self._calls
+        self._next_step = next_step = n + self._every_steps
         self._next_time = now + self._every_seconds
-        self._clock_calls, self._clock_time = self._calls, now
-        self._plan_next_clock(step)
+        self._clock_calls, self._clock_time = calls, now
+        # _plan_next_clock(step), written out on this hot path
+        next_clock = calls + self._stride
+        if step is None and next_step < next_clock:
+            next_clock = next_step
+        if self._distributed and self._next_sync < next_clock:
+            next_clock = self._next_sync
+        self._next_clock = next_clock
         return self._stop
 
     def _act(self, act: Callable[[_Guard], object]) -> None:
