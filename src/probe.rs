@@ -100,6 +100,12 @@ impl Prober {
         &self.path
     }
 
+    /// True once the filesystem is known to be local ([`is_local`]): measured on the calling
+    /// thread, its figures moved only by this machine's writers.
+    pub fn is_inline(&self) -> bool {
+        self.inline
+    }
+
     /// True while a call that timed out has not returned yet.
     pub fn is_stuck(&self) -> bool {
         self.pending

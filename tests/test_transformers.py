@@ -307,6 +307,25 @@ def test_the_disk_figures_are_in_the_log_history(tmp_path: Path) -> None:
     assert not [k for r in silent.state.log_history for k in r if k.startswith('disk/')]
 
 
+def test_each_step_record_carries_figures_measured_at_that_step(tmp_path: Path) -> None:
+    """On a disk far from every threshold (a tmpfs that may grow to 2 TiB), where a step's check
+    grades figures measured up to 50 ms before, the step whose record the Trainer logs measures:
+    with 128 KiB written at every step, each record has less free room than the one before."""
+    with mounted_tmpfs(tmp_path / 'big', size='2T', nr_inodes=None) as big:
+
+        class Fill(TrainerCallback):
+            def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+                with open(big / 'filler', 'ab') as f:
+                    f.write(b'x' * 128 * 1024)
+
+        run = trainer(
+            big / 'out', [Fill(), guard_callback()], max_steps=8, logging_steps=1, save_strategy='no'
+        )
+        run.train()
+    free = [r['disk/free_bytes'] for r in run.state.log_history if 'loss' in r]
+    assert len(free) == 8 and free == sorted(free, reverse=True) and len(set(free)) == len(free), free
+
+
 def test_the_disk_figures_reach_tensorboard(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -616,8 +616,8 @@ class DiskGuardCallbackMixin:
             )
 
     def _log(self, trainer: Any, pl_module: Any) -> None:
-        """The disk next to the loss: the last check's figures logged as Lightning's own metrics
-        are, so they travel in the same logger call as the loss, at Lightning's step. Called only
+        """The disk next to the loss: the figures, measured at this batch, logged as Lightning's
+        own metrics are, so they travel in the same logger call as the loss, at Lightning's step. Called only
         on the batches whose metrics Lightning sends to the loggers (``should_update_logs``). Only
         the process that measures the directory has figures; the loggers write from rank zero.
 
@@ -625,8 +625,13 @@ class DiskGuardCallbackMixin:
         and registers its result metric; later values are handed to that same metric (what
         ``log`` does last), without the checks and the move to the device that made ``log`` cost
         several times more than the check itself. Anything unexpected takes ``log`` again."""
-        assert self._guard is not None
-        for name, value in self._guard.metrics().items():
+        guard = self._guard
+        assert guard is not None
+        # The figures of this very batch: measured now (a step's check may have graded figures
+        # measured a few milliseconds before, see DiskGuard.step).
+        if guard.check():
+            self._stop_if(trainer, True)
+        for name, value in guard.metrics().items():
             if not self._update_logged(trainer, pl_module, name, value):
                 pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=False, logger=True)
                 self._logged_metrics[name] = _logged_metric(trainer, pl_module, name)

@@ -317,7 +317,9 @@ class DiskGuard:
         """Call once per training step; returns :attr:`should_stop`.
 
         A check is due every ``check_every_steps`` calls (or steps, when ``step`` is given) or every
-        ``check_every_seconds``, whichever comes first; otherwise this only counts.
+        ``check_every_seconds``, whichever comes first; otherwise this only counts. A due check
+        measures once the last figures may no longer decide: on a local disk far from every
+        threshold, after at most 50 ms (see docs/guard-and-saving.md).
         """
         self._calls += 1
         try:
@@ -492,7 +494,8 @@ class DiskGuard:
         self._engine.set_referenced([os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths])
 
     def metrics(self) -> dict[str, float]:
-        """The checkpoint directory's filesystem as of the last check, for a training logger:
+        """The checkpoint directory's filesystem as last measured (a step's check may grade figures
+        measured up to 50 ms before; :meth:`check` measures now), for a training logger:
         ``disk/free_bytes``, ``disk/used_percent`` and, once the trend has an answer,
         ``disk/hours_to_full``. Empty in a process that does not measure it."""
         measured = self._engine.metrics()
@@ -565,7 +568,7 @@ class DiskGuard:
 
     def status(self) -> GuardStatus:
         """Every watched space with its figures and level, what the run holds, the stop; ``str()``
-        of it is a readable report. Uses the last check's figures."""
+        of it is a readable report. Uses the last measured figures (see :meth:`metrics`)."""
         return self._engine.status()
 
     def forecast(

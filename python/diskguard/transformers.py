@@ -300,6 +300,10 @@ class DiskGuardCallback(TrainerCallback, ExportableState):
         the Trainer is about to make, or vetoes it."""
         guard = self._guard_for(args)
         stop = guard.step(state.global_step)
+        if control.should_log and self.log_metrics:
+            # The figures go on this step's record: measured now (a step's check may have graded
+            # figures measured a few milliseconds before, see DiskGuard.step).
+            stop = guard.check() or stop
         if stop and args.save_strategy == 'steps':
             # The final save the guard kept room for: the progress since the last one is not lost.
             control.should_save = True

@@ -163,18 +163,22 @@ impl Guard {
     /// the time the fastest writer ([`FASTEST_FILL`]) would need to use the room left before the
     /// first threshold it could cross (warn, critical, `min_free`, the room for the next saves
     /// where checkpoints land), at most [`LONGEST_FRESH`]. None (0) unless every measured space
-    /// answered and is below every threshold, nothing waits for a check and the run goes on.
+    /// is a local filesystem that answered and is below every threshold, nothing waits for a
+    /// check and the run goes on. None under a budget either: what fills it is known from the
+    /// walks of the directory, which land at a measurement, not from `statfs`.
     pub(super) fn fresh_for(&self, target: u64) -> f64 {
-        if self.level != Level::Ok || self.should_stop() || self.pending.retention {
+        if self.level != Level::Ok
+            || self.should_stop()
+            || self.pending.retention
+            || (self.config.budget.is_some() && self.deletes())
+        {
             return 0.0;
         }
         let mut headroom = u64::MAX;
         for space in self.spaces.iter().filter(|s| s.owned) {
-            let Some(u) = space
-                .usage
-                .as_ref()
-                .filter(|_| space.responsive && space.error.is_none())
-            else {
+            // A network filesystem: many hosts write to it, faster together than any one machine.
+            let answered = space.responsive && space.error.is_none() && space.prober.is_inline();
+            let Some(u) = space.usage.as_ref().filter(|_| answered) else {
                 return 0.0;
             };
             let size = u.used.saturating_add(u.avail);

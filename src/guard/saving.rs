@@ -16,6 +16,7 @@ impl Guard {
             self.settle_held(); // once: a budget is never graded on a figure not yet measured
         }
         self.checks += 1;
+        let deletions = self.retention_deletions + self.forced_deletions;
         self.see_dir();
         self.measure(t);
         if self.pending.retention {
@@ -28,7 +29,10 @@ impl Guard {
             self.stop_if_short(target);
             self.update_level(target);
         }
-        self.fresh_until = t + self.fresh_for(target);
+        // Figures credited with what this check deleted are not measured ones: the next step
+        // measures (a deleted file still open frees nothing).
+        let deleted = self.retention_deletions + self.forced_deletions > deletions;
+        self.fresh_until = if deleted { t } else { t + self.fresh_for(target) };
     }
 
     /// A check made at a training step (`DiskGuard.step()`): [`Guard::check`], unless the figures

@@ -424,3 +424,24 @@ fn a_step_check_grades_the_last_figures_only_while_no_writer_could_reach_a_thres
     assert_eq!(g.trend.last_event_time(), Some(300.000_001));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[allow(clippy::float_cmp)] // the times compared are the ones handed in, unchanged
+fn under_a_budget_every_step_measures() {
+    // A budget on a roomy filesystem: what fills it is known from the walks of the directory,
+    // which land at a measurement, not from statfs: no step grades earlier figures again.
+    let dir = temp_dir("fresh-budget");
+    let config = GuardConfig {
+        budget: Some(64 * MIB),
+        warn: None,
+        critical: None,
+        ..GuardConfig::default()
+    };
+    let mut g = guard(&dir, config);
+    g.check(100.0);
+    assert_eq!(g.level(), Level::Ok);
+    assert!(g.fresh_until() <= 100.0, "{}", g.fresh_until());
+    g.check_step(100.001);
+    assert_eq!(g.trend.last_event_time(), Some(100.001));
+    let _ = std::fs::remove_dir_all(&dir);
+}
