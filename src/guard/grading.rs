@@ -17,19 +17,21 @@ pub const FASTEST_FILL: f64 = 1024.0 * 1024.0 * 1024.0 * 1024.0;
 /// The longest a training step's check grades figures measured earlier (see [`Guard::fresh_for`]).
 pub const LONGEST_FRESH: f64 = 0.05;
 
+/// Bytes still free on a filesystem of `size` (used + avail) bytes once `fraction` of it is used
+/// (0 without a fraction).
+fn free_at(fraction: Option<f64>, size: u64) -> u64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    fraction.map_or(0, |f| ((1.0 - f) * size as f64).ceil() as u64)
+}
+
 impl Guard {
     /// Bytes `critical` and `min_free` keep free on a filesystem of `size` (used + avail) bytes.
     pub(super) fn floor(&self, size: u64) -> u64 {
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let by_fraction = self
-            .config
-            .critical
-            .map_or(0, |c| ((1.0 - c) * size as f64).ceil() as u64);
-        by_fraction.max(self.config.min_free.unwrap_or(0))
+        free_at(self.config.critical, size).max(self.config.min_free.unwrap_or(0))
     }
 
     /// Every space with its figures and level, graded against `target` bytes of room; `strict`
@@ -183,15 +185,7 @@ impl Guard {
             };
             let size = u.used.saturating_add(u.avail);
             let floor = self.floor(size);
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
-            let warn = self
-                .config
-                .warn
-                .map_or(0, |w| ((1.0 - w) * size as f64).ceil() as u64);
+            let warn = free_at(self.config.warn, size);
             let room = if space.holds_dir {
                 floor.saturating_add(target).saturating_add(target / 2)
             } else {
