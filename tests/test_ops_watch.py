@@ -410,6 +410,34 @@ def test_an_alert_no_channel_took_stays_pending_then_goes_out_exactly_once(
     assert json.loads(state.read_text())['pending'] == []
 
 
+def test_an_alert_answered_with_a_redirect_stays_pending_then_goes_out_exactly_once(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    """A webhook answering its POST with 302 to a page anyone can GET did not take the alert (urllib
+    used to follow it as a GET and count the page's 200 as delivered): the alert stays pending, naming
+    the status and the Location, the page sees no request; once the hook answers 200, the next tick
+    sends it, once."""
+    hook.status = 302
+    hook.location = hook.url.split('/send')[0] + '/landing'
+    state = tmp_path / 'state.json'
+    clock = Clock()
+    w = Watcher(settings(tmpfs, state, hook), clock=clock)
+    fill_to(tmpfs, 0.9)
+    assert w.step() is not None
+    w.finish()
+    (pending,) = json.loads(state.read_text())['pending']
+    assert f'HTTP 302: redirect not followed, to {hook.location} (' in pending['error'], pending
+    assert hook.gets == [] and 200 not in hook.answers
+    assert [d.ok for d in w.sender.deliveries] == [False]
+    hook.status, hook.location = 200, None
+    for _ in range(2):
+        clock.now += 120  # past the retry (one interval), within the reminder period
+        assert w.step() is None  # nothing new to say, only what is pending
+        w.finish()
+    assert hook.answers.count(200) == 1 and hook.bodies[-1]['state'] == 'CRITICAL'
+    assert json.loads(state.read_text())['pending'] == [] and hook.gets == []
+
+
 def test_a_hanging_channel_never_delays_the_checks(tmpfs: Path, tmp_path: Path) -> None:
     """Issue 17.6: a webhook that never answers: the step returns at once, the send is bounded."""
     silent = socket.socket()
