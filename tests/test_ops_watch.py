@@ -500,6 +500,22 @@ def test_once_exits_with_the_level_and_says_nothing_when_all_went_out(
     assert gone.returncode == 2 and 'kept to retry later' in gone.stderr
 
 
+def test_once_without_a_channel_prints_the_alert_on_stdout(tmp_path: Path) -> None:
+    """With no channel set, what would have been alerted is printed on stdout (as check prints its
+    line), the names escaped; the exit code stays the level's. It is the alert: the next run, with
+    nothing changed, says nothing again."""
+    missing = tmp_path / 'gone\nFORGED: x\x1b[2J'
+    args = ['watch', '--once', str(missing), '--state-file', str(tmp_path / 's.json'), '--proc-root', '/proc']
+    first = run(*args)
+    assert first.returncode == 3 and first.stderr == '', first.stderr
+    shown = str(tmp_path) + '/gone\\x0aFORGED: x\\x1b[2J'
+    assert first.stdout.startswith('[diskguard] UNKNOWN on '), first.stdout
+    assert f'UNKNOWN (was OK): {shown}: does not exist' in first.stdout, first.stdout
+    assert '\x1b' not in first.stdout and '\nFORGED' not in first.stdout
+    again = run(*args)
+    assert again.returncode == 3 and again.stdout == again.stderr == ''
+
+
 @pytest.mark.parametrize(
     ('line', 'message'),
     [
