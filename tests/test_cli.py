@@ -196,3 +196,25 @@ def test_status_in_a_deleted_working_directory_is_a_clear_error(tmp_path: Path) 
         env=env,
     )
     assert absolute.returncode in (0, 1, 2) and 'mount       /' in absolute.stdout
+
+
+def test_demo_budget_takes_a_size_with_its_unit_as_every_other_option(tmp_path: Path) -> None:
+    """``demo --budget 500`` ran a demo under 500 bytes while ``--min-free 500`` and ``--budget
+    GLOB=500`` are refused as ambiguous: the same parser and the same one-line usage error (exit 2,
+    naming the option, the value and what is allowed), before torch is even imported."""
+    # --epochs 1 and --dir: should the value be taken, the run stays short and leaves nothing behind.
+    demo = ['demo', '--epochs', '1', '--dir', str(tmp_path)]
+    bare = run(*demo, '--budget', '500')
+    assert (bare.returncode, bare.stdout) == (2, ''), bare.stdout
+    assert bare.stderr == (
+        "diskguard: error: --budget='500': a size without a unit is ambiguous: write '500GiB', or '4096B' "
+        'for bytes\n'
+    )
+    for value, allowed in [
+        ('lots', "expected a size such as '500GiB'"),
+        ('0B', 'expected a size of at least one byte'),
+    ]:
+        wrong = run(*demo, '--budget', value)
+        assert wrong.returncode == 2 and wrong.stdout == '', wrong.stdout
+        assert wrong.stderr.startswith(f"diskguard: error: --budget='{value}': {allowed}"), wrong.stderr
+    assert os.listdir(tmp_path) == []

@@ -46,13 +46,17 @@ PASSWORD = 'hunter2-secret'
 
 
 class Recorder:
-    """A local HTTP server that records each POST and answers with ``status``."""
+    """A local HTTP server that records each POST and answers with ``status`` (with a ``Location``
+    header when ``location`` is set), and counts the GETs it is sent (``gets``: their paths)."""
 
     def __init__(self, status: int = 200, port: int = 0, echo_path: bool = False) -> None:
         self.bodies: list[Any] = []
         self.raw: list[bytes] = []
         self.paths: list[str] = []
+        self.answers: list[int] = []
+        self.gets: list[str] = []
         self.status = status
+        self.location: str | None = None
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,10 +66,21 @@ class Recorder:
                 recorder.raw.append(raw)
                 recorder.bodies.append(json.loads(raw))
                 recorder.paths.append(self.path)
+                recorder.answers.append(recorder.status)
                 # A proxy that echoes the request in its reason phrase, as some do on errors.
                 self.send_response(recorder.status, f'failed {self.path}' if echo_path else None)
+                if recorder.location is not None:
+                    self.send_header('Location', recorder.location)
                 self.send_header('Content-Length', '0')
                 self.end_headers()
+
+            def do_GET(self) -> None:
+                # A page anyone can fetch: a client that turned a redirected POST into a GET lands here.
+                recorder.gets.append(self.path)
+                self.send_response(200)
+                self.send_header('Content-Length', '2')
+                self.end_headers()
+                self.wfile.write(b'ok')
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -416,6 +431,43 @@ def test_a_servers_reply_cannot_put_terminal_escapes_in_the_error() -> None:
     assert not outcome.ok and outcome.error is not None
     assert outcome.error.isprintable(), outcome.error
     assert '\\x1b]0;pwned\\x07' in outcome.error
+
+
+@pytest.mark.parametrize('code', [301, 302, 303, 307, 308])
+def test_a_redirected_webhook_is_not_delivered_and_the_error_says_where_it_points(
+    http: Recorder, code: int
+) -> None:
+    """Only a 2xx answer to the POST itself delivers an alert: a redirect is not followed (urllib
+    used to turn a POST answered 301/302/303 into a GET of the Location, whose 200 counted as sent),
+    and the error names the status and the Location, its query hidden."""
+    http.status = code
+    base = http.url.split('/send')[0]
+    http.location = f'{base}/landing?token=other-7c1d9e'
+    (outcome,) = deliver([Webhook(http.url)], ALERT, attempts=2, sleep=lambda _: None)
+    assert not outcome.ok, outcome
+    assert http.gets == [], 'the redirect target saw no request'
+    assert http.answers == [code, code], 'each try is one POST to the URL given, and no other'
+    assert outcome.error is not None, outcome
+    assert f'HTTP {code}: redirect not followed, to {base}/landing?token=<hidden> (' in outcome.error
+    assert 'other-7c1d9e' not in outcome.error and SECRET not in outcome.error
+
+
+def test_a_redirect_location_is_escaped_and_redacted_in_the_error(http: Recorder) -> None:
+    """The Location is the server's text: a relative one is shown resolved, its controls escaped,
+    its query hidden, and its length bounded."""
+    http.status = 302
+    http.location = '/moved/\x1b[2J?token=other-7c1d9e'
+    (outcome,) = deliver([Webhook(http.url)], ALERT, attempts=1, sleep=lambda _: None)
+    assert not outcome.ok and outcome.error is not None
+    assert outcome.error.isprintable(), outcome.error
+    assert '127.0.0.1:' in outcome.error and '/moved/\\x1b[2J?token=<hidden> (' in outcome.error
+    assert 'other-7c1d9e' not in outcome.error and http.gets == []
+    http.location = '/ab' * 5_000
+    (long,) = deliver([Webhook(http.url)], ALERT, attempts=1, sleep=lambda _: None)
+    assert (
+        long.error is not None and len(long.error) < 600 and '/ab/ab' in long.error and '... (' in long.error
+    )
+    assert http.gets == []
 
 
 def test_names_are_data_in_webhook_and_email_bodies(tmp_path: Path, http: Recorder) -> None:

@@ -410,6 +410,34 @@ def test_an_alert_no_channel_took_stays_pending_then_goes_out_exactly_once(
     assert json.loads(state.read_text())['pending'] == []
 
 
+def test_an_alert_answered_with_a_redirect_stays_pending_then_goes_out_exactly_once(
+    tmpfs: Path, tmp_path: Path, hook: Recorder
+) -> None:
+    """A webhook answering its POST with 302 to a page anyone can GET did not take the alert (urllib
+    used to follow it as a GET and count the page's 200 as delivered): the alert stays pending, naming
+    the status and the Location, the page sees no request; once the hook answers 200, the next tick
+    sends it, once."""
+    hook.status = 302
+    hook.location = hook.url.split('/send')[0] + '/landing'
+    state = tmp_path / 'state.json'
+    clock = Clock()
+    w = Watcher(settings(tmpfs, state, hook), clock=clock)
+    fill_to(tmpfs, 0.9)
+    assert w.step() is not None
+    w.finish()
+    (pending,) = json.loads(state.read_text())['pending']
+    assert f'HTTP 302: redirect not followed, to {hook.location} (' in pending['error'], pending
+    assert hook.gets == [] and 200 not in hook.answers
+    assert [d.ok for d in w.sender.deliveries] == [False]
+    hook.status, hook.location = 200, None
+    for _ in range(2):
+        clock.now += 120  # past the retry (one interval), within the reminder period
+        assert w.step() is None  # nothing new to say, only what is pending
+        w.finish()
+    assert hook.answers.count(200) == 1 and hook.bodies[-1]['state'] == 'CRITICAL'
+    assert json.loads(state.read_text())['pending'] == [] and hook.gets == []
+
+
 def test_a_hanging_channel_never_delays_the_checks(tmpfs: Path, tmp_path: Path) -> None:
     """Issue 17.6: a webhook that never answers: the step returns at once, the send is bounded."""
     silent = socket.socket()
@@ -470,6 +498,22 @@ def test_once_exits_with_the_level_and_says_nothing_when_all_went_out(
     assert [b['state'] for b in hook.bodies] == ['WARNING']
     gone = run(*args, '--webhook', f'http://127.0.0.1:{free_port()}/x', '-c', '45%')
     assert gone.returncode == 2 and 'kept to retry later' in gone.stderr
+
+
+def test_once_without_a_channel_prints_the_alert_on_stdout(tmp_path: Path) -> None:
+    """With no channel set, what would have been alerted is printed on stdout (as check prints its
+    line), the names escaped; the exit code stays the level's. It is the alert: the next run, with
+    nothing changed, says nothing again."""
+    missing = tmp_path / 'gone\nFORGED: x\x1b[2J'
+    args = ['watch', '--once', str(missing), '--state-file', str(tmp_path / 's.json'), '--proc-root', '/proc']
+    first = run(*args)
+    assert first.returncode == 3 and first.stderr == '', first.stderr
+    shown = str(tmp_path) + '/gone\\x0aFORGED: x\\x1b[2J'
+    assert first.stdout.startswith('[diskguard] UNKNOWN on '), first.stdout
+    assert f'UNKNOWN (was OK): {shown}: does not exist' in first.stdout, first.stdout
+    assert '\x1b' not in first.stdout and '\nFORGED' not in first.stdout
+    again = run(*args)
+    assert again.returncode == 3 and again.stdout == again.stderr == ''
 
 
 @pytest.mark.parametrize(

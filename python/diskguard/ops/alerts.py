@@ -23,6 +23,7 @@ import ssl
 import stat
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from .redact import redact, secret_forms, token_like, url_has_token
+from . import escape
+from .redact import HIDDEN, redact, redact_url, secret_forms, token_like, url_has_token
 
 log = logging.getLogger('diskguard.alerts')
 
@@ -205,13 +207,58 @@ class Webhook(Channel):
         }
 
     def send(self, alert: Alert, timeout: float = TIMEOUT) -> None:
+        """POSTs the alert; it is delivered only when the POST itself is answered 2xx. A redirect is
+        not followed (see :class:`_NoRedirect`): it raises ``OSError`` naming the status and where
+        it points."""
         body = json.dumps(_clean(self.payload(alert))).encode()
         request = urllib.request.Request(
             self._url, data=body, method='POST', headers={'Content-Type': 'application/json'}
         )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if not 200 <= response.status < 300:
-                raise OSError(f'HTTP {response.status}')
+        try:
+            # Built per send, as urlopen's own: it reads the proxy settings of the environment.
+            opener = urllib.request.build_opener(_NoRedirect)
+            with opener.open(request, timeout=timeout) as response:
+                if not 200 <= response.status < 300:
+                    raise OSError(f'HTTP {response.status}')
+        except urllib.error.HTTPError as err:
+            with err:
+                if not 300 <= err.code < 400:
+                    raise
+                location = err.headers.get('Location') if err.headers is not None else None
+                # The URL ends at a space: redact() takes a colon or a comma after it as the URL's.
+                raise OSError(
+                    f'HTTP {err.code}: redirect not followed, to {self._where(location)} (an alert is '
+                    'delivered only by a 2xx answer to its POST: set the webhook URL to where it points)'
+                ) from None
+
+    def _where(self, location: str | None) -> str:
+        """The Location a server answered, fit for a log: resolved against the URL, its secrets
+        hidden (:func:`redact_url`), escaped as a name and of bounded length."""
+        if not location:
+            return '(no Location)'
+        try:
+            shown = redact_url(urllib.parse.urljoin(self._url, location))
+        except ValueError:
+            shown = HIDDEN
+        shown = escape.text(shown)
+        return shown if len(shown) <= LOCATION_SHOWN else shown[:LOCATION_SHOWN] + '...'
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: the answer to the POST is what counts. urllib turns a POST answered 301,
+    302 or 303 into a GET of the Location without the body, whose 2xx would count as a delivery no
+    one received, and it would follow to any host and scheme (https to http included). 307/308 keep
+    the method and the body, but are not followed either, not even to the same origin: a webhook that
+    moved (most often http to https, another origin anyway) is the admin's to update, as curl does
+    without -L, and an alert goes only where the admin configured it. So every 3xx comes back as an
+    ``HTTPError``, and the error says where it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+#: Characters of a redirect's Location shown in an error (a header line may be 64 KiB).
+LOCATION_SHOWN = 300
 
 
 def webhook_url(

@@ -11,9 +11,12 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 
-_URL = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://[^\s\'"<>]+')
-_AUTH = re.compile(r'(?i)(\bAUTH\s+(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\s+)\S+')
 HIDDEN = '<hidden>'
+# A URL runs to whitespace, a quote or an angle bracket, except the HIDDEN a redaction left in it: a
+# message that already holds a redacted URL (a redirect's Location) comes out of redact() unchanged,
+# not as ``key=<hidden><hidden>``.
+_URL = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s\'"<>]|' + re.escape(HIDDEN) + ')+')
+_AUTH = re.compile(r'(?i)(\bAUTH\s+(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\s+)\S+')
 
 
 def token_like(segment: str) -> bool:

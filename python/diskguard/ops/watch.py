@@ -9,7 +9,8 @@ bounded time (:class:`diskguard.ops.outbox.Sender`); one a channel did not take 
 retried on later ticks with backoff. The state file (levels, when each was alerted, pending alerts,
 each trend monitor's ``state_dict()``) is rewritten atomically each interval, so a restart neither
 re-alerts, nor loses an undelivered alert, nor forgets the trend. SIGTERM and SIGINT finish the
-current step and exit 0; ``--once`` exits with the Nagios code of what it measured.
+current step and exit 0; ``--once`` exits with the Nagios code of what it measured (and with no
+channel set, prints the alert on stdout).
 """
 
 from __future__ import annotations
@@ -412,7 +413,8 @@ def add_watch_command(commands: Any) -> None:
     p.add_argument(
         '--once',
         action='store_true',
-        help='one measurement (alerts on changes, pending ones retried), then exit 0/1/2/3 as check: for cron',
+        help='one measurement (alerts on changes, pending ones retried; with no channel, printed), '
+        'then exit 0/1/2/3 as check: for cron',
     )
     options.add_threshold_options(p)
     options.add_scope_options(p)
@@ -466,8 +468,12 @@ def run_watch(args: argparse.Namespace) -> int:
     if settings.proc_root is None and in_container():
         log.warning('%s', CONTAINER_NOTE)
     if args.once:
-        watcher.step()
+        alert = watcher.step()
         watcher.finish()
+        if alert is not None and not settings.channels:
+            # No channel to take it: the alert is the output, on stdout as check prints its line
+            # (cron mails it; by hand it is seen). Each line escaped for the terminal.
+            print('\n'.join(names.text(line) for line in alert.as_text().split('\n')), flush=True)
         return watcher.level
 
     def stop(signum: int, _frame: object) -> None:
