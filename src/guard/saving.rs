@@ -53,12 +53,6 @@ impl Guard {
         t < self.fresh_until
     }
 
-    /// The monotonic time until which [`Guard::check_step`] grades the last figures again
-    /// (0: its next call measures).
-    pub fn fresh_until(&self) -> f64 {
-        self.fresh_until
-    }
-
     /// Before writing `nbytes` to `path` (inside the directory): makes room for it, its staging
     /// (the file it replaces stays until the rename) and a margin, plus a final save unless the
     /// run is already stopping. Refuses with [`Error::InsufficientSpace`] when it cannot fit;

@@ -365,7 +365,7 @@ fn a_step_check_grades_the_last_figures_only_while_no_writer_could_reach_a_thres
         .filter_map(|s| s.usage.as_ref())
         .map(|u| u.avail as f64 / FASTEST_FILL)
         .fold(LONGEST_FRESH, f64::min);
-    let window = g.fresh_until() - 100.0;
+    let window = g.fresh_until - 100.0;
     assert!(
         window > 0.0 && (window - expected).abs() < 1e-3 * expected,
         "{window} vs {expected}"
@@ -381,10 +381,10 @@ fn a_step_check_grades_the_last_figures_only_while_no_writer_could_reach_a_thres
     // A save: its bytes are measured at the next step, whatever the window said.
     let path = dir.join("step=1.pt");
     g.before_save(&path, MIB, 101.0).expect("fits");
-    assert_eq!(g.fresh_until(), 0.0);
+    assert_eq!(g.fresh_until, 0.0);
     write_checkpoint(&dir, "step=1.pt", MIB);
     g.after_save(&path, MIB, 101.0).expect("after");
-    let window = g.fresh_until() - 101.0;
+    let window = g.fresh_until - 101.0;
     g.check_step(101.0 + window * 0.5);
     assert_eq!(measured(&g), 101.0, "after_save re-checked after the write");
     g.rescan(101.0 + window * 0.6);
@@ -405,7 +405,7 @@ fn a_step_check_grades_the_last_figures_only_while_no_writer_could_reach_a_thres
     };
     let mut g = guard(&dir, near);
     g.check(200.0);
-    let window = g.fresh_until() - 200.0;
+    let window = g.fresh_until - 200.0;
     assert!(window > 0.0 && window < 0.001, "{window}");
     g.check_step(200.001);
     assert_eq!(measured(&g), 200.001);
@@ -419,7 +419,7 @@ fn a_step_check_grades_the_last_figures_only_while_no_writer_could_reach_a_thres
     let mut g = guard(&dir, warned);
     g.check(300.0);
     assert_eq!(g.level(), Level::Warn);
-    assert!(g.fresh_until() <= 300.0);
+    assert!(g.fresh_until <= 300.0);
     g.check_step(300.000_001);
     assert_eq!(g.trend.last_event_time(), Some(300.000_001));
     let _ = std::fs::remove_dir_all(&dir);
@@ -440,7 +440,7 @@ fn under_a_budget_every_step_measures() {
     let mut g = guard(&dir, config);
     g.check(100.0);
     assert_eq!(g.level(), Level::Ok);
-    assert!(g.fresh_until() <= 100.0, "{}", g.fresh_until());
+    assert!(g.fresh_until <= 100.0, "{}", g.fresh_until);
     g.check_step(100.001);
     assert_eq!(g.trend.last_event_time(), Some(100.001));
     let _ = std::fs::remove_dir_all(&dir);
